@@ -1,0 +1,164 @@
+/**
+ * The normalised configuration, after YAML, environment overrides and defaults.
+ * Key names follow Patroni's YAML on purpose (snake_case), so a reader can map each field to
+ * Patroni's documentation; `src/config/schema.ts` is the single source of validation and defaults.
+ */
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** A `listen` value: Patroni accepts `host:port` with several comma-separated hosts. */
+export interface ListenAddress {
+  hosts: string[];
+  port: number;
+}
+
+export interface Credentials {
+  username: string;
+  password?: string;
+}
+
+export interface EtcdConfig {
+  /** `host:port` entries, normalised from `host`, `hosts` (list or comma-separated) or `url(s)`. */
+  hosts: string[];
+  protocol: 'http' | 'https';
+  username?: string;
+  password?: string;
+  cacert?: string;
+  cert?: string;
+  key?: string;
+}
+
+export interface RestApiConfig {
+  listen: ListenAddress;
+  /** host:port other members and tools use to reach this API. */
+  connect_address: string;
+  authentication?: Credentials & { password: string };
+  certfile?: string;
+  keyfile?: string;
+  keyfile_password?: string;
+  cafile?: string;
+  verify_client?: 'none' | 'optional' | 'required';
+  allowlist?: string[];
+  allowlist_include_members?: boolean;
+  http_extra_headers?: Record<string, string>;
+}
+
+export type CallbackName = 'on_start' | 'on_stop' | 'on_restart' | 'on_reload' | 'on_role_change';
+
+export interface PostgresqlConfig {
+  listen: ListenAddress;
+  connect_address: string;
+  data_dir: string;
+  /** Resolved at load time when not given: the newest installed PostgreSQL 13..17 (Debian layout). */
+  bin_dir: string;
+  /** Where postgresql.conf / pg_hba.conf live (Debian's split layout); defaults to data_dir. */
+  config_dir: string;
+  pgpass: string;
+  authentication: {
+    superuser: Credentials;
+    replication: Credentials;
+    rewind?: Credentials;
+  };
+  parameters: Record<string, string | number | boolean>;
+  pg_hba?: string[];
+  pg_ident?: string[];
+  callbacks: Partial<Record<CallbackName, string>>;
+  create_replica_methods: string[];
+  /** pg_basebackup options: list of `flag` or `{flag: value}` entries, as in Patroni. */
+  basebackup: Array<string | Record<string, string | number>>;
+  use_unix_socket: boolean;
+  unix_socket_directories?: string;
+  remove_data_directory_on_rewind_failure: boolean;
+  remove_data_directory_on_diverged_timelines: boolean;
+  /** pgha extension: OS user that owns and runs PostgreSQL when the agent runs as root. */
+  os_user: string;
+}
+
+export interface BootstrapConfig {
+  /** Raw dynamic configuration written to the `config` key by the node that initialises the cluster. */
+  dcs: Record<string, unknown>;
+  /** initdb options: `flag` or `{flag: value}` entries, as in Patroni. */
+  initdb: Array<string | Record<string, string | number>>;
+  pg_hba?: string[];
+  users?: Record<string, { password?: string; options?: string[] }>;
+  post_bootstrap?: string;
+  post_init?: string;
+}
+
+export interface TagsConfig {
+  nofailover: boolean;
+  noloadbalance: boolean;
+  clonefrom: boolean;
+  nosync: boolean;
+  nostream?: boolean;
+  failover_priority?: number;
+  replicatefrom?: string;
+  /** Any other user-defined tags, published as they are. */
+  [tag: string]: unknown;
+}
+
+export interface WatchdogConfig {
+  mode: 'off' | 'automatic' | 'required';
+  device: string;
+  safety_margin: number;
+}
+
+export interface LogConfig {
+  type: 'plain' | 'json';
+  level: string;
+  dir?: string;
+}
+
+export interface PghaConfig {
+  scope: string;
+  /** Always starts and ends with `/` (Patroni's default is `/service/`). */
+  namespace: string;
+  name: string;
+  restapi: RestApiConfig;
+  etcd: EtcdConfig;
+  bootstrap: BootstrapConfig;
+  postgresql: PostgresqlConfig;
+  tags: TagsConfig;
+  watchdog: WatchdogConfig;
+  log: LogConfig;
+  /** Path of the YAML file the config came from, when any. */
+  source?: string;
+}
+
+/**
+ * The dynamic configuration stored in the `config` key, with defaults applied.
+ * Unknown keys are kept in `raw` so a round trip through pgha never drops what Patroni wrote.
+ */
+export interface DynamicConfig {
+  ttl: number;
+  loop_wait: number;
+  retry_timeout: number;
+  maximum_lag_on_failover: number;
+  primary_start_timeout: number;
+  primary_stop_timeout: number;
+  synchronous_mode: boolean | 'quorum';
+  synchronous_mode_strict: boolean;
+  synchronous_node_count: number;
+  failsafe_mode: boolean;
+  check_timeline: boolean;
+  pause: boolean;
+  postgresql: {
+    use_pg_rewind: boolean;
+    use_slots: boolean;
+    parameters: Record<string, string | number | boolean>;
+    pg_hba?: string[];
+    recovery_conf?: Record<string, string | number | boolean>;
+  };
+  raw: Record<string, unknown>;
+}
+
+export interface LoadResult {
+  config?: PghaConfig;
+  /** Fatal problems, each `path.to.key: what is wrong`. */
+  errors: string[];
+  /** Keys that are valid Patroni but not acted on by pgha yet, and other non-fatal remarks. */
+  warnings: string[];
+}

@@ -1,0 +1,143 @@
+/**
+ * The distributed configuration store (DCS) as the rest of pgha sees it. Only `src/dcs/` talks to
+ * etcd; `ha/` works on the plain `ClusterState` objects below, so its logic is tested without etcd.
+ * Key names and JSON fields are Patroni's (see docs/design.md), so Patroni tools read pgha clusters.
+ */
+
+/** `members/<name>`: what one node publishes about itself, as Patroni's JSON. */
+export interface MemberData {
+  conn_url?: string;
+  api_url?: string;
+  state?: string;
+  role?: string;
+  version?: string;
+  xlog_location?: number;
+  receive_lsn?: number;
+  replay_lsn?: number;
+  replication_state?: string;
+  timeline?: number;
+  tags?: Record<string, unknown>;
+  pending_restart?: boolean;
+  scheduled_restart?: Record<string, unknown>;
+  pause?: boolean;
+  checkpoint_after_promote?: boolean;
+  [field: string]: unknown;
+}
+
+export interface Member {
+  name: string;
+  data: MemberData;
+  /** etcd mod_revision of the member key (string: etcd revisions are 64-bit). */
+  modRevision: string;
+  /** Lease the key hangs on, as a decimal string; '0' when none. */
+  lease: string;
+}
+
+export interface LeaderKey {
+  name: string;
+  modRevision: string;
+  lease: string;
+}
+
+/** `failover`: a requested switchover (leader set) or failover (only member set). */
+export interface FailoverKey {
+  leader?: string;
+  member?: string;
+  scheduled_at?: string;
+  modRevision: string;
+}
+
+/** `sync`: which standbys are synchronous. */
+export interface SyncKey {
+  leader: string | null;
+  sync_standby: string | null;
+  quorum?: number | null;
+  modRevision: string;
+}
+
+/** One `history` entry: [timeline, lsn, reason, ISO time, new leader]. */
+export type HistoryEntry = [number, number, string, string?, string?];
+
+/** `status`: the leader's last known WAL position and its replication slots' positions. */
+export interface StatusKey {
+  optime: number;
+  slots?: Record<string, number>;
+  retain_slots?: string[];
+}
+
+/** Everything under `/<namespace>/<scope>/`, read at one etcd revision. */
+export interface ClusterState {
+  /** Database system identifier from `initialize`; null when the cluster is not initialised. */
+  initialize: string | null;
+  config: { value: Record<string, unknown>; modRevision: string } | null;
+  leader: LeaderKey | null;
+  members: Member[];
+  failover: FailoverKey | null;
+  sync: SyncKey | null;
+  history: HistoryEntry[];
+  status: StatusKey | null;
+  failsafe: Record<string, string> | null;
+  /** etcd header revision the state was read at. */
+  revision: string;
+}
+
+/** Result of a compare-and-set style write. */
+export type CasResult = { ok: true; modRevision: string } | { ok: false };
+
+export interface Dcs {
+  /** `/<namespace>/<scope>/`, with the trailing slash. */
+  readonly prefix: string;
+  readonly memberName: string;
+
+  /** Reads every key of the cluster in one range request. Throws `DcsError` when unreachable. */
+  readCluster(signal?: AbortSignal): Promise<ClusterState>;
+
+  /**
+   * Keeps this node's lease alive (one keep-alive request), creating a new lease when it was lost.
+   * Returns the time (ms since epoch, local clock) the successful request was *sent*: the lease
+   * cannot expire on the etcd side before that time + ttl.
+   */
+  refreshLease(signal?: AbortSignal): Promise<number>;
+  /** Changes the TTL used for leases created from now on (dynamic `ttl` changed). */
+  setTtl(ttlSeconds: number): void;
+
+  /** Writes `members/<name>` attached to this node's lease. */
+  touchMember(data: MemberData, signal?: AbortSignal): Promise<void>;
+  /** Deletes a member key (`pgha ctl remove`, or this node's own on clean shutdown). */
+  deleteMember(name: string): Promise<void>;
+
+  /** Atomically creates `leader` = own name with own lease if absent (create_revision == 0). */
+  attemptToAcquireLeader(signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Renews leadership: refreshes the lease and verifies `leader` still holds our name with our lease;
+   * re-attaches it (txn on value) if the lease was replaced. Returns false when someone else holds it.
+   */
+  updateLeader(signal?: AbortSignal): Promise<boolean>;
+  /** Releases the leader key only if it still holds our name (txn value == name → delete). */
+  deleteLeader(): Promise<boolean>;
+
+  /** Bootstrap race: creates `initialize` with `value` only if absent. */
+  initialize(value: string, create: boolean): Promise<boolean>;
+  cancelInitialization(): Promise<void>;
+
+  /** Writes `config`; with `expectedModRevision`, only if unchanged since (409 semantics). */
+  setConfig(value: Record<string, unknown>, expectedModRevision?: string): Promise<CasResult>;
+  setFailover(value: Omit<FailoverKey, 'modRevision'>, expectedModRevision?: string): Promise<CasResult>;
+  /** Clears a failover request by writing `{}`, as Patroni does. */
+  clearFailover(): Promise<void>;
+  setSync(value: Omit<SyncKey, 'modRevision'>, expectedModRevision?: string): Promise<CasResult>;
+  setHistory(history: HistoryEntry[]): Promise<void>;
+  setStatus(status: StatusKey): Promise<void>;
+  setFailsafe(value: Record<string, string> | null): Promise<void>;
+  /** Deletes every key of the cluster (`pgha ctl remove`). */
+  deleteCluster(): Promise<void>;
+
+  /**
+   * Watches the cluster prefix; calls `onChange` for every batch of events (coalesced by the caller).
+   * Re-establishes the watch after errors. Returns a function that stops watching.
+   */
+  watch(onChange: (keys: string[]) => void): () => Promise<void>;
+
+  /** Revokes this node's lease (its member and leader keys vanish at once) and closes connections. */
+  close(opts?: { revokeLease?: boolean }): Promise<void>;
+}

@@ -1,0 +1,122 @@
+/**
+ * What the HA loop needs from the local PostgreSQL server. Only `src/postgres/` spawns PostgreSQL
+ * tools or opens SQL connections to the local node; `ha/` sees these plain types.
+ */
+
+export type StopMode = 'smart' | 'fast' | 'immediate';
+
+/** How to reach another member's PostgreSQL (from its `conn_url`), for cloning and streaming. */
+export interface ConnTarget {
+  host: string;
+  port: number;
+  /** Member name of the source, used for logging and for application_name on our side. */
+  member: string;
+}
+
+/** The parts of `pg_controldata` the agent reasons about. */
+export interface ControlData {
+  systemIdentifier: string;
+  /** "in production", "shut down", "shut down in recovery", "in archive recovery", "in crash recovery", ... */
+  clusterState: string;
+  /** Timeline of the latest checkpoint. */
+  timeline: number;
+  /** LSN of the latest checkpoint (redo location in bytes). */
+  checkpointLsn: number;
+  /** Minimum recovery ending location, for a stopped replica. */
+  minRecoveryLsn: number;
+  dataChecksums: boolean;
+  walLogHints: boolean;
+  raw: Record<string, string>;
+}
+
+/** A snapshot of a running server, read with SQL. */
+export interface ServerStatus {
+  inRecovery: boolean;
+  timeline: number;
+  /** Primary: pg_current_wal_lsn. Replica: the greater of receive and replay LSN. */
+  walPosition: number;
+  receiveLsn?: number;
+  replayLsn?: number;
+  replayTimestamp?: string | null;
+  replayPaused?: boolean;
+  /** Replica: 'streaming' when a WAL receiver is connected. */
+  replicationState?: string;
+  /** Replica: host of the upstream the WAL receiver streams from. */
+  receiverUpstream?: { host: string; port: number } | null;
+  systemIdentifier: string;
+  serverVersion: number;
+  postmasterStartTime: string;
+  pendingRestart: boolean;
+  /** Primary: rows of pg_stat_replication. */
+  replication: Array<{
+    usename: string;
+    application_name: string;
+    client_addr: string | null;
+    state: string;
+    sync_state: string;
+    sync_priority: number;
+    flush_lsn?: number;
+    replay_lsn?: number;
+  }>;
+}
+
+/** How the server should run when (re)configured. */
+export interface RoleConfig {
+  role: 'primary' | 'replica';
+  /** Replica: where to stream from; null means a replica with no upstream (waits for a leader). */
+  upstream?: ConnTarget | null;
+  /** Replica: physical slot on the upstream to use (`primary_slot_name`). */
+  slotName?: string | null;
+  /** Server parameters from the dynamic config merged with local ones (local wins). */
+  parameters: Record<string, string | number | boolean>;
+  /** pg_hba lines; when undefined, the existing pg_hba.conf is left as it is. */
+  pgHba?: string[];
+}
+
+export interface PostgresNode {
+  /** `empty` (missing or no files), `initialized` (has PG_VERSION), or `invalid` (files but no cluster). */
+  dataDirectoryState(): Promise<'empty' | 'initialized' | 'invalid'>;
+  controlData(): Promise<ControlData | null>;
+  /** True when a postmaster for this data directory is alive (postmaster.pid + signal 0). */
+  isRunning(): Promise<boolean>;
+  /** Pid of the running postmaster, or null. */
+  postmasterPid(): Promise<number | null>;
+  /** Reads status over SQL; null when the server does not accept connections. */
+  status(signal?: AbortSignal): Promise<ServerStatus | null>;
+  /** The major version of the binaries in bin_dir, e.g. 15. */
+  binaryVersion(): Promise<number>;
+
+  /** Runs initdb with the configured options (data checksums on) as the OS user. */
+  initdb(options: Array<string | Record<string, string | number>>, signal?: AbortSignal): Promise<void>;
+  /** Clones from another member with pg_basebackup (progress reported through `onProgress`). */
+  basebackup(
+    source: ConnTarget,
+    options: Array<string | Record<string, string | number>>,
+    onProgress?: (line: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** Rewinds a stopped former primary onto `source`'s timeline. Throws when pg_rewind fails. */
+  rewind(source: ConnTarget, signal?: AbortSignal): Promise<void>;
+  /** Deletes the data directory's contents (never the directory's parent). */
+  removeDataDirectory(): Promise<void>;
+
+  /** Writes postgresql.conf (pgha's part), pg_hba.conf, standby.signal as the role requires. */
+  configure(config: RoleConfig): Promise<void>;
+  start(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  stop(mode: StopMode, timeoutMs: number): Promise<void>;
+  restart(timeoutMs: number): Promise<void>;
+  reload(): Promise<void>;
+  /** Promotes a replica and waits until it accepts writes. */
+  promote(timeoutMs: number): Promise<void>;
+  checkpoint(): Promise<void>;
+
+  /** Runs SQL as the superuser on the local server. */
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], signal?: AbortSignal): Promise<T[]>;
+  /** Creates or updates the superuser, replication and rewind roles from the config. */
+  createUsers(): Promise<void>;
+  /** Primary: makes the set of physical slots exactly `names` (creating and dropping). */
+  syncReplicationSlots(names: string[]): Promise<void>;
+
+  /** Closes SQL connections. */
+  close(): Promise<void>;
+}
