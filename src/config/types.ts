@@ -86,6 +86,11 @@ export interface BootstrapConfig {
   users?: Record<string, { password?: string; options?: string[] }>;
   post_bootstrap?: string;
   post_init?: string;
+  /**
+   * Patroni's `bootstrap.method`. pgha only bootstraps with initdb: the agent must refuse to create a
+   * cluster when this is set to anything else (a custom method usually means "restore from backup").
+   */
+  method?: string;
 }
 
 export interface TagsConfig {

@@ -1,0 +1,125 @@
+/**
+ * `pgha agent <config.yml>`: wires the config, etcd, the local PostgreSQL, the HA loop and the REST
+ * API together, and shuts them down in order on SIGTERM/SIGINT.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createApi } from './api/app.js';
+import { startApiServer, type ApiServer } from './api/server.js';
+import { loadConfigOrThrow } from './config/load.js';
+import { parseDynamicConfig } from './config/schema.js';
+import type { PghaConfig } from './config/types.js';
+import { createEtcdDcs } from './dcs/etcd.js';
+import type { Member } from './dcs/types.js';
+import { HaRunner } from './ha/runner.js';
+import type { PeerStatus } from './ha/types.js';
+import { createCallbackRunner } from './postgres/callbacks.js';
+import { Postgres } from './postgres/postgres.js';
+import { slotNameForMember } from './postgres/slots.js';
+import { PghaError } from './util/errors.js';
+import { createLogger, type Logger } from './util/log.js';
+import { VERSION } from './version.js';
+
+export interface Agent {
+  runner: HaRunner;
+  config: PghaConfig;
+  stop(opts?: { stopPostgres?: boolean }): Promise<void>;
+}
+
+/** Reads a peer's `GET /patroni` and keeps what the leader race needs. */
+export async function fetchPeerStatus(member: Member, signal: AbortSignal): Promise<PeerStatus> {
+  const url = member.data.api_url;
+  if (!url) return { name: member.name, reachable: false };
+  const res = await fetch(url, { signal, headers: { accept: 'application/json' } });
+  const body = (await res.json()) as {
+    role?: string;
+    state?: string;
+    timeline?: number;
+    xlog?: { location?: number; received_location?: number; replayed_location?: number };
+  };
+  const x = body.xlog ?? {};
+  const wal = x.location ?? Math.max(x.received_location ?? 0, x.replayed_location ?? 0);
+  const out: PeerStatus = { name: member.name, reachable: true, walPosition: wal };
+  if (body.role !== undefined) out.role = body.role;
+  if (body.state !== undefined) out.state = body.state;
+  if (body.timeline !== undefined) out.timeline = body.timeline;
+  if (member.data.tags) out.tags = member.data.tags;
+  return out;
+}
+
+/** Checks what the loader cannot: that the PostgreSQL binaries are where the config says. */
+function checkEnvironment(config: PghaConfig): void {
+  const pgCtl = join(config.postgresql.bin_dir, 'pg_ctl');
+  if (!existsSync(pgCtl)) {
+    throw new PghaError(
+      'PGHA_NO_BINARIES',
+      `postgresql.bin_dir: ${pgCtl} does not exist; install PostgreSQL (apt-get install postgresql) or fix bin_dir`,
+    );
+  }
+}
+
+/** Starts an agent from a loaded configuration. */
+export async function startAgent(config: PghaConfig, logger: Logger): Promise<Agent> {
+  checkEnvironment(config);
+  const initial = parseDynamicConfig(config.bootstrap.dcs).config;
+  const dcs = createEtcdDcs(config, { ttl: initial.ttl, requestTimeoutMs: initial.retry_timeout * 1000, logger });
+  const pg = new Postgres(config.postgresql, { name: config.name, logger });
+  const callbacks = createCallbackRunner(config.postgresql.callbacks, config.scope, logger);
+  const runner = new HaRunner({
+    config,
+    dcs,
+    pg,
+    logger,
+    parseDynamic: (raw) => {
+      const { config: dyn, errors } = parseDynamicConfig(raw);
+      if (errors.length > 0) logger.warn(`dynamic configuration has problems, defaults used for them: ${errors.join('; ')}`);
+      return dyn;
+    },
+    fetchPeer: fetchPeerStatus,
+    runCallback: callbacks,
+    slotName: slotNameForMember,
+    version: VERSION,
+  });
+  const app = createApi({ runner, restapi: config.restapi, tags: config.tags, version: VERSION });
+  let api: ApiServer;
+  try {
+    api = await startApiServer(app, config.restapi.listen);
+  } catch (err) {
+    await dcs.close().catch(() => undefined);
+    await pg.close();
+    throw err;
+  }
+  logger.info(`pgha ${VERSION} agent ${config.name} of cluster ${config.scope}; REST API on ${config.restapi.connect_address}`);
+  await runner.start();
+  return {
+    runner,
+    config,
+    async stop(opts = {}) {
+      await runner.shutdown(opts);
+      await api.close();
+    },
+  };
+}
+
+/** The `pgha agent` command: runs until SIGTERM or SIGINT. */
+export async function runAgentCommand(configPath: string | undefined): Promise<void> {
+  const warnings: string[] = [];
+  const config = loadConfigOrThrow(configPath, process.env, (w) => warnings.push(w));
+  const logger = createLogger({ type: config.log.type, level: config.log.level, base: { node: config.name } });
+  for (const w of warnings) logger.warn(`configuration: ${w}`);
+  const agent = await startAgent(config, logger);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`received ${sig}; shutting down`);
+      agent
+        .stop()
+        .catch((err: unknown) => logger.error(`shutdown failed: ${String(err)}`))
+        .finally(resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

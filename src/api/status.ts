@@ -1,0 +1,190 @@
+/**
+ * The bodies and status codes of Patroni's REST API, computed from the agent's snapshot.
+ * Pure functions: the HTTP layer only maps them onto requests.
+ */
+import type { AgentSnapshot } from '../ha/runner.js';
+
+/** PostgreSQL's state as Patroni's API reports it: `running` for any server that accepts connections. */
+export function apiState(s: AgentSnapshot): string {
+  if (s.state === 'streaming' || s.state === 'in archive recovery') return 'running';
+  return s.state;
+}
+
+/** `GET /patroni`: the status document every health endpoint also returns. */
+export function statusBody(s: AgentSnapshot, version: string): Record<string, unknown> {
+  const st = s.status;
+  const body: Record<string, unknown> = { state: apiState(s) };
+  if (st && s.running) {
+    body.postmaster_start_time = st.postmasterStartTime;
+    body.role = st.inRecovery ? 'replica' : 'primary';
+    body.server_version = st.serverVersion;
+    body.xlog = st.inRecovery
+      ? {
+          received_location: st.receiveLsn ?? st.walPosition,
+          replayed_location: st.replayLsn ?? st.walPosition,
+          replayed_timestamp: st.replayTimestamp ?? null,
+          paused: st.replayPaused ?? false,
+        }
+      : { location: st.walPosition };
+    body.timeline = st.timeline;
+    if (st.inRecovery && st.replicationState) body.replication_state = st.replicationState;
+    if (st.replication.length > 0) {
+      body.replication = st.replication.map((r) => ({
+        usename: r.usename,
+        application_name: r.application_name,
+        client_addr: r.client_addr,
+        state: r.state,
+        sync_state: r.sync_state,
+        sync_priority: r.sync_priority,
+      }));
+    }
+    if (st.pendingRestart) body.pending_restart = true;
+    if (s.cluster?.sync && st.inRecovery && (s.cluster.sync.sync_standby ?? '').split(',').includes(s.name)) {
+      body.sync_standby = true;
+    }
+  } else {
+    body.role = s.role === 'primary' ? 'primary' : s.role;
+  }
+  if (!s.cluster || !s.cluster.leader) body.cluster_unlocked = true;
+  if (s.paused) body.pause = true;
+  if (s.sysid) body.database_system_identifier = s.sysid;
+  body.dcs_last_seen = s.dcsLastSeen ?? 0;
+  body.patroni = { version, scope: s.scope, name: s.name };
+  return body;
+}
+
+/** Parses Patroni's `lag` query value: bytes, or a number with kB/MB/GB (base 1024). */
+export function parseLag(value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const m = /^\s*(\d+)\s*(B|kB|KB|MB|GB|TB)?\s*$/.exec(value);
+  if (!m) return null;
+  const unit: Record<string, number> = { B: 1, kB: 1024, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+  return Number(m[1]) * (unit[m[2] ?? 'B'] ?? 1);
+}
+
+export interface HealthQuery {
+  lag?: string;
+  replication_state?: string;
+  tags: Record<string, string>;
+}
+
+/** The status code of a health endpoint (`/primary`, `/replica`, ...), as Patroni computes it. */
+export function healthCode(path: string, s: AgentSnapshot, q: HealthQuery, tags: Record<string, unknown>): number {
+  const p = path === '/' ? '/primary' : path;
+  const st = s.status;
+  const running = s.running && st !== null;
+  const role = running ? (st.inRecovery ? 'replica' : 'primary') : s.role;
+  const leaderOptime = s.cluster?.status?.optime ?? 0;
+  const replayed = st?.replayLsn ?? st?.walPosition ?? 0;
+  const maxLag = parseLag(q.lag) ?? Number.MAX_SAFE_INTEGER;
+  const lagging = leaderOptime > 0 && leaderOptime > replayed + maxLag;
+  const streamingOk = q.replication_state === undefined || st?.replicationState === q.replication_state;
+  const replicaCode =
+    tags.noloadbalance !== true && !lagging && role === 'replica' && running && streamingOk ? 200 : 503;
+  const isLeader = s.isLeader;
+  const leaderCode = isLeader || (s.paused && !s.cluster && role === 'primary') ? 200 : 503;
+  const primaryCode = leaderCode === 200 && role === 'primary' ? 200 : 503;
+  const isSync = st?.inRecovery === true && (s.cluster?.sync?.sync_standby ?? '').split(',').includes(s.name);
+
+  let code = 503;
+  let ignoreTags = false;
+  if (p.includes('standby_leader') || p.includes('standby-leader')) {
+    code = 503; // pgha does not run standby clusters yet
+    ignoreTags = true;
+  } else if (p.includes('leader')) {
+    code = leaderCode;
+    ignoreTags = true;
+  } else if (p.includes('master') || p.includes('primary') || p.includes('read-write')) {
+    code = primaryCode;
+    ignoreTags = true;
+  } else if (p.includes('replica')) {
+    code = replicaCode;
+  } else if (p.includes('read-only') && !p.includes('sync')) {
+    code = primaryCode === 200 ? 200 : replicaCode;
+  } else if (p.includes('health')) {
+    code = running ? 200 : 503;
+  } else if (s.cluster) {
+    if ((p === '/sync' || p === '/synchronous') && isSync) code = replicaCode;
+    else if ((p === '/async' || p === '/asynchronous') && !isSync) code = replicaCode;
+    else if (p === '/read-only-sync' || p === '/read-only-synchronous') code = primaryCode === 200 ? 200 : isSync ? replicaCode : 503;
+  }
+  if (!ignoreTags && code === 200) {
+    for (const [k, v] of Object.entries(q.tags)) {
+      const mine = tags[k];
+      if (mine === undefined || mine === null || String(mine).toLowerCase() !== v.toLowerCase()) return 503;
+    }
+  }
+  return code;
+}
+
+/** `GET /cluster`: all members as patronictl shows them. */
+export function clusterBody(s: AgentSnapshot): Record<string, unknown> {
+  const c = s.cluster;
+  if (!c) return { members: [], scope: s.scope };
+  const leader = c.leader?.name;
+  const optime = c.status?.optime ?? 0;
+  const sync = new Set((c.sync?.sync_standby ?? '').split(',').filter((x) => x !== ''));
+  const members = c.members
+    .map((m) => {
+      const out: Record<string, unknown> = {
+        name: m.name,
+        role: m.name === leader ? 'leader' : sync.has(m.name) ? 'sync_standby' : 'replica',
+        state: m.data.state ?? '',
+        api_url: m.data.api_url,
+      };
+      if (m.data.conn_url) {
+        try {
+          const u = new URL(m.data.conn_url);
+          out.host = u.hostname;
+          out.port = Number(u.port || 5432);
+        } catch {
+          // leave host out, as Patroni does for an unparsable conn_url
+        }
+      }
+      for (const k of ['timeline', 'pending_restart', 'scheduled_restart', 'tags'] as const) {
+        if (m.data[k] !== undefined) out[k] = m.data[k];
+      }
+      if (m.name !== leader) {
+        const lsn = m.data.xlog_location;
+        out.lag = lsn === undefined ? 'unknown' : Math.max(0, optime - lsn);
+      }
+      return out;
+    })
+    .sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  const body: Record<string, unknown> = { members, scope: s.scope };
+  if (s.paused) body.pause = true;
+  if (c.failover?.scheduled_at) {
+    body.scheduled_switchover = { at: c.failover.scheduled_at, from: c.failover.leader, to: c.failover.member };
+  }
+  return body;
+}
+
+/** `GET /metrics`: Prometheus text with Patroni's metric names. */
+export function metricsBody(s: AgentSnapshot, version: string): string {
+  const labels = `{scope="${s.scope}",name="${s.name}"}`;
+  const st = s.status;
+  const lines: string[] = [];
+  const gauge = (name: string, help: string, value: number) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${labels} ${value}`);
+  };
+  gauge('patroni_version', 'Patroni-compatible version of pgha.', versionNumber(version));
+  gauge('patroni_postgres_running', 'Value is 1 if PostgreSQL is running, 0 otherwise.', s.running ? 1 : 0);
+  gauge('patroni_postmaster_start_time', 'Epoch seconds since PostgreSQL started.', st ? Date.parse(st.postmasterStartTime) / 1000 || 0 : 0);
+  gauge('patroni_primary', 'Value is 1 if this node is the leader, 0 otherwise.', s.isLeader && st && !st.inRecovery ? 1 : 0);
+  gauge('patroni_replica', 'Value is 1 if this node is a replica, 0 otherwise.', st?.inRecovery ? 1 : 0);
+  gauge('patroni_xlog_location', 'Current location of the PostgreSQL transaction log, 0 for replicas.', st && !st.inRecovery ? st.walPosition : 0);
+  gauge('patroni_xlog_received_location', 'Received WAL location, 0 for the primary.', st?.inRecovery ? (st.receiveLsn ?? 0) : 0);
+  gauge('patroni_xlog_replayed_location', 'Replayed WAL location, 0 for the primary.', st?.inRecovery ? (st.replayLsn ?? 0) : 0);
+  gauge('patroni_postgres_timeline', 'PostgreSQL timeline of this node.', st?.timeline ?? 0);
+  gauge('patroni_dcs_last_seen', 'Epoch seconds when the store was last reached.', s.dcsLastSeen ?? 0);
+  gauge('patroni_pending_restart', 'Value is 1 if the node needs a restart, 0 otherwise.', st?.pendingRestart ? 1 : 0);
+  gauge('patroni_is_paused', 'Value is 1 if auto failover is disabled, 0 otherwise.', s.paused ? 1 : 0);
+  gauge('patroni_cluster_unlocked', 'Value is 1 if the cluster has no leader.', s.cluster?.leader ? 0 : 1);
+  lines.push('');
+  return lines.join('\n');
+}
+
+function versionNumber(v: string): number {
+  const [a = 0, b = 0, c = 0] = v.split('.').map((x) => Number.parseInt(x, 10) || 0);
+  return a * 10000 + b * 100 + c;
+}

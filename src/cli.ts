@@ -1,0 +1,68 @@
+/**
+ * The single `pgha` entry point and its one error boundary: an expected failure (`PghaError`)
+ * prints one line and exits 1; anything else is a bug and prints its stack.
+ */
+import { Command, CommanderError } from 'commander';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runAgentCommand } from './agent.js';
+import { registerCtl } from './ctl/index.js';
+import { runDemo } from './demo/demo.js';
+import { ConfigError, PghaError } from './util/errors.js';
+import { VERSION } from './version.js';
+
+function buildProgram(): Command {
+  const program = new Command('pgha')
+    .description('High availability for PostgreSQL on etcd: a Patroni-compatible agent and its tools')
+    .version(VERSION, '-V, --version')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('agent')
+    .description("run the HA agent for one PostgreSQL node (reads Patroni's YAML)")
+    .argument('[config]', 'path to the YAML configuration (patroni.yml); PATRONI_* environment variables override it')
+    .action(async (config: string | undefined) => {
+      await runAgentCommand(config);
+    });
+
+  program
+    .command('demo')
+    .description('start a local three-node cluster on loopback (etcd plus three agents) until Ctrl-C')
+    .option('-d, --dir <dir>', 'directory for data, configs and logs', join(tmpdir(), 'pgha-demo'))
+    .option('-n, --nodes <n>', 'number of PostgreSQL nodes', '3')
+    .option('--base-port <port>', 'first PostgreSQL port (REST ports start at base + 3000)', '15432')
+    .option('--exit-when-ready', 'stop everything and exit as soon as the cluster is ready')
+    .action(async (opts: { dir: string; nodes: string; basePort: string; exitWhenReady?: boolean }) => {
+      await runDemo({ dir: opts.dir, nodes: Number(opts.nodes), basePort: Number(opts.basePort), exitWhenReady: opts.exitWhenReady });
+    });
+
+  registerCtl(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof ConfigError) {
+      console.error(`pgha: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof PghaError) {
+      console.error(`pgha: ${err.message}`);
+      return 1;
+    }
+    console.error('pgha: unexpected error (this is a bug, please report it):');
+    console.error(err);
+    return 70;
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;
+// Leave a moment for output to flush, but never hang on a stray handle.
+setTimeout(() => process.exit(code), 1000).unref();

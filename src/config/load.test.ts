@@ -1,0 +1,346 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../util/errors.js';
+import { detectBinDir, loadConfig, loadConfigOrThrow, loadCtlConfig } from './load.js';
+
+const SEED = resolve(import.meta.dirname, '../../test/fixtures/config/seed-catalog01.yml');
+const dir = mkdtempSync(join(tmpdir(), 'pgha-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+function file(yaml: string): string {
+  const p = join(dir, `c${n++}.yml`);
+  writeFileSync(p, yaml);
+  return p;
+}
+
+/** A minimal valid file; bin_dir is given so the result does not depend on this machine. */
+const MINIMAL = `
+scope: demo
+name: n1
+restapi:
+  listen: 0.0.0.0:8008
+etcd3:
+  hosts: 127.0.0.1:2379
+postgresql:
+  listen: 0.0.0.0:5432
+  data_dir: /data/n1
+  bin_dir: /opt/pg/bin
+  authentication:
+    superuser: {username: postgres, password: secret}
+    replication: {username: replicator}
+`;
+
+describe('loadConfig: the seed catalog01 patroni.yml', () => {
+  const result = loadConfig(SEED, {});
+
+  it('loads with no errors and no warnings', () => {
+    expect(result.errors).toEqual([]);
+    expect(result.warnings).toEqual([]);
+  });
+
+  it('keeps every value from the file', () => {
+    const c = result.config!;
+    expect(c.source).toBe(SEED);
+    expect(c.scope).toBe('bacula_cluster');
+    expect(c.namespace).toBe('/db/');
+    expect(c.name).toBe('catalog01');
+    expect(c.restapi).toEqual({
+      listen: { hosts: ['0.0.0.0'], port: 8008 },
+      connect_address: '192.168.1.151:8008',
+    });
+    expect(c.etcd).toEqual({ hosts: ['192.168.1.151:2379', '192.168.1.152:2379'], protocol: 'http' });
+    // A given bin_dir is kept even though it does not exist here: the agent checks it at start.
+    expect(c.postgresql.bin_dir).toBe('/usr/lib/postgresql/16/bin/');
+    expect(c.postgresql.config_dir).toBe('/etc/postgresql/16/main/');
+    expect(c.postgresql.data_dir).toBe('/var/lib/postgresql/16/main');
+    expect(c.postgresql.listen).toEqual({ hosts: ['0.0.0.0'], port: 5432 });
+    expect(c.postgresql.connect_address).toBe('192.168.1.151:5432');
+    expect(c.postgresql.authentication).toEqual({
+      superuser: { username: 'pat_admin', password: 'Admin@Bacula25' },
+      replication: { username: 'pat_replica', password: 'Admin@Bacula25' },
+    });
+    expect(c.postgresql.create_replica_methods).toEqual(['basebackup']);
+    expect(c.postgresql.pgpass).toBe('/tmp/pgpass-catalog01');
+    expect(c.postgresql.os_user).toBe('postgres');
+    expect(c.tags).toEqual({ nofailover: false, noloadbalance: false, clonefrom: false, nosync: false });
+    expect(c.log).toEqual({ type: 'plain', level: 'DEBUG', dir: '/var/log/patroni' });
+    expect(c.watchdog).toEqual({ mode: 'automatic', device: '/dev/watchdog', safety_margin: 5 });
+  });
+
+  it('keeps bootstrap.dcs as written', () => {
+    const dcs = result.config!.bootstrap.dcs;
+    expect(dcs).toMatchObject({
+      ttl: 30,
+      loop_wait: 10,
+      retry_timeout: 10,
+      maximum_lag_on_failover: 1048576,
+    });
+    expect(dcs.postgresql).toEqual({
+      use_pg_rewind: true,
+      parameters: {
+        wal_level: 'replica',
+        hot_standby: 'on',
+        max_wal_senders: 10,
+        max_replication_slots: 10,
+        wal_keep_size: '256MB',
+      },
+    });
+  });
+});
+
+describe('loadConfig: defaults', () => {
+  it('derives connect addresses, config_dir and pgpass', () => {
+    const c = loadConfig(file(MINIMAL), {}).config!;
+    expect(c.namespace).toBe('/service/');
+    expect(c.restapi.connect_address).toBe('127.0.0.1:8008');
+    expect(c.postgresql.connect_address).toBe('127.0.0.1:5432');
+    expect(c.postgresql.config_dir).toBe('/data/n1');
+    expect(c.postgresql.callbacks).toEqual({});
+    expect(c.bootstrap).toEqual({ dcs: {}, initdb: [] });
+  });
+
+  it('reads YAML 1.1 as PyYAML does: unquoted on is a boolean', () => {
+    const c = loadConfig(
+      file(MINIMAL + '  parameters:\n    hot_standby: on\n    port: "5432"\n'),
+      {},
+    ).config!;
+    expect(c.postgresql.parameters).toEqual({ hot_standby: true, port: '5432' });
+  });
+
+  it('normalises initdb/basebackup mappings and etcd urls', () => {
+    const yaml = MINIMAL.replace('  hosts: 127.0.0.1:2379', '  urls: https://u:p@e1:2380,https://e2')
+      .concat('  basebackup: {max-rate: 100M, checkpoint: fast}\n')
+      .concat('bootstrap:\n  initdb: [data-checksums, {encoding: UTF8}]\n');
+    const { config, errors } = loadConfig(file(yaml), {});
+    expect(errors).toEqual([]);
+    expect(config!.etcd).toEqual({
+      hosts: ['e1:2380', 'e2:2379'],
+      protocol: 'https',
+      username: 'u',
+      password: 'p',
+    });
+    expect(config!.postgresql.basebackup).toEqual([{ 'max-rate': '100M' }, { checkpoint: 'fast' }]);
+    expect(config!.bootstrap.initdb).toEqual(['data-checksums', { encoding: 'UTF8' }]);
+  });
+
+  it('accepts watchdog modes as Patroni spells them', () => {
+    const c = loadConfig(file(MINIMAL + 'watchdog:\n  mode: false\n  safety_margin: "-1"\n'), {}).config!;
+    expect(c.watchdog).toEqual({ mode: 'off', device: '/dev/watchdog', safety_margin: -1 });
+    expect(loadConfig(file(MINIMAL + 'watchdog: {mode: require}\n'), {}).config!.watchdog.mode).toBe(
+      'required',
+    );
+  });
+});
+
+describe('loadConfig: environment overrides', () => {
+  it('takes PATRONI_* over the file', () => {
+    const env = {
+      PATRONI_NAME: 'catalog09',
+      PATRONI_SCOPE: 'other',
+      PATRONI_NAMESPACE: 'ns',
+      PATRONI_ETCD3_HOSTS: "'10.0.0.1:2379','10.0.0.2:2379'",
+      PATRONI_ETCD3_PROTOCOL: 'https',
+      PATRONI_RESTAPI_LISTEN: '127.0.0.1:9008',
+      PATRONI_RESTAPI_USERNAME: 'admin',
+      PATRONI_RESTAPI_PASSWORD: 'pw',
+      PATRONI_POSTGRESQL_DATA_DIR: '/data/x',
+      PATRONI_POSTGRESQL_BIN_DIR: '/opt/pg16/bin',
+      PATRONI_SUPERUSER_PASSWORD: 'from-env',
+      PATRONI_REWIND_USERNAME: 'rewinder',
+      PATRONI_LOG_LEVEL: 'warning',
+      PATRONI_LOG_TYPE: 'json',
+    };
+    const { config, errors } = loadConfig(SEED, env);
+    expect(errors).toEqual([]);
+    const c = config!;
+    expect([c.name, c.scope, c.namespace]).toEqual(['catalog09', 'other', '/ns/']);
+    expect(c.etcd).toEqual({ hosts: ['10.0.0.1:2379', '10.0.0.2:2379'], protocol: 'https' });
+    expect(c.restapi.listen).toEqual({ hosts: ['127.0.0.1'], port: 9008 });
+    expect(c.restapi.connect_address).toBe('192.168.1.151:8008');
+    expect(c.restapi.authentication).toEqual({ username: 'admin', password: 'pw' });
+    expect(c.postgresql.data_dir).toBe('/data/x');
+    expect(c.postgresql.bin_dir).toBe('/opt/pg16/bin');
+    expect(c.postgresql.authentication.superuser).toEqual({ username: 'pat_admin', password: 'from-env' });
+    expect(c.postgresql.authentication.rewind).toEqual({ username: 'rewinder' });
+    expect(c.log).toMatchObject({ level: 'WARNING', type: 'json' });
+  });
+
+  it('lets an etcd endpoint variable replace every endpoint key of the file', () => {
+    const c = loadConfig(SEED, { PATRONI_ETCD3_URL: 'http://etcd.local:2379' }).config!;
+    expect(c.etcd.hosts).toEqual(['etcd.local:2379']);
+  });
+
+  it('builds a whole config from the environment alone', () => {
+    const env = {
+      PATRONI_NAME: 'e1',
+      PATRONI_SCOPE: 'envonly',
+      PATRONI_ETCD3_HOST: '127.0.0.1:2379',
+      PATRONI_RESTAPI_LISTEN: '127.0.0.1:8008',
+      PATRONI_POSTGRESQL_LISTEN: '127.0.0.1:5432',
+      PATRONI_POSTGRESQL_DATA_DIR: '/d',
+      PATRONI_POSTGRESQL_BIN_DIR: '/b',
+      PATRONI_SUPERUSER_USERNAME: 'postgres',
+      PATRONI_REPLICATION_USERNAME: 'repl',
+    };
+    const { config, errors } = loadConfig(undefined, env);
+    expect(errors).toEqual([]);
+    expect(config!.etcd.hosts).toEqual(['127.0.0.1:2379']);
+    expect(config!.source).toBeUndefined();
+  });
+
+  it('reads PATRONI_CONFIGURATION instead of the file and other variables', () => {
+    const { config } = loadConfig(SEED, { PATRONI_CONFIGURATION: MINIMAL, PATRONI_NAME: 'ignored' });
+    expect(config!.name).toBe('n1');
+    expect(config!.source).toBe('PATRONI_CONFIGURATION');
+  });
+});
+
+describe('loadConfig: problems', () => {
+  it('reports every problem at once, in the user’s terms', () => {
+    const yaml = `
+name: n1
+restapi:
+  listen: abc
+bootstrap:
+  dcs: {ttl: 20, loop_wait: 10, retry_timeout: 10}
+postgresql:
+  listen: 0.0.0.0:5432
+  bin_dir: /opt/pg/bin
+  use_unix_socket: sometimes
+  authentication:
+    superuser: {username: postgres}
+    replication: {}
+`;
+    const { config, errors } = loadConfig(file(yaml), {});
+    expect(config).toBeUndefined();
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        'scope: required (the cluster name; or set PATRONI_SCOPE)',
+        'restapi.listen: expected host:port, got "abc"',
+        'postgresql.data_dir: required (or set PATRONI_POSTGRESQL_DATA_DIR)',
+        'postgresql.use_unix_socket: expected a boolean, got "sometimes"',
+        'postgresql.authentication.replication.username: required (or set PATRONI_REPLICATION_USERNAME)',
+        expect.stringMatching(/^etcd3: required: add an etcd3 section/),
+        'bootstrap.dcs.ttl: must be at least loop_wait + 2 × retry_timeout (10 + 2 × 10 = 30), got 20',
+      ]),
+    );
+    expect(errors).toHaveLength(7);
+  });
+
+  it('names a bad etcd host and a bad port', () => {
+    const yaml = MINIMAL.replace('hosts: 127.0.0.1:2379', 'hosts: [good:2379, "bad host:1"]').replace(
+      'listen: 0.0.0.0:5432',
+      'listen: 0.0.0.0:5432\n  connect_address: db:70000',
+    );
+    expect(loadConfig(file(yaml), {}).errors).toEqual([
+      'postgresql.connect_address: expected host:port, got "db:70000"',
+      'etcd3.hosts[1]: expected host:port, got "bad host:1"',
+    ]);
+    const onlyEtcd = MINIMAL.replace('hosts: 127.0.0.1:2379', 'hosts: [good:2379, "bad host:1"]');
+    expect(loadConfig(file(onlyEtcd), {}).errors).toEqual([
+      'etcd3.hosts[1]: expected host:port, got "bad host:1"',
+    ]);
+    expect(loadConfig(file(MINIMAL.replace('hosts: 127.0.0.1:2379', 'protocol: http')), {}).errors).toEqual([
+      'etcd3.hosts: required (a list of host:port, or host, url)',
+    ]);
+  });
+
+  it('warns about unknown and unsupported keys without failing', () => {
+    const yaml =
+      MINIMAL +
+      '  foo: 1\n  pgbackrest: {command: restore}\n  create_replica_methods: [pgbackrest, basebackup]\nctl: {insecure: true}\nlog: {format: "%(message)s", colour: true}\n';
+    const { config, errors, warnings } = loadConfig(file(yaml), {});
+    expect(errors).toEqual([]);
+    expect(config).toBeDefined();
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        'postgresql.foo: unknown key, ignored',
+        'postgresql.pgbackrest: replica method, not supported by pgha, ignored',
+        'ctl: not supported by pgha, ignored',
+        'log.format: not supported by pgha, ignored',
+        'log.colour: unknown key, ignored',
+        'postgresql.create_replica_methods: pgbackrest not supported by pgha, only basebackup is used',
+      ]),
+    );
+    expect(warnings).toHaveLength(6);
+  });
+
+  it('reads a legacy etcd section with a warning', () => {
+    const { config, warnings } = loadConfig(file(MINIMAL.replace('etcd3:', 'etcd:')), {});
+    expect(config!.etcd.hosts).toEqual(['127.0.0.1:2379']);
+    expect(warnings).toEqual([expect.stringMatching(/^etcd: read as etcd3/)]);
+  });
+
+  it('explains a missing file and a YAML syntax error with its line', () => {
+    expect(loadConfig(join(dir, 'nope.yml'), {}).errors).toEqual([
+      `${join(dir, 'nope.yml')}: cannot read configuration: file not found`,
+    ]);
+    const bad = file('scope: x\nrestapi:\n  listen: [1\n name: y\n');
+    const errors = loadConfig(bad, {}).errors;
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors[0]).toMatch(/invalid YAML: .* at line 4, column \d+/);
+    expect(loadConfig(file('- a\n- b\n'), {}).errors).toEqual([
+      expect.stringMatching(/expected a YAML mapping/),
+    ]);
+  });
+
+  it('loadConfigOrThrow throws a ConfigError listing every problem', () => {
+    let caught: unknown;
+    try {
+      loadConfigOrThrow(file('scope: x\n'), {});
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const e = caught as ConfigError;
+    expect(e.code).toBe('PGHA_CONFIG_INVALID');
+    expect(e.problems).toContain("name: required (this node's unique name; or set PATRONI_NAME)");
+    expect(e.problems.length).toBeGreaterThan(3);
+    expect(loadConfigOrThrow(file(MINIMAL), {}).name).toBe('n1');
+  });
+});
+
+describe('detectBinDir', () => {
+  const root = join(dir, 'pg');
+  for (const v of ['13', '15', '16']) {
+    mkdirSync(join(root, v, 'bin'), { recursive: true });
+    if (v !== '16') {
+      writeFileSync(join(root, v, 'bin', 'pg_ctl'), '#!/bin/sh\n');
+      chmodSync(join(root, v, 'bin', 'pg_ctl'), 0o755);
+    }
+  }
+
+  it('picks the newest version that has pg_ctl, then PATH', () => {
+    expect(detectBinDir(root, '')).toBe(join(root, '15', 'bin'));
+    expect(detectBinDir(join(dir, 'none'), `/nonexistent:${join(root, '13', 'bin')}`)).toBe(
+      join(root, '13', 'bin'),
+    );
+    expect(detectBinDir(join(dir, 'none'), '')).toBeUndefined();
+  });
+
+  it('is used when bin_dir is absent', () => {
+    const { config } = loadConfig(file(MINIMAL.replace('  bin_dir: /opt/pg/bin\n', '')), {
+      PATH: join(root, '13', 'bin'),
+    });
+    expect(config?.postgresql.bin_dir).toBe(detectBinDir(undefined, join(root, '13', 'bin')));
+  });
+});
+
+describe('loadCtlConfig', () => {
+  it('needs only the etcd endpoints, from --dcs-url', () => {
+    const c = loadCtlConfig(undefined, 'etcd3://127.0.0.1:2379,127.0.0.2:2379', {});
+    expect(c.etcd.hosts).toEqual(['127.0.0.1:2379', '127.0.0.2:2379']);
+    expect(c.scope).toBe('');
+    expect(c.postgresql.data_dir).toBe('');
+  });
+
+  it('reads the file and lets --dcs-url replace its endpoints', () => {
+    const c = loadCtlConfig(SEED, 'http://10.1.1.1:2379', {});
+    expect(c.scope).toBe('bacula_cluster');
+    expect(c.etcd.hosts).toEqual(['10.1.1.1:2379']);
+    expect(() => loadCtlConfig(undefined, undefined, {})).toThrow(ConfigError);
+  });
+});

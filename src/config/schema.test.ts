@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import {
+  checkTimeouts,
+  normaliseNamespace,
+  parseBool,
+  parseDynamicConfig,
+  parseHostPort,
+  parseListen,
+} from './schema.js';
+
+describe('parseListen', () => {
+  it('parses host:port, several hosts and bracketed IPv6', () => {
+    expect(parseListen('0.0.0.0:8008')).toEqual({ hosts: ['0.0.0.0'], port: 8008 });
+    expect(parseListen('127.0.0.1,127.0.0.2:5432')).toEqual({
+      hosts: ['127.0.0.1', '127.0.0.2'],
+      port: 5432,
+    });
+    expect(parseListen('[::]:8008')).toEqual({ hosts: ['::'], port: 8008 });
+    expect(parseListen('*:5432')).toEqual({ hosts: ['*'], port: 5432 });
+  });
+
+  it('rejects a missing or bad port unless a default is given', () => {
+    expect(parseListen('abc')).toBeNull();
+    expect(parseListen('host:99999')).toBeNull();
+    expect(parseListen('host:80a')).toBeNull();
+    expect(parseListen('localhost', 5432)).toEqual({ hosts: ['localhost'], port: 5432 });
+  });
+});
+
+describe('parseHostPort', () => {
+  it('accepts one host only', () => {
+    expect(parseHostPort('[::1]:5432')).toEqual({ host: '::1', port: 5432 });
+    expect(parseHostPort('db1:2379')).toEqual({ host: 'db1', port: 2379 });
+    expect(parseHostPort('db1', 2379)).toEqual({ host: 'db1', port: 2379 });
+    expect(parseHostPort('a,b:1')).toBeNull();
+    expect(parseHostPort(':1')).toBeNull();
+  });
+});
+
+describe('normaliseNamespace', () => {
+  it('always has one leading and one trailing slash', () => {
+    expect(normaliseNamespace('db')).toBe('/db/');
+    expect(normaliseNamespace('/db/')).toBe('/db/');
+    expect(normaliseNamespace('//a//b')).toBe('/a/b/');
+    expect(normaliseNamespace('/service')).toBe('/service/');
+  });
+});
+
+describe('parseBool', () => {
+  it("follows Patroni's parse_bool words", () => {
+    expect(['on', 'YES', 'true', 1, true].map(parseBool)).toEqual([true, true, true, true, true]);
+    expect(['off', 'no', 'False', 0, false].map(parseBool)).toEqual([false, false, false, false, false]);
+    expect(parseBool('maybe')).toBeUndefined();
+  });
+});
+
+describe('parseDynamicConfig', () => {
+  it("applies Patroni's defaults to an empty config", () => {
+    const { config, errors } = parseDynamicConfig({});
+    expect(errors).toEqual([]);
+    expect(config).toEqual({
+      ttl: 30,
+      loop_wait: 10,
+      retry_timeout: 10,
+      maximum_lag_on_failover: 1048576,
+      primary_start_timeout: 300,
+      primary_stop_timeout: 0,
+      synchronous_mode: false,
+      synchronous_mode_strict: false,
+      synchronous_node_count: 1,
+      failsafe_mode: false,
+      check_timeline: false,
+      pause: false,
+      postgresql: { use_pg_rewind: false, use_slots: true, parameters: {} },
+      raw: {},
+    });
+    expect(parseDynamicConfig(undefined).config.ttl).toBe(30);
+  });
+
+  it('coerces strings as Patroni does and keeps unknown keys in raw', () => {
+    const raw = {
+      ttl: '40',
+      synchronous_mode: 'on',
+      master_start_timeout: 60,
+      slots: { s1: { type: 'physical' } },
+      postgresql: {
+        use_pg_rewind: 'true',
+        parameters: { max_connections: 100, hot_standby: 'on', gone: null },
+      },
+    };
+    const { config, errors } = parseDynamicConfig(raw);
+    expect(errors).toEqual([]);
+    expect(config.ttl).toBe(40);
+    expect(config.synchronous_mode).toBe(true);
+    expect(config.primary_start_timeout).toBe(60);
+    expect(config.postgresql.use_pg_rewind).toBe(true);
+    expect(config.postgresql.parameters).toEqual({ max_connections: 100, hot_standby: 'on' });
+    expect(config.raw).toEqual(raw);
+  });
+
+  it('accepts quorum and prefers primary_* over master_*', () => {
+    const { config } = parseDynamicConfig({
+      synchronous_mode: 'quorum',
+      primary_start_timeout: 5,
+      master_start_timeout: 60,
+    });
+    expect(config.synchronous_mode).toBe('quorum');
+    expect(config.primary_start_timeout).toBe(5);
+  });
+
+  it('reports a bad field and falls back to its default', () => {
+    const { config, errors } = parseDynamicConfig({
+      loop_wait: 'abc',
+      synchronous_node_count: 0,
+      postgresql: { use_slots: 'maybe' },
+    });
+    expect(errors).toEqual([
+      'loop_wait: expected a number, got "abc"',
+      'synchronous_node_count: must be at least 1, got 0',
+      'postgresql.use_slots: expected a boolean, got "maybe"',
+    ]);
+    expect(config.loop_wait).toBe(10);
+    expect(config.synchronous_node_count).toBe(1);
+    expect(config.postgresql.use_slots).toBe(true);
+  });
+
+  it('rejects a value that is not a mapping', () => {
+    expect(parseDynamicConfig('ttl: 30').errors).toEqual(['expected a mapping, got "ttl: 30"']);
+  });
+
+  it('reports ttl shorter than loop_wait + 2 × retry_timeout, keeping the values', () => {
+    const { config, errors } = parseDynamicConfig({ ttl: 20, loop_wait: 10, retry_timeout: 10 });
+    expect(errors).toEqual([
+      'ttl: must be at least loop_wait + 2 × retry_timeout (10 + 2 × 10 = 30), got 20',
+    ]);
+    expect(config.ttl).toBe(20);
+    expect(checkTimeouts({ ttl: 30, loop_wait: 10, retry_timeout: 10 })).toBeUndefined();
+    expect(checkTimeouts({ ttl: 6, loop_wait: 2, retry_timeout: 2 })).toBeUndefined();
+  });
+});

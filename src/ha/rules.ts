@@ -1,0 +1,133 @@
+/**
+ * Small pure rules the decision uses: who may become leader, whether a former primary must be
+ * rewound, and what a member's published data says.
+ */
+import type { DynamicConfig, TagsConfig } from '../config/types.js';
+import type { ClusterState, HistoryEntry, Member } from '../dcs/types.js';
+import type { ControlData, ServerStatus } from '../postgres/types.js';
+import type { PeerStatus } from './types.js';
+
+/** Primary roles as published in member keys (`master` is Patroni's old name, still accepted). */
+export function isPrimaryRole(role: string | undefined): boolean {
+  return role === 'primary' || role === 'master' || role === 'standby_leader';
+}
+
+export function findMember(cluster: ClusterState, name: string | undefined | null): Member | undefined {
+  if (!name) return undefined;
+  return cluster.members.find((m) => m.name === name);
+}
+
+/** The switch LSN at which `timeline` ended, from the leader's `history`; undefined when unknown. */
+export function forkPoint(history: HistoryEntry[], timeline: number): number | undefined {
+  const entry = history.find((h) => h[0] === timeline);
+  return entry === undefined ? undefined : entry[1];
+}
+
+/**
+ * Whether this node's data has diverged from the leader's timeline, so it cannot stream from it
+ * without pg_rewind. A cleanly stopped node whose last WAL record lies before the leader's fork
+ * point can follow as it is (this is what makes a graceful switchover rewind-free).
+ */
+export function needsRewind(opts: {
+  control: ControlData | null;
+  /** Last WAL position of a running replica, when known. */
+  position?: number;
+  timeline?: number;
+  leaderTimeline: number | undefined;
+  history: HistoryEntry[];
+}): boolean {
+  const { control, leaderTimeline, history } = opts;
+  if (control === null || leaderTimeline === undefined) return false;
+  const myTimeline = opts.timeline ?? control.timeline;
+  if (myTimeline === leaderTimeline) return false;
+  if (myTimeline > leaderTimeline) return true;
+  const fork = forkPoint(history, myTimeline);
+  const stoppedAsPrimary = control.clusterState === 'shut down' || control.clusterState === 'in production';
+  if (control.clusterState === 'in production') return true; // crashed primary: end of WAL unknown
+  if (fork === undefined) return stoppedAsPrimary; // cannot prove it is safe
+  const position = opts.position ?? Math.max(control.checkpointLsn, control.minRecoveryLsn);
+  return position >= fork;
+}
+
+export interface RaceInput {
+  me: string;
+  cluster: ClusterState;
+  config: DynamicConfig;
+  tags: TagsConfig;
+  status: ServerStatus;
+  peers: PeerStatus[];
+}
+
+export type RaceVerdict = { ok: true; why: string } | { ok: false; why: string };
+
+function nameList(value: string | null | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+/**
+ * Whether this node may take the leader key when none exists. Mirrors Patroni's
+ * `is_healthiest_node`: every refusal names the rule, the member and the numbers involved.
+ */
+export function evaluateRace(input: RaceInput): RaceVerdict {
+  const { me, cluster, config, tags, status, peers } = input;
+  const failover = cluster.failover;
+  const manualTarget = failover?.member;
+  if (manualTarget === me) {
+    return { ok: true, why: `a manual failover/switchover names this member (${me}) as the candidate` };
+  }
+  if (tags.nofailover) return { ok: false, why: `this member is tagged nofailover` };
+  if (manualTarget && findMember(cluster, manualTarget)) {
+    return { ok: false, why: `a manual failover/switchover to ${manualTarget} is in progress` };
+  }
+  if (!status.inRecovery) {
+    return { ok: true, why: 'this member is still running as primary and no other member holds the leader key' };
+  }
+  const myWal = status.walPosition;
+  const optime = cluster.status?.optime;
+  if (optime !== undefined && optime - myWal > config.maximum_lag_on_failover) {
+    return {
+      ok: false,
+      why:
+        `my WAL position ${myWal} is ${optime - myWal} bytes behind the last known leader position ${optime}` +
+        ` (maximum_lag_on_failover is ${config.maximum_lag_on_failover})`,
+    };
+  }
+  if (config.synchronous_mode && cluster.sync) {
+    const syncMembers = nameList(cluster.sync.sync_standby);
+    if (cluster.sync.leader !== me && !syncMembers.includes(me)) {
+      return {
+        ok: false,
+        why: `synchronous_mode is on and this member is not in the sync key (synchronous: ${syncMembers.join(', ') || 'none'})`,
+      };
+    }
+  }
+  const myPriority = typeof tags.failover_priority === 'number' ? tags.failover_priority : 1;
+  for (const peer of peers) {
+    if (peer.name === me || !peer.reachable) continue;
+    if (isPrimaryRole(peer.role) && peer.state === 'running') {
+      return { ok: false, why: `member ${peer.name} is still running as primary` };
+    }
+    if (peer.tags?.nofailover === true) continue;
+    const theirs = peer.walPosition ?? -1;
+    if ((peer.timeline ?? 0) > status.timeline) {
+      return {
+        ok: false,
+        why: `member ${peer.name} is on a newer timeline (${peer.timeline} > ${status.timeline})`,
+      };
+    }
+    if (theirs > myWal) {
+      return { ok: false, why: `member ${peer.name} is ahead (WAL ${theirs} > mine ${myWal})` };
+    }
+    const theirPriority = typeof peer.tags?.failover_priority === 'number' ? peer.tags.failover_priority : 1;
+    if (theirs === myWal && theirPriority > myPriority) {
+      return {
+        ok: false,
+        why: `member ${peer.name} is as advanced and has a higher failover_priority (${theirPriority} > ${myPriority})`,
+      };
+    }
+  }
+  return { ok: true, why: `no healthy member is ahead of my WAL position ${myWal}` };
+}

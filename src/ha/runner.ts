@@ -1,0 +1,831 @@
+/**
+ * The HA loop: observes the store and the local PostgreSQL, asks `decide` for one step, carries it
+ * out, and publishes the member key. Implementations of the store and PostgreSQL are injected (this
+ * folder imports only their types), so the same loop runs against real etcd and PostgreSQL in the
+ * agent and in the integration tests.
+ */
+import type { CallbackName, DynamicConfig, PghaConfig } from '../config/types.js';
+import type { ClusterState, Dcs, Member, MemberData } from '../dcs/types.js';
+import type { ConnTarget, PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
+import type { Logger } from '../util/log.js';
+import { errorMessage } from '../util/errors.js';
+import { decide } from './decide.js';
+import { mergeTimelineHistory } from './history.js';
+import { evaluateRace, findMember, isPrimaryRole, needsRewind } from './rules.js';
+import type { Decision, LocalPostgres, PeerStatus } from './types.js';
+
+export interface RunnerDeps {
+  config: PghaConfig;
+  dcs: Dcs;
+  pg: PostgresNode;
+  logger: Logger;
+  /** Parses the `config` key (or bootstrap.dcs) into the dynamic config with defaults. */
+  parseDynamic(raw: Record<string, unknown>): DynamicConfig;
+  /** Asks a peer's REST API for its status (`GET /patroni`), within the signal's deadline. */
+  fetchPeer(member: Member, signal: AbortSignal): Promise<PeerStatus>;
+  /** Runs a user callback (`on_start`, ...) without waiting for it. */
+  runCallback(action: CallbackName, role: string): void;
+  /** Physical slot name for a member (Patroni's rule). */
+  slotName(member: string): string;
+  version: string;
+  now?: () => number;
+}
+
+/** What the REST API and the ctl read about this node; updated once per cycle. */
+export interface AgentSnapshot {
+  name: string;
+  scope: string;
+  /** Patroni's member state: running, starting, stopped, crashed, creating replica, ... */
+  state: string;
+  role: 'primary' | 'replica' | 'uninitialized' | 'demoted';
+  cluster: ClusterState | null;
+  dynamic: DynamicConfig;
+  status: ServerStatus | null;
+  running: boolean;
+  /** Seconds since epoch of the last successful read from the store. */
+  dcsLastSeen: number | null;
+  lastLoop: number | null;
+  lastDecision: Decision | null;
+  isLeader: boolean;
+  sysid: string | null;
+  paused: boolean;
+}
+
+const LEASE_SAFETY_MIN_S = 2;
+
+export class HaRunner {
+  private readonly d: RunnerDeps;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private dynamic: DynamicConfig;
+  private stopping = false;
+  private wakeUp: (() => void) | null = null;
+  private wakePending = false;
+  private stopWatch: (() => Promise<void>) | null = null;
+  private lastMessage = '';
+  private lastPublished = '';
+  private lastStatusKey = '';
+  private configuredUpstream: string | null = null;
+  private upstreamKnown = false;
+  private operatorHold: string | null = null;
+  private fenceTimer: NodeJS.Timeout | null = null;
+  private fenced = false;
+  private lastLeaseSent: number | null = null;
+  private dcsFailing = false;
+  private busyState: string | null = null;
+  /** Replication slots on this leader, and when their member was last seen. */
+  private readonly slotSeen = new Map<string, number>();
+  private slotsSeeded = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  readonly snapshot: AgentSnapshot;
+
+  constructor(deps: RunnerDeps) {
+    this.d = deps;
+    this.log = deps.logger;
+    this.now = deps.now ?? Date.now;
+    this.dynamic = deps.parseDynamic(deps.config.bootstrap.dcs);
+    this.snapshot = {
+      name: deps.config.name,
+      scope: deps.config.scope,
+      state: 'starting',
+      role: 'uninitialized',
+      cluster: null,
+      dynamic: this.dynamic,
+      status: null,
+      running: false,
+      dcsLastSeen: null,
+      lastLoop: null,
+      lastDecision: null,
+      isLeader: false,
+      sysid: null,
+      paused: false,
+    };
+  }
+
+  get me(): string {
+    return this.d.config.name;
+  }
+
+  /** Starts the loop; resolves once the first cycle has run. */
+  async start(): Promise<void> {
+    this.stopWatch = this.d.dcs.watch(() => this.wake());
+    let firstDone!: () => void;
+    const first = new Promise<void>((r) => (firstDone = r));
+    this.loopDone = this.loop(firstDone);
+    await first;
+  }
+
+  /** Wakes the loop early (a watch event, an API request). */
+  wake(): void {
+    this.wakePending = true;
+    this.wakeUp?.();
+  }
+
+  private async loop(firstDone: () => void): Promise<void> {
+    while (!this.stopping) {
+      const started = this.now();
+      this.wakePending = false;
+      try {
+        await this.cycle();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, `HA cycle failed: ${errorMessage(err)}`);
+      }
+      firstDone();
+      this.snapshot.lastLoop = this.now() / 1000;
+      if (this.stopping) break;
+      // While the store is failing, retry every second so a leader renews as soon as it is back.
+      const waitMs = this.dcsFailing ? 1000 : this.dynamic.loop_wait * 1000 - (this.now() - started);
+      if (!this.wakePending) await this.sleep(Math.max(0, waitMs));
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(t);
+        self.wakeUp = null;
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+
+  /** One observe–decide–act–publish cycle. */
+  private async cycle(): Promise<void> {
+    const deadline = () => AbortSignal.timeout(this.dynamic.retry_timeout * 1000);
+    let cluster: ClusterState;
+    let leaseSent: number;
+    try {
+      cluster = await this.d.dcs.readCluster(deadline());
+      leaseSent = await this.d.dcs.refreshLease(deadline());
+      this.dcsFailing = false;
+    } catch (err) {
+      this.onDcsFailure(err);
+      return;
+    }
+    this.snapshot.dcsLastSeen = Math.floor(this.now() / 1000);
+    this.snapshot.cluster = cluster;
+    this.applyDynamic(cluster);
+
+    const pg = await this.observe(cluster);
+    if (cluster.leader?.name === this.me) {
+      let held: boolean;
+      try {
+        held = await this.d.dcs.updateLeader(deadline());
+      } catch (err) {
+        this.onDcsFailure(err);
+        return;
+      }
+      if (held && pg.running && pg.status && !pg.status.inRecovery) this.armFence(leaseSent);
+      if (!held) {
+        cluster = { ...cluster, leader: null };
+        this.disarmFence();
+      }
+    } else {
+      this.disarmFence();
+    }
+    this.snapshot.isLeader = cluster.leader?.name === this.me;
+
+    const decision = decide({
+      me: this.me,
+      now: this.now(),
+      cluster,
+      config: this.dynamic,
+      tags: this.d.config.tags,
+      pg,
+      operatorHold: this.operatorHold,
+    });
+    this.snapshot.lastDecision = decision;
+    try {
+      await this.execute(decision, cluster, pg, leaseSent);
+    } catch (err) {
+      this.busyState = null;
+      this.log.error({ decision: decision.kind, err: errorMessage(err) }, `${decision.why}: ${decision.kind} failed: ${errorMessage(err)}`);
+    }
+    await this.publish();
+  }
+
+  private onDcsFailure(err: unknown): void {
+    if (!this.dcsFailing) {
+      const holding = this.snapshot.isLeader && this.lastLeaseSent !== null;
+      const until = holding
+        ? `; as leader I keep PostgreSQL writable until ${new Date(this.fenceDeadline(this.lastLeaseSent ?? 0)).toISOString()} at the latest`
+        : '';
+      this.log.error({ err: errorMessage(err) }, `store unreachable: ${errorMessage(err)}${until}`);
+    }
+    this.dcsFailing = true;
+  }
+
+  private applyDynamic(cluster: ClusterState): void {
+    const raw = cluster.config?.value ?? this.d.config.bootstrap.dcs;
+    const next = this.d.parseDynamic(raw);
+    if (next.ttl !== this.dynamic.ttl) this.d.dcs.setTtl(next.ttl);
+    this.dynamic = next;
+    this.snapshot.dynamic = next;
+    this.snapshot.paused = next.pause;
+  }
+
+  /** Reads the local PostgreSQL state. */
+  private async observe(cluster: ClusterState): Promise<LocalPostgres> {
+    const pg = this.d.pg;
+    const dataState = await pg.dataDirectoryState();
+    const control = dataState === 'initialized' ? await pg.controlData() : null;
+    const running = dataState === 'initialized' && (await pg.isRunning());
+    const status = running ? await pg.status() : null;
+    this.snapshot.running = running;
+    this.snapshot.status = status;
+    this.snapshot.sysid = control?.systemIdentifier ?? null;
+    if (status) {
+      this.snapshot.role = status.inRecovery ? 'replica' : 'primary';
+      if (!this.upstreamKnown) {
+        // After an agent restart, learn which member the running replica streams from.
+        this.configuredUpstream = status.inRecovery ? this.memberAt(cluster, status.receiverUpstream) : null;
+        this.upstreamKnown = true;
+      }
+    } else if (!running) {
+      this.snapshot.role = dataState === 'initialized' ? this.snapshot.role : 'uninitialized';
+    }
+    return { dataState, control, running, status, configuredUpstream: this.configuredUpstream };
+  }
+
+  private memberAt(cluster: ClusterState, addr: { host: string; port: number } | null | undefined): string | null {
+    if (!addr) return null;
+    for (const m of cluster.members) {
+      const t = connTarget(m);
+      if (t && t.port === addr.port && (t.host === addr.host || isLoopback(t.host) === isLoopback(addr.host))) return m.name;
+    }
+    return null;
+  }
+
+  // ---- fencing -------------------------------------------------------------------------------
+
+  private safetyMarginS(): number {
+    const ttl = this.dynamic.ttl;
+    return Math.min(Math.max(this.d.config.watchdog.safety_margin, LEASE_SAFETY_MIN_S), ttl / 2);
+  }
+
+  private fenceDeadline(leaseSent: number): number {
+    return leaseSent + (this.dynamic.ttl - this.safetyMarginS()) * 1000;
+  }
+
+  /**
+   * After each successful renewal, schedules the fence: if no later renewal succeeds, PostgreSQL is
+   * stopped before the lease can expire in etcd (which happens no earlier than send time + ttl), so
+   * another member can never be promoted while this one still takes writes.
+   */
+  private armFence(leaseSent: number): void {
+    this.lastLeaseSent = leaseSent;
+    this.fenced = false;
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    const delay = Math.max(0, this.fenceDeadline(leaseSent) - this.now());
+    this.fenceTimer = setTimeout(() => void this.fence(leaseSent), delay);
+  }
+
+  private disarmFence(): void {
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    this.fenceTimer = null;
+    this.lastLeaseSent = null;
+  }
+
+  private async fence(leaseSent: number): Promise<void> {
+    if (this.lastLeaseSent !== leaseSent || this.fenced) return;
+    this.fenced = true;
+    const expires = new Date(leaseSent + this.dynamic.ttl * 1000).toISOString();
+    this.log.error(
+      `could not renew the leader lease since ${new Date(leaseSent).toISOString()} (it expires at ${expires}); ` +
+        'stopping PostgreSQL so that it takes no writes once another member may be promoted',
+    );
+    try {
+      this.busyState = 'stopping';
+      await this.d.pg.stop('fast', Math.max(1000, this.safetyMarginS() * 500));
+    } catch (err) {
+      this.log.error(`fast stop failed (${errorMessage(err)}); stopping immediately`);
+      await this.d.pg.stop('immediate', 5000).catch((e: unknown) => this.log.error(`immediate stop failed: ${errorMessage(e)}`));
+    } finally {
+      this.busyState = null;
+    }
+    this.snapshot.role = 'demoted';
+    this.d.runCallback('on_role_change', 'demoted');
+  }
+
+  // ---- acting --------------------------------------------------------------------------------
+
+  private say(decision: Decision, did: string, level: 'info' | 'warn' | 'error' = 'info'): void {
+    const line = `${decision.why}: ${did}`;
+    if (line === this.lastMessage && level === 'info') {
+      this.log.debug({ decision: decision.kind }, line);
+      return;
+    }
+    this.lastMessage = line;
+    this.log[level]({ decision: decision.kind }, line);
+  }
+
+  private async execute(d: Decision, cluster: ClusterState, pg: LocalPostgres, leaseSent: number): Promise<void> {
+    switch (d.kind) {
+      case 'idle':
+        return this.say(d, 'no action');
+      case 'refuse':
+        this.snapshot.state = pg.running ? 'running' : 'stopped';
+        return this.say(d, 'waiting for an operator', 'error');
+      case 'bootstrap':
+        return this.bootstrap(d, cluster);
+      case 'adopt':
+        return this.adopt(d, cluster, pg, leaseSent);
+      case 'clone':
+        return this.clone(d, cluster);
+      case 'start_primary':
+        this.say(d, 'starting PostgreSQL as primary in place');
+        await this.startAs({ role: 'primary' }, 'on_start');
+        this.armFence(leaseSent);
+        return;
+      case 'start_replica':
+        return this.startReplica(d, cluster, d.upstream, d.rewind);
+      case 'race':
+        return this.race(d, cluster, pg, leaseSent);
+      case 'renew':
+        await this.leaderDuties(cluster, pg.status);
+        return this.say(d, 'renewed the leader lease');
+      case 'promote':
+        this.say(d, 'promoting');
+        await this.promote(cluster, leaseSent);
+        return;
+      case 'demote':
+        return this.demote(d, cluster);
+      case 'follow':
+        return this.follow(d, cluster);
+      case 'switchover':
+        return this.switchover(d, cluster, pg);
+    }
+  }
+
+  private parameters(): Record<string, string | number | boolean> {
+    return { ...this.dynamic.postgresql.parameters, ...this.d.config.postgresql.parameters };
+  }
+
+  private pgHba(): string[] | undefined {
+    return this.d.config.postgresql.pg_hba ?? this.dynamic.postgresql.pg_hba ?? this.d.config.bootstrap.pg_hba;
+  }
+
+  private roleConfig(role: 'primary' | 'replica', cluster: ClusterState | null, upstream: string | null): RoleConfig {
+    const cfg: RoleConfig = { role, parameters: this.parameters(), pgHba: this.pgHba() };
+    if (role === 'replica') {
+      const m = cluster && upstream ? findMember(cluster, upstream) : undefined;
+      cfg.upstream = m ? connTarget(m) : null;
+      cfg.slotName = this.dynamic.postgresql.use_slots && cfg.upstream ? this.d.slotName(this.me) : null;
+    }
+    return cfg;
+  }
+
+  private async startAs(
+    opts: { role: 'primary' } | { role: 'replica'; cluster: ClusterState; upstream: string | null },
+    callback: CallbackName,
+  ): Promise<void> {
+    const rc =
+      opts.role === 'primary' ? this.roleConfig('primary', null, null) : this.roleConfig('replica', opts.cluster, opts.upstream);
+    await this.d.pg.configure(rc);
+    this.busyState = 'starting';
+    try {
+      await this.d.pg.start(this.dynamic.primary_start_timeout * 1000);
+    } finally {
+      this.busyState = null;
+    }
+    this.configuredUpstream = rc.upstream ? rc.upstream.member : null;
+    this.upstreamKnown = true;
+    this.snapshot.role = opts.role;
+    this.d.runCallback(callback, opts.role);
+  }
+
+  private async bootstrap(d: Decision, cluster: ClusterState): Promise<void> {
+    const method = this.d.config.bootstrap.method;
+    if (method !== undefined && method !== 'initdb') {
+      this.operatorHold =
+        `bootstrap.method is "${method}", which pgha cannot run (only initdb); refusing to create an empty ` +
+        'cluster in its place. Restore the data directory by hand and start the agent again, or remove bootstrap.method';
+      return this.say(d, 'not bootstrapping', 'error');
+    }
+    if (!(await this.d.dcs.initialize('', true))) {
+      return this.say(d, 'another member won the initialisation race; waiting for it');
+    }
+    this.say(d, 'won the initialisation race; running initdb');
+    this.busyState = 'initializing new cluster';
+    try {
+      await this.d.pg.initdb(this.d.config.bootstrap.initdb);
+      await this.d.pg.configure(this.roleConfig('primary', null, null));
+      await this.d.pg.start(this.dynamic.primary_start_timeout * 1000);
+      if (!(await this.d.dcs.attemptToAcquireLeader())) throw new Error('could not take the leader key after initdb');
+      await this.d.pg.createUsers();
+      const control = await this.d.pg.controlData();
+      if (!control) throw new Error('pg_controldata gave nothing after initdb');
+      await this.d.dcs.initialize(control.systemIdentifier, false);
+      if (!cluster.config) await this.d.dcs.setConfig(this.d.config.bootstrap.dcs);
+    } catch (err) {
+      this.log.error(`bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`);
+      await this.d.pg.stop('immediate', 10_000).catch(() => undefined);
+      await this.d.dcs.deleteLeader().catch(() => false);
+      await this.d.dcs.cancelInitialization().catch(() => undefined);
+      await this.d.pg.removeDataDirectory().catch(() => undefined);
+      throw err;
+    } finally {
+      this.busyState = null;
+    }
+    this.configuredUpstream = null;
+    this.upstreamKnown = true;
+    this.snapshot.role = 'primary';
+    this.d.runCallback('on_start', 'primary');
+    this.log.info(`initialised a new cluster; I am the leader`);
+  }
+
+  private async adopt(d: Decision, cluster: ClusterState, pg: LocalPostgres, leaseSent: number): Promise<void> {
+    const sysid = pg.control?.systemIdentifier;
+    if (!sysid) throw new Error('cannot read the system identifier of the existing data directory');
+    if (!(await this.d.dcs.initialize(sysid, true))) {
+      return this.say(d, 'another member initialised the cluster first; will check whether my data belongs to it');
+    }
+    if (!(await this.d.dcs.attemptToAcquireLeader())) {
+      return this.say(d, 'registered the cluster but another member holds the leader key');
+    }
+    this.say(d, `adopted my data directory (system ${sysid}) as the cluster; starting as primary`);
+    if (!cluster.config) await this.d.dcs.setConfig(this.d.config.bootstrap.dcs);
+    if (pg.running) await this.d.pg.stop('fast', this.dynamic.primary_start_timeout * 1000);
+    await this.startAs({ role: 'primary' }, 'on_start');
+    this.armFence(leaseSent);
+    await this.d.pg.createUsers();
+  }
+
+  private async clone(d: Extract<Decision, { kind: 'clone' }>, cluster: ClusterState): Promise<void> {
+    const source = findMember(cluster, d.from);
+    const target = source ? connTarget(source) : null;
+    if (!target) return this.say(d, `leader ${d.from} publishes no usable conn_url`, 'warn');
+    this.say(d, `running pg_basebackup from ${target.host}:${target.port}`);
+    this.busyState = 'creating replica';
+    try {
+      await this.d.pg.basebackup(target, this.d.config.postgresql.basebackup, (line) =>
+        this.log.info({ progress: line }, `pg_basebackup: ${line}`),
+      );
+    } catch (err) {
+      this.log.error(`cloning from ${d.from} failed: ${errorMessage(err)}; removing the partial copy, will retry`);
+      await this.d.pg.removeDataDirectory().catch(() => undefined);
+      throw err;
+    } finally {
+      this.busyState = null;
+    }
+    await this.startAs({ role: 'replica', cluster, upstream: d.from }, 'on_start');
+    this.log.info(`replica created from ${d.from}; streaming`);
+  }
+
+  /** Rewinds onto `upstream`'s timeline, or removes the data when allowed; returns false when stuck. */
+  private async rewindOnto(cluster: ClusterState, upstream: string): Promise<boolean> {
+    const pgc = this.d.config.postgresql;
+    const target = findMember(cluster, upstream);
+    const source = target ? connTarget(target) : null;
+    if (!source) throw new Error(`leader ${upstream} publishes no usable conn_url`);
+    if (!this.dynamic.postgresql.use_pg_rewind) {
+      if (pgc.remove_data_directory_on_diverged_timelines) {
+        this.log.warn('my timeline diverged and use_pg_rewind is off; removing my data to clone afresh (allowed by remove_data_directory_on_diverged_timelines)');
+        await this.d.pg.removeDataDirectory();
+        return false;
+      }
+      this.operatorHold =
+        `my timeline diverged from leader ${upstream} and use_pg_rewind is off; set use_pg_rewind: true, ` +
+        `or run "pgha ctl reinit <scope> ${this.me}" to replace my data with a fresh copy`;
+      return false;
+    }
+    this.busyState = 'rewinding';
+    try {
+      this.log.info(`running pg_rewind from ${upstream} (${source.host}:${source.port})`);
+      await this.d.pg.rewind(source);
+      this.log.info('pg_rewind finished');
+      return true;
+    } catch (err) {
+      if (pgc.remove_data_directory_on_rewind_failure) {
+        this.log.error(`pg_rewind failed (${errorMessage(err)}); removing my data to clone afresh (allowed by remove_data_directory_on_rewind_failure)`);
+        await this.d.pg.removeDataDirectory();
+        return false;
+      }
+      this.operatorHold =
+        `pg_rewind from ${upstream} failed: ${errorMessage(err)}; my data is left untouched. ` +
+        `Run "pgha ctl reinit <scope> ${this.me}" to replace it, or set remove_data_directory_on_rewind_failure`;
+      return false;
+    } finally {
+      this.busyState = null;
+    }
+  }
+
+  private async startReplica(d: Decision, cluster: ClusterState, upstream: string | null, rewind: boolean): Promise<void> {
+    if (rewind && upstream) {
+      this.say(d, 'rewinding before start');
+      if (!(await this.rewindOnto(cluster, upstream))) return;
+    } else {
+      this.say(d, `starting PostgreSQL as a replica${upstream ? ` of ${upstream}` : ''}`);
+    }
+    await this.startAs({ role: 'replica', cluster, upstream }, 'on_start');
+  }
+
+  private async fetchPeers(cluster: ClusterState): Promise<PeerStatus[]> {
+    const others = cluster.members.filter((m) => m.name !== this.me && m.data.api_url);
+    return Promise.all(
+      others.map((m) =>
+        this.d.fetchPeer(m, AbortSignal.timeout(2000)).catch((): PeerStatus => ({ name: m.name, reachable: false })),
+      ),
+    );
+  }
+
+  private async race(d: Decision, cluster: ClusterState, pg: LocalPostgres, leaseSent: number): Promise<void> {
+    const status = pg.status;
+    if (!status) return;
+    const peers = await this.fetchPeers(cluster);
+    const verdict = evaluateRace({ me: this.me, cluster, config: this.dynamic, tags: this.d.config.tags, status, peers });
+    if (!verdict.ok) return this.say(d, `not taking the leader key: ${verdict.why}`);
+    if (!(await this.d.dcs.attemptToAcquireLeader())) {
+      return this.say(d, 'another member took the leader key first');
+    }
+    this.snapshot.isLeader = true;
+    this.armFence(leaseSent);
+    if (status.inRecovery) {
+      this.say(d, `took the leader key (${verdict.why}); promoting`);
+      await this.promote(cluster, leaseSent);
+    } else {
+      this.say(d, `took the leader key (${verdict.why}); staying primary`);
+    }
+  }
+
+  private async promote(cluster: ClusterState, leaseSent: number): Promise<void> {
+    const started = this.now();
+    this.busyState = 'promoting';
+    try {
+      await this.d.pg.promote(this.dynamic.primary_start_timeout * 1000);
+    } finally {
+      this.busyState = null;
+    }
+    this.armFence(leaseSent);
+    this.configuredUpstream = null;
+    this.snapshot.role = 'primary';
+    this.d.runCallback('on_role_change', 'primary');
+    const status = await this.d.pg.status();
+    this.log.info(
+      { event: 'promoted', timeline: status?.timeline, duration_ms: this.now() - started },
+      `promoted to primary on timeline ${status?.timeline ?? '?'} in ${this.now() - started} ms`,
+    );
+    if (cluster.failover) await this.d.dcs.clearFailover().catch(() => undefined);
+    await this.recordHistory(cluster, status);
+    await this.leaderDuties(cluster, status);
+  }
+
+  private async recordHistory(cluster: ClusterState, status: ServerStatus | null): Promise<void> {
+    if (!status) return;
+    try {
+      const tl = status.timeline.toString(16).toUpperCase().padStart(8, '0');
+      const rows = await this.d.pg.query<{ content: string }>('SELECT pg_read_file($1) AS content', [`pg_wal/${tl}.history`]);
+      const content = rows[0]?.content ?? '';
+      const history = mergeTimelineHistory(cluster.history, content, new Date(this.now()), this.me);
+      await this.d.dcs.setHistory(history);
+    } catch (err) {
+      this.log.warn(`could not record the timeline history: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Leader's upkeep each cycle: `status` (optime) and one replication slot per member. */
+  private async leaderDuties(cluster: ClusterState, status: ServerStatus | null): Promise<void> {
+    if (!status || status.inRecovery) return;
+    if (this.dynamic.postgresql.use_slots) {
+      const names = await this.slotsToKeep(cluster);
+      await this.d.pg.syncReplicationSlots(names).catch((err: unknown) => this.log.warn(`replication slots: ${errorMessage(err)}`));
+    }
+    const key = JSON.stringify({ optime: status.walPosition });
+    if (key !== this.lastStatusKey) {
+      await this.d.dcs.setStatus({ optime: status.walPosition });
+      this.lastStatusKey = key;
+    }
+  }
+
+  /**
+   * One slot per other member. A member whose key vanished keeps its slot for a while (an agent
+   * restart, a short outage) so it can resume streaming; after that the slot goes, so WAL does not
+   * pile up without bound for a member that is gone for good.
+   */
+  private async slotsToKeep(cluster: ClusterState): Promise<string[]> {
+    const now = this.now();
+    if (!this.slotsSeeded) {
+      // Slots that exist when this node becomes leader count as seen now.
+      const rows = await this.d.pg.query<{ slot_name: string }>(
+        "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT temporary",
+      );
+      for (const r of rows) this.slotSeen.set(r.slot_name, now);
+      this.slotsSeeded = true;
+    }
+    for (const m of cluster.members) if (m.name !== this.me) this.slotSeen.set(this.d.slotName(m.name), now);
+    this.slotSeen.delete(this.d.slotName(this.me));
+    const retainMs = Math.max(300, this.dynamic.ttl * 10) * 1000;
+    for (const [slot, seen] of this.slotSeen) if (now - seen > retainMs) this.slotSeen.delete(slot);
+    return [...this.slotSeen.keys()];
+  }
+
+  private async demote(d: Extract<Decision, { kind: 'demote' }>, cluster: ClusterState): Promise<void> {
+    this.say(d, 'demoting: stopping PostgreSQL');
+    this.disarmFence();
+    this.busyState = 'stopping';
+    try {
+      await this.stopFastOrImmediate();
+    } finally {
+      this.busyState = null;
+    }
+    this.snapshot.role = 'demoted';
+    this.d.runCallback('on_role_change', 'replica');
+    const control = await this.d.pg.controlData();
+    const leaderTimeline = d.upstream ? findMember(cluster, d.upstream)?.data.timeline : undefined;
+    const rewind = d.upstream !== null && needsRewind({ control, leaderTimeline, history: cluster.history });
+    await this.startReplica(d, cluster, d.upstream, rewind);
+  }
+
+  private async stopFastOrImmediate(): Promise<void> {
+    try {
+      await this.d.pg.stop('fast', Math.max(5000, this.dynamic.primary_stop_timeout * 1000 || 30_000));
+    } catch (err) {
+      this.log.warn(`fast stop failed (${errorMessage(err)}); stopping immediately`);
+      await this.d.pg.stop('immediate', 10_000);
+    }
+  }
+
+  private async follow(d: Extract<Decision, { kind: 'follow' }>, cluster: ClusterState): Promise<void> {
+    if (d.rewind) {
+      this.say(d, 'stopping to rewind');
+      await this.stopFastOrImmediate();
+      return this.startReplica(d, cluster, d.upstream, true);
+    }
+    this.say(d, `pointing replication at ${d.upstream}`);
+    const rc = this.roleConfig('replica', cluster, d.upstream);
+    await this.d.pg.configure(rc);
+    // primary_conninfo and primary_slot_name are reloadable since PostgreSQL 13.
+    await this.d.pg.reload();
+    this.configuredUpstream = rc.upstream ? rc.upstream.member : null;
+    this.d.runCallback('on_role_change', 'replica');
+  }
+
+  /** Graceful switchover: checkpoint, fast stop, wait for the candidate to hold our last WAL, release. */
+  private async switchover(d: Extract<Decision, { kind: 'switchover' }>, cluster: ClusterState, pg: LocalPostgres): Promise<void> {
+    const peers = await this.fetchPeers(cluster);
+    const healthy = peers.filter((p) => p.reachable && !isPrimaryRole(p.role) && p.state === 'running' && p.tags?.nofailover !== true);
+    const candidate = d.candidate
+      ? healthy.find((p) => p.name === d.candidate)
+      : healthy.sort((a, b) => (b.walPosition ?? 0) - (a.walPosition ?? 0))[0];
+    if (!candidate) {
+      const why = d.candidate
+        ? `candidate ${d.candidate} is not a healthy running replica (${describePeer(peers.find((p) => p.name === d.candidate))})`
+        : 'no healthy running replica without nofailover to switch over to';
+      await this.d.dcs.clearFailover();
+      return this.say(d, `switchover cancelled: ${why}`, 'warn');
+    }
+    const started = this.now();
+    this.say(d, `switching over to ${candidate.name}: checkpoint, then fast stop`);
+    await this.d.pg.checkpoint();
+    this.disarmFence();
+    this.busyState = 'stopping';
+    try {
+      await this.stopFastOrImmediate();
+    } finally {
+      this.busyState = null;
+    }
+    const control = await this.d.pg.controlData();
+    const target = control?.checkpointLsn ?? 0;
+    const member = findMember(cluster, candidate.name);
+    const caughtUp = member ? await this.waitForPeerWal(member, target, 10_000) : false;
+    if (!caughtUp) {
+      this.log.error(`switchover to ${candidate.name} aborted: it did not receive the shutdown checkpoint ${target}; restarting as primary`);
+      await this.d.dcs.clearFailover();
+      await this.startAs({ role: 'primary' }, 'on_start');
+      return;
+    }
+    await this.d.dcs.deleteLeader();
+    this.snapshot.isLeader = false;
+    this.d.runCallback('on_role_change', 'replica');
+    await this.startAs({ role: 'replica', cluster, upstream: candidate.name }, 'on_start');
+    this.log.info(
+      { event: 'switchover', from: this.me, to: candidate.name, duration_ms: this.now() - started, timeline: pg.status?.timeline },
+      `switched over to ${candidate.name} in ${this.now() - started} ms; now its replica`,
+    );
+  }
+
+  private async waitForPeerWal(member: Member, lsn: number, timeoutMs: number): Promise<boolean> {
+    const until = this.now() + timeoutMs;
+    while (this.now() < until) {
+      const p = await this.d.fetchPeer(member, AbortSignal.timeout(1000)).catch(() => null);
+      if (p && (p.walPosition ?? 0) > lsn) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  }
+
+  // ---- publishing ----------------------------------------------------------------------------
+
+  private memberState(): string {
+    if (this.busyState) return this.busyState;
+    if (!this.snapshot.running) return this.snapshot.state === 'crashed' ? 'crashed' : 'stopped';
+    const s = this.snapshot.status;
+    if (!s) return 'starting';
+    if (s.inRecovery && s.replicationState === 'streaming') return 'streaming';
+    if (s.inRecovery) return 'in archive recovery';
+    return 'running';
+  }
+
+  /** Writes `members/<me>` when anything in it changed (it lives on our lease either way). */
+  async publish(): Promise<void> {
+    const status = this.snapshot.running ? await this.d.pg.status().catch(() => null) : null;
+    this.snapshot.status = status;
+    if (status) this.snapshot.role = status.inRecovery ? 'replica' : 'primary';
+    this.snapshot.state = this.memberState();
+    const cfg = this.d.config;
+    const data: MemberData = {
+      conn_url: `postgres://${cfg.postgresql.connect_address}/postgres`,
+      api_url: `http://${cfg.restapi.connect_address}/patroni`,
+      state: this.snapshot.state === 'streaming' || this.snapshot.state === 'in archive recovery' ? this.snapshot.state : this.snapshot.state,
+      role: this.snapshot.role,
+      version: this.d.version,
+    };
+    if (status) {
+      data.xlog_location = status.walPosition;
+      data.timeline = status.timeline;
+      if (status.inRecovery) {
+        if (status.replicationState) data.replication_state = status.replicationState;
+        if (status.receiveLsn !== undefined) data.receive_lsn = status.receiveLsn;
+        if (status.replayLsn !== undefined) data.replay_lsn = status.replayLsn;
+      }
+      if (status.pendingRestart) data.pending_restart = true;
+    }
+    const tags = publishedTags(cfg.tags);
+    if (Object.keys(tags).length > 0) data.tags = tags;
+    if (this.dynamic.pause) data.pause = true;
+    const text = JSON.stringify(data);
+    if (text === this.lastPublished) return;
+    try {
+      await this.d.dcs.touchMember(data);
+      this.lastPublished = text;
+    } catch (err) {
+      this.onDcsFailure(err);
+    }
+  }
+
+  /** Stops the loop. As leader, stops PostgreSQL first and then releases the key, as Patroni does. */
+  async shutdown(opts: { stopPostgres?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.loopDone;
+    await this.stopWatch?.();
+    const wasLeader = this.snapshot.isLeader;
+    this.disarmFence();
+    if (opts.stopPostgres !== false && (await this.d.pg.isRunning())) {
+      this.log.info('shutting down: stopping PostgreSQL');
+      await this.stopFastOrImmediate().catch((err: unknown) => this.log.error(`stop failed: ${errorMessage(err)}`));
+      this.d.runCallback('on_stop', this.snapshot.role);
+    }
+    if (wasLeader) await this.d.dcs.deleteLeader().catch(() => false);
+    await this.d.dcs.close({ revokeLease: true }).catch(() => undefined);
+    await this.d.pg.close();
+  }
+
+  /** Replaces this node's data with a fresh copy of the leader (`reinit`); allowed on a non-leader. */
+  async reinitialize(force: boolean): Promise<string> {
+    if (this.snapshot.isLeader) throw new Error('I am the leader; reinitialising the leader is not allowed');
+    const cluster = this.snapshot.cluster;
+    if (!cluster?.leader) throw new Error('there is no leader to clone from');
+    if (!force && this.busyState) throw new Error(`an operation is in progress (${this.busyState}); use force`);
+    this.operatorHold = null;
+    if (await this.d.pg.isRunning()) await this.d.pg.stop('immediate', 10_000);
+    await this.d.pg.removeDataDirectory();
+    this.log.info(`reinitialise requested: data directory removed, will clone from ${cluster.leader.name}`);
+    this.wake();
+    return `reinitialize started: cloning from ${cluster.leader.name}`;
+  }
+}
+
+/** Host and port from a member's `conn_url` (postgres://host:port/db). */
+export function connTarget(m: Member): ConnTarget | null {
+  const url = m.data.conn_url;
+  if (!url) return null;
+  try {
+    const u = new URL(url);
+    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 5432), member: m.name };
+  } catch {
+    return null;
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1';
+}
+
+function publishedTags(tags: PghaConfig['tags']): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(tags)) {
+    if (v === false || v === undefined || v === null) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+function describePeer(p: PeerStatus | undefined): string {
+  if (!p) return 'not a member';
+  if (!p.reachable) return 'its REST API did not answer';
+  return `role ${p.role ?? '?'}, state ${p.state ?? '?'}${p.tags?.nofailover === true ? ', tagged nofailover' : ''}`;
+}

@@ -1,0 +1,1269 @@
+/**
+ * The local PostgreSQL server: the only code that spawns PostgreSQL programs or opens SQL to the
+ * local node. Every program runs as `postgresql.os_user` when the agent runs as root.
+ *
+ * Files this class owns:
+ * - `<config_dir>/postgresql.conf`: rewritten by `configure`; the original becomes `postgresql.base.conf`
+ *   and is included (as Patroni does).
+ * - `<config_dir>/pg_hba.conf`, `pg_ident.conf`: rewritten only when lines are configured.
+ * - `postgresql.pgpass`: the replication, rewind and superuser passwords.
+ * - the server log `<data_dir>.log` (a sibling of the data directory, so pg_basebackup and pg_rewind
+ *   neither copy nor overwrite it): where `pg_ctl -l` sends the postmaster's stderr.
+ */
+import { constants as fsc, readFileSync } from 'node:fs';
+import {
+  access,
+  chmod,
+  chown,
+  copyFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import pg from 'pg';
+import pino from 'pino';
+import type { PostgresqlConfig } from '../config/types.js';
+import { PostgresError, errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { run, runAsUser, signalPid, type OsUser, type RunResult } from '../util/process.js';
+import {
+  conninfo,
+  isManagedConf,
+  optionNames,
+  renderLinesFile,
+  renderPgpass,
+  renderPostgresqlConf,
+  serverParameters,
+  RECOVERY_PARAMETERS,
+  toolOptions,
+} from './conf.js';
+import { parseLsn, parseLsnOrUndefined, timelineFromWalFileName } from './lsn.js';
+import { isValidSlotName } from './slots.js';
+import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus, StopMode } from './types.js';
+
+export interface PostgresOptions {
+  /** Member name: `application_name` towards the upstream and, by default, `cluster_name`. */
+  name: string;
+  /** Cluster scope; when given it is the default `cluster_name` (what Patroni uses). */
+  scope?: string;
+  logger?: Logger;
+  /** Server log for `pg_ctl -l`; defaults to `<data_dir>.log`. */
+  logFile?: string;
+}
+
+/** The local server did not accept a connection (down, starting, or refusing us). */
+export class PostgresConnectionError extends PostgresError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause, retryable: true });
+  }
+}
+
+const CONNECT_TIMEOUT_MS = 3000;
+const QUERY_TIMEOUT_MS = 10_000;
+const TOOL_TIMEOUT_MS = 30_000;
+const INITDB_TIMEOUT_MS = 300_000;
+const CHECKPOINT_TIMEOUT_MS = 300_000;
+const SINGLE_USER_TIMEOUT_MS = 1_800_000;
+/** Bound for each step of escalation after the requested stop mode timed out. */
+const ESCALATION_TIMEOUT_MS = 30_000;
+/** How long to wait for a killed postmaster to be reaped before starting anew. */
+const ZOMBIE_WAIT_MS = 10_000;
+
+const INITDB_FORBIDDEN = new Set([
+  'pgdata',
+  'D',
+  'pwfile',
+  'pwprompt',
+  'W',
+  'username',
+  'U',
+  'sync-only',
+  'S',
+  'version',
+  'V',
+  'help',
+]);
+const BASEBACKUP_FORBIDDEN = new Set([
+  'pgdata',
+  'D',
+  'format',
+  'F',
+  'host',
+  'h',
+  'port',
+  'p',
+  'username',
+  'U',
+  'dbname',
+  'd',
+  'password',
+  'W',
+  'no-password',
+  'w',
+]);
+
+/** The parts of a clean shutdown in `pg_controldata`'s "Database cluster state". */
+const CLEAN_STATES = new Set(['shut down', 'shut down in recovery']);
+
+/** Files in the data directory that pg_rewind overwrites with the source's copy; kept across a rewind. */
+const CONFIG_FILES = ['postgresql.conf', 'postgresql.base.conf', 'pg_hba.conf', 'pg_ident.conf'];
+
+/** Functions pg_rewind calls on the source; granted to a non-superuser rewind role (as Patroni does). */
+const REWIND_FUNCTIONS = [
+  'pg_catalog.pg_ls_dir(text, boolean, boolean)',
+  'pg_catalog.pg_stat_file(text, boolean)',
+  'pg_catalog.pg_read_binary_file(text)',
+  'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)',
+];
+
+const TS_FORMAT = `'YYYY-MM-DD HH24:MI:SS.USTZH:TZM'`;
+
+const STATUS_SQL = `
+SELECT pg_is_in_recovery() AS in_recovery,
+  current_setting('server_version_num')::int AS server_version,
+  to_char(pg_postmaster_start_time(), ${TS_FORMAT}) AS postmaster_start_time,
+  (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+  EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart) AS pending_restart,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS current_walfile,
+  pg_last_wal_receive_lsn()::text AS receive_lsn,
+  pg_last_wal_replay_lsn()::text AS replay_lsn,
+  to_char(pg_last_xact_replay_timestamp(), ${TS_FORMAT}) AS replay_timestamp,
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS replay_paused,
+  (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
+  r.status AS receiver_status, r.received_tli, r.sender_host, r.sender_port
+FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true`;
+
+const REPLICATION_SQL = `
+SELECT usename::text, application_name, client_addr::text, state, sync_state, sync_priority,
+  flush_lsn::text, replay_lsn::text
+FROM pg_stat_replication ORDER BY application_name, pid`;
+
+interface StatusRow {
+  in_recovery: boolean;
+  server_version: number;
+  postmaster_start_time: string;
+  system_identifier: string;
+  pending_restart: boolean;
+  current_lsn: string | null;
+  current_walfile: string | null;
+  receive_lsn: string | null;
+  replay_lsn: string | null;
+  replay_timestamp: string | null;
+  replay_paused: boolean;
+  checkpoint_timeline: number;
+  receiver_status: string | null;
+  received_tli: number | null;
+  sender_host: string | null;
+  sender_port: number | null;
+}
+
+interface ReplicationRow {
+  usename: string;
+  application_name: string;
+  client_addr: string | null;
+  state: string;
+  sync_state: string;
+  sync_priority: number;
+  flush_lsn: string | null;
+  replay_lsn: string | null;
+}
+
+/** Quotes a word for /bin/sh (pg_ctl passes `-o` through the shell). */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function lastLines(text: string, n = 15): string {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .slice(-n)
+    .join('\n');
+}
+
+function toolOutput(res: RunResult): string {
+  return lastLines([res.stdout, res.stderr].join('\n'));
+}
+
+/** A server-side SQL error (has a SQLSTATE) that leaves the connection usable. */
+function isSqlError(e: unknown): boolean {
+  if (!(e instanceof pg.DatabaseError) || typeof e.code !== 'string') return false;
+  // 08: connection exceptions; 57P: shutdown / crash of the server: the session is gone.
+  return !e.code.startsWith('08') && !e.code.startsWith('57P');
+}
+
+/** One-letter state of a process from /proc (`R`, `S`, `Z`, ...), or null when it does not exist. */
+function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
+  } catch {
+    return null;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p, fsc.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readText(p: string): Promise<string | null> {
+  try {
+    return await readFile(p, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+/** A PostgreSQL server managed through its data directory, as `PostgresNode` describes. */
+export class Postgres implements PostgresNode {
+  readonly name: string;
+  /** Where `pg_ctl -l` writes the server's output. */
+  readonly logFile: string;
+  private readonly cfg: PostgresqlConfig;
+  private readonly clusterName: string;
+  private readonly log: Logger;
+  private readonly dataDir: string;
+  private readonly configDir: string;
+  private osUser: OsUser | null | undefined;
+  private client: pg.Client | null = null;
+  private connecting: Promise<pg.Client> | null = null;
+  private version: number | null = null;
+  private postPromoteCheckpoint: Promise<void> | null = null;
+
+  constructor(cfg: PostgresqlConfig, opts: PostgresOptions) {
+    this.cfg = cfg;
+    this.name = opts.name;
+    this.clusterName = opts.scope ?? opts.name;
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    this.dataDir = resolve(cfg.data_dir);
+    this.configDir = resolve(cfg.config_dir || cfg.data_dir);
+    this.logFile = opts.logFile ?? `${this.dataDir}.log`;
+  }
+
+  /** The OS user programs run as, or null when we are not root (programs run as ourselves). */
+  private get user(): OsUser | null {
+    if (this.osUser === undefined) this.osUser = runAsUser(this.cfg.os_user);
+    return this.osUser;
+  }
+
+  private get confPath(): string {
+    return join(this.configDir, 'postgresql.conf');
+  }
+
+  private bin(program: string): string {
+    return join(this.cfg.bin_dir, program);
+  }
+
+  /** Runs a PostgreSQL program as the OS user. Non-zero exits are returned, timeouts thrown. */
+  private async tool(
+    program: string,
+    args: string[],
+    opts: {
+      timeoutMs?: number;
+      signal?: AbortSignal;
+      env?: NodeJS.ProcessEnv;
+      onLine?: (line: string) => void;
+      input?: string;
+    } = {},
+  ): Promise<RunResult> {
+    this.log.debug({ program, args }, 'running PostgreSQL program');
+    try {
+      return await run(this.bin(program), args, {
+        user: this.user,
+        timeoutMs: opts.timeoutMs,
+        signal: opts.signal,
+        env: { ...process.env, ...opts.env },
+        onLine: opts.onLine ? (l) => opts.onLine?.(l) : undefined,
+        input: opts.input,
+      });
+    } catch (e) {
+      throw new PostgresError(`${program} failed: ${errorMessage(e)}`, { cause: e, retryable: true });
+    }
+  }
+
+  // ---- files and ownership -------------------------------------------------------------------
+
+  private async chownToUser(p: string): Promise<void> {
+    const u = this.user;
+    if (u) await chown(p, u.uid, u.gid);
+  }
+
+  /** Creates `dir` (and missing parents, owned by the OS user); sets `mode` on a created or data dir. */
+  private async ensureDir(dir: string, mode: number, forceMode: boolean): Promise<void> {
+    const first = await mkdir(dir, { recursive: true, mode });
+    if (first !== undefined) {
+      // Every directory we just created, from the first one down to `dir`.
+      let p = dir;
+      const created: string[] = [];
+      while (p.length >= first.length) {
+        created.push(p);
+        if (p === first) break;
+        p = dirname(p);
+      }
+      for (const c of created) await this.chownToUser(c);
+      await chmod(dir, mode);
+      return;
+    }
+    if (forceMode) {
+      const st = await stat(dir);
+      const u = this.user;
+      if (u && (st.uid !== u.uid || st.gid !== u.gid)) await chown(dir, u.uid, u.gid);
+      if ((st.mode & 0o777) !== mode) await chmod(dir, mode);
+    }
+  }
+
+  private async ensureDataDir(): Promise<void> {
+    await this.ensureDir(this.dataDir, 0o700, true);
+  }
+
+  /** Writes a file atomically (temp + rename), owned by the OS user. */
+  private async writeOwned(path: string, content: string, mode = 0o600): Promise<void> {
+    await this.ensureDir(dirname(path), 0o755, false);
+    const tmp = `${path}.pgha-tmp`;
+    await writeFile(tmp, content, { mode });
+    await chmod(tmp, mode);
+    await this.chownToUser(tmp);
+    await rename(tmp, path);
+  }
+
+  /** Writes the pgpass file with the superuser, replication and rewind credentials. */
+  private async writePgpass(): Promise<void> {
+    const a = this.cfg.authentication;
+    const users = [a.replication, ...(a.rewind ? [a.rewind] : []), a.superuser];
+    await this.writeOwned(this.cfg.pgpass, renderPgpass(users), 0o600);
+  }
+
+  private hasPassword(user: { password?: string }): boolean {
+    return user.password !== undefined;
+  }
+
+  /** Creates the log file owned by the OS user (its directory may not be writable by that user). */
+  private async ensureLogFile(): Promise<number> {
+    await this.ensureDir(dirname(this.logFile), 0o755, false);
+    const fh = await open(this.logFile, 'a', 0o600);
+    try {
+      const st = await fh.stat();
+      const u = this.user;
+      if (u && (st.uid !== u.uid || st.gid !== u.gid)) await fh.chown(u.uid, u.gid);
+      return st.size;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The lines the server wrote to its log since `offset` (at most the last `n`). */
+  private async logTail(offset = 0, n = 20): Promise<string> {
+    try {
+      const fh = await open(this.logFile, 'r');
+      try {
+        const size = (await fh.stat()).size;
+        const from = Math.max(offset, size - 16384);
+        const buf = Buffer.alloc(Math.max(0, size - from));
+        await fh.read(buf, 0, buf.length, from);
+        return lastLines(buf.toString('utf8'), n);
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return '(no server log)';
+    }
+  }
+
+  // ---- state ------------------------------------------------------------------------------------
+
+  async dataDirectoryState(): Promise<'empty' | 'initialized' | 'invalid'> {
+    let entries: string[];
+    try {
+      entries = await readdir(this.dataDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'empty';
+      throw new PostgresError(`cannot read data directory ${this.dataDir}: ${errorMessage(e)}`, { cause: e });
+    }
+    if (entries.length === 0) return 'empty';
+    return entries.includes('PG_VERSION') ? 'initialized' : 'invalid';
+  }
+
+  async controlData(): Promise<ControlData | null> {
+    if (!(await exists(join(this.dataDir, 'global', 'pg_control')))) return null;
+    const res = await this.tool('pg_controldata', ['-D', this.dataDir], {
+      timeoutMs: TOOL_TIMEOUT_MS,
+      env: { LC_ALL: 'C', LANG: 'C' },
+    });
+    if (res.code !== 0)
+      throw new PostgresError(`pg_controldata -D ${this.dataDir} failed: ${toolOutput(res)}`);
+    return parseControlData(res.stdout);
+  }
+
+  /** Pid of the postmaster named in postmaster.pid, when that process is alive and is a postgres. */
+  async postmasterPid(): Promise<number | null> {
+    const text = await readText(join(this.dataDir, 'postmaster.pid'));
+    if (text === null) return null;
+    const first = Number(text.split('\n')[0]);
+    if (!Number.isInteger(first) || first === 0) return null;
+    // A standalone (single-user) backend writes its pid negated.
+    const pid = Math.abs(first);
+    return (await this.isOurPostgres(pid)) ? pid : null;
+  }
+
+  async isRunning(): Promise<boolean> {
+    return (await this.postmasterPid()) !== null;
+  }
+
+  /** True when `pid` is alive, not a zombie, runs a postgres binary and (when visible) sits in our data dir. */
+  private async isOurPostgres(pid: number): Promise<boolean> {
+    if (!signalPid(pid, 0)) return false;
+    const state = processState(pid);
+    if (state === null || state === 'Z' || state === 'X') return false;
+    const cmdline = await readText(`/proc/${pid}/cmdline`).catch(() => null);
+    if (cmdline === null || !/postgres|postmaster/.test(cmdline)) return false;
+    try {
+      // The postmaster chdirs into its data directory; readable when we are root or the same user.
+      const cwd = await readlink(`/proc/${pid}/cwd`);
+      const real = await realpath(this.dataDir).catch(() => this.dataDir);
+      return cwd === real || cwd === this.dataDir;
+    } catch {
+      return true;
+    }
+  }
+
+  async binaryVersion(): Promise<number> {
+    if (this.version !== null) return this.version;
+    const res = await this.tool('postgres', ['-V'], { timeoutMs: TOOL_TIMEOUT_MS });
+    const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(res.stdout);
+    if (res.code !== 0 || !m)
+      throw new PostgresError(`cannot read the version of ${this.bin('postgres')}: ${toolOutput(res)}`);
+    const major = Number(m[1]);
+    this.version = major >= 10 ? major : Number(`${m[1]}${(m[2] ?? '0').padStart(2, '0')}`) / 100;
+    return this.version;
+  }
+
+  // ---- SQL ------------------------------------------------------------------------------------------
+
+  /** Host for local SQL: the unix socket dir, loopback for a wildcard listen, else the first listen host. */
+  private localHost(): string {
+    if (this.cfg.use_unix_socket) {
+      const dir = (
+        this.cfg.parameters.unix_socket_directories ??
+        this.cfg.unix_socket_directories ??
+        '/var/run/postgresql'
+      ).toString();
+      const first = dir.split(',')[0]?.trim();
+      if (first && isAbsolute(first)) return first;
+    }
+    const host = this.cfg.listen.hosts[0]?.trim() ?? '';
+    if (host === '' || host === '*' || host === '0.0.0.0') return '127.0.0.1';
+    if (host === '::') return '::1';
+    return host;
+  }
+
+  private clientConfig(): pg.ClientConfig {
+    const su = this.cfg.authentication.superuser;
+    return {
+      host: this.localHost(),
+      port: this.cfg.listen.port,
+      user: su.username,
+      password: su.password,
+      database: 'postgres',
+      application_name: 'pgha',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    };
+  }
+
+  private async connect(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    if (this.connecting) return this.connecting;
+    const client = new pg.Client(this.clientConfig());
+    const drop = () => {
+      if (this.client === client) this.client = null;
+    };
+    client.on('error', (e) => {
+      this.log.debug({ err: errorMessage(e) }, 'local PostgreSQL connection lost');
+      drop();
+    });
+    client.on('end', drop);
+    this.connecting = client
+      .connect()
+      .then(() => {
+        this.client = client;
+        return client;
+      })
+      .catch((e: unknown) => {
+        void client.end().catch(() => undefined);
+        throw new PostgresConnectionError(
+          `cannot connect to PostgreSQL at ${this.localHost()}:${this.cfg.listen.port}: ${errorMessage(e)}`,
+          e,
+        );
+      })
+      .finally(() => {
+        this.connecting = null;
+      });
+    return this.connecting;
+  }
+
+  private dropClient(client: pg.Client | null = this.client): void {
+    if (!client) return;
+    if (this.client === client) this.client = null;
+    void client.end().catch(() => undefined);
+  }
+
+  async query<T = Record<string, unknown>>(
+    sql: string,
+    params: unknown[] = [],
+    signal?: AbortSignal,
+    timeoutMs = QUERY_TIMEOUT_MS,
+  ): Promise<T[]> {
+    for (let attempt = 0; ; attempt++) {
+      const reused = this.client !== null;
+      const client = await this.connect();
+      try {
+        return await this.withAbort(
+          client,
+          client.query(sql, params).then((r) => r.rows as T[]),
+          timeoutMs,
+          signal,
+        );
+      } catch (e) {
+        if (isSqlError(e)) throw new PostgresError(`query failed: ${errorMessage(e)}`, { cause: e });
+        this.dropClient(client);
+        // Timed out or cancelled (withAbort): do not run it again.
+        if (e instanceof PostgresError) throw e;
+        // A kept connection may have died since its last use (restart): retry once on a fresh one.
+        if (reused && attempt === 0 && !signal?.aborted) continue;
+        throw new PostgresConnectionError(`query failed, connection lost: ${errorMessage(e)}`, e);
+      }
+    }
+  }
+
+  /** Races a query against a timeout and an abort; on either, the connection is closed. */
+  private async withAbort<T>(
+    client: pg.Client,
+    p: Promise<T>,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const abort = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])]);
+    p.catch(() => undefined);
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        this.dropClient(client);
+        // The session is closed either way, so callers see it like a lost connection.
+        reject(
+          new PostgresConnectionError(
+            signal?.aborted ? 'query was cancelled' : `query timed out after ${timeoutMs} ms`,
+          ),
+        );
+      };
+      if (abort.aborted) onAbort();
+      else abort.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
+    try {
+      return await Promise.race([p, aborted]);
+    } finally {
+      if (onAbort) abort.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async status(signal?: AbortSignal): Promise<ServerStatus | null> {
+    let row: StatusRow | undefined;
+    let replication: ReplicationRow[];
+    try {
+      row = (await this.query<StatusRow>(STATUS_SQL, [], signal))[0];
+      replication = await this.query<ReplicationRow>(REPLICATION_SQL, [], signal);
+    } catch (e) {
+      if (e instanceof PostgresConnectionError) {
+        this.log.debug({ err: e.message }, 'PostgreSQL does not accept connections');
+        return null;
+      }
+      throw e;
+    }
+    if (!row) return null;
+    return statusFromRows(row, replication);
+  }
+
+  async close(): Promise<void> {
+    const c = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
+    this.client = null;
+    if (c) await c.end().catch(() => undefined);
+  }
+
+  // ---- lifecycle --------------------------------------------------------------------------------
+
+  async start(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (await this.isRunning()) {
+      this.log.info({ dataDir: this.dataDir }, 'PostgreSQL is already running');
+      return;
+    }
+    if (!(await exists(this.confPath)))
+      throw new PostgresError(`${this.confPath} does not exist; configure the node before starting it`);
+    await this.preparePidFile();
+    const logOffset = await this.ensureLogFile();
+    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+    this.log.info({ dataDir: this.dataDir, logFile: this.logFile }, 'starting PostgreSQL');
+    // pg_ctl detaches the postmaster (own session), so it survives the agent being killed.
+    const args = [
+      'start',
+      '-w',
+      '-t',
+      String(secs),
+      '-D',
+      this.dataDir,
+      '-l',
+      this.logFile,
+      '-o',
+      `--config-file=${shellQuote(this.confPath)}`,
+    ];
+    let res: RunResult;
+    try {
+      res = await this.tool('pg_ctl', args, { timeoutMs: timeoutMs + 5000, signal });
+    } catch (e) {
+      throw new PostgresError(`${errorMessage(e)}\n--- ${this.logFile}:\n${await this.logTail(logOffset)}`, {
+        cause: e,
+        retryable: true,
+      });
+    }
+    if (res.code === 0) return;
+    const running = await this.isRunning();
+    const why = running ? `did not become ready within ${secs} s (it is still starting)` : 'failed to start';
+    throw new PostgresError(
+      `PostgreSQL ${why}: ${toolOutput(res)}\n--- last lines of ${this.logFile}:\n${await this.logTail(logOffset)}`,
+      {
+        retryable: running,
+      },
+    );
+  }
+
+  /**
+   * Prepares a leftover postmaster.pid for a new start. One naming a live process that is not our
+   * postgres (pid reuse after a crash) would make PostgreSQL refuse to start: it is removed. One
+   * naming a dead postmaster not yet reaped (a zombie) makes PostgreSQL refuse too: wait for the
+   * reaper a little. A dead pid is left alone: PostgreSQL checks the file itself, including for
+   * orphaned backends still attached to shared memory.
+   */
+  private async preparePidFile(): Promise<void> {
+    const pidFile = join(this.dataDir, 'postmaster.pid');
+    const text = await readText(pidFile);
+    if (text === null) return;
+    const pid = Math.abs(Number(text.split('\n')[0]));
+    if (!Number.isInteger(pid) || pid <= 0) return;
+    const deadline = Date.now() + ZOMBIE_WAIT_MS;
+    while (processState(pid) === 'Z' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (signalPid(pid, 0) && processState(pid) !== 'Z' && !(await this.isOurPostgres(pid))) {
+      this.log.warn({ pid }, 'postmaster.pid names a process that is not this PostgreSQL; removing it');
+      await unlink(pidFile).catch(() => undefined);
+    }
+  }
+
+  async stop(mode: StopMode, timeoutMs: number): Promise<void> {
+    if (!(await this.isRunning())) return;
+    // Our own session would hold up a smart shutdown.
+    await this.close();
+    const order: StopMode[] =
+      mode === 'smart'
+        ? ['smart', 'fast', 'immediate']
+        : mode === 'fast'
+          ? ['fast', 'immediate']
+          : ['immediate'];
+    for (const [i, m] of order.entries()) {
+      const t = i === 0 ? timeoutMs : ESCALATION_TIMEOUT_MS;
+      const secs = Math.max(1, Math.ceil(t / 1000));
+      this.log.info({ mode: m }, 'stopping PostgreSQL');
+      let output: string;
+      try {
+        const res = await this.tool(
+          'pg_ctl',
+          ['stop', '-D', this.dataDir, '-m', m, '-w', '-t', String(secs)],
+          { timeoutMs: t + 5000 },
+        );
+        output = toolOutput(res);
+      } catch (e) {
+        output = errorMessage(e);
+      }
+      if (!(await this.isRunning())) return;
+      this.log.warn({ mode: m, output }, 'PostgreSQL did not stop in time; escalating');
+    }
+    throw new PostgresError(`PostgreSQL in ${this.dataDir} did not stop even in immediate mode`, {
+      retryable: true,
+    });
+  }
+
+  async restart(timeoutMs: number): Promise<void> {
+    await this.stop('fast', timeoutMs);
+    await this.start(timeoutMs);
+  }
+
+  async reload(): Promise<void> {
+    if (!(await this.isRunning())) {
+      this.log.debug('reload skipped: PostgreSQL is not running');
+      return;
+    }
+    const res = await this.tool('pg_ctl', ['reload', '-D', this.dataDir], { timeoutMs: TOOL_TIMEOUT_MS });
+    if (res.code !== 0) throw new PostgresError(`pg_ctl reload failed: ${toolOutput(res)}`);
+  }
+
+  async promote(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const before = await this.status();
+    if (!before)
+      throw new PostgresError('cannot promote: PostgreSQL is not running or does not accept connections', {
+        retryable: true,
+      });
+    if (!before.inRecovery) return;
+    const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+    const res = await this.tool('pg_ctl', ['promote', '-D', this.dataDir, '-w', '-t', String(secs)], {
+      timeoutMs: timeoutMs + 5000,
+    });
+    if (res.code !== 0)
+      this.log.warn({ output: toolOutput(res) }, 'pg_ctl promote reported a problem; checking the server');
+    for (;;) {
+      const st = await this.status().catch(() => null);
+      if (st && !st.inRecovery) {
+        this.checkpointInBackground();
+        return;
+      }
+      if (Date.now() > deadline) {
+        throw new PostgresError(`promotion did not complete within ${timeoutMs} ms: ${toolOutput(res)}`, {
+          retryable: true,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /**
+   * After a promotion, like Patroni, force a checkpoint so pg_control shows the new timeline soon:
+   * pg_rewind on a former primary reads the source's timeline from there. It runs on its own
+   * connection and is not awaited, so the HA loop is not held up by a long checkpoint.
+   */
+  private checkpointInBackground(): void {
+    const client = new pg.Client(this.clientConfig());
+    client.on('error', () => undefined);
+    const timer = setTimeout(() => void client.end().catch(() => undefined), CHECKPOINT_TIMEOUT_MS);
+    timer.unref();
+    const done = (async () => {
+      try {
+        await client.connect();
+        await client.query('CHECKPOINT');
+        this.log.info('checkpoint after promotion done');
+      } catch (e) {
+        this.log.warn({ err: errorMessage(e) }, 'checkpoint after promotion failed');
+      } finally {
+        clearTimeout(timer);
+        await client.end().catch(() => undefined);
+      }
+    })();
+    this.postPromoteCheckpoint = done;
+    void done.finally(() => {
+      if (this.postPromoteCheckpoint === done) this.postPromoteCheckpoint = null;
+    });
+  }
+
+  /** Resolves once the checkpoint started after the last promotion has finished (or failed). */
+  async checkpointAfterPromote(): Promise<void> {
+    await this.postPromoteCheckpoint;
+  }
+
+  async checkpoint(): Promise<void> {
+    await this.query('CHECKPOINT', [], undefined, CHECKPOINT_TIMEOUT_MS);
+  }
+
+  // ---- creating data ----------------------------------------------------------------------------
+
+  async initdb(
+    options: Array<string | Record<string, string | number>>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if ((await this.dataDirectoryState()) !== 'empty')
+      throw new PostgresError(`cannot initdb: data directory ${this.dataDir} is not empty`);
+    let userArgs: string[];
+    try {
+      userArgs = toolOptions('initdb', options, INITDB_FORBIDDEN);
+    } catch (e) {
+      throw new PostgresError(`bootstrap.initdb: ${errorMessage(e)}`, { cause: e });
+    }
+    await this.ensureDataDir();
+    const su = this.cfg.authentication.superuser;
+    const args = ['-D', this.dataDir, '-U', su.username, ...userArgs];
+    const names = optionNames(userArgs);
+    if (!names.has('data-checksums') && !names.has('k')) args.push('--data-checksums');
+    let pwDir: string | null = null;
+    try {
+      if (this.hasPassword(su)) {
+        pwDir = await mkdtemp(join(tmpdir(), 'pgha-initdb-'));
+        await this.chownToUser(pwDir);
+        const pwFile = join(pwDir, 'pwfile');
+        await writeFile(pwFile, `${su.password}\n`, { mode: 0o600 });
+        await this.chownToUser(pwFile);
+        args.push(`--pwfile=${pwFile}`);
+      }
+      this.log.info({ args: userArgs }, 'initializing a new cluster with initdb');
+      const res = await this.tool('initdb', args, { timeoutMs: INITDB_TIMEOUT_MS, signal });
+      if (res.code !== 0) throw new PostgresError(`initdb failed: ${toolOutput(res)}`);
+    } finally {
+      if (pwDir) await rm(pwDir, { recursive: true, force: true });
+    }
+  }
+
+  async basebackup(
+    source: ConnTarget,
+    options: Array<string | Record<string, string | number>>,
+    onProgress?: (line: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if ((await this.dataDirectoryState()) !== 'empty') {
+      throw new PostgresError(`refusing to clone into ${this.dataDir}: the data directory is not empty`);
+    }
+    let userArgs: string[];
+    try {
+      userArgs = toolOptions('pg_basebackup', options, BASEBACKUP_FORBIDDEN);
+    } catch (e) {
+      throw new PostgresError(`postgresql.basebackup: ${errorMessage(e)}`, { cause: e });
+    }
+    await this.ensureDataDir();
+    await this.writePgpass();
+    const repl = this.cfg.authentication.replication;
+    const names = optionNames(userArgs);
+    const args = [
+      '-D',
+      this.dataDir,
+      '-h',
+      source.host,
+      '-p',
+      String(source.port),
+      '-U',
+      repl.username,
+      '-w',
+    ];
+    if (!names.has('wal-method') && !names.has('X')) args.push('-X', 'stream');
+    if (!names.has('checkpoint') && !names.has('c')) args.push('-c', 'fast');
+    if (!names.has('progress') && !names.has('P')) args.push('--progress');
+    if (!names.has('verbose') && !names.has('v')) args.push('--verbose');
+    args.push(...userArgs);
+    const tail: string[] = [];
+    this.log.info(
+      { source: source.member, host: source.host, port: source.port },
+      'cloning with pg_basebackup',
+    );
+    let res: RunResult;
+    try {
+      res = await this.tool('pg_basebackup', args, {
+        signal,
+        env: { PGPASSFILE: this.cfg.pgpass, PGAPPNAME: this.name, PGCONNECT_TIMEOUT: '10' },
+        onLine: (line) => {
+          tail.push(line);
+          if (tail.length > 20) tail.shift();
+          onProgress?.(line);
+        },
+      });
+    } catch (e) {
+      await this.clearDataDirectory();
+      throw e;
+    }
+    if (res.code !== 0) {
+      await this.clearDataDirectory();
+      throw new PostgresError(
+        `pg_basebackup from ${source.member} (${source.host}:${source.port}) failed: ${lastLines(tail.join('\n'))}`,
+        { retryable: true },
+      );
+    }
+    await chmod(this.dataDir, 0o700);
+  }
+
+  async rewind(source: ConnTarget, signal?: AbortSignal): Promise<void> {
+    if (await this.isRunning()) throw new PostgresError('cannot rewind: PostgreSQL is running');
+    const cd = await this.controlData();
+    if (!cd) throw new PostgresError(`cannot rewind: no cluster in ${this.dataDir}`);
+    if (!cd.dataChecksums && !cd.walLogHints)
+      throw new PostgresError('cannot rewind: the cluster has neither data checksums nor wal_log_hints');
+    if (!CLEAN_STATES.has(cd.clusterState)) await this.ensureCleanShutdown(cd.clusterState, signal);
+    await this.writePgpass();
+    const a = this.cfg.authentication;
+    const user = a.rewind ?? a.superuser;
+    const src = conninfo({ host: source.host, port: source.port, user: user.username, dbname: 'postgres' });
+    const saved = await this.saveConfigFiles();
+    this.log.info({ source: source.member, host: source.host, port: source.port }, 'running pg_rewind');
+    const tail: string[] = [];
+    let res: RunResult;
+    try {
+      res = await this.tool(
+        'pg_rewind',
+        [`--target-pgdata=${this.dataDir}`, `--source-server=${src}`, '--progress'],
+        {
+          signal,
+          env: { PGPASSFILE: this.cfg.pgpass, PGCONNECT_TIMEOUT: '10', PGAPPNAME: this.name, LC_ALL: 'C' },
+          onLine: (line) => {
+            tail.push(line);
+            if (tail.length > 20) tail.shift();
+          },
+        },
+      );
+    } finally {
+      await this.restoreConfigFiles(saved);
+    }
+    if (res.code !== 0)
+      throw new PostgresError(
+        `pg_rewind from ${source.member} (${source.host}:${source.port}) failed: ${lastLines(tail.join('\n'))}`,
+      );
+    if (/no rewind required/.test(res.stdout + res.stderr)) this.log.info('pg_rewind: no rewind required');
+  }
+
+  /**
+   * Completes crash recovery in single-user mode so pg_rewind accepts the target, as Patroni does
+   * (with archiving forced on and failing, so no WAL is archived or recycled meanwhile).
+   */
+  private async ensureCleanShutdown(state: string, signal?: AbortSignal): Promise<void> {
+    this.log.info(
+      { state },
+      'data directory was not shut down cleanly; running crash recovery in single-user mode',
+    );
+    await this.preparePidFile();
+    // Single-user mode refuses standby mode.
+    for (const f of ['standby.signal', 'recovery.signal']) await rm(join(this.dataDir, f), { force: true });
+    const args = [
+      '--single',
+      '-D',
+      this.dataDir,
+      '-c',
+      `config_file=${this.confPath}`,
+      '-c',
+      'archive_mode=on',
+      '-c',
+      'archive_command=false',
+      'postgres',
+    ];
+    let res: RunResult;
+    try {
+      res = await run(this.bin('postgres'), args, {
+        user: this.user,
+        timeoutMs: SINGLE_USER_TIMEOUT_MS,
+        signal,
+        input: '',
+      });
+    } catch (e) {
+      throw new PostgresError(`crash recovery in single-user mode failed: ${errorMessage(e)}`, { cause: e });
+    }
+    const after = await this.controlData();
+    if (res.code !== 0 || !after || !CLEAN_STATES.has(after.clusterState)) {
+      throw new PostgresError(
+        `crash recovery in single-user mode failed (state ${after?.clusterState ?? 'unknown'}): ${toolOutput(res)}`,
+      );
+    }
+  }
+
+  /** pg_rewind copies the source's config files over ours when they live in the data directory. */
+  private async saveConfigFiles(): Promise<Map<string, Buffer>> {
+    const saved = new Map<string, Buffer>();
+    if (this.configDir !== this.dataDir) return saved;
+    for (const f of CONFIG_FILES) {
+      const p = join(this.dataDir, f);
+      try {
+        saved.set(p, await readFile(p));
+      } catch {
+        // absent: nothing to keep
+      }
+    }
+    return saved;
+  }
+
+  private async restoreConfigFiles(saved: Map<string, Buffer>): Promise<void> {
+    for (const [p, content] of saved) {
+      await writeFile(p, content, { mode: 0o600 });
+      await this.chownToUser(p);
+    }
+  }
+
+  async removeDataDirectory(): Promise<void> {
+    if (await this.isRunning())
+      throw new PostgresError(`refusing to remove ${this.dataDir}: PostgreSQL is running`);
+    await this.clearDataDirectory();
+  }
+
+  /** Deletes everything inside the data dir (and inside a symlinked pg_wal), keeping the dir itself. */
+  private async clearDataDirectory(): Promise<void> {
+    const dir = this.dataDir;
+    if (dir === '/' || dir === '' || !isAbsolute(dir) || dirname(dir) === dir || basename(dir) === '') {
+      throw new PostgresError(`refusing to remove the contents of "${dir}"`);
+    }
+    this.log.warn({ dataDir: dir }, 'removing the contents of the data directory');
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    const walLink = join(dir, 'pg_wal');
+    try {
+      if ((await lstat(walLink)).isSymbolicLink()) {
+        const target = resolve(dir, await readlink(walLink));
+        if (target !== '/' && target !== dir) {
+          for (const e of await readdir(target)) await rm(join(target, e), { recursive: true, force: true });
+        }
+      }
+    } catch {
+      // no pg_wal: nothing more to clear
+    }
+    for (const e of entries) await rm(join(dir, e), { recursive: true, force: true });
+  }
+
+  // ---- configuration ----------------------------------------------------------------------------
+
+  async configure(role: RoleConfig): Promise<void> {
+    const cfg = this.cfg;
+    const split = this.configDir !== this.dataDir;
+    if (split) await this.ensureDir(this.configDir, 0o755, false);
+    else await this.ensureDataDir();
+    if (split) await this.adoptConfigFromDataDir();
+
+    const userHba = role.parameters.hba_file;
+    const userIdent = role.parameters.ident_file;
+    const hbaPath =
+      userHba !== undefined ? resolve(this.configDir, String(userHba)) : join(this.configDir, 'pg_hba.conf');
+    const identPath =
+      userIdent !== undefined
+        ? resolve(this.configDir, String(userIdent))
+        : join(this.configDir, 'pg_ident.conf');
+
+    // Keep the original postgresql.conf once, as Patroni does, and include it.
+    const basePath = join(this.configDir, 'postgresql.base.conf');
+    const current = await readText(this.confPath);
+    if (current !== null && !isManagedConf(current)) {
+      if (await exists(basePath))
+        this.log.warn(
+          { file: this.confPath },
+          'postgresql.conf was edited; overwriting it (postgresql.base.conf already exists)',
+        );
+      else {
+        this.log.info(
+          { file: this.confPath },
+          'keeping the original postgresql.conf as postgresql.base.conf',
+        );
+        await rename(this.confPath, basePath);
+      }
+    }
+
+    const hbaLines = role.pgHba ?? cfg.pg_hba;
+    if (hbaLines) await this.writeOwned(hbaPath, renderLinesFile('pg_hba.conf', hbaLines), 0o600);
+    if (cfg.pg_ident) await this.writeOwned(identPath, renderLinesFile('pg_ident.conf', cfg.pg_ident), 0o600);
+    await this.writePgpass();
+
+    const include = (await exists(basePath)) ? 'postgresql.base.conf' : null;
+    const { params, ignored } = serverParameters({
+      cfg,
+      name: this.name,
+      clusterName: this.clusterName,
+      role,
+      include,
+      hbaFile: userHba === undefined && (await exists(hbaPath)) ? hbaPath : null,
+      identFile: userIdent === undefined && (await exists(identPath)) ? identPath : null,
+      passfile: this.hasPassword(cfg.authentication.replication) ? resolve(cfg.pgpass) : null,
+    });
+    if (ignored.length > 0)
+      this.log.warn({ ignored }, 'parameters pgha sets itself (or invalid names) were ignored');
+    await this.writeOwned(this.confPath, renderPostgresqlConf(params, include), 0o600);
+    await this.sanitizeAutoConf();
+
+    const standby = join(this.dataDir, 'standby.signal');
+    if (role.role === 'replica') {
+      await this.writeOwned(standby, '', 0o600);
+      await rm(join(this.dataDir, 'recovery.signal'), { force: true });
+    } else {
+      await rm(standby, { force: true });
+      await rm(join(this.dataDir, 'recovery.signal'), { force: true });
+    }
+  }
+
+  /**
+   * Split layout (config_dir != data_dir): when the config dir lacks a file that initdb or
+   * pg_basebackup put in the data dir, copy it over, so the cluster keeps its settings.
+   */
+  private async adoptConfigFromDataDir(): Promise<void> {
+    const copyIfMissing = async (src: string, dst: string) => {
+      if (!(await exists(src)) || (await exists(dst))) return;
+      this.log.info({ from: src, to: dst }, 'copying configuration from the data directory to config_dir');
+      await copyFile(src, dst);
+      await chmod(dst, 0o600);
+      await this.chownToUser(dst);
+    };
+    for (const f of ['postgresql.base.conf', 'pg_hba.conf', 'pg_ident.conf'])
+      await copyIfMissing(join(this.dataDir, f), join(this.configDir, f));
+    const dataConf = await readText(join(this.dataDir, 'postgresql.conf'));
+    if (dataConf !== null && !isManagedConf(dataConf) && !(await exists(this.confPath))) {
+      await copyIfMissing(
+        join(this.dataDir, 'postgresql.conf'),
+        join(this.configDir, 'postgresql.base.conf'),
+      );
+    }
+  }
+
+  /** ALTER SYSTEM (or pg_basebackup -R) may set recovery settings that would override ours; drop them. */
+  private async sanitizeAutoConf(): Promise<void> {
+    const p = join(this.dataDir, 'postgresql.auto.conf');
+    const text = await readText(p);
+    if (text === null) return;
+    const lines = text.split('\n');
+    const kept = lines.filter((l) => {
+      const m = /^\s*([A-Za-z_.]+)\s*=?/.exec(l);
+      return !(m && RECOVERY_PARAMETERS.has((m[1] as string).toLowerCase()));
+    });
+    if (kept.length !== lines.length) {
+      this.log.info('removing recovery settings from postgresql.auto.conf');
+      await this.writeOwned(p, kept.join('\n'), 0o600);
+    }
+  }
+
+  // ---- roles and slots ----------------------------------------------------------------------------
+
+  async createUsers(): Promise<void> {
+    const a = this.cfg.authentication;
+    const lit = (s: string) => pg.escapeLiteral(s);
+    const id = (s: string) => pg.escapeIdentifier(s);
+    const roleExists = async (name: string) =>
+      (await this.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length > 0;
+    const upsert = async (name: string, attrs: string, password?: string) => {
+      const pw = password !== undefined ? ` PASSWORD ${lit(password)}` : '';
+      const verb = (await roleExists(name)) ? 'ALTER' : 'CREATE';
+      await this.query(`${verb} ROLE ${id(name)} WITH ${attrs}${pw}`);
+    };
+    await upsert(a.superuser.username, 'SUPERUSER LOGIN', a.superuser.password);
+    if (a.replication.username !== a.superuser.username)
+      await upsert(a.replication.username, 'REPLICATION LOGIN', a.replication.password);
+    const rw = a.rewind;
+    if (rw && rw.username !== a.superuser.username) {
+      await upsert(rw.username, 'LOGIN', rw.password);
+      for (const fn of REWIND_FUNCTIONS)
+        await this.query(`GRANT EXECUTE ON FUNCTION ${fn} TO ${id(rw.username)}`);
+    }
+  }
+
+  async syncReplicationSlots(names: string[]): Promise<void> {
+    const wanted = new Set<string>();
+    for (const n of names) {
+      if (isValidSlotName(n)) wanted.add(n);
+      else this.log.warn({ slot: n }, 'not a valid replication slot name; skipped');
+    }
+    const rows = await this.query<{ slot_name: string; active: boolean }>(
+      `SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT temporary`,
+    );
+    const have = new Map(rows.map((r) => [r.slot_name, r.active]));
+    for (const n of wanted) {
+      if (have.has(n)) continue;
+      this.log.info({ slot: n }, 'creating physical replication slot');
+      // immediately_reserve = true, as Patroni does, so WAL is kept from the moment the slot exists.
+      await this.query(
+        `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
+        [n],
+      );
+    }
+    for (const [n, active] of have) {
+      if (wanted.has(n)) continue;
+      if (active) {
+        this.log.warn({ slot: n }, 'replication slot is not wanted but is in use; not dropping it now');
+        continue;
+      }
+      this.log.info({ slot: n }, 'dropping physical replication slot');
+      try {
+        await this.query('SELECT pg_drop_replication_slot($1)', [n]);
+      } catch (e) {
+        this.log.warn({ slot: n, err: errorMessage(e) }, 'could not drop replication slot');
+      }
+    }
+  }
+}
+
+/** Parses `pg_controldata` output (run with LC_ALL=C). */
+export function parseControlData(text: string): ControlData {
+  const raw: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const i = line.indexOf(':');
+    if (i <= 0) continue;
+    raw[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  const get = (k: string): string => {
+    const v = raw[k];
+    if (v === undefined) throw new PostgresError(`pg_controldata output lacks "${k}"`);
+    return v;
+  };
+  const lsn = (k: string) => {
+    try {
+      return parseLsn(get(k));
+    } catch (e) {
+      throw new PostgresError(`pg_controldata: ${k}: ${errorMessage(e)}`, { cause: e });
+    }
+  };
+  return {
+    systemIdentifier: get('Database system identifier'),
+    clusterState: get('Database cluster state'),
+    timeline: Number(get("Latest checkpoint's TimeLineID")),
+    checkpointLsn: lsn('Latest checkpoint location'),
+    minRecoveryLsn: lsn('Minimum recovery ending location'),
+    dataChecksums: Number(raw['Data page checksum version'] ?? '0') > 0,
+    walLogHints: raw['wal_log_hints setting'] === 'on',
+    raw,
+  };
+}
+
+function statusFromRows(row: StatusRow, replication: ReplicationRow[]): ServerStatus {
+  const receiveLsn = parseLsnOrUndefined(row.receive_lsn);
+  const replayLsn = parseLsnOrUndefined(row.replay_lsn);
+  let timeline: number;
+  let walPosition: number;
+  if (!row.in_recovery && row.current_walfile && row.current_lsn) {
+    timeline = timelineFromWalFileName(row.current_walfile);
+    walPosition = parseLsn(row.current_lsn);
+  } else {
+    timeline = row.received_tli ?? row.checkpoint_timeline;
+    walPosition = Math.max(receiveLsn ?? 0, replayLsn ?? 0);
+  }
+  const st: ServerStatus = {
+    inRecovery: row.in_recovery,
+    timeline,
+    walPosition,
+    systemIdentifier: row.system_identifier,
+    serverVersion: row.server_version,
+    postmasterStartTime: row.postmaster_start_time,
+    pendingRestart: row.pending_restart,
+    replication: replication.map((r) => ({
+      usename: r.usename,
+      application_name: r.application_name,
+      client_addr: r.client_addr,
+      state: r.state,
+      sync_state: r.sync_state,
+      sync_priority: r.sync_priority,
+      flush_lsn: parseLsnOrUndefined(r.flush_lsn),
+      replay_lsn: parseLsnOrUndefined(r.replay_lsn),
+    })),
+  };
+  if (row.in_recovery) {
+    st.receiveLsn = receiveLsn;
+    st.replayLsn = replayLsn;
+    st.replayTimestamp = row.replay_timestamp;
+    st.replayPaused = row.replay_paused;
+    st.replicationState = row.receiver_status ?? undefined;
+    st.receiverUpstream =
+      row.sender_host !== null && row.sender_port !== null
+        ? { host: row.sender_host, port: row.sender_port }
+        : null;
+  }
+  return st;
+}

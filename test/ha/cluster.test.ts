@@ -1,0 +1,121 @@
+/**
+ * End to end with real etcd, real PostgreSQL and real `pgha agent` processes: bootstrap,
+ * replication, crash restart in place, failover after kill -9, and rejoin with pg_rewind.
+ */
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/postgres.js';
+
+const TTL = 10;
+let c: TestCluster;
+
+async function leaderName(): Promise<string> {
+  const s = await c.readCluster();
+  if (!s.leader) throw new Error('no leader');
+  return s.leader.name;
+}
+
+async function count(name: string): Promise<number> {
+  const rows = await c.query<{ n: string }>(name, 'SELECT count(*) AS n FROM t');
+  return Number(rows[0]?.n);
+}
+
+beforeAll(async () => {
+  c = await startCluster({ nodes: 3, ttl: TTL, loopWait: 1, retryTimeout: 3 });
+  for (const n of c.nodes) c.startAgent(n.name);
+});
+
+afterAll(async () => {
+  await c?.stop();
+});
+
+describe('a three-node cluster', () => {
+  it('bootstraps one leader and two streaming replicas, and replicates rows', async () => {
+    const state = await c.waitHealthy(2, 90_000);
+    expect(state.initialize).toMatch(/^\d+$/);
+    const leader = state.leader!.name;
+    await c.query(leader, 'CREATE TABLE t (id serial PRIMARY KEY, v text)');
+    await c.query(leader, "INSERT INTO t (v) SELECT 'row ' || g FROM generate_series(1, 100) g");
+    for (const n of c.nodes.filter((x) => x.name !== leader)) {
+      await waitFor(`rows on ${n.name}`, async () => (await count(n.name)) === 100, 20_000);
+      const ro = await c.query<{ r: boolean }>(n.name, 'SELECT pg_is_in_recovery() AS r');
+      expect(ro[0]?.r).toBe(true);
+    }
+    // Keys as Patroni lays them out, with a slot per replica on the leader.
+    const slots = await c.query<{ slot_name: string }>(leader, 'SELECT slot_name FROM pg_replication_slots ORDER BY 1');
+    expect(slots.map((s) => s.slot_name)).toEqual(c.nodes.filter((n) => n.name !== leader).map((n) => n.name));
+  });
+
+  it("is listed correctly by Debian's patronictl and by pgha ctl", () => {
+    const cfg = c.nodes[0]!.configPath;
+    const env = { ...process.env, PATRONICTL_CONFIG_FILE: cfg };
+    const patroni = execFileSync('patronictl', ['-c', cfg, 'list', '-f', 'json'], { encoding: 'utf8', env });
+    const rows = JSON.parse(patroni) as Array<{ Member: string; Role: string; State: string; TL: number }>;
+    expect(rows.map((r) => r.Role).sort()).toEqual(['Leader', 'Replica', 'Replica']);
+    expect(rows.every((r) => r.TL === 1)).toBe(true);
+    expect(rows.filter((r) => r.Role === 'Replica').every((r) => r.State === 'streaming')).toBe(true);
+    const pretty = execFileSync('patronictl', ['-c', cfg, 'list'], { encoding: 'utf8', env });
+    const ours = execFileSync(process.execPath, ['dist/cli.js', 'ctl', '-c', cfg, 'list'], { encoding: 'utf8' });
+    expect(ours.trim()).toBe(pretty.trim());
+  });
+
+  it('restarts a crashed postmaster in place on the leader, without a failover', async () => {
+    const leader = await leaderName();
+    await c.killPostmaster(leader);
+    await waitFor('the leader to accept writes again', async () => {
+      await c.query(leader, "INSERT INTO t (v) VALUES ('after crash')");
+      return true;
+    }, 60_000);
+    expect(await leaderName()).toBe(leader);
+    const tl = await c.query<{ tl: number }>(leader, 'SELECT timeline_id AS tl FROM pg_control_checkpoint()');
+    expect(tl[0]?.tl).toBe(1);
+  });
+
+  it('fails over within ttl + 10 s when the leader node dies, losing no committed row', async () => {
+    const old = await leaderName();
+    await c.query(old, "INSERT INTO t (v) SELECT 'before failover ' || g FROM generate_series(1, 50) g");
+    const committed = await count(old);
+    // Wait until both replicas have the rows, as an asynchronous cluster promises nothing more.
+    for (const n of c.nodes.filter((x) => x.name !== old)) {
+      await waitFor(`catch-up of ${n.name}`, async () => (await count(n.name)) === committed, 20_000);
+    }
+    const killedAt = Date.now();
+    await c.stopAgent(old, 'SIGKILL');
+    await c.killPostmaster(old);
+    const newLeader = await waitFor(
+      'a new writable leader',
+      async () => {
+        const name = (await c.readCluster()).leader?.name;
+        if (!name || name === old) return null;
+        await c.query(name, "INSERT INTO t (v) VALUES ('on the new leader')");
+        return name;
+      },
+      (TTL + 10) * 1000,
+    );
+    const took = Date.now() - killedAt;
+    expect(took).toBeLessThan((TTL + 10) * 1000);
+    expect(await count(newLeader)).toBe(committed + 1);
+    const history = (await c.readCluster()).history;
+    expect(history.at(-1)?.[4]).toBe(newLeader);
+  });
+
+  it('rejoins the killed node as a replica of the new leader (pg_rewind path)', async () => {
+    const state = await c.readCluster();
+    const newLeader = state.leader!.name;
+    const old = c.nodes.find((n) => !n.agent)!.name;
+    c.startAgent(old);
+    await waitFor(
+      `${old} streaming from ${newLeader}`,
+      async () => {
+        const s = await c.readCluster();
+        const m = s.members.find((x) => x.name === old);
+        return m?.data.state === 'streaming' && m.data.role === 'replica' && s.leader?.name === newLeader;
+      },
+      90_000,
+    );
+    await c.query(newLeader, "INSERT INTO t (v) VALUES ('after rejoin')");
+    const total = await count(newLeader);
+    await waitFor(`rows on ${old}`, async () => (await count(old)) === total, 20_000);
+  });
+});

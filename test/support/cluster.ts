@@ -1,0 +1,183 @@
+/**
+ * A real cluster for end-to-end tests: etcd, and one `pgha agent` process per node (the built
+ * CLI, as users run it), each managing its own PostgreSQL on loopback. Optionally each agent
+ * reaches etcd through its own TCP proxy, so a test can cut one node off from etcd.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { demoNodeConfig } from '../../src/demo/demo.js';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
+import type { ClusterState } from '../../src/dcs/types.js';
+import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
+import { startEtcd, type EtcdCluster } from './etcd.js';
+import { freePorts } from './net.js';
+import { createPgTestBase, killPostmaster, waitFor, type PgTestBase } from './postgres.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+
+export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js');
+export const SCOPE = 'demo';
+const PASSWORD = 'test-pw';
+
+export interface TestNode {
+  name: string;
+  configPath: string;
+  pgPort: number;
+  apiPort: number;
+  dataDir: string;
+  logPath: string;
+  proxy: TcpProxy | null;
+  agent: ChildProcess | null;
+}
+
+export interface ClusterOptions {
+  nodes?: number;
+  ttl?: number;
+  loopWait?: number;
+  retryTimeout?: number;
+  /** Put a TCP proxy between each agent and etcd. */
+  proxyEtcd?: boolean;
+  /** Edits each node's YAML before it is written. */
+  edit?: (cfg: Record<string, unknown>, name: string) => void;
+}
+
+export interface TestCluster {
+  etcd: EtcdCluster;
+  base: PgTestBase;
+  nodes: TestNode[];
+  node(name: string): TestNode;
+  startAgent(name: string): void;
+  /** Sends `signal` to the agent and waits for it to exit. */
+  stopAgent(name: string, signal?: NodeJS.Signals): Promise<void>;
+  readCluster(): Promise<ClusterState>;
+  /** Waits until a leader runs and `replicas` other members stream; returns the state. */
+  waitHealthy(replicas?: number, timeoutMs?: number): Promise<ClusterState>;
+  /** Runs SQL on a node as the superuser; throws when it is down. */
+  query<T extends Record<string, unknown> = Record<string, unknown>>(name: string, sql: string, params?: unknown[]): Promise<T[]>;
+  postmasterPid(name: string): number | null;
+  killPostmaster(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
+  const count = opts.nodes ?? 3;
+  const etcd = await startEtcd({ members: 1 });
+  const base = createPgTestBase();
+  const nodes: TestNode[] = [];
+  const watcher = new EtcdDcs({ hosts: etcd.endpoints, namespace: '/service/', scope: SCOPE, name: 'test-watcher', ttl: 10 });
+  const ports = await freePorts(count * 2);
+  for (let i = 0; i < count; i++) {
+    const name = `pg${i + 1}`;
+    const pgCfg = await base.pgConfig(name);
+    const proxy = opts.proxyEtcd ? await startTcpProxy('127.0.0.1', Number(etcd.endpoints[0]!.split(':')[1])) : null;
+    const cfg = demoNodeConfig({
+      name,
+      etcd: proxy ? [proxy.endpoint] : etcd.endpoints,
+      pgPort: ports[2 * i]!,
+      apiPort: ports[2 * i + 1]!,
+      dataDir: pgCfg.data_dir,
+      password: PASSWORD,
+    });
+    const dcs = (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs;
+    dcs.ttl = opts.ttl ?? 10;
+    dcs.loop_wait = opts.loopWait ?? 1;
+    dcs.retry_timeout = opts.retryTimeout ?? 3;
+    const pgSection = cfg.postgresql as Record<string, unknown>;
+    pgSection.bin_dir = pgCfg.bin_dir;
+    pgSection.parameters = { ...(pgSection.parameters as object), shared_buffers: '16MB', max_connections: 30, fsync: 'off' };
+    opts.edit?.(cfg, name);
+    const configPath = join(base.dir, `${name}.yml`);
+    writeFileSync(configPath, stringify(cfg));
+    nodes.push({
+      name,
+      configPath,
+      pgPort: ports[2 * i]!,
+      apiPort: ports[2 * i + 1]!,
+      dataDir: pgCfg.data_dir,
+      logPath: join(base.dir, `${name}.log`),
+      proxy,
+      agent: null,
+    });
+  }
+
+  const node = (name: string) => {
+    const n = nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  };
+
+  const cluster: TestCluster = {
+    etcd,
+    base,
+    nodes,
+    node,
+    startAgent(name) {
+      const n = node(name);
+      if (n.agent && isAlive(n.agent)) throw new Error(`agent ${name} is already running`);
+      const log = createWriteStream(n.logPath, { flags: 'a' });
+      const child = startProcess(process.execPath, [CLI, 'agent', n.configPath], { env: { ...process.env, PATRONI_LOG_LEVEL: 'DEBUG' } });
+      child.stdout?.pipe(log);
+      child.stderr?.pipe(log);
+      n.agent = child;
+    },
+    async stopAgent(name, signal = 'SIGTERM') {
+      const n = node(name);
+      if (n.agent) await stopProcess(n.agent, signal, 60_000);
+      n.agent = null;
+    },
+    readCluster: () => watcher.readCluster(),
+    async waitHealthy(replicas = count - 1, timeoutMs = 90_000) {
+      return waitFor(
+        `a leader and ${replicas} streaming replicas`,
+        async () => {
+          const c = await watcher.readCluster();
+          const leader = c.leader?.name;
+          const lead = c.members.find((m) => m.name === leader);
+          const streaming = c.members.filter((m) => m.name !== leader && m.data.state === 'streaming');
+          return lead?.data.state === 'running' && lead.data.role === 'primary' && streaming.length >= replicas ? c : null;
+        },
+        timeoutMs,
+      );
+    },
+    async query(name, sql, params) {
+      const n = node(name);
+      const client = new pg.Client({
+        host: '127.0.0.1',
+        port: n.pgPort,
+        user: 'postgres',
+        password: PASSWORD,
+        database: 'postgres',
+        connectionTimeoutMillis: 3000,
+        query_timeout: 10_000,
+      });
+      client.on('error', () => undefined);
+      await client.connect();
+      try {
+        return (await client.query(sql, params)).rows;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+    postmasterPid(name) {
+      const pidFile = join(node(name).dataDir, 'postmaster.pid');
+      if (!existsSync(pidFile)) return null;
+      const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+      return Number.isInteger(pid) && pid > 0 ? pid : null;
+    },
+    async killPostmaster(name) {
+      const pid = cluster.postmasterPid(name);
+      if (pid) await killPostmaster(pid);
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => (n.agent ? stopProcess(n.agent, 'SIGTERM', 30_000) : Promise.resolve())));
+      await watcher.close({ revokeLease: false }).catch(() => undefined);
+      for (const n of nodes) await n.proxy?.close();
+      await base.cleanup();
+      await etcd.stop();
+    },
+  };
+  return cluster;
+}
