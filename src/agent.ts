@@ -2,7 +2,7 @@
  * `pgha agent <config.yml>`: wires the config, etcd, the local PostgreSQL, the HA loop and the REST
  * API together, and shuts them down in order on SIGTERM/SIGINT.
  */
-import { existsSync } from 'node:fs';
+import { appendFileSync, createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createApi } from './api/app.js';
 import { startApiServer, type ApiServer } from './api/server.js';
@@ -101,11 +101,30 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   };
 }
 
+/** With `log.dir`, the agent logs to `<dir>/patroni.log` (Patroni's file name), else to stderr. */
+function logDestination(config: PghaConfig): NodeJS.WritableStream {
+  const dir = config.log.dir;
+  if (!dir) return process.stderr;
+  try {
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, 'patroni.log');
+    appendFileSync(path, '');
+    return createWriteStream(path, { flags: 'a' });
+  } catch (err) {
+    throw new PghaError('PGHA_LOG_DIR', `log.dir: cannot write ${join(dir, 'patroni.log')}: ${(err as Error).message}`);
+  }
+}
+
 /** The `pgha agent` command: runs until SIGTERM or SIGINT. */
 export async function runAgentCommand(configPath: string | undefined): Promise<void> {
   const warnings: string[] = [];
   const config = loadConfigOrThrow(configPath, process.env, (w) => warnings.push(w));
-  const logger = createLogger({ type: config.log.type, level: config.log.level, base: { node: config.name } });
+  const logger = createLogger({
+    type: config.log.type,
+    level: config.log.level,
+    base: { node: config.name },
+    destination: logDestination(config),
+  });
   for (const w of warnings) logger.warn(`configuration: ${w}`);
   const agent = await startAgent(config, logger);
   await new Promise<void>((resolve) => {
