@@ -62,7 +62,11 @@ function checkEnvironment(config: PghaConfig): void {
 export async function startAgent(config: PghaConfig, logger: Logger): Promise<Agent> {
   checkEnvironment(config);
   const initial = parseDynamicConfig(config.bootstrap.dcs).config;
-  const dcs = createEtcdDcs(config, { ttl: initial.ttl, requestTimeoutMs: initial.retry_timeout * 1000, logger });
+  const dcs = createEtcdDcs(config, {
+    ttl: initial.ttl,
+    requestTimeoutMs: initial.retry_timeout * 1000,
+    logger,
+  });
   const pg = new Postgres(config.postgresql, { name: config.name, logger });
   const callbacks = createCallbackRunner(config.postgresql.callbacks, config.scope, logger);
   const runner = new HaRunner({
@@ -72,7 +76,8 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     logger,
     parseDynamic: (raw) => {
       const { config: dyn, errors } = parseDynamicConfig(raw);
-      if (errors.length > 0) logger.warn(`dynamic configuration has problems, defaults used for them: ${errors.join('; ')}`);
+      if (errors.length > 0)
+        logger.warn(`dynamic configuration has problems, defaults used for them: ${errors.join('; ')}`);
       return dyn;
     },
     fetchPeer: fetchPeerStatus,
@@ -89,7 +94,9 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     await pg.close();
     throw err;
   }
-  logger.info(`pgha ${VERSION} agent ${config.name} of cluster ${config.scope}; REST API on ${config.restapi.connect_address}`);
+  logger.info(
+    `pgha ${VERSION} agent ${config.name} of cluster ${config.scope}; REST API on ${config.restapi.connect_address}`,
+  );
   await runner.start();
   return {
     runner,
@@ -111,7 +118,10 @@ function logDestination(config: PghaConfig): NodeJS.WritableStream {
     appendFileSync(path, '');
     return createWriteStream(path, { flags: 'a' });
   } catch (err) {
-    throw new PghaError('PGHA_LOG_DIR', `log.dir: cannot write ${join(dir, 'patroni.log')}: ${(err as Error).message}`);
+    throw new PghaError(
+      'PGHA_LOG_DIR',
+      `log.dir: cannot write ${join(dir, 'patroni.log')}: ${(err as Error).message}`,
+    );
   }
 }
 

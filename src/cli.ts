@@ -21,7 +21,10 @@ function buildProgram(): Command {
   program
     .command('agent')
     .description("run the HA agent for one PostgreSQL node (reads Patroni's YAML)")
-    .argument('[config]', 'path to the YAML configuration (patroni.yml); PATRONI_* environment variables override it')
+    .argument(
+      '[config]',
+      'path to the YAML configuration (patroni.yml); PATRONI_* environment variables override it',
+    )
     .action(async (config: string | undefined) => {
       await runAgentCommand(config);
     });
@@ -34,7 +37,12 @@ function buildProgram(): Command {
     .option('--base-port <port>', 'first PostgreSQL port (REST ports start at base + 3000)', '15432')
     .option('--exit-when-ready', 'stop everything and exit as soon as the cluster is ready')
     .action(async (opts: { dir: string; nodes: string; basePort: string; exitWhenReady?: boolean }) => {
-      await runDemo({ dir: opts.dir, nodes: Number(opts.nodes), basePort: Number(opts.basePort), exitWhenReady: opts.exitWhenReady });
+      await runDemo({
+        dir: opts.dir,
+        nodes: Number(opts.nodes),
+        basePort: Number(opts.basePort),
+        exitWhenReady: opts.exitWhenReady,
+      });
     });
 
   registerCtl(program);

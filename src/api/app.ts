@@ -64,7 +64,10 @@ export function createApi(deps: ApiDeps): Hono {
       const { username, password } = deps.restapi.authentication;
       if (!checkBasicAuth(c.req.header('authorization'), username, password)) {
         c.header('WWW-Authenticate', 'Basic realm="pgha"');
-        return jsonError(c, 401, 'authentication required: send HTTP Basic credentials from restapi.authentication');
+        return c.json(
+          { error: 'authentication required: send HTTP Basic credentials from restapi.authentication' },
+          401,
+        );
       }
     }
     await next();
@@ -78,12 +81,15 @@ export function createApi(deps: ApiDeps): Hono {
     if (!cfg) return jsonError(c, 503, 'the cluster has no dynamic configuration yet (is it initialised?)');
     return c.json(cfg.value);
   });
-  app.get('/metrics', (c) => c.text(metricsBody(snap(), version), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
+  app.get('/metrics', (c) =>
+    c.text(metricsBody(snap(), version), 200, { 'Content-Type': 'text/plain; version=0.0.4' }),
+  );
   app.on(['GET', 'HEAD', 'OPTIONS'], '/liveness', (c) => {
     const s = snap();
     const primary = s.status !== null && !s.status.inRecovery && s.running;
     const threshold = s.dynamic.ttl * (primary ? 1 : 2);
-    const ok = s.paused || (s.lastLoop !== null && s.lastLoop + s.dynamic.loop_wait + threshold > Date.now() / 1000);
+    const ok =
+      s.paused || (s.lastLoop !== null && s.lastLoop + s.dynamic.loop_wait + threshold > Date.now() / 1000);
     return c.body(null, ok ? 200 : 503);
   });
   app.on(['GET', 'HEAD', 'OPTIONS'], '/readiness', (c) => {

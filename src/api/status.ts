@@ -58,7 +58,14 @@ export function parseLag(value: string | undefined): number | null {
   if (value === undefined) return null;
   const m = /^\s*(\d+)\s*(B|kB|KB|MB|GB|TB)?\s*$/.exec(value);
   if (!m) return null;
-  const unit: Record<string, number> = { B: 1, kB: 1024, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+  const unit: Record<string, number> = {
+    B: 1,
+    kB: 1024,
+    KB: 1024,
+    MB: 1024 ** 2,
+    GB: 1024 ** 3,
+    TB: 1024 ** 4,
+  };
   return Number(m[1]) * (unit[m[2] ?? 'B'] ?? 1);
 }
 
@@ -69,7 +76,12 @@ export interface HealthQuery {
 }
 
 /** The status code of a health endpoint (`/primary`, `/replica`, ...), as Patroni computes it. */
-export function healthCode(path: string, s: AgentSnapshot, q: HealthQuery, tags: Record<string, unknown>): number {
+export function healthCode(
+  path: string,
+  s: AgentSnapshot,
+  q: HealthQuery,
+  tags: Record<string, unknown>,
+): number {
   const p = path === '/' ? '/primary' : path;
   const st = s.status;
   const running = s.running && st !== null;
@@ -106,15 +118,20 @@ export function healthCode(path: string, s: AgentSnapshot, q: HealthQuery, tags:
   } else if (s.cluster) {
     if ((p === '/sync' || p === '/synchronous') && isSync) code = replicaCode;
     else if ((p === '/async' || p === '/asynchronous') && !isSync) code = replicaCode;
-    else if (p === '/read-only-sync' || p === '/read-only-synchronous') code = primaryCode === 200 ? 200 : isSync ? replicaCode : 503;
+    else if (p === '/read-only-sync' || p === '/read-only-synchronous')
+      code = primaryCode === 200 ? 200 : isSync ? replicaCode : 503;
   }
   if (!ignoreTags && code === 200) {
     for (const [k, v] of Object.entries(q.tags)) {
       const mine = tags[k];
-      if (mine === undefined || mine === null || String(mine).toLowerCase() !== v.toLowerCase()) return 503;
+      if (mine === undefined || mine === null || tagText(mine).toLowerCase() !== v.toLowerCase()) return 503;
     }
   }
   return code;
+}
+
+function tagText(v: unknown): string {
+  return typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean);
 }
 
 /** `GET /cluster`: all members as patronictl shows them. */
@@ -154,7 +171,11 @@ export function clusterBody(s: AgentSnapshot): Record<string, unknown> {
   const body: Record<string, unknown> = { members, scope: s.scope };
   if (s.paused) body.pause = true;
   if (c.failover?.scheduled_at) {
-    body.scheduled_switchover = { at: c.failover.scheduled_at, from: c.failover.leader, to: c.failover.member };
+    body.scheduled_switchover = {
+      at: c.failover.scheduled_at,
+      from: c.failover.leader,
+      to: c.failover.member,
+    };
   }
   return body;
 }
@@ -169,15 +190,39 @@ export function metricsBody(s: AgentSnapshot, version: string): string {
   };
   gauge('patroni_version', 'Patroni-compatible version of pgha.', versionNumber(version));
   gauge('patroni_postgres_running', 'Value is 1 if PostgreSQL is running, 0 otherwise.', s.running ? 1 : 0);
-  gauge('patroni_postmaster_start_time', 'Epoch seconds since PostgreSQL started.', st ? Date.parse(st.postmasterStartTime) / 1000 || 0 : 0);
-  gauge('patroni_primary', 'Value is 1 if this node is the leader, 0 otherwise.', s.isLeader && st && !st.inRecovery ? 1 : 0);
+  gauge(
+    'patroni_postmaster_start_time',
+    'Epoch seconds since PostgreSQL started.',
+    st ? Date.parse(st.postmasterStartTime) / 1000 || 0 : 0,
+  );
+  gauge(
+    'patroni_primary',
+    'Value is 1 if this node is the leader, 0 otherwise.',
+    s.isLeader && st && !st.inRecovery ? 1 : 0,
+  );
   gauge('patroni_replica', 'Value is 1 if this node is a replica, 0 otherwise.', st?.inRecovery ? 1 : 0);
-  gauge('patroni_xlog_location', 'Current location of the PostgreSQL transaction log, 0 for replicas.', st && !st.inRecovery ? st.walPosition : 0);
-  gauge('patroni_xlog_received_location', 'Received WAL location, 0 for the primary.', st?.inRecovery ? (st.receiveLsn ?? 0) : 0);
-  gauge('patroni_xlog_replayed_location', 'Replayed WAL location, 0 for the primary.', st?.inRecovery ? (st.replayLsn ?? 0) : 0);
+  gauge(
+    'patroni_xlog_location',
+    'Current location of the PostgreSQL transaction log, 0 for replicas.',
+    st && !st.inRecovery ? st.walPosition : 0,
+  );
+  gauge(
+    'patroni_xlog_received_location',
+    'Received WAL location, 0 for the primary.',
+    st?.inRecovery ? (st.receiveLsn ?? 0) : 0,
+  );
+  gauge(
+    'patroni_xlog_replayed_location',
+    'Replayed WAL location, 0 for the primary.',
+    st?.inRecovery ? (st.replayLsn ?? 0) : 0,
+  );
   gauge('patroni_postgres_timeline', 'PostgreSQL timeline of this node.', st?.timeline ?? 0);
   gauge('patroni_dcs_last_seen', 'Epoch seconds when the store was last reached.', s.dcsLastSeen ?? 0);
-  gauge('patroni_pending_restart', 'Value is 1 if the node needs a restart, 0 otherwise.', st?.pendingRestart ? 1 : 0);
+  gauge(
+    'patroni_pending_restart',
+    'Value is 1 if the node needs a restart, 0 otherwise.',
+    st?.pendingRestart ? 1 : 0,
+  );
   gauge('patroni_is_paused', 'Value is 1 if auto failover is disabled, 0 otherwise.', s.paused ? 1 : 0);
   gauge('patroni_cluster_unlocked', 'Value is 1 if the cluster has no leader.', s.cluster?.leader ? 0 : 1);
   lines.push('');

@@ -24,13 +24,20 @@ export interface CtlContext {
 /** Builds the context; the store is connected lazily and closed by `close()`. */
 export function ctlContext(opts: GlobalOptions): CtlContext {
   const path = opts.configFile ?? process.env.PATRONICTL_CONFIG_FILE;
-  const config = path && !opts.dcsUrl ? loadConfigOrThrow(path, process.env) : loadCtlConfig(path, opts.dcsUrl, process.env);
+  const config =
+    path && !opts.dcsUrl
+      ? loadConfigOrThrow(path, process.env)
+      : loadCtlConfig(path, opts.dcsUrl, process.env);
   const opened: Dcs[] = [];
   return {
     config,
     dcs(scope) {
       const name = scope ?? config.scope;
-      if (!name) throw new PghaError('PGHA_NO_SCOPE', 'no cluster name given: pass it as an argument or set scope in the configuration');
+      if (!name)
+        throw new PghaError(
+          'PGHA_NO_SCOPE',
+          'no cluster name given: pass it as an argument or set scope in the configuration',
+        );
       const d = createEtcdDcs({ ...config, scope: name }, { ttl: 30, requestTimeoutMs: 5000 });
       opened.push(d);
       return d;

@@ -23,7 +23,12 @@ interface MemberRow {
 export function memberRows(cluster: ClusterState): MemberRow[] {
   const leader = cluster.leader?.name;
   const optime = cluster.status?.optime ?? 0;
-  const sync = new Set((cluster.sync?.sync_standby ?? '').split(',').map((s) => s.trim()).filter((s) => s));
+  const sync = new Set(
+    (cluster.sync?.sync_standby ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s),
+  );
   const rows = cluster.members.map((m) => {
     const row: MemberRow = {
       name: m.name,
@@ -43,7 +48,7 @@ export function memberRows(cluster: ClusterState): MemberRow[] {
     }
     if (typeof m.data.timeline === 'number') row.timeline = m.data.timeline;
     if (m.data.pending_restart) row.pending_restart = true;
-    if (m.data.scheduled_restart) row.scheduled_restart = m.data.scheduled_restart as MemberRow['scheduled_restart'];
+    if (m.data.scheduled_restart) row.scheduled_restart = m.data.scheduled_restart;
     if (m.data.tags) row.tags = m.data.tags;
     if (m.name !== leader) {
       const lsn = m.data.xlog_location;
@@ -63,7 +68,10 @@ function topologySort(rows: MemberRow[]): Array<MemberRow & { indent: number }> 
   for (const r of rows) {
     if (r.role.endsWith('leader')) continue;
     const parentTag = r.tags?.replicatefrom;
-    const parent = typeof parentTag === 'string' && parentTag !== r.name && replicas.has(parentTag) ? parentTag : leader.name;
+    const parent =
+      typeof parentTag === 'string' && parentTag !== r.name && replicas.has(parentTag)
+        ? parentTag
+        : leader.name;
     children.set(parent, [...(children.get(parent) ?? []), r]);
   }
   const out: Array<MemberRow & { indent: number }> = [];
@@ -92,17 +100,20 @@ export function renderMembers(
     if (extended || rows.some((r) => r[key])) columns.push(c);
   }
   const hosts = rows.filter((r) => r.host !== undefined);
-  const appendPort = hosts.some((r) => r.port !== 5432) || new Set(hosts.map((r) => r.host)).size < hosts.length;
+  const appendPort =
+    hosts.some((r) => r.port !== 5432) || new Set(hosts.map((r) => r.host)).size < hosts.length;
   const ordered = fmt === 'topology' ? topologySort(rows) : rows.map((r) => ({ ...r, indent: 0 }));
   const table: Cell[][] = ordered.map((r) => {
     let host = r.host ?? '';
     if (appendPort && host && r.port) host = `${host}:${r.port}`;
-    const member = fmt === 'topology' && r.indent > 0 ? ' '.repeat((r.indent - 1) * 2) + '+ ' + r.name : r.name;
+    const member =
+      fmt === 'topology' && r.indent > 0 ? ' '.repeat((r.indent - 1) * 2) + '+ ' + r.name : r.name;
     const lag = typeof r.lag === 'number' ? Math.round(r.lag / 1024 / 1024) : (r.lag ?? '');
     let scheduled = '';
     if (r.scheduled_restart?.schedule) {
       scheduled = r.scheduled_restart.schedule;
-      if (r.scheduled_restart.postgres_version) scheduled += ` if version < ${r.scheduled_restart.postgres_version}`;
+      if (r.scheduled_restart.postgres_version)
+        scheduled += ` if version < ${r.scheduled_restart.postgres_version}`;
     }
     const cells: Record<string, Cell> = {
       Cluster: scope,
@@ -118,7 +129,12 @@ export function renderMembers(
     };
     return columns.map((c) => cells[c]);
   });
-  const init = cluster.initialize === null ? 'uninitialized' : cluster.initialize === '' ? 'initializing' : cluster.initialize;
+  const init =
+    cluster.initialize === null
+      ? 'uninitialized'
+      : cluster.initialize === ''
+        ? 'initializing'
+        : cluster.initialize;
   const title = ` Cluster: ${scope} (${init}) `;
   let out = formatOutput(columns, table, fmt === 'topology' ? 'pretty' : fmt, {
     align: { 'Lag in MB': 'r', TL: 'r' },

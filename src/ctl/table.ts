@@ -13,7 +13,12 @@ function text(c: Cell): string {
 }
 
 /** Renders a framed table; `title` replaces the start of the top border (Patroni's look). */
-export function prettyTable(columns: string[], rows: Cell[][], align: Record<string, Align> = {}, title?: string): string {
+export function prettyTable(
+  columns: string[],
+  rows: Cell[][],
+  align: Record<string, Align> = {},
+  title?: string,
+): string {
   const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => text(r[i]).length)));
   const rule = '+' + widths.map((w) => '-'.repeat(w + 2)).join('+') + '+';
   const line = (cells: string[], isHeader: boolean) =>

@@ -28,7 +28,8 @@ export async function memberApiRequest(
   const url = new URL(path, apiUrl);
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   const auth = ctx.config.restapi.authentication;
-  if (auth) headers.authorization = 'Basic ' + Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+  if (auth)
+    headers.authorization = 'Basic ' + Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
   try {
     const res = await fetch(url, {
       method,
@@ -38,6 +39,9 @@ export async function memberApiRequest(
     });
     return { ok: res.ok, status: res.status, text: await res.text() };
   } catch (err) {
-    throw new PghaError('PGHA_API_UNREACHABLE', `REST API of ${member.name} at ${url.origin} did not answer: ${errorMessage(err)}`);
+    throw new PghaError(
+      'PGHA_API_UNREACHABLE',
+      `REST API of ${member.name} at ${url.origin} did not answer: ${errorMessage(err)}`,
+    );
   }
 }

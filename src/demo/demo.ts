@@ -4,7 +4,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -63,7 +71,13 @@ export function demoNodeConfig(opts: {
         postgresql: {
           use_pg_rewind: true,
           use_slots: true,
-          parameters: { wal_level: 'replica', hot_standby: 'on', max_wal_senders: 10, max_replication_slots: 10, wal_keep_size: '128MB' },
+          parameters: {
+            wal_level: 'replica',
+            hot_standby: 'on',
+            max_wal_senders: 10,
+            max_replication_slots: 10,
+            wal_keep_size: '128MB',
+          },
         },
       },
       initdb: [{ encoding: 'UTF8' }, 'data-checksums'],
@@ -117,7 +131,9 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
   }
   prepareDir(dir);
   const secretFile = join(dir, 'password');
-  const password = existsSync(secretFile) ? readFileSync(secretFile, 'utf8').trim() : randomBytes(9).toString('base64url');
+  const password = existsSync(secretFile)
+    ? readFileSync(secretFile, 'utf8').trim()
+    : randomBytes(9).toString('base64url');
   writeFileSync(secretFile, password + '\n', { mode: 0o600 });
 
   let etcd: EtcdCluster | null = null;
@@ -127,13 +143,20 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
     if (stopped) return;
     stopped = true;
     out('stopping the agents (each stops its PostgreSQL) and etcd ...');
-    await Promise.all(nodes.map((n) => (n.process ? stopProcess(n.process, 'SIGTERM', 60_000) : Promise.resolve())));
+    await Promise.all(
+      nodes.map((n) => (n.process ? stopProcess(n.process, 'SIGTERM', 60_000) : Promise.resolve())),
+    );
     await etcd?.stop();
     out('stopped.');
   };
 
   try {
-    etcd = await startEtcd({ members: 1, dataDir: join(dir, 'etcd'), keepData: true, ports: [opts.basePort + 2000, opts.basePort + 2001] });
+    etcd = await startEtcd({
+      members: 1,
+      dataDir: join(dir, 'etcd'),
+      keepData: true,
+      ports: [opts.basePort + 2000, opts.basePort + 2001],
+    });
     out(`etcd listening on ${etcd.endpoints.join(', ')} (data in ${join(dir, 'etcd')})`);
     for (let i = 1; i <= opts.nodes; i++) {
       const name = `pg${i}`;
@@ -142,18 +165,35 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
       const pgPort = opts.basePort + i - 1;
       const apiPort = opts.basePort + 3000 + i - 1;
       const configPath = join(dir, `${name}.yml`);
-      const cfg = demoNodeConfig({ name, etcd: etcd.endpoints, pgPort, apiPort, dataDir: join(nodeDir, 'data'), password });
+      const cfg = demoNodeConfig({
+        name,
+        etcd: etcd.endpoints,
+        pgPort,
+        apiPort,
+        dataDir: join(nodeDir, 'data'),
+        password,
+      });
       writeFileSync(configPath, stringify(cfg), { mode: 0o600 });
       const logPath = join(dir, `${name}.log`);
       const log = createWriteStream(logPath, { flags: 'a' });
-      const child = spawn(process.execPath, [cliPath(), 'agent', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [cliPath(), 'agent', configPath], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       child.stdout.pipe(log);
       child.stderr.pipe(log);
       nodes.push({ name, configPath, pgPort, apiPort, process: child, logPath });
-      out(`started agent ${name}: PostgreSQL on 127.0.0.1:${pgPort}, REST API on 127.0.0.1:${apiPort}, log ${logPath}`);
+      out(
+        `started agent ${name}: PostgreSQL on 127.0.0.1:${pgPort}, REST API on 127.0.0.1:${apiPort}, log ${logPath}`,
+      );
     }
 
-    const watcher = new EtcdDcs({ hosts: etcd.endpoints, namespace: '/service/', scope: DEMO_SCOPE, name: 'pgha-demo', ttl: 10 });
+    const watcher = new EtcdDcs({
+      hosts: etcd.endpoints,
+      namespace: '/service/',
+      scope: DEMO_SCOPE,
+      name: 'pgha-demo',
+      ttl: 10,
+    });
     const started = Date.now();
     const limit = opts.readyTimeoutMs ?? 120_000;
     let cluster: ClusterState | null = null;
@@ -161,13 +201,19 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
       for (;;) {
         for (const n of nodes) {
           if (n.process && !isAlive(n.process)) {
-            throw new PghaError('PGHA_DEMO_AGENT_DIED', `agent ${n.name} exited (code ${n.process.exitCode}); see ${n.logPath}`);
+            throw new PghaError(
+              'PGHA_DEMO_AGENT_DIED',
+              `agent ${n.name} exited (code ${n.process.exitCode}); see ${n.logPath}`,
+            );
           }
         }
         cluster = await watcher.readCluster().catch(() => null);
         if (cluster && ready(cluster, opts.nodes)) break;
         if (Date.now() - started > limit) {
-          throw new PghaError('PGHA_DEMO_TIMEOUT', `the cluster was not ready after ${limit / 1000} s; see the logs in ${dir}`);
+          throw new PghaError(
+            'PGHA_DEMO_TIMEOUT',
+            `the cluster was not ready after ${limit / 1000} s; see the logs in ${dir}`,
+          );
         }
         await new Promise((r) => setTimeout(r, 500));
       }
@@ -176,9 +222,13 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
     }
     const leader = nodes.find((n) => n.name === cluster.leader?.name);
     out('');
-    out(`cluster "${DEMO_SCOPE}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s: leader ${leader?.name}, ${opts.nodes - 1} streaming replica(s)`);
+    out(
+      `cluster "${DEMO_SCOPE}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s: leader ${leader?.name}, ${opts.nodes - 1} streaming replica(s)`,
+    );
     out('');
-    out(`  connect to the primary:  psql "host=127.0.0.1 port=${leader?.pgPort} user=postgres password=${password} dbname=postgres"`);
+    out(
+      `  connect to the primary:  psql "host=127.0.0.1 port=${leader?.pgPort} user=postgres password=${password} dbname=postgres"`,
+    );
     out(`  list the cluster:        bin/pgha ctl -c ${nodes[0]?.configPath} list`);
     out(`  with Patroni's tool:     patronictl -c ${nodes[0]?.configPath} list`);
     out(`  REST API:                curl http://127.0.0.1:${leader?.apiPort}/patroni`);

@@ -28,7 +28,12 @@ const tags: TagsConfig = { nofailover: false, noloadbalance: false, clonefrom: f
 function member(name: string, data: Member['data'] = {}): Member {
   return {
     name,
-    data: { conn_url: `postgres://127.0.0.1:${5432 + name.length}/postgres`, state: 'running', role: 'replica', ...data },
+    data: {
+      conn_url: `postgres://127.0.0.1:${5432 + name.length}/postgres`,
+      state: 'running',
+      role: 'replica',
+      ...data,
+    },
     modRevision: '1',
     lease: '1',
   };
@@ -80,23 +85,46 @@ function status(over: Partial<ServerStatus> = {}): ServerStatus {
 }
 
 function pg(over: Partial<LocalPostgres> = {}): LocalPostgres {
-  return { dataState: 'initialized', control: control(), running: true, status: status(), configuredUpstream: null, ...over };
+  return {
+    dataState: 'initialized',
+    control: control(),
+    running: true,
+    status: status(),
+    configuredUpstream: null,
+    ...over,
+  };
 }
 
 function input(over: Partial<HaInput> = {}): HaInput {
-  return { me: 'n1', now: Date.parse('2026-01-01T00:00:00Z'), cluster: cluster(), config: dynamic, tags, pg: pg(), ...over };
+  return {
+    me: 'n1',
+    now: Date.parse('2026-01-01T00:00:00Z'),
+    cluster: cluster(),
+    config: dynamic,
+    tags,
+    pg: pg(),
+    ...over,
+  };
 }
 
 const leaderIs = (name: string) => ({ name, modRevision: '5', lease: '9' });
 
 describe('decide: bootstrap and joining', () => {
   it('bootstraps an uninitialised cluster from an empty data directory', () => {
-    const d = decide(input({ cluster: cluster({ initialize: null }), pg: pg({ dataState: 'empty', running: false, status: null, control: null }) }));
+    const d = decide(
+      input({
+        cluster: cluster({ initialize: null }),
+        pg: pg({ dataState: 'empty', running: false, status: null, control: null }),
+      }),
+    );
     expect(d.kind).toBe('bootstrap');
   });
 
   it('adopts existing data when the cluster is not initialised', () => {
-    expect(decide(input({ cluster: cluster({ initialize: null }), pg: pg({ running: false, status: null }) })).kind).toBe('adopt');
+    expect(
+      decide(input({ cluster: cluster({ initialize: null }), pg: pg({ running: false, status: null }) }))
+        .kind,
+    ).toBe('adopt');
   });
 
   it('clones from a running leader when the data directory is empty', () => {
@@ -115,7 +143,12 @@ describe('decide: bootstrap and joining', () => {
   });
 
   it('refuses to join with a different system identifier and names the fix', () => {
-    const d = decide(input({ pg: pg({ control: control({ systemIdentifier: '7999' }) }), cluster: cluster({ leader: leaderIs('n2') }) }));
+    const d = decide(
+      input({
+        pg: pg({ control: control({ systemIdentifier: '7999' }) }),
+        cluster: cluster({ leader: leaderIs('n2') }),
+      }),
+    );
     expect(d.kind).toBe('refuse');
     expect(d.why).toContain('7999');
     expect(d.why).toContain('reinit');
@@ -127,13 +160,17 @@ describe('decide: bootstrap and joining', () => {
   });
 
   it('waits while another member initialises the cluster', () => {
-    expect(decide(input({ cluster: cluster({ initialize: '' }), pg: pg({ dataState: 'empty' }) })).kind).toBe('idle');
+    expect(decide(input({ cluster: cluster({ initialize: '' }), pg: pg({ dataState: 'empty' }) })).kind).toBe(
+      'idle',
+    );
   });
 });
 
 describe('decide: PostgreSQL down', () => {
   it('restarts in place as primary while holding the lock (no failover)', () => {
-    const d = decide(input({ cluster: cluster({ leader: leaderIs('n1') }), pg: pg({ running: false, status: null }) }));
+    const d = decide(
+      input({ cluster: cluster({ leader: leaderIs('n1') }), pg: pg({ running: false, status: null }) }),
+    );
     expect(d.kind).toBe('start_primary');
   });
 
@@ -144,7 +181,14 @@ describe('decide: PostgreSQL down', () => {
       history: [[1, 0x3000000, 'no recovery target specified', '2026-01-01T00:00:00Z', 'n2']],
     });
     const d = decide(
-      input({ cluster: c, pg: pg({ running: false, status: null, control: control({ clusterState: 'shut down', checkpointLsn: 0x3000500 }) }) }),
+      input({
+        cluster: c,
+        pg: pg({
+          running: false,
+          status: null,
+          control: control({ clusterState: 'shut down', checkpointLsn: 0x3000500 }),
+        }),
+      }),
     );
     expect(d).toMatchObject({ kind: 'start_replica', upstream: 'n2', rewind: true });
   });
@@ -156,13 +200,23 @@ describe('decide: PostgreSQL down', () => {
       history: [[1, 0x3000100, 'no recovery target specified', '2026-01-01T00:00:00Z', 'n2']],
     });
     const d = decide(
-      input({ cluster: c, pg: pg({ running: false, status: null, control: control({ clusterState: 'shut down', checkpointLsn: 0x3000028 }) }) }),
+      input({
+        cluster: c,
+        pg: pg({
+          running: false,
+          status: null,
+          control: control({ clusterState: 'shut down', checkpointLsn: 0x3000028 }),
+        }),
+      }),
     );
     expect(d).toMatchObject({ kind: 'start_replica', upstream: 'n2', rewind: false });
   });
 
   it('starts read-only when there is no leader', () => {
-    expect(decide(input({ pg: pg({ running: false, status: null }) }))).toMatchObject({ kind: 'start_replica', upstream: null });
+    expect(decide(input({ pg: pg({ running: false, status: null }) }))).toMatchObject({
+      kind: 'start_replica',
+      upstream: null,
+    });
   });
 });
 
@@ -172,7 +226,12 @@ describe('decide: running', () => {
   });
 
   it('renews as leader and primary', () => {
-    const d = decide(input({ cluster: cluster({ leader: leaderIs('n1') }), pg: pg({ status: status({ inRecovery: false }) }) }));
+    const d = decide(
+      input({
+        cluster: cluster({ leader: leaderIs('n1') }),
+        pg: pg({ status: status({ inRecovery: false }) }),
+      }),
+    );
     expect(d.kind).toBe('renew');
   });
 
@@ -181,7 +240,12 @@ describe('decide: running', () => {
   });
 
   it('demotes a primary when another member holds the lock', () => {
-    const d = decide(input({ cluster: cluster({ leader: leaderIs('n2') }), pg: pg({ status: status({ inRecovery: false }) }) }));
+    const d = decide(
+      input({
+        cluster: cluster({ leader: leaderIs('n2') }),
+        pg: pg({ status: status({ inRecovery: false }) }),
+      }),
+    );
     expect(d).toMatchObject({ kind: 'demote', upstream: 'n2' });
   });
 
@@ -207,27 +271,46 @@ describe('decide: running', () => {
       leader: leaderIs('n1'),
       failover: { leader: 'n1', member: 'n2', scheduled_at: '2026-01-01T01:00:00Z', modRevision: '3' },
     });
-    expect(decide(input({ cluster: c, pg: pg({ status: status({ inRecovery: false }) }) })).kind).toBe('renew');
+    expect(decide(input({ cluster: c, pg: pg({ status: status({ inRecovery: false }) }) })).kind).toBe(
+      'renew',
+    );
   });
 
   it('does nothing but keep the lock in maintenance mode', () => {
     const paused = { ...dynamic, pause: true };
     expect(decide(input({ config: paused, pg: pg({ running: false, status: null }) })).kind).toBe('idle');
-    const leader = decide(input({ config: paused, cluster: cluster({ leader: leaderIs('n1') }), pg: pg({ status: status({ inRecovery: false }) }) }));
+    const leader = decide(
+      input({
+        config: paused,
+        cluster: cluster({ leader: leaderIs('n1') }),
+        pg: pg({ status: status({ inRecovery: false }) }),
+      }),
+    );
     expect(leader.kind).toBe('renew');
   });
 });
 
 describe('evaluateRace', () => {
-  const base = { me: 'n1', cluster: cluster(), config: dynamic, tags, status: status(), peers: [] as PeerStatus[] };
+  const base = {
+    me: 'n1',
+    cluster: cluster(),
+    config: dynamic,
+    tags,
+    status: status(),
+    peers: [] as PeerStatus[],
+  };
 
   it('lets the most advanced healthy replica win', () => {
-    const peers: PeerStatus[] = [{ name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 0x3000000, timeline: 1 }];
+    const peers: PeerStatus[] = [
+      { name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 0x3000000, timeline: 1 },
+    ];
     expect(evaluateRace({ ...base, peers }).ok).toBe(true);
   });
 
   it('backs off when a peer is ahead, naming it and the numbers', () => {
-    const peers: PeerStatus[] = [{ name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 0x3000200, timeline: 1 }];
+    const peers: PeerStatus[] = [
+      { name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 0x3000200, timeline: 1 },
+    ];
     const v = evaluateRace({ ...base, peers });
     expect(v.ok).toBe(false);
     expect(v.why).toMatch(/n2 is ahead/);
@@ -237,31 +320,54 @@ describe('evaluateRace', () => {
   it('ignores unreachable peers and peers tagged nofailover', () => {
     const peers: PeerStatus[] = [
       { name: 'n2', reachable: false },
-      { name: 'n3', reachable: true, role: 'replica', state: 'running', walPosition: 0x9000000, tags: { nofailover: true } },
+      {
+        name: 'n3',
+        reachable: true,
+        role: 'replica',
+        state: 'running',
+        walPosition: 0x9000000,
+        tags: { nofailover: true },
+      },
     ];
     expect(evaluateRace({ ...base, peers }).ok).toBe(true);
   });
 
   it('refuses with nofailover, too much lag, or a primary still running', () => {
     expect(evaluateRace({ ...base, tags: { ...tags, nofailover: true } }).why).toMatch(/nofailover/);
-    const lagging = evaluateRace({ ...base, cluster: cluster({ status: { optime: 0x3000100 + 2 * 1048576 } }) });
+    const lagging = evaluateRace({
+      ...base,
+      cluster: cluster({ status: { optime: 0x3000100 + 2 * 1048576 } }),
+    });
     expect(lagging.ok).toBe(false);
     expect(lagging.why).toMatch(/maximum_lag_on_failover is 1048576/);
-    const peers: PeerStatus[] = [{ name: 'n2', reachable: true, role: 'primary', state: 'running', walPosition: 1 }];
+    const peers: PeerStatus[] = [
+      { name: 'n2', reachable: true, role: 'primary', state: 'running', walPosition: 1 },
+    ];
     expect(evaluateRace({ ...base, peers }).why).toMatch(/n2 is still running as primary/);
   });
 
   it('honours a manual failover target and synchronous mode', () => {
     const c = cluster({ failover: { member: 'n3', modRevision: '1' }, members: [member('n3')] });
     expect(evaluateRace({ ...base, cluster: c }).why).toMatch(/to n3 is in progress/);
-    expect(evaluateRace({ ...base, me: 'n3', cluster: c, tags: { ...tags, nofailover: true } }).ok).toBe(true);
+    expect(evaluateRace({ ...base, me: 'n3', cluster: c, tags: { ...tags, nofailover: true } }).ok).toBe(
+      true,
+    );
     const sync = cluster({ sync: { leader: 'n0', sync_standby: 'n2', modRevision: '1' } });
-    expect(evaluateRace({ ...base, cluster: sync, config: { ...dynamic, synchronous_mode: true } }).why).toMatch(/not in the sync key/);
+    expect(
+      evaluateRace({ ...base, cluster: sync, config: { ...dynamic, synchronous_mode: true } }).why,
+    ).toMatch(/not in the sync key/);
   });
 
   it('prefers a higher failover_priority among equals', () => {
     const peers: PeerStatus[] = [
-      { name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 0x3000100, tags: { failover_priority: 5 } },
+      {
+        name: 'n2',
+        reachable: true,
+        role: 'replica',
+        state: 'running',
+        walPosition: 0x3000100,
+        tags: { failover_priority: 5 },
+      },
     ];
     expect(evaluateRace({ ...base, peers }).why).toMatch(/failover_priority/);
   });
@@ -271,20 +377,39 @@ describe('needsRewind', () => {
   it('is false on the same timeline and true when ahead of the fork point', () => {
     expect(needsRewind({ control: control(), leaderTimeline: 1, history: [] })).toBe(false);
     const history: [number, number, string][] = [[1, 0x3000100, 'x']];
-    expect(needsRewind({ control: control({ clusterState: 'shut down', checkpointLsn: 0x3000200 }), leaderTimeline: 2, history })).toBe(true);
-    expect(needsRewind({ control: control({ clusterState: 'shut down in recovery', checkpointLsn: 0x3000000 }), leaderTimeline: 2, history })).toBe(false);
+    expect(
+      needsRewind({
+        control: control({ clusterState: 'shut down', checkpointLsn: 0x3000200 }),
+        leaderTimeline: 2,
+        history,
+      }),
+    ).toBe(true);
+    expect(
+      needsRewind({
+        control: control({ clusterState: 'shut down in recovery', checkpointLsn: 0x3000000 }),
+        leaderTimeline: 2,
+        history,
+      }),
+    ).toBe(false);
   });
 
   it('always rewinds a crashed primary on another timeline', () => {
-    expect(needsRewind({ control: control({ clusterState: 'in production' }), leaderTimeline: 2, history: [] })).toBe(true);
+    expect(
+      needsRewind({ control: control({ clusterState: 'in production' }), leaderTimeline: 2, history: [] }),
+    ).toBe(true);
   });
 });
 
 describe('mergeTimelineHistory', () => {
   it('adds new timeline switches and keeps known ones', () => {
     const file = '1\t0/3000100\tno recovery target specified\n2\t0/5000000\tno recovery target specified\n';
-    const known: [number, number, string, string, string][] = [[1, 0x3000100, 'no recovery target specified', '2026-01-01T00:00:00.000Z', 'n2']];
+    const known: [number, number, string, string, string][] = [
+      [1, 0x3000100, 'no recovery target specified', '2026-01-01T00:00:00.000Z', 'n2'],
+    ];
     const merged = mergeTimelineHistory(known, file, new Date('2026-02-01T00:00:00Z'), 'n3');
-    expect(merged).toEqual([known[0], [2, 0x5000000, 'no recovery target specified', '2026-02-01T00:00:00.000Z', 'n3']]);
+    expect(merged).toEqual([
+      known[0],
+      [2, 0x5000000, 'no recovery target specified', '2026-02-01T00:00:00.000Z', 'n3'],
+    ]);
   });
 });

@@ -15,9 +15,13 @@ export function decide(input: HaInput): Decision {
 
   // 1. Cluster not initialised yet: race to create it, from scratch or from existing data.
   if (cluster.initialize === null) {
-    if (pg.dataState === 'empty') return { kind: 'bootstrap', why: 'cluster is not initialised and my data directory is empty' };
+    if (pg.dataState === 'empty')
+      return { kind: 'bootstrap', why: 'cluster is not initialised and my data directory is empty' };
     if (pg.dataState === 'initialized') {
-      return { kind: 'adopt', why: 'cluster is not initialised and my data directory holds a PostgreSQL cluster' };
+      return {
+        kind: 'adopt',
+        why: 'cluster is not initialised and my data directory holds a PostgreSQL cluster',
+      };
     }
     return { kind: 'refuse', why: invalidDataDir() };
   }
@@ -29,7 +33,11 @@ export function decide(input: HaInput): Decision {
   if (pg.dataState === 'empty') {
     const source = leader && leader !== me ? findMember(cluster, leader) : undefined;
     if (source && source.data.conn_url && source.data.state === 'running') {
-      return { kind: 'clone', from: source.name, why: `my data directory is empty; cloning from leader ${source.name}` };
+      return {
+        kind: 'clone',
+        from: source.name,
+        why: `my data directory is empty; cloning from leader ${source.name}`,
+      };
     }
     return { kind: 'idle', why: 'my data directory is empty and there is no running leader to clone from' };
   }
@@ -59,9 +67,13 @@ export function decide(input: HaInput): Decision {
 
   // 4. PostgreSQL is down: bring it back in the role the lock says.
   if (!pg.running) {
-    if (iAmLeader) return { kind: 'start_primary', why: 'PostgreSQL is not running and I hold the leader lock' };
+    if (iAmLeader)
+      return { kind: 'start_primary', why: 'PostgreSQL is not running and I hold the leader lock' };
     if (leaderUnreachable) {
-      return { kind: 'idle', why: `PostgreSQL is not running and leader ${leader} has not published its address yet` };
+      return {
+        kind: 'idle',
+        why: `PostgreSQL is not running and leader ${leader} has not published its address yet`,
+      };
     }
     if (leader) {
       const rewind = needsRewind({ control: pg.control, leaderTimeline, history: cluster.history });
@@ -80,7 +92,8 @@ export function decide(input: HaInput): Decision {
     };
   }
   const status = pg.status;
-  if (status === null) return { kind: 'idle', why: 'PostgreSQL is running but not accepting connections yet' };
+  if (status === null)
+    return { kind: 'idle', why: 'PostgreSQL is running but not accepting connections yet' };
 
   // 5. Nobody holds the lock: race for it (the runner asks the peers and applies evaluateRace).
   if (leader === null) {
@@ -128,7 +141,13 @@ export function decide(input: HaInput): Decision {
     leaderTimeline !== undefined &&
     status.replicationState !== 'streaming' &&
     status.timeline < leaderTimeline &&
-    needsRewind({ control: pg.control, position: status.walPosition, timeline: status.timeline, leaderTimeline, history: cluster.history })
+    needsRewind({
+      control: pg.control,
+      position: status.walPosition,
+      timeline: status.timeline,
+      leaderTimeline,
+      history: cluster.history,
+    })
   ) {
     return {
       kind: 'follow',

@@ -83,7 +83,10 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
     return { ok: false, why: `a manual failover/switchover to ${manualTarget} is in progress` };
   }
   if (!status.inRecovery) {
-    return { ok: true, why: 'this member is still running as primary and no other member holds the leader key' };
+    return {
+      ok: true,
+      why: 'this member is still running as primary and no other member holds the leader key',
+    };
   }
   const myWal = status.walPosition;
   const optime = cluster.status?.optime;

@@ -141,13 +141,12 @@ export class HaRunner {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(t);
-        self.wakeUp = null;
+        this.wakeUp = null;
         resolve();
-      }
+      };
+      const t = setTimeout(done, ms);
       this.wakeUp = done;
     });
   }
@@ -202,7 +201,10 @@ export class HaRunner {
       await this.execute(decision, cluster, pg, leaseSent);
     } catch (err) {
       this.busyState = null;
-      this.log.error({ decision: decision.kind, err: errorMessage(err) }, `${decision.why}: ${decision.kind} failed: ${errorMessage(err)}`);
+      this.log.error(
+        { decision: decision.kind, err: errorMessage(err) },
+        `${decision.why}: ${decision.kind} failed: ${errorMessage(err)}`,
+      );
     }
     await this.publish();
   }
@@ -250,11 +252,15 @@ export class HaRunner {
     return { dataState, control, running, status, configuredUpstream: this.configuredUpstream };
   }
 
-  private memberAt(cluster: ClusterState, addr: { host: string; port: number } | null | undefined): string | null {
+  private memberAt(
+    cluster: ClusterState,
+    addr: { host: string; port: number } | null | undefined,
+  ): string | null {
     if (!addr) return null;
     for (const m of cluster.members) {
       const t = connTarget(m);
-      if (t && t.port === addr.port && (t.host === addr.host || isLoopback(t.host) === isLoopback(addr.host))) return m.name;
+      if (t && t.port === addr.port && (t.host === addr.host || isLoopback(t.host) === isLoopback(addr.host)))
+        return m.name;
     }
     return null;
   }
@@ -302,7 +308,9 @@ export class HaRunner {
       await this.d.pg.stop('fast', Math.max(1000, this.safetyMarginS() * 500));
     } catch (err) {
       this.log.error(`fast stop failed (${errorMessage(err)}); stopping immediately`);
-      await this.d.pg.stop('immediate', 5000).catch((e: unknown) => this.log.error(`immediate stop failed: ${errorMessage(e)}`));
+      await this.d.pg
+        .stop('immediate', 5000)
+        .catch((e: unknown) => this.log.error(`immediate stop failed: ${errorMessage(e)}`));
     } finally {
       this.busyState = null;
     }
@@ -322,7 +330,12 @@ export class HaRunner {
     this.log[level]({ decision: decision.kind }, line);
   }
 
-  private async execute(d: Decision, cluster: ClusterState, pg: LocalPostgres, leaseSent: number): Promise<void> {
+  private async execute(
+    d: Decision,
+    cluster: ClusterState,
+    pg: LocalPostgres,
+    leaseSent: number,
+  ): Promise<void> {
     switch (d.kind) {
       case 'idle':
         return this.say(d, 'no action');
@@ -365,10 +378,16 @@ export class HaRunner {
   }
 
   private pgHba(): string[] | undefined {
-    return this.d.config.postgresql.pg_hba ?? this.dynamic.postgresql.pg_hba ?? this.d.config.bootstrap.pg_hba;
+    return (
+      this.d.config.postgresql.pg_hba ?? this.dynamic.postgresql.pg_hba ?? this.d.config.bootstrap.pg_hba
+    );
   }
 
-  private roleConfig(role: 'primary' | 'replica', cluster: ClusterState | null, upstream: string | null): RoleConfig {
+  private roleConfig(
+    role: 'primary' | 'replica',
+    cluster: ClusterState | null,
+    upstream: string | null,
+  ): RoleConfig {
     const cfg: RoleConfig = { role, parameters: this.parameters(), pgHba: this.pgHba() };
     if (role === 'replica') {
       const m = cluster && upstream ? findMember(cluster, upstream) : undefined;
@@ -383,7 +402,9 @@ export class HaRunner {
     callback: CallbackName,
   ): Promise<void> {
     const rc =
-      opts.role === 'primary' ? this.roleConfig('primary', null, null) : this.roleConfig('replica', opts.cluster, opts.upstream);
+      opts.role === 'primary'
+        ? this.roleConfig('primary', null, null)
+        : this.roleConfig('replica', opts.cluster, opts.upstream);
     await this.d.pg.configure(rc);
     this.busyState = 'starting';
     try {
@@ -414,14 +435,17 @@ export class HaRunner {
       await this.d.pg.initdb(this.d.config.bootstrap.initdb);
       await this.d.pg.configure(this.roleConfig('primary', null, null));
       await this.d.pg.start(this.dynamic.primary_start_timeout * 1000);
-      if (!(await this.d.dcs.attemptToAcquireLeader())) throw new Error('could not take the leader key after initdb');
+      if (!(await this.d.dcs.attemptToAcquireLeader()))
+        throw new Error('could not take the leader key after initdb');
       await this.d.pg.createUsers();
       const control = await this.d.pg.controlData();
       if (!control) throw new Error('pg_controldata gave nothing after initdb');
       await this.d.dcs.initialize(control.systemIdentifier, false);
       if (!cluster.config) await this.d.dcs.setConfig(this.d.config.bootstrap.dcs);
     } catch (err) {
-      this.log.error(`bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`);
+      this.log.error(
+        `bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`,
+      );
       await this.d.pg.stop('immediate', 10_000).catch(() => undefined);
       await this.d.dcs.deleteLeader().catch(() => false);
       await this.d.dcs.cancelInitialization().catch(() => undefined);
@@ -437,11 +461,19 @@ export class HaRunner {
     this.log.info(`initialised a new cluster; I am the leader`);
   }
 
-  private async adopt(d: Decision, cluster: ClusterState, pg: LocalPostgres, leaseSent: number): Promise<void> {
+  private async adopt(
+    d: Decision,
+    cluster: ClusterState,
+    pg: LocalPostgres,
+    leaseSent: number,
+  ): Promise<void> {
     const sysid = pg.control?.systemIdentifier;
     if (!sysid) throw new Error('cannot read the system identifier of the existing data directory');
     if (!(await this.d.dcs.initialize(sysid, true))) {
-      return this.say(d, 'another member initialised the cluster first; will check whether my data belongs to it');
+      return this.say(
+        d,
+        'another member initialised the cluster first; will check whether my data belongs to it',
+      );
     }
     if (!(await this.d.dcs.attemptToAcquireLeader())) {
       return this.say(d, 'registered the cluster but another member holds the leader key');
@@ -465,7 +497,9 @@ export class HaRunner {
         this.log.info({ progress: line }, `pg_basebackup: ${line}`),
       );
     } catch (err) {
-      this.log.error(`cloning from ${d.from} failed: ${errorMessage(err)}; removing the partial copy, will retry`);
+      this.log.error(
+        `cloning from ${d.from} failed: ${errorMessage(err)}; removing the partial copy, will retry`,
+      );
       await this.d.pg.removeDataDirectory().catch(() => undefined);
       throw err;
     } finally {
@@ -483,7 +517,9 @@ export class HaRunner {
     if (!source) throw new Error(`leader ${upstream} publishes no usable conn_url`);
     if (!this.dynamic.postgresql.use_pg_rewind) {
       if (pgc.remove_data_directory_on_diverged_timelines) {
-        this.log.warn('my timeline diverged and use_pg_rewind is off; removing my data to clone afresh (allowed by remove_data_directory_on_diverged_timelines)');
+        this.log.warn(
+          'my timeline diverged and use_pg_rewind is off; removing my data to clone afresh (allowed by remove_data_directory_on_diverged_timelines)',
+        );
         await this.d.pg.removeDataDirectory();
         return false;
       }
@@ -500,7 +536,9 @@ export class HaRunner {
       return true;
     } catch (err) {
       if (pgc.remove_data_directory_on_rewind_failure) {
-        this.log.error(`pg_rewind failed (${errorMessage(err)}); removing my data to clone afresh (allowed by remove_data_directory_on_rewind_failure)`);
+        this.log.error(
+          `pg_rewind failed (${errorMessage(err)}); removing my data to clone afresh (allowed by remove_data_directory_on_rewind_failure)`,
+        );
         await this.d.pg.removeDataDirectory();
         return false;
       }
@@ -513,7 +551,12 @@ export class HaRunner {
     }
   }
 
-  private async startReplica(d: Decision, cluster: ClusterState, upstream: string | null, rewind: boolean): Promise<void> {
+  private async startReplica(
+    d: Decision,
+    cluster: ClusterState,
+    upstream: string | null,
+    rewind: boolean,
+  ): Promise<void> {
     if (rewind && upstream) {
       this.say(d, 'rewinding before start');
       if (!(await this.rewindOnto(cluster, upstream))) return;
@@ -527,16 +570,30 @@ export class HaRunner {
     const others = cluster.members.filter((m) => m.name !== this.me && m.data.api_url);
     return Promise.all(
       others.map((m) =>
-        this.d.fetchPeer(m, AbortSignal.timeout(2000)).catch((): PeerStatus => ({ name: m.name, reachable: false })),
+        this.d
+          .fetchPeer(m, AbortSignal.timeout(2000))
+          .catch((): PeerStatus => ({ name: m.name, reachable: false })),
       ),
     );
   }
 
-  private async race(d: Decision, cluster: ClusterState, pg: LocalPostgres, leaseSent: number): Promise<void> {
+  private async race(
+    d: Decision,
+    cluster: ClusterState,
+    pg: LocalPostgres,
+    leaseSent: number,
+  ): Promise<void> {
     const status = pg.status;
     if (!status) return;
     const peers = await this.fetchPeers(cluster);
-    const verdict = evaluateRace({ me: this.me, cluster, config: this.dynamic, tags: this.d.config.tags, status, peers });
+    const verdict = evaluateRace({
+      me: this.me,
+      cluster,
+      config: this.dynamic,
+      tags: this.d.config.tags,
+      status,
+      peers,
+    });
     if (!verdict.ok) return this.say(d, `not taking the leader key: ${verdict.why}`);
     if (!(await this.d.dcs.attemptToAcquireLeader())) {
       return this.say(d, 'another member took the leader key first');
@@ -577,7 +634,9 @@ export class HaRunner {
     if (!status) return;
     try {
       const tl = status.timeline.toString(16).toUpperCase().padStart(8, '0');
-      const rows = await this.d.pg.query<{ content: string }>('SELECT pg_read_file($1) AS content', [`pg_wal/${tl}.history`]);
+      const rows = await this.d.pg.query<{ content: string }>('SELECT pg_read_file($1) AS content', [
+        `pg_wal/${tl}.history`,
+      ]);
       const content = rows[0]?.content ?? '';
       const history = mergeTimelineHistory(cluster.history, content, new Date(this.now()), this.me);
       await this.d.dcs.setHistory(history);
@@ -591,7 +650,9 @@ export class HaRunner {
     if (!status || status.inRecovery) return;
     if (this.dynamic.postgresql.use_slots) {
       const names = await this.slotsToKeep(cluster);
-      await this.d.pg.syncReplicationSlots(names).catch((err: unknown) => this.log.warn(`replication slots: ${errorMessage(err)}`));
+      await this.d.pg
+        .syncReplicationSlots(names)
+        .catch((err: unknown) => this.log.warn(`replication slots: ${errorMessage(err)}`));
     }
     const key = JSON.stringify({ optime: status.walPosition });
     if (key !== this.lastStatusKey) {
@@ -664,9 +725,15 @@ export class HaRunner {
   }
 
   /** Graceful switchover: checkpoint, fast stop, wait for the candidate to hold our last WAL, release. */
-  private async switchover(d: Extract<Decision, { kind: 'switchover' }>, cluster: ClusterState, pg: LocalPostgres): Promise<void> {
+  private async switchover(
+    d: Extract<Decision, { kind: 'switchover' }>,
+    cluster: ClusterState,
+    pg: LocalPostgres,
+  ): Promise<void> {
     const peers = await this.fetchPeers(cluster);
-    const healthy = peers.filter((p) => p.reachable && !isPrimaryRole(p.role) && p.state === 'running' && p.tags?.nofailover !== true);
+    const healthy = peers.filter(
+      (p) => p.reachable && !isPrimaryRole(p.role) && p.state === 'running' && p.tags?.nofailover !== true,
+    );
     const candidate = d.candidate
       ? healthy.find((p) => p.name === d.candidate)
       : healthy.sort((a, b) => (b.walPosition ?? 0) - (a.walPosition ?? 0))[0];
@@ -692,7 +759,9 @@ export class HaRunner {
     const member = findMember(cluster, candidate.name);
     const caughtUp = member ? await this.waitForPeerWal(member, target, 10_000) : false;
     if (!caughtUp) {
-      this.log.error(`switchover to ${candidate.name} aborted: it did not receive the shutdown checkpoint ${target}; restarting as primary`);
+      this.log.error(
+        `switchover to ${candidate.name} aborted: it did not receive the shutdown checkpoint ${target}; restarting as primary`,
+      );
       await this.d.dcs.clearFailover();
       await this.startAs({ role: 'primary' }, 'on_start');
       return;
@@ -702,7 +771,13 @@ export class HaRunner {
     this.d.runCallback('on_role_change', 'replica');
     await this.startAs({ role: 'replica', cluster, upstream: candidate.name }, 'on_start');
     this.log.info(
-      { event: 'switchover', from: this.me, to: candidate.name, duration_ms: this.now() - started, timeline: pg.status?.timeline },
+      {
+        event: 'switchover',
+        from: this.me,
+        to: candidate.name,
+        duration_ms: this.now() - started,
+        timeline: pg.status?.timeline,
+      },
       `switched over to ${candidate.name} in ${this.now() - started} ms; now its replica`,
     );
   }
@@ -739,7 +814,10 @@ export class HaRunner {
     const data: MemberData = {
       conn_url: `postgres://${cfg.postgresql.connect_address}/postgres`,
       api_url: `http://${cfg.restapi.connect_address}/patroni`,
-      state: this.snapshot.state === 'streaming' || this.snapshot.state === 'in archive recovery' ? this.snapshot.state : this.snapshot.state,
+      state:
+        this.snapshot.state === 'streaming' || this.snapshot.state === 'in archive recovery'
+          ? this.snapshot.state
+          : this.snapshot.state,
       role: this.snapshot.role,
       version: this.d.version,
     };
@@ -776,7 +854,9 @@ export class HaRunner {
     this.disarmFence();
     if (opts.stopPostgres !== false && (await this.d.pg.isRunning())) {
       this.log.info('shutting down: stopping PostgreSQL');
-      await this.stopFastOrImmediate().catch((err: unknown) => this.log.error(`stop failed: ${errorMessage(err)}`));
+      await this.stopFastOrImmediate().catch((err: unknown) =>
+        this.log.error(`stop failed: ${errorMessage(err)}`),
+      );
       this.d.runCallback('on_stop', this.snapshot.role);
     }
     if (wasLeader) await this.d.dcs.deleteLeader().catch(() => false);
@@ -789,7 +869,8 @@ export class HaRunner {
     if (this.snapshot.isLeader) throw new Error('I am the leader; reinitialising the leader is not allowed');
     const cluster = this.snapshot.cluster;
     if (!cluster?.leader) throw new Error('there is no leader to clone from');
-    if (!force && this.busyState) throw new Error(`an operation is in progress (${this.busyState}); use force`);
+    if (!force && this.busyState)
+      throw new Error(`an operation is in progress (${this.busyState}); use force`);
     this.operatorHold = null;
     if (await this.d.pg.isRunning()) await this.d.pg.stop('immediate', 10_000);
     await this.d.pg.removeDataDirectory();

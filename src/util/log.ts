@@ -24,10 +24,13 @@ export function normaliseLevel(level: string | undefined): string {
 
 function plainLine(obj: Record<string, unknown>): string {
   const { time, level, msg, pid: _pid, hostname: _h, ...rest } = obj;
-  const ts = new Date(typeof time === 'number' ? time : Date.now()).toISOString().replace('T', ' ').replace('Z', '');
+  const ts = new Date(typeof time === 'number' ? time : Date.now())
+    .toISOString()
+    .replace('T', ' ')
+    .replace('Z', '');
   const name = pino.levels.labels[Number(level)]?.toUpperCase() ?? String(level);
   const extra = Object.keys(rest).length > 0 ? ' ' + JSON.stringify(rest) : '';
-  return `${ts} ${name}: ${String(msg ?? '')}${extra}\n`;
+  return `${ts} ${name}: ${typeof msg === 'string' ? msg : JSON.stringify(msg ?? '')}${extra}\n`;
 }
 
 /** Creates the process logger: one line per event, JSON or plain text. */

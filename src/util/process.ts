@@ -22,7 +22,10 @@ export function lookupUser(name: string): OsUser {
   try {
     line = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
   } catch {
-    throw new PghaError('PGHA_NO_SUCH_USER', `OS user "${name}" does not exist; create it (useradd -r ${name}) or set postgresql.os_user`);
+    throw new PghaError(
+      'PGHA_NO_SUCH_USER',
+      `OS user "${name}" does not exist; create it (useradd -r ${name}) or set postgresql.os_user`,
+    );
   }
   const parts = line.split(':');
   const user: OsUser = { name, uid: Number(parts[2]), gid: Number(parts[3]), home: parts[5] ?? '/' };
@@ -59,7 +62,11 @@ export interface RunResult {
 }
 
 function spawnOptions(opts: RunOptions): SpawnOptions {
-  const o: SpawnOptions = { cwd: opts.cwd ?? '/', env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] };
+  const o: SpawnOptions = {
+    cwd: opts.cwd ?? '/',
+    env: opts.env ?? process.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  };
   if (opts.user) {
     o.uid = opts.user.uid;
     o.gid = opts.user.gid;
@@ -121,7 +128,11 @@ export async function run(file: string, args: string[], opts: RunOptions = {}): 
 }
 
 /** Starts a long-running program; the caller owns it and must stop it with `stopProcess`. */
-export function startProcess(file: string, args: string[], opts: RunOptions & { detached?: boolean } = {}): ChildProcess {
+export function startProcess(
+  file: string,
+  args: string[],
+  opts: RunOptions & { detached?: boolean } = {},
+): ChildProcess {
   const o = spawnOptions(opts);
   o.detached = opts.detached ?? false;
   return spawn(file, args, o);
@@ -133,7 +144,11 @@ export function isAlive(child: ChildProcess): boolean {
 }
 
 /** Sends `signal`, waits up to `graceMs`, then SIGKILL; tolerates a process that is already gone. */
-export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+export async function stopProcess(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 5000,
+): Promise<void> {
   if (!isAlive(child)) return;
   const exited = once(child, 'exit');
   try {

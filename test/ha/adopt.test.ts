@@ -6,7 +6,15 @@
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, createWriteStream, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  createWriteStream,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -17,6 +25,15 @@ import { startEtcd, type EtcdCluster } from '../support/etcd.js';
 import { freePorts } from '../support/net.js';
 import { createPgTestBase, PG_BIN, waitFor, type PgTestBase } from '../support/postgres.js';
 
+/** The parts of the seed's YAML a test may change: addresses, ports and paths. */
+interface SeedYaml {
+  name: string;
+  restapi: { listen: string; connect_address: string };
+  etcd3: { hosts: string[] };
+  postgresql: Record<string, string>;
+  log: { dir: string };
+}
+
 const SEED = join(import.meta.dirname, '..', 'fixtures', 'config', 'seed-catalog01.yml');
 const PASSWORD = 'Admin@Bacula25';
 const NAMES = ['catalog01', 'catalog02', 'catalog03'];
@@ -25,18 +42,26 @@ let etcd: EtcdCluster;
 let base: PgTestBase;
 let watcher: EtcdDcs;
 const agents = new Map<string, ChildProcess>();
-const nodes = new Map<string, { config: string; pgPort: number; dataDir: string; confDir: string; log: string }>();
+const nodes = new Map<
+  string,
+  { config: string; pgPort: number; dataDir: string; confDir: string; log: string }
+>();
 
 /** Creates a PostgreSQL installation the way a package would: initdb, config moved to its own dir. */
 async function existingInstallation(name: string, pgPort: number) {
   const cfg = await base.pgConfig(name, { splitConfig: true });
   const nodeDir = join(base.dir, name);
   const user = runAsUser('postgres');
-  const initdb = await run(join(PG_BIN, 'initdb'), ['-D', cfg.data_dir, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256'], { user });
+  const initdb = await run(
+    join(PG_BIN, 'initdb'),
+    ['-D', cfg.data_dir, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256'],
+    { user },
+  );
   expect(initdb.code, initdb.stderr).toBe(0);
   const confDir = cfg.config_dir;
   mkdirSync(confDir, { recursive: true });
-  for (const f of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) renameSync(join(cfg.data_dir, f), join(confDir, f));
+  for (const f of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf'])
+    renameSync(join(cfg.data_dir, f), join(confDir, f));
   appendFileSync(
     join(confDir, 'postgresql.conf'),
     `data_directory = '${cfg.data_dir}'\nhba_file = '${confDir}/pg_hba.conf'\nident_file = '${confDir}/pg_ident.conf'\n` +
@@ -54,7 +79,24 @@ async function existingInstallation(name: string, pgPort: number) {
     `INSERT INTO catalog_marker VALUES ('${name}')`,
   ];
   for (const s of sql) {
-    const r = await run(join(PG_BIN, 'psql'), ['-h', nodeDir, '-p', String(pgPort), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', s], { user });
+    const r = await run(
+      join(PG_BIN, 'psql'),
+      [
+        '-h',
+        nodeDir,
+        '-p',
+        String(pgPort),
+        '-U',
+        'postgres',
+        '-d',
+        'postgres',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-c',
+        s,
+      ],
+      { user },
+    );
     expect(r.code, r.stderr).toBe(0);
   }
   const stopped = await pgctl(['stop', '-w', '-m', 'fast', '-D', confDir]);
@@ -63,7 +105,7 @@ async function existingInstallation(name: string, pgPort: number) {
 }
 
 function seedConfig(name: string, apiPort: number, pgPort: number, dataDir: string, confDir: string): string {
-  const cfg = parse(readFileSync(SEED, 'utf8')) as Record<string, any>;
+  const cfg = parse(readFileSync(SEED, 'utf8')) as SeedYaml;
   cfg.name = name;
   cfg.restapi.listen = `127.0.0.1:${apiPort}`;
   cfg.restapi.connect_address = `127.0.0.1:${apiPort}`;
@@ -108,7 +150,13 @@ async function memberState(name: string): Promise<string | undefined> {
 beforeAll(async () => {
   etcd = await startEtcd({ members: 1 });
   base = createPgTestBase();
-  watcher = new EtcdDcs({ hosts: etcd.endpoints, namespace: '/db/', scope: 'bacula_cluster', name: 'watcher', ttl: 30 });
+  watcher = new EtcdDcs({
+    hosts: etcd.endpoints,
+    namespace: '/db/',
+    scope: 'bacula_cluster',
+    name: 'watcher',
+    ttl: 30,
+  });
   const ports = await freePorts(NAMES.length * 2);
   for (const [i, name] of NAMES.entries()) {
     const pgPort = ports[2 * i]!;
@@ -119,7 +167,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([...agents.values()].map((a) => (isAlive(a) ? stopProcess(a, 'SIGTERM', 60_000) : undefined)));
+  await Promise.all([...agents.values()].filter(isAlive).map((a) => stopProcess(a, 'SIGTERM', 60_000)));
   await watcher?.close({ revokeLease: false });
   await base?.cleanup();
   await etcd?.stop();
@@ -129,35 +177,61 @@ it('adopts the first existing installation, refuses the others untouched, and re
   const first = nodes.get('catalog01')!;
   const firstSysid = await sysid(first.dataDir);
   startAgent('catalog01');
-  await waitFor('catalog01 to lead', async () => {
-    const c = await watcher.readCluster();
-    return c.leader?.name === 'catalog01' && c.initialize === firstSysid && (await memberState('catalog01')) === 'running';
-  }, 60_000);
+  await waitFor(
+    'catalog01 to lead',
+    async () => {
+      const c = await watcher.readCluster();
+      return (
+        c.leader?.name === 'catalog01' &&
+        c.initialize === firstSysid &&
+        (await memberState('catalog01')) === 'running'
+      );
+    },
+    60_000,
+  );
 
-  const before = new Map(['catalog02', 'catalog03'].map((n) => [n, { conf: hashDir(nodes.get(n)!.confDir) }]));
+  const before = new Map(
+    ['catalog02', 'catalog03'].map((n) => [n, { conf: hashDir(nodes.get(n)!.confDir) }]),
+  );
   const otherSysids = new Map<string, string>();
   for (const n of ['catalog02', 'catalog03']) {
     otherSysids.set(n, await sysid(nodes.get(n)!.dataDir));
     startAgent(n);
   }
   for (const n of ['catalog02', 'catalog03']) {
-    await waitFor(`${n} to refuse`, async () => {
-      try {
-        const log = readFileSync(nodes.get(n)!.log, 'utf8');
-        return log.includes(`database system ${otherSysids.get(n)}`) && log.includes('reinit') && (await memberState(n)) === 'stopped';
-      } catch {
-        return false;
-      }
-    }, 30_000);
+    await waitFor(
+      `${n} to refuse`,
+      async () => {
+        try {
+          const log = readFileSync(nodes.get(n)!.log, 'utf8');
+          return (
+            log.includes(`database system ${otherSysids.get(n)}`) &&
+            log.includes('reinit') &&
+            (await memberState(n)) === 'stopped'
+          );
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+    );
     // Nothing changed: same system identifier, same configuration files, PostgreSQL not started.
     expect(await sysid(nodes.get(n)!.dataDir)).toBe(otherSysids.get(n));
     expect(hashDir(nodes.get(n)!.confDir)).toBe(before.get(n)!.conf);
   }
 
   // pgha's own ctl for one, Patroni's patronictl for the other.
-  const ours = execFileSync(process.execPath, [CLI, 'ctl', '-c', nodes.get('catalog02')!.config, 'reinit', 'bacula_cluster', 'catalog02', '--force'], { encoding: 'utf8' });
+  const ours = execFileSync(
+    process.execPath,
+    [CLI, 'ctl', '-c', nodes.get('catalog02')!.config, 'reinit', 'bacula_cluster', 'catalog02', '--force'],
+    { encoding: 'utf8' },
+  );
   expect(ours).toContain('Success: reinitialize for member catalog02');
-  const theirs = execFileSync('patronictl', ['-c', nodes.get('catalog03')!.config, 'reinit', 'bacula_cluster', 'catalog03', '--force'], { encoding: 'utf8' });
+  const theirs = execFileSync(
+    'patronictl',
+    ['-c', nodes.get('catalog03')!.config, 'reinit', 'bacula_cluster', 'catalog03', '--force'],
+    { encoding: 'utf8' },
+  );
   expect(theirs).toContain('Success: reinitialize for member catalog03');
 
   for (const n of ['catalog02', 'catalog03']) {

@@ -43,8 +43,13 @@ describe('a three-node cluster', () => {
       expect(ro[0]?.r).toBe(true);
     }
     // Keys as Patroni lays them out, with a slot per replica on the leader.
-    const slots = await c.query<{ slot_name: string }>(leader, 'SELECT slot_name FROM pg_replication_slots ORDER BY 1');
-    expect(slots.map((s) => s.slot_name)).toEqual(c.nodes.filter((n) => n.name !== leader).map((n) => n.name));
+    const slots = await c.query<{ slot_name: string }>(
+      leader,
+      'SELECT slot_name FROM pg_replication_slots ORDER BY 1',
+    );
+    expect(slots.map((s) => s.slot_name)).toEqual(
+      c.nodes.filter((n) => n.name !== leader).map((n) => n.name),
+    );
   });
 
   it("is listed correctly by Debian's patronictl and by pgha ctl", async () => {
@@ -56,7 +61,9 @@ describe('a three-node cluster', () => {
     expect(rows.every((r) => r.TL === 1)).toBe(true);
     expect(rows.filter((r) => r.Role === 'Replica').every((r) => r.State === 'streaming')).toBe(true);
     const pretty = execFileSync('patronictl', ['-c', cfg, 'list'], { encoding: 'utf8', env });
-    const ours = execFileSync(process.execPath, ['dist/cli.js', 'ctl', '-c', cfg, 'list'], { encoding: 'utf8' });
+    const ours = execFileSync(process.execPath, ['dist/cli.js', 'ctl', '-c', cfg, 'list'], {
+      encoding: 'utf8',
+    });
     // Patroni 3.0.2 leaves the system identifier out of the title; newer versions (and pgha) show it.
     const [ourTitle, ...ourRows] = ours.trim().split('\n');
     const [, ...theirRows] = pretty.trim().split('\n');
@@ -68,10 +75,14 @@ describe('a three-node cluster', () => {
   it('restarts a crashed postmaster in place on the leader, without a failover', async () => {
     const leader = await leaderName();
     await c.killPostmaster(leader);
-    await waitFor('the leader to accept writes again', async () => {
-      await c.query(leader, "INSERT INTO t (v) VALUES ('after crash')");
-      return true;
-    }, 60_000);
+    await waitFor(
+      'the leader to accept writes again',
+      async () => {
+        await c.query(leader, "INSERT INTO t (v) VALUES ('after crash')");
+        return true;
+      },
+      60_000,
+    );
     expect(await leaderName()).toBe(leader);
     const tl = await c.query<{ tl: number }>(leader, 'SELECT timeline_id AS tl FROM pg_control_checkpoint()');
     expect(tl[0]?.tl).toBe(1);

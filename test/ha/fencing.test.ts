@@ -30,7 +30,10 @@ async function tryInsert(name: string, v: string): Promise<boolean> {
 it('a leader cut off from etcd demotes itself before another node is promoted', async () => {
   const state = await c.waitHealthy(2, 90_000);
   const old = state.leader!.name;
-  await c.query(old, 'CREATE TABLE f (id serial PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())');
+  await c.query(
+    old,
+    'CREATE TABLE f (id serial PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())',
+  );
 
   let lastOldWrite = 0;
   let firstNewWrite = 0;

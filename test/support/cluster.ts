@@ -55,7 +55,11 @@ export interface TestCluster {
   /** Waits until a leader runs and `replicas` other members stream; returns the state. */
   waitHealthy(replicas?: number, timeoutMs?: number): Promise<ClusterState>;
   /** Runs SQL on a node as the superuser; throws when it is down. */
-  query<T extends Record<string, unknown> = Record<string, unknown>>(name: string, sql: string, params?: unknown[]): Promise<T[]>;
+  query<T extends Record<string, unknown> = Record<string, unknown>>(
+    name: string,
+    sql: string,
+    params?: unknown[],
+  ): Promise<T[]>;
   postmasterPid(name: string): number | null;
   killPostmaster(name: string): Promise<void>;
   stop(): Promise<void>;
@@ -67,12 +71,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
   const etcd = await startEtcd({ members: 1 });
   const base = createPgTestBase();
   const nodes: TestNode[] = [];
-  const watcher = new EtcdDcs({ hosts: etcd.endpoints, namespace: '/service/', scope: SCOPE, name: 'test-watcher', ttl: 10 });
+  const watcher = new EtcdDcs({
+    hosts: etcd.endpoints,
+    namespace: '/service/',
+    scope: SCOPE,
+    name: 'test-watcher',
+    ttl: 10,
+  });
   const ports = await freePorts(count * 2);
   for (let i = 0; i < count; i++) {
     const name = `pg${i + 1}`;
     const pgCfg = await base.pgConfig(name);
-    const proxy = opts.proxyEtcd ? await startTcpProxy('127.0.0.1', Number(etcd.endpoints[0]!.split(':')[1])) : null;
+    const proxy = opts.proxyEtcd
+      ? await startTcpProxy('127.0.0.1', Number(etcd.endpoints[0]!.split(':')[1]))
+      : null;
     const cfg = demoNodeConfig({
       name,
       etcd: proxy ? [proxy.endpoint] : etcd.endpoints,
@@ -87,7 +99,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
     dcs.retry_timeout = opts.retryTimeout ?? 3;
     const pgSection = cfg.postgresql as Record<string, unknown>;
     pgSection.bin_dir = pgCfg.bin_dir;
-    pgSection.parameters = { ...(pgSection.parameters as object), shared_buffers: '16MB', max_connections: 30, fsync: 'off' };
+    pgSection.parameters = {
+      ...(pgSection.parameters as object),
+      shared_buffers: '16MB',
+      max_connections: 30,
+      fsync: 'off',
+    };
     opts.edit?.(cfg, name);
     const configPath = join(base.dir, `${name}.yml`);
     writeFileSync(configPath, stringify(cfg));
@@ -118,7 +135,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
       const n = node(name);
       if (n.agent && isAlive(n.agent)) throw new Error(`agent ${name} is already running`);
       const log = createWriteStream(n.logPath, { flags: 'a' });
-      const child = startProcess(process.execPath, [CLI, 'agent', n.configPath], { env: { ...process.env, PATRONI_LOG_LEVEL: 'DEBUG' } });
+      const child = startProcess(process.execPath, [CLI, 'agent', n.configPath], {
+        env: { ...process.env, PATRONI_LOG_LEVEL: 'DEBUG' },
+      });
       child.stdout?.pipe(log);
       child.stderr?.pipe(log);
       n.agent = child;
@@ -137,12 +156,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           const leader = c.leader?.name;
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && m.data.state === 'streaming');
-          return lead?.data.state === 'running' && lead.data.role === 'primary' && streaming.length >= replicas ? c : null;
+          return lead?.data.state === 'running' &&
+            lead.data.role === 'primary' &&
+            streaming.length >= replicas
+            ? c
+            : null;
         },
         timeoutMs,
       );
     },
-    async query(name, sql, params) {
+    async query<T extends Record<string, unknown>>(
+      name: string,
+      sql: string,
+      params?: unknown[],
+    ): Promise<T[]> {
       const n = node(name);
       const client = new pg.Client({
         host: '127.0.0.1',
@@ -156,7 +183,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
       client.on('error', () => undefined);
       await client.connect();
       try {
-        return (await client.query(sql, params)).rows;
+        return (await client.query<T>(sql, params)).rows;
       } finally {
         await client.end().catch(() => undefined);
       }
@@ -172,7 +199,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
       if (pid) await killPostmaster(pid);
     },
     async stop() {
-      await Promise.all(nodes.map((n) => (n.agent ? stopProcess(n.agent, 'SIGTERM', 30_000) : Promise.resolve())));
+      await Promise.all(
+        nodes.map((n) => (n.agent ? stopProcess(n.agent, 'SIGTERM', 30_000) : Promise.resolve())),
+      );
       await watcher.close({ revokeLease: false }).catch(() => undefined);
       for (const n of nodes) await n.proxy?.close();
       await base.cleanup();

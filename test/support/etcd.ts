@@ -1,1 +1,6 @@
-export { startEtcd, type EtcdCluster, type EtcdMember, type StartEtcdOptions } from '../../src/util/etcd-server.js';
+export {
+  startEtcd,
+  type EtcdCluster,
+  type EtcdMember,
+  type StartEtcdOptions,
+} from '../../src/util/etcd-server.js';
