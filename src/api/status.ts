@@ -131,7 +131,7 @@ export function healthCode(
 }
 
 function tagText(v: unknown): string {
-  return typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean);
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
 /** `GET /cluster`: all members as patronictl shows them. */
