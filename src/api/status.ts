@@ -131,7 +131,9 @@ export function healthCode(
 }
 
 function tagText(v: unknown): string {
-  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
 }
 
 /** `GET /cluster`: all members as patronictl shows them. */
