@@ -77,6 +77,10 @@ export class HaRunner {
   private readonly slotSeen = new Map<string, number>();
   private slotsSeeded = false;
   private loopDone: Promise<void> = Promise.resolve();
+  private mutex: Promise<void> = Promise.resolve();
+  private currentOperation: string | null = null;
+  /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
+  scheduledRestart: Record<string, unknown> | null = null;
   readonly snapshot: AgentSnapshot;
 
   constructor(deps: RunnerDeps) {
@@ -126,7 +130,7 @@ export class HaRunner {
       const started = this.now();
       this.wakePending = false;
       try {
-        await this.cycle();
+        await this.exclusive('HA cycle', () => this.cycle());
       } catch (err) {
         this.log.error({ err: errorMessage(err) }, `HA cycle failed: ${errorMessage(err)}`);
       }
@@ -149,6 +153,39 @@ export class HaRunner {
       const t = setTimeout(done, ms);
       this.wakeUp = done;
     });
+  }
+
+  /**
+   * Runs `fn` while no HA cycle and no other exclusive operation runs (operator requests such as a
+   * restart use this, so they never interleave with a decision being carried out).
+   */
+  async exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.mutex;
+    let release!: () => void;
+    this.mutex = new Promise<void>((r) => (release = r));
+    await previous;
+    this.currentOperation = what;
+    try {
+      return await fn();
+    } finally {
+      this.currentOperation = null;
+      release();
+    }
+  }
+
+  /** What runs right now under `exclusive` (null when idle). */
+  get busy(): string | null {
+    return this.busyState ?? (this.currentOperation === 'HA cycle' ? null : this.currentOperation);
+  }
+
+  /** Sets or clears the member state shown while an operator action runs (`restarting`, ...). */
+  setBusyState(state: string | null): void {
+    this.busyState = state;
+  }
+
+  /** The dynamic configuration in force. */
+  get dynamicConfig(): DynamicConfig {
+    return this.dynamic;
   }
 
   /** One observe–decide–act–publish cycle. */
@@ -834,6 +871,7 @@ export class HaRunner {
     const tags = publishedTags(cfg.tags);
     if (Object.keys(tags).length > 0) data.tags = tags;
     if (this.dynamic.pause) data.pause = true;
+    if (this.scheduledRestart) data.scheduled_restart = this.scheduledRestart;
     const text = JSON.stringify(data);
     if (text === this.lastPublished) return;
     try {
@@ -866,6 +904,11 @@ export class HaRunner {
 
   /** Replaces this node's data with a fresh copy of the leader (`reinit`); allowed on a non-leader. */
   async reinitialize(force: boolean): Promise<string> {
+    if (!force && this.busy) throw new Error(`an operation is in progress (${this.busy}); use force`);
+    return this.exclusive('reinitialize', () => this.reinitializeNow());
+  }
+
+  private async reinitializeNow(): Promise<string> {
     if (this.snapshot.isLeader) throw new Error('I am the leader; reinitialising the leader is not allowed');
     const cluster = this.snapshot.cluster;
     if (!cluster?.leader) throw new Error('there is no leader to clone from');
