@@ -912,8 +912,6 @@ export class HaRunner {
     if (this.snapshot.isLeader) throw new Error('I am the leader; reinitialising the leader is not allowed');
     const cluster = this.snapshot.cluster;
     if (!cluster?.leader) throw new Error('there is no leader to clone from');
-    if (!force && this.busyState)
-      throw new Error(`an operation is in progress (${this.busyState}); use force`);
     this.operatorHold = null;
     if (await this.d.pg.isRunning()) await this.d.pg.stop('immediate', 10_000);
     await this.d.pg.removeDataDirectory();
