@@ -70,6 +70,9 @@ type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>;
 /** gRPC call options (the deadline), as etcd3's clients take them. */
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
+/** Keep-alive attempts per `refreshLease` before giving up (each may reach another member). */
+const KEEPALIVE_ATTEMPTS = 6;
+
 /** Implements `Dcs` over etcd v3 with the `etcd3` gRPC client. */
 export class EtcdDcs implements Dcs {
   readonly prefix: string;
@@ -313,13 +316,19 @@ export class EtcdDcs implements Dcs {
     // A lease keeps the TTL it was granted with: a changed ttl needs a new lease. The old one is
     // not revoked (that would drop the leader key at once); the caller re-puts its keys.
     if (lease === null || lease.ttl !== this.ttl) return this.grantLease(signal);
-    const sentAt = Date.now();
-    let ttl: number;
-    try {
-      ttl = await this.keepAliveOnce(lease.id, signal);
-    } catch (err) {
-      if (err instanceof DcsError && err.cause instanceof EtcdLeaseInvalidError) ttl = 0;
-      else throw err;
+    let sentAt = Date.now();
+    let ttl: number | undefined;
+    // A keep-alive is a stream, which etcd3's retry policy does not cover; each attempt picks a
+    // member at random, so retrying a few times rides out one dead member of the cluster.
+    for (let attempt = 1; ttl === undefined; attempt++) {
+      sentAt = Date.now();
+      try {
+        ttl = await this.keepAliveOnce(lease.id, signal);
+      } catch (err) {
+        if (err instanceof DcsError && err.cause instanceof EtcdLeaseInvalidError) ttl = 0;
+        else if (attempt >= KEEPALIVE_ATTEMPTS || signal?.aborted || !(err instanceof DcsError && err.retryable)) throw err;
+        else await new Promise((r) => setTimeout(r, 50));
+      }
     }
     if (ttl <= 0) {
       this.log.warn({ lease: lease.id }, 'etcd lease expired; granting a new one');

@@ -3,6 +3,8 @@
  * replication, crash restart in place, failover after kill -9, and rejoin with pg_rewind.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
@@ -21,8 +23,30 @@ async function count(name: string): Promise<number> {
   return Number(rows[0]?.n);
 }
 
+/** Each node's callbacks append `<action> <role> <scope>` to `<base>/<node>.callbacks`. */
+function callbackLog(name: string): string[] {
+  const path = join(c.base.dir, `${name}.callbacks`);
+  return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
+}
+
 beforeAll(async () => {
-  c = await startCluster({ nodes: 3, ttl: TTL, loopWait: 1, retryTimeout: 3 });
+  c = await startCluster({
+    nodes: 3,
+    ttl: TTL,
+    loopWait: 1,
+    retryTimeout: 3,
+    edit: (cfg, name) => {
+      const nodeDir = dirname(String((cfg.postgresql as { data_dir: string }).data_dir));
+      const script = join(nodeDir, 'callback.sh');
+      writeFileSync(script, `#!/bin/sh\necho "$@" >> "${join(nodeDir, '..', `${name}.callbacks`)}"\n`, {
+        mode: 0o755,
+      });
+      const actions = ['on_start', 'on_stop', 'on_restart', 'on_reload', 'on_role_change'];
+      (cfg.postgresql as Record<string, unknown>).callbacks = Object.fromEntries(
+        actions.map((a) => [a, script]),
+      );
+    },
+  });
   for (const n of c.nodes) c.startAgent(n.name);
 });
 
@@ -114,6 +138,13 @@ describe('a three-node cluster', () => {
     expect(await count(newLeader)).toBe(committed + 1);
     const history = (await c.readCluster()).history;
     expect(history.at(-1)?.[4]).toBe(newLeader);
+    // Callbacks run as Patroni runs them: <cmd> <action> <role> <scope>.
+    await waitFor(
+      'the on_role_change callback',
+      async () => callbackLog(newLeader).includes('on_role_change primary demo'),
+      10_000,
+    );
+    expect(callbackLog(newLeader)).toContain('on_start replica demo');
   });
 
   it('rejoins the killed node as a replica of the new leader (pg_rewind path)', async () => {
@@ -133,5 +164,6 @@ describe('a three-node cluster', () => {
     await c.query(newLeader, "INSERT INTO t (v) VALUES ('after rejoin')");
     const total = await count(newLeader);
     await waitFor(`rows on ${old}`, async () => (await count(old)) === total, 20_000);
+    expect(readFileSync(c.node(old).logPath, 'utf8')).toMatch(/running pg_rewind from/);
   });
 });

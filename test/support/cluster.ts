@@ -37,6 +37,8 @@ export interface ClusterOptions {
   ttl?: number;
   loopWait?: number;
   retryTimeout?: number;
+  /** etcd members (1 or 3). */
+  etcdMembers?: 1 | 3;
   /** Put a TCP proxy between each agent and etcd. */
   proxyEtcd?: boolean;
   /** Edits each node's YAML before it is written. */
@@ -68,7 +70,7 @@ export interface TestCluster {
 export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
   const count = opts.nodes ?? 3;
-  const etcd = await startEtcd({ members: 1 });
+  const etcd = await startEtcd({ members: opts.etcdMembers ?? 1 });
   const base = createPgTestBase();
   const nodes: TestNode[] = [];
   const watcher = new EtcdDcs({
