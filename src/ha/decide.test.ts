@@ -393,6 +393,17 @@ describe('needsRewind', () => {
     ).toBe(false);
   });
 
+  it('lets a running replica whose replay ends exactly at the fork point follow as it is', () => {
+    const history: [number, number, string][] = [[1, 0x3000100, 'x']];
+    const c = control({ clusterState: 'in archive recovery' });
+    expect(needsRewind({ control: c, position: 0x3000100, timeline: 1, leaderTimeline: 2, history })).toBe(
+      false,
+    );
+    expect(needsRewind({ control: c, position: 0x3000101, timeline: 1, leaderTimeline: 2, history })).toBe(
+      true,
+    );
+  });
+
   it('always rewinds a crashed primary on another timeline', () => {
     expect(
       needsRewind({ control: control({ clusterState: 'in production' }), leaderTimeline: 2, history: [] }),

@@ -42,11 +42,12 @@ export function needsRewind(opts: {
   if (myTimeline === leaderTimeline) return false;
   if (myTimeline > leaderTimeline) return true;
   const fork = forkPoint(history, myTimeline);
-  const stoppedAsPrimary = control.clusterState === 'shut down' || control.clusterState === 'in production';
   if (control.clusterState === 'in production') return true; // crashed primary: end of WAL unknown
-  if (fork === undefined) return stoppedAsPrimary; // cannot prove it is safe
-  const position = opts.position ?? Math.max(control.checkpointLsn, control.minRecoveryLsn);
-  return position >= fork;
+  if (fork === undefined) return control.clusterState === 'shut down'; // cannot prove it is safe
+  // A running replica's position is the end of its last record: equal to the fork point is fine.
+  if (opts.position !== undefined) return opts.position > fork;
+  // Stopped: the last checkpoint record must start before the fork point.
+  return control.checkpointLsn >= fork || control.minRecoveryLsn > fork;
 }
 
 export interface RaceInput {

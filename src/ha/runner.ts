@@ -6,7 +6,7 @@
  */
 import type { CallbackName, DynamicConfig, PghaConfig } from '../config/types.js';
 import type { ClusterState, Dcs, Member, MemberData } from '../dcs/types.js';
-import type { ConnTarget, PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
+import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import { decide } from './decide.js';
@@ -52,6 +52,7 @@ export interface AgentSnapshot {
 }
 
 const LEASE_SAFETY_MIN_S = 2;
+const WAKE_KEYS = new Set(['leader', 'failover', 'config', 'initialize', 'sync']);
 
 export class HaRunner {
   private readonly d: RunnerDeps;
@@ -77,6 +78,10 @@ export class HaRunner {
   private readonly slotSeen = new Map<string, number>();
   private slotsSeeded = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** The last pg_controldata read (taken while PostgreSQL was down). */
+  private lastControl: ControlData | null = null;
+  /** Parameters and pg_hba last written to the server's configuration (null: not since start). */
+  private appliedServerConfig: string | null = null;
   private mutex: Promise<void> = Promise.resolve();
   private currentOperation: string | null = null;
   /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
@@ -112,7 +117,11 @@ export class HaRunner {
 
   /** Starts the loop; resolves once the first cycle has run. */
   async start(): Promise<void> {
-    this.stopWatch = this.d.dcs.watch(() => this.wake());
+    this.stopWatch = this.d.dcs.watch((keys) => {
+      // Members' own keys change with every write they see; only the keys that can change a
+      // decision wake the loop at once (an empty list means events may have been missed).
+      if (keys.length === 0 || keys.some((k) => WAKE_KEYS.has(k))) this.wake();
+    });
     let firstDone!: () => void;
     const first = new Promise<void>((r) => (firstDone = r));
     this.loopDone = this.loop(firstDone);
@@ -243,7 +252,34 @@ export class HaRunner {
         `${decision.why}: ${decision.kind} failed: ${errorMessage(err)}`,
       );
     }
+    if (decision.kind === 'idle' || decision.kind === 'renew') await this.applyServerConfig();
     await this.publish();
+  }
+
+  private serverConfigKey(): string {
+    return JSON.stringify({ parameters: this.parameters(), pgHba: this.pgHba() });
+  }
+
+  /**
+   * Re-renders postgresql.conf and pg_hba.conf and reloads when the parameters in force changed
+   * (`edit-config`, PATCH /config, a new local config), as Patroni does; parameters that need a
+   * restart then show as pending_restart.
+   */
+  private async applyServerConfig(): Promise<void> {
+    if (this.dynamic.pause || !this.snapshot.running || !this.snapshot.status) return;
+    const key = this.serverConfigKey();
+    if (key === this.appliedServerConfig) return;
+    try {
+      await this.d.pg.configure(this.currentRoleConfig());
+      await this.d.pg.reload();
+      if (this.appliedServerConfig !== null) {
+        this.log.info('server parameters changed: rewrote the configuration and reloaded PostgreSQL');
+        this.d.runCallback('on_reload', this.snapshot.role);
+      }
+      this.appliedServerConfig = key;
+    } catch (err) {
+      this.log.error(`could not apply the changed server parameters: ${errorMessage(err)}`);
+    }
   }
 
   private onDcsFailure(err: unknown): void {
@@ -270,9 +306,26 @@ export class HaRunner {
   private async observe(cluster: ClusterState): Promise<LocalPostgres> {
     const pg = this.d.pg;
     const dataState = await pg.dataDirectoryState();
-    const control = dataState === 'initialized' ? await pg.controlData() : null;
     const running = dataState === 'initialized' && (await pg.isRunning());
     const status = running ? await pg.status() : null;
+    // pg_controldata costs a process per cycle; a running server tells the same over SQL.
+    let control: ControlData | null = null;
+    if (status) {
+      const base = this.lastControl;
+      control = {
+        systemIdentifier: status.systemIdentifier,
+        clusterState: status.inRecovery ? 'in archive recovery' : 'in production',
+        timeline: status.timeline,
+        checkpointLsn: base?.checkpointLsn ?? 0,
+        minRecoveryLsn: 0,
+        dataChecksums: base?.dataChecksums ?? false,
+        walLogHints: base?.walLogHints ?? false,
+        raw: base?.raw ?? {},
+      };
+    } else if (dataState === 'initialized') {
+      control = await pg.controlData();
+      this.lastControl = control;
+    }
     this.snapshot.running = running;
     this.snapshot.status = status;
     this.snapshot.sysid = control?.systemIdentifier ?? null;
@@ -438,6 +491,7 @@ export class HaRunner {
     opts: { role: 'primary' } | { role: 'replica'; cluster: ClusterState; upstream: string | null },
     callback: CallbackName,
   ): Promise<void> {
+    this.appliedServerConfig = this.serverConfigKey();
     const rc =
       opts.role === 'primary'
         ? this.roleConfig('primary', null, null)
@@ -622,7 +676,9 @@ export class HaRunner {
   ): Promise<void> {
     const status = pg.status;
     if (!status) return;
-    const peers = await this.fetchPeers(cluster);
+    // A manual failover naming this node needs no opinion from the peers: answer it at once.
+    const named = cluster.failover?.member === this.me;
+    const peers = named ? [] : await this.fetchPeers(cluster);
     const verdict = evaluateRace({
       me: this.me,
       cluster,
@@ -656,8 +712,10 @@ export class HaRunner {
     this.armFence(leaseSent);
     this.configuredUpstream = null;
     this.snapshot.role = 'primary';
+    // Tell routers and peers at once that this member now runs as primary.
+    await this.publish();
     this.d.runCallback('on_role_change', 'primary');
-    const status = await this.d.pg.status();
+    const status = this.snapshot.status;
     this.log.info(
       { event: 'promoted', timeline: status?.timeline, duration_ms: this.now() - started },
       `promoted to primary on timeline ${status?.timeline ?? '?'} in ${this.now() - started} ms`,
@@ -918,6 +976,18 @@ export class HaRunner {
     this.log.info(`reinitialise requested: data directory removed, will clone from ${cluster.leader.name}`);
     this.wake();
     return `reinitialize started: cloning from ${cluster.leader.name}`;
+  }
+
+  /**
+   * The server configuration for the role this node runs in now, rendered from the current dynamic and
+   * local parameters (operator reload/restart re-render postgresql.conf with it; see ha/operator.ts).
+   */
+  currentRoleConfig(): RoleConfig {
+    const s = this.snapshot;
+    const primary = s.status ? !s.status.inRecovery : s.role === 'primary';
+    return primary
+      ? this.roleConfig('primary', null, null)
+      : this.roleConfig('replica', s.cluster, this.configuredUpstream);
   }
 }
 
