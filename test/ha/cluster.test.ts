@@ -141,7 +141,7 @@ describe('a three-node cluster', () => {
     // Callbacks run as Patroni runs them: <cmd> <action> <role> <scope>.
     await waitFor(
       'the on_role_change callback',
-      async () => callbackLog(newLeader).includes('on_role_change primary demo'),
+      () => Promise.resolve(callbackLog(newLeader).includes('on_role_change primary demo')),
       10_000,
     );
     expect(callbackLog(newLeader)).toContain('on_start replica demo');

@@ -78,7 +78,11 @@ it('switches over to the named candidate quickly, and the old leader follows wit
       async () => (await c.readCluster()).leader?.name === candidate,
       20_000,
     );
-    await waitFor('writes on the candidate', async () => acked.some((a) => a.at > requested + 100), 20_000);
+    await waitFor(
+      'writes on the candidate',
+      () => Promise.resolve(acked.some((a) => a.at > requested + 100)),
+      20_000,
+    );
     await new Promise((r) => setTimeout(r, 1000));
     writing = false;
     await writer;
