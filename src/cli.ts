@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { runAgentCommand } from './agent.js';
 import { registerCtl } from './ctl/index.js';
 import { runDemo } from './demo/demo.js';
-import { ConfigError, PghaError } from './util/errors.js';
+import { registerRouter } from './router/command.js';
+import { ConfigError, DcsError, PghaError } from './util/errors.js';
 import { VERSION } from './version.js';
 
 function buildProgram(): Command {
@@ -46,6 +47,7 @@ function buildProgram(): Command {
     });
 
   registerCtl(program);
+  registerRouter(program);
   return program;
 }
 
@@ -58,6 +60,12 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode;
     if (err instanceof ConfigError) {
       console.error(`pgha: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof DcsError) {
+      console.error(
+        `pgha: ${err.message}\n  (is etcd running and reachable? check etcd3.hosts in the configuration or --dcs-url)`,
+      );
       return 1;
     }
     if (err instanceof PghaError) {

@@ -1,0 +1,56 @@
+/** The CLI's error boundary: user errors end in one clear message and exit 1, never a stack trace. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI } from './support/cluster.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pgha-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function pgha(...args: string[]) {
+  const env = { ...process.env };
+  delete env.PATRONICTL_CONFIG_FILE;
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000, env });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('pgha CLI errors', () => {
+  it('reports every configuration problem at once, as path: problem', () => {
+    const file = join(dir, 'bad.yml');
+    writeFileSync(
+      file,
+      'scope: demo\nname: n1\nrestapi:\n  listen: nowhere\netcd3:\n  hosts: []\nbootstrap:\n  dcs:\n    ttl: 5\n    loop_wait: 10\npostgresql:\n  listen: 127.0.0.1:5432\n',
+    );
+    const r = pgha('agent', file);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('restapi.listen: expected host:port, got "nowhere"');
+    expect(r.err).toContain('postgresql.data_dir: required');
+    expect(r.err).toContain('etcd3.hosts: required');
+    expect(r.err).toMatch(/bootstrap\.dcs\.ttl: must be at least loop_wait \+ 2 × retry_timeout/);
+    expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('names a missing file', () => {
+    const r = pgha('agent', join(dir, 'missing.yml'));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('missing.yml: cannot read configuration: file not found');
+  });
+
+  it('says what to check when etcd is unreachable', () => {
+    const r = pgha('ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'list', 'demo');
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('etcd unreachable at 127.0.0.1:1');
+    expect(r.err).toContain('is etcd running');
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('prints help for every command', () => {
+    for (const cmd of [[], ['agent'], ['ctl'], ['demo']]) {
+      const r = pgha(...cmd, '--help');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/Usage: pgha/);
+    }
+  });
+});
