@@ -358,6 +358,22 @@ describe('evaluateRace', () => {
     ).toMatch(/not in the sync key/);
   });
 
+  it('in quorum mode, needs enough synchronous members to answer', () => {
+    const sync = cluster({ sync: { leader: 'n0', sync_standby: 'n1,n2,n3', quorum: 1, modRevision: '1' } });
+    const config = { ...dynamic, synchronous_mode: 'quorum' as const };
+    const one: PeerStatus[] = [
+      { name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 1 },
+    ];
+    expect(evaluateRace({ ...base, cluster: sync, config, peers: one }).why).toMatch(
+      /only 2 of 3 synchronous members answer, 3 are needed/,
+    );
+    const all: PeerStatus[] = [
+      ...one,
+      { name: 'n3', reachable: true, role: 'replica', state: 'running', walPosition: 1 },
+    ];
+    expect(evaluateRace({ ...base, cluster: sync, config, peers: all }).ok).toBe(true);
+  });
+
   it('prefers a higher failover_priority among equals', () => {
     const peers: PeerStatus[] = [
       {

@@ -104,8 +104,21 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
     if (cluster.sync.leader !== me && !syncMembers.includes(me)) {
       return {
         ok: false,
-        why: `synchronous_mode is on and this member is not in the sync key (synchronous: ${syncMembers.join(', ') || 'none'})`,
+        why: `synchronous_mode is on and this member is not in the sync key (synchronous: ${syncMembers.join(', ') || 'none'}), so it may miss acknowledged commits`,
       };
+    }
+    const quorum = cluster.sync.quorum;
+    if (typeof quorum === 'number' && quorum > 0) {
+      // Each commit is on `quorum` of the listed standbys: seeing all but quorum - 1 of them
+      // (this member included) guarantees one of those seen holds it.
+      const seen = 1 + peers.filter((p) => p.reachable && syncMembers.includes(p.name)).length;
+      const needed = syncMembers.length - quorum + 1;
+      if (seen < needed) {
+        return {
+          ok: false,
+          why: `quorum synchronous mode: only ${seen} of ${syncMembers.length} synchronous members answer, ${needed} are needed to be sure no acknowledged commit is missed`,
+        };
+      }
     }
   }
   const myPriority = typeof tags.failover_priority === 'number' ? tags.failover_priority : 1;

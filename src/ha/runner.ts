@@ -10,6 +10,7 @@ import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus } 
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import { decide } from './decide.js';
+import { planSync } from './sync.js';
 import { mergeTimelineHistory } from './history.js';
 import { evaluateRace, findMember, isPrimaryRole, needsRewind } from './rules.js';
 import type { Decision, LocalPostgres, PeerStatus } from './types.js';
@@ -78,6 +79,10 @@ export class HaRunner {
   private readonly slotSeen = new Map<string, number>();
   private slotsSeeded = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** synchronous_standby_names this leader put in force, and the WAL position at that moment. */
+  private ssn = '';
+  private ssnSince = 0;
+  private lastSyncWhy = '';
   /** The last pg_controldata read (taken while PostgreSQL was down). */
   private lastControl: ControlData | null = null;
   /** Parameters and pg_hba last written to the server's configuration (null: not since start). */
@@ -464,7 +469,10 @@ export class HaRunner {
   }
 
   private parameters(): Record<string, string | number | boolean> {
-    return { ...this.dynamic.postgresql.parameters, ...this.d.config.postgresql.parameters };
+    const params = { ...this.dynamic.postgresql.parameters, ...this.d.config.postgresql.parameters };
+    // The leader owns synchronous_standby_names (Patroni does the same); replicas run without it.
+    params.synchronous_standby_names = this.snapshot.isLeader ? this.ssn : '';
+    return params;
   }
 
   private pgHba(): string[] | undefined {
@@ -749,11 +757,42 @@ export class HaRunner {
         .syncReplicationSlots(names)
         .catch((err: unknown) => this.log.warn(`replication slots: ${errorMessage(err)}`));
     }
+    await this.manageSync(cluster, status);
     const key = JSON.stringify({ optime: status.walPosition });
     if (key !== this.lastStatusKey) {
       await this.d.dcs.setStatus({ optime: status.walPosition });
       this.lastStatusKey = key;
     }
+  }
+
+  /** One step of synchronous replication management (see sync.ts); the leader owns both sides. */
+  private async manageSync(cluster: ClusterState, status: ServerStatus): Promise<void> {
+    const mode = this.dynamic.synchronous_mode;
+    const plan = planSync({
+      me: this.me,
+      mode,
+      strict: this.dynamic.synchronous_mode_strict,
+      count: this.dynamic.synchronous_node_count,
+      members: cluster.members,
+      replication: status.replication,
+      syncKey: cluster.sync,
+      currentSsn: this.ssn,
+      ssnSince: this.ssnSince,
+    });
+    if (plan.syncKey) {
+      const res = await this.d.dcs.setSync(plan.syncKey, cluster.sync?.modRevision);
+      if (!res.ok) {
+        this.log.warn('the sync key changed under us; will retry on the next cycle');
+        return;
+      }
+    }
+    if (plan.ssn !== this.ssn) {
+      this.ssn = plan.ssn;
+      this.ssnSince = status.walPosition;
+    }
+    if (mode && plan.why !== this.lastSyncWhy)
+      this.log.info({ synchronous_standby_names: this.ssn }, `synchronous replication: ${plan.why}`);
+    this.lastSyncWhy = plan.why;
   }
 
   /**
