@@ -11,6 +11,7 @@ import { parseDynamicConfig } from './config/schema.js';
 import type { PghaConfig } from './config/types.js';
 import { createEtcdDcs } from './dcs/etcd.js';
 import type { Member } from './dcs/types.js';
+import { Operator } from './ha/operator.js';
 import { HaRunner } from './ha/runner.js';
 import type { PeerStatus } from './ha/types.js';
 import { createCallbackRunner } from './postgres/callbacks.js';
@@ -85,10 +86,19 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     slotName: slotNameForMember,
     version: VERSION,
   });
-  const app = createApi({ runner, restapi: config.restapi, tags: config.tags, version: VERSION });
+  const operator = new Operator({
+    runner,
+    dcs,
+    pg,
+    logger,
+    fetchPeer: fetchPeerStatus,
+    runCallback: callbacks,
+    validateDynamic: (raw) => parseDynamicConfig(raw).errors,
+  });
+  const app = createApi({ runner, operator, restapi: config.restapi, tags: config.tags, version: VERSION });
   let api: ApiServer;
   try {
-    api = await startApiServer(app, config.restapi.listen);
+    api = await startApiServer(app, config.restapi);
   } catch (err) {
     await dcs.close().catch(() => undefined);
     await pg.close();
@@ -102,6 +112,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     runner,
     config,
     async stop(opts = {}) {
+      operator.close();
       await runner.shutdown(opts);
       await api.close();
     },

@@ -10,8 +10,20 @@ export function apiState(s: AgentSnapshot): string {
   return s.state;
 }
 
+/** Extra fields of the status document that live outside the snapshot. */
+export interface StatusExtras {
+  /** The node's effective tags (those published in the member key). */
+  tags?: Record<string, unknown>;
+  /** A scheduled restart (`schedule`, filters), shown as Patroni shows it. */
+  scheduledRestart?: Record<string, unknown> | null;
+}
+
 /** `GET /patroni`: the status document every health endpoint also returns. */
-export function statusBody(s: AgentSnapshot, version: string): Record<string, unknown> {
+export function statusBody(
+  s: AgentSnapshot,
+  version: string,
+  extras: StatusExtras = {},
+): Record<string, unknown> {
   const st = s.status;
   const body: Record<string, unknown> = { state: apiState(s) };
   if (st && s.running) {
@@ -46,6 +58,8 @@ export function statusBody(s: AgentSnapshot, version: string): Record<string, un
     body.role = s.role === 'primary' ? 'primary' : s.role;
   }
   if (!s.cluster || !s.cluster.leader) body.cluster_unlocked = true;
+  if (extras.tags && Object.keys(extras.tags).length > 0) body.tags = extras.tags;
+  if (extras.scheduledRestart) body.scheduled_restart = { ...extras.scheduledRestart };
   if (s.paused) body.pause = true;
   if (s.sysid) body.database_system_identifier = s.sysid;
   body.dcs_last_seen = s.dcsLastSeen ?? 0;
@@ -182,53 +196,114 @@ export function clusterBody(s: AgentSnapshot): Record<string, unknown> {
   return body;
 }
 
-/** `GET /metrics`: Prometheus text with Patroni's metric names. */
+/** `GET /metrics`: Prometheus text with Patroni's metric names, help texts and types. */
 export function metricsBody(s: AgentSnapshot, version: string): string {
-  const labels = `{scope="${s.scope}",name="${s.name}"}`;
-  const st = s.status;
+  const labels = `{scope="${promLabel(s.scope)}",name="${promLabel(s.name)}"}`;
+  const st = s.running ? s.status : null;
+  const primary = st !== null && !st.inRecovery;
+  const replica = st !== null && st.inRecovery;
+  const isSync = replica && (s.cluster?.sync?.sync_standby ?? '').split(',').includes(s.name);
   const lines: string[] = [];
-  const gauge = (name: string, help: string, value: number) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${labels} ${value}`);
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, value: number) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
   };
-  gauge('patroni_version', 'Patroni-compatible version of pgha.', versionNumber(version));
-  gauge('patroni_postgres_running', 'Value is 1 if PostgreSQL is running, 0 otherwise.', s.running ? 1 : 0);
-  gauge(
+  const epoch = (t: string | null | undefined) => (t ? Date.parse(t) / 1000 || 0 : 0);
+  metric('patroni_version', 'gauge', 'Patroni semver without periods.', versionNumber(version));
+  metric('patroni_postgres_running', 'gauge', 'Value is 1 if Postgres is running, 0 otherwise.', st ? 1 : 0);
+  metric(
     'patroni_postmaster_start_time',
-    'Epoch seconds since PostgreSQL started.',
-    st ? Date.parse(st.postmasterStartTime) / 1000 || 0 : 0,
+    'gauge',
+    'Epoch seconds since Postgres started.',
+    epoch(st?.postmasterStartTime),
   );
-  gauge(
-    'patroni_primary',
-    'Value is 1 if this node is the leader, 0 otherwise.',
-    s.isLeader && st && !st.inRecovery ? 1 : 0,
-  );
-  gauge('patroni_replica', 'Value is 1 if this node is a replica, 0 otherwise.', st?.inRecovery ? 1 : 0);
-  gauge(
+  metric('patroni_master', 'gauge', 'Value is 1 if this node is the leader, 0 otherwise.', primary ? 1 : 0);
+  metric('patroni_primary', 'gauge', 'Value is 1 if this node is the leader, 0 otherwise.', primary ? 1 : 0);
+  metric(
     'patroni_xlog_location',
-    'Current location of the PostgreSQL transaction log, 0 for replicas.',
-    st && !st.inRecovery ? st.walPosition : 0,
+    'counter',
+    'Current location of the Postgres transaction log, 0 if this node is not the leader.',
+    primary ? st.walPosition : 0,
   );
-  gauge(
+  metric('patroni_standby_leader', 'gauge', 'Value is 1 if this node is the standby_leader, 0 otherwise.', 0);
+  metric('patroni_replica', 'gauge', 'Value is 1 if this node is a replica, 0 otherwise.', replica ? 1 : 0);
+  metric(
+    'patroni_sync_standby',
+    'gauge',
+    'Value is 1 if this node is a sync standby replica, 0 otherwise.',
+    isSync ? 1 : 0,
+  );
+  metric(
     'patroni_xlog_received_location',
-    'Received WAL location, 0 for the primary.',
-    st?.inRecovery ? (st.receiveLsn ?? 0) : 0,
+    'counter',
+    'Current location of the received Postgres transaction log, 0 if this node is not a replica.',
+    replica ? (st.receiveLsn ?? st.walPosition) : 0,
   );
-  gauge(
+  metric(
     'patroni_xlog_replayed_location',
-    'Replayed WAL location, 0 for the primary.',
-    st?.inRecovery ? (st.replayLsn ?? 0) : 0,
+    'counter',
+    'Current location of the replayed Postgres transaction log, 0 if this node is not a replica.',
+    replica ? (st.replayLsn ?? st.walPosition) : 0,
   );
-  gauge('patroni_postgres_timeline', 'PostgreSQL timeline of this node.', st?.timeline ?? 0);
-  gauge('patroni_dcs_last_seen', 'Epoch seconds when the store was last reached.', s.dcsLastSeen ?? 0);
-  gauge(
+  metric(
+    'patroni_xlog_replayed_timestamp',
+    'gauge',
+    'Current timestamp of the replayed Postgres transaction log, 0 if null.',
+    replica ? epoch(st.replayTimestamp) : 0,
+  );
+  metric(
+    'patroni_xlog_paused',
+    'gauge',
+    'Value is 1 if the Postgres xlog is paused, 0 otherwise.',
+    replica && st.replayPaused === true ? 1 : 0,
+  );
+  metric(
+    'patroni_postgres_server_version',
+    'gauge',
+    'Version of Postgres (if running), 0 otherwise.',
+    st?.serverVersion ?? 0,
+  );
+  metric(
+    'patroni_cluster_unlocked',
+    'gauge',
+    'Value is 1 if the cluster is unlocked, 0 if locked.',
+    s.cluster?.leader ? 0 : 1,
+  );
+  metric(
+    'patroni_failsafe_mode_is_active',
+    'gauge',
+    'Value is 1 if failsafe mode is active, 0 if inactive.',
+    0,
+  );
+  metric(
+    'patroni_postgres_timeline',
+    'counter',
+    'Postgres timeline of this node (if running), 0 otherwise.',
+    st?.timeline ?? 0,
+  );
+  metric(
+    'patroni_dcs_last_seen',
+    'gauge',
+    'Epoch timestamp when DCS was last contacted successfully by Patroni.',
+    s.dcsLastSeen ?? 0,
+  );
+  metric(
     'patroni_pending_restart',
+    'gauge',
     'Value is 1 if the node needs a restart, 0 otherwise.',
     st?.pendingRestart ? 1 : 0,
   );
-  gauge('patroni_is_paused', 'Value is 1 if auto failover is disabled, 0 otherwise.', s.paused ? 1 : 0);
-  gauge('patroni_cluster_unlocked', 'Value is 1 if the cluster has no leader.', s.cluster?.leader ? 0 : 1);
+  metric(
+    'patroni_is_paused',
+    'gauge',
+    'Value is 1 if auto failover is disabled, 0 otherwise.',
+    s.paused ? 1 : 0,
+  );
   lines.push('');
   return lines.join('\n');
+}
+
+function promLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
 function versionNumber(v: string): number {

@@ -41,8 +41,6 @@ export interface OperatorDeps {
   now?: () => number;
   /** How long an immediate switchover/failover request waits for the new leader (default 30 s). */
   switchoverWaitMs?: number;
-  /** How often the parameter watcher compares the dynamic parameters (default 500 ms). */
-  watchIntervalMs?: number;
 }
 
 /** An answer for the HTTP layer: Patroni's status code with a text or JSON body. */
@@ -161,8 +159,6 @@ export class Operator {
   private readonly now: () => number;
   private restartTimer: NodeJS.Timeout | null = null;
   private restartPmStart: string | null = null;
-  private watchTimer: NodeJS.Timeout | null = null;
-  private appliedParams: string | null = null;
   private closed = false;
 
   constructor(deps: OperatorDeps) {
@@ -175,21 +171,9 @@ export class Operator {
     return this.d.runner;
   }
 
-  /**
-   * Starts the parameter watcher: when the dynamic configuration's PostgreSQL parameters (or pg_hba)
-   * change, postgresql.conf is re-rendered and PostgreSQL reloaded, as Patroni does on each cycle.
-   */
-  start(): void {
-    if (this.watchTimer || this.closed) return;
-    this.watchTimer = setInterval(() => void this.checkParameters(), this.d.watchIntervalMs ?? 500);
-    this.watchTimer.unref();
-  }
-
-  /** Stops timers (the parameter watcher and a scheduled restart); call before the runner shuts down. */
+  /** Stops the scheduled-restart timer; call before the runner shuts down. */
   close(): void {
     this.closed = true;
-    if (this.watchTimer) clearInterval(this.watchTimer);
-    this.watchTimer = null;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
   }
@@ -213,35 +197,8 @@ export class Operator {
     const rc = this.runner.currentRoleConfig();
     await this.d.pg.configure(rc);
     await this.d.pg.reload();
-    this.appliedParams = this.paramsKey();
     this.log.info(`${why}: postgresql.conf rewritten and PostgreSQL reloaded`);
     this.d.runCallback('on_reload', rc.role);
-  }
-
-  private paramsKey(): string {
-    const pgc = this.runner.dynamicConfig.postgresql;
-    return stableJson({ parameters: pgc.parameters, pg_hba: pgc.pg_hba ?? null });
-  }
-
-  private async checkParameters(): Promise<void> {
-    if (this.closed) return;
-    const s = this.runner.snapshot;
-    if (!s.cluster?.config) return; // not initialised yet: nothing in the store to apply
-    const key = this.paramsKey();
-    if (this.appliedParams === null) {
-      // The runner rendered the configuration when it started PostgreSQL; take that as applied.
-      this.appliedParams = key;
-      return;
-    }
-    if (key === this.appliedParams || !s.running || this.runner.busy) return;
-    this.appliedParams = key;
-    try {
-      await this.runner.exclusive('reload', () =>
-        this.reloadNow('the dynamic configuration changed PostgreSQL parameters'),
-      );
-    } catch (err) {
-      this.log.error(`applying the changed parameters failed: ${errorMessage(err)}`);
-    }
   }
 
   // ---- restart -------------------------------------------------------------------------------
@@ -355,7 +312,6 @@ export class Operator {
         // Re-render the configuration first, so parameters that need a restart take effect.
         await this.d.pg.configure(rc);
         await this.d.pg.restart(timeoutMs);
-        this.appliedParams = this.paramsKey();
         this.d.runCallback('on_restart', rc.role);
         return { status: 200, text: 'restarted successfully' };
       } catch (err) {
