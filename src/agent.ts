@@ -19,6 +19,7 @@ import { Postgres } from './postgres/postgres.js';
 import { slotNameForMember } from './postgres/slots.js';
 import { PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
+import { getJson } from './util/http.js';
 import { VERSION } from './version.js';
 
 export interface Agent {
@@ -28,16 +29,19 @@ export interface Agent {
 }
 
 /** Reads a peer's `GET /patroni` and keeps what the leader race needs. */
-export async function fetchPeerStatus(member: Member, signal: AbortSignal): Promise<PeerStatus> {
+export async function fetchPeerStatus(
+  member: Member,
+  signal: AbortSignal,
+  cafile?: string,
+): Promise<PeerStatus> {
   const url = member.data.api_url;
   if (!url) return { name: member.name, reachable: false };
-  const res = await fetch(url, { signal, headers: { accept: 'application/json' } });
-  const body = (await res.json()) as {
+  const body = await getJson<{
     role?: string;
     state?: string;
     timeline?: number;
     xlog?: { location?: number; received_location?: number; replayed_location?: number };
-  };
+  }>(url, { signal, cafile });
   const x = body.xlog ?? {};
   const wal = x.location ?? Math.max(x.received_location ?? 0, x.replayed_location ?? 0);
   const out: PeerStatus = { name: member.name, reachable: true, walPosition: wal };
@@ -81,7 +85,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
         logger.warn(`dynamic configuration has problems, defaults used for them: ${errors.join('; ')}`);
       return dyn;
     },
-    fetchPeer: fetchPeerStatus,
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     runCallback: callbacks,
     slotName: slotNameForMember,
     version: VERSION,
@@ -91,7 +95,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     dcs,
     pg,
     logger,
-    fetchPeer: fetchPeerStatus,
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     runCallback: callbacks,
     validateDynamic: (raw) => parseDynamicConfig(raw).errors,
   });

@@ -947,7 +947,7 @@ export class HaRunner {
     const cfg = this.d.config;
     const data: MemberData = {
       conn_url: `postgres://${cfg.postgresql.connect_address}/postgres`,
-      api_url: `http://${cfg.restapi.connect_address}/patroni`,
+      api_url: `${cfg.restapi.certfile ? 'https' : 'http'}://${cfg.restapi.connect_address}/patroni`,
       state:
         this.snapshot.state === 'streaming' || this.snapshot.state === 'in archive recovery'
           ? this.snapshot.state
