@@ -1,12 +1,16 @@
 /**
  * What every ctl command needs: the configuration (from `-c`, `$PATRONICTL_CONFIG_FILE` or
- * `--dcs-url`) and a read/write handle on the cluster's keys in etcd.
+ * `--dcs-url`), a read/write handle on the cluster's keys in etcd, the members' REST API and
+ * questions on standard input.
  */
-import { loadConfigOrThrow, loadCtlConfig } from '../config/load.js';
+import { readFileSync } from 'node:fs';
+import { loadConfigOrThrow, loadCtlConfig, parseYaml } from '../config/load.js';
 import type { PghaConfig } from '../config/types.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
-import type { Dcs } from '../dcs/types.js';
+import type { Dcs, Member } from '../dcs/types.js';
 import { PghaError } from '../util/errors.js';
+import { apiRequest, type ApiResponse, type ApiSettings } from './api.js';
+import { createPrompter, type Prompter } from './prompt.js';
 
 export interface GlobalOptions {
   configFile?: string;
@@ -16,33 +20,99 @@ export interface GlobalOptions {
 
 export interface CtlContext {
   config: PghaConfig;
+  /** The cluster named on the command line, else the configuration's scope; throws when neither. */
+  scope(name?: string): string;
   /** Opens the store for `scope` (the cluster named on the command line, or the config's). */
   dcs(scope?: string): Dcs;
+  /** A request to a member's REST API (Patroni's `request_patroni`). */
+  api(
+    member: Member,
+    method: string,
+    endpoint: string,
+    body?: unknown,
+    timeoutMs?: number,
+  ): Promise<ApiResponse>;
+  prompter: Prompter;
   close(): Promise<void>;
+}
+
+/** The `ctl` section of the file (pgha's config loader keeps only what the agent uses). */
+function ctlSection(path: string | undefined): Record<string, unknown> {
+  if (!path) return {};
+  try {
+    const parsed = parseYaml(readFileSync(path, 'utf8'), path);
+    const root = parsed.value as Record<string, unknown> | undefined;
+    const ctl = root?.ctl;
+    return ctl && typeof ctl === 'object' ? (ctl as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
 /** Builds the context; the store is connected lazily and closed by `close()`. */
 export function ctlContext(opts: GlobalOptions): CtlContext {
   const path = opts.configFile ?? process.env.PATRONICTL_CONFIG_FILE;
+  const dcsUrl = opts.dcsUrl ?? process.env.DCS_URL;
   const config =
-    path && !opts.dcsUrl
-      ? loadConfigOrThrow(path, process.env)
-      : loadCtlConfig(path, opts.dcsUrl, process.env);
+    path && !dcsUrl ? loadConfigOrThrow(path, process.env) : loadCtlConfig(path, dcsUrl, process.env);
+  const ctl = ctlSection(path);
+  const ctlAuth = ctl.authentication as { username?: unknown; password?: unknown } | undefined;
+  const restAuth = config.restapi.authentication;
+  const settings: ApiSettings = {
+    auth:
+      ctlAuth && typeof ctlAuth.username === 'string'
+        ? {
+            username: ctlAuth.username,
+            password: typeof ctlAuth.password === 'string' ? ctlAuth.password : String(ctlAuth.password),
+          }
+        : restAuth
+          ? { username: restAuth.username, password: restAuth.password }
+          : undefined,
+    insecure: Boolean(opts.insecure) || ctl.insecure === true,
+    cacert: str(ctl.cacert) ?? config.restapi.cafile,
+    certfile: str(ctl.certfile) ?? config.restapi.certfile,
+    keyfile: str(ctl.keyfile) ?? config.restapi.keyfile,
+    keyfilePassword: str(ctl.keyfile_password) ?? config.restapi.keyfile_password,
+    timeoutMs: 120_000,
+  };
   const opened: Dcs[] = [];
+  let prompter: Prompter | undefined;
+  const scope = (name?: string) => {
+    const s = name ?? config.scope;
+    if (!s)
+      throw new PghaError(
+        'PGHA_NO_SCOPE',
+        'no cluster name given: pass it as an argument or set scope in the configuration',
+      );
+    return s;
+  };
   return {
     config,
-    dcs(scope) {
-      const name = scope ?? config.scope;
-      if (!name)
-        throw new PghaError(
-          'PGHA_NO_SCOPE',
-          'no cluster name given: pass it as an argument or set scope in the configuration',
-        );
-      const d = createEtcdDcs({ ...config, scope: name }, { ttl: 30, requestTimeoutMs: 5000 });
+    scope,
+    dcs(name) {
+      const d = createEtcdDcs({ ...config, scope: scope(name) }, { ttl: 30, requestTimeoutMs: 5000 });
       opened.push(d);
       return d;
     },
+    api(member, method, endpoint, body, timeoutMs) {
+      return apiRequest(
+        { ...settings, timeoutMs: timeoutMs ?? settings.timeoutMs },
+        member,
+        method,
+        endpoint,
+        body,
+      );
+    },
+    get prompter() {
+      prompter ??= createPrompter();
+      return prompter;
+    },
     async close() {
+      prompter?.close();
       await Promise.all(opened.map((d) => d.close({ revokeLease: false }).catch(() => undefined)));
     },
   };

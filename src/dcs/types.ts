@@ -88,6 +88,8 @@ export interface Dcs {
   /** `/<namespace>/<scope>/`, with the trailing slash. */
   readonly prefix: string;
   readonly memberName: string;
+  /** This node's current lease (decimal string), or null before the first grant. */
+  readonly leaseId: string | null;
 
   /** Reads every key of the cluster in one range request. Throws `DcsError` when unreachable. */
   readCluster(signal?: AbortSignal): Promise<ClusterState>;

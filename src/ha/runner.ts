@@ -969,7 +969,8 @@ export class HaRunner {
     if (Object.keys(tags).length > 0) data.tags = tags;
     if (this.dynamic.pause) data.pause = true;
     if (this.scheduledRestart) data.scheduled_restart = this.scheduledRestart;
-    const text = JSON.stringify(data);
+    // A new lease (ttl changed, or the old one expired) needs the key put again on it.
+    const text = `${this.d.dcs.leaseId ?? ''} ${JSON.stringify(data)}`;
     if (text === this.lastPublished) return;
     try {
       await this.d.dcs.touchMember(data);

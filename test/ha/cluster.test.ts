@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 
@@ -165,5 +166,30 @@ describe('a three-node cluster', () => {
     const total = await count(newLeader);
     await waitFor(`rows on ${old}`, async () => (await count(old)) === total, 20_000);
     expect(readFileSync(c.node(old).logPath, 'utf8')).toMatch(/running pg_rewind from/);
+  });
+});
+
+describe('a dynamic ttl change', () => {
+  it('moves every key onto a new lease, so no member key expires', async () => {
+    const before = await c.readCluster();
+    const dcs = new EtcdDcs({
+      hosts: c.etcd.endpoints,
+      namespace: '/service/',
+      scope: 'demo',
+      name: 'test-edit',
+      ttl: 10,
+    });
+    try {
+      const cfg = before.config!;
+      expect(
+        (await dcs.setConfig({ ...cfg.value, ttl: 6, loop_wait: 1, retry_timeout: 2 }, cfg.modRevision)).ok,
+      ).toBe(true);
+      await new Promise((r) => setTimeout(r, 12_000)); // longer than both the old and the new ttl
+      const after = await c.readCluster();
+      expect(after.members.map((m) => m.name).sort()).toEqual(['pg1', 'pg2', 'pg3']);
+      expect(after.leader?.name).toBe(before.leader?.name);
+    } finally {
+      await dcs.close({ revokeLease: false });
+    }
   });
 });

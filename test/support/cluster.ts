@@ -62,6 +62,8 @@ export interface TestCluster {
     sql: string,
     params?: unknown[],
   ): Promise<T[]>;
+  /** Connection settings for a node's PostgreSQL as the superuser. */
+  connection(name: string): { host: string; port: number; user: string; password: string; database: string };
   postmasterPid(name: string): number | null;
   killPostmaster(name: string): Promise<void>;
   stop(): Promise<void>;
@@ -174,11 +176,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
     ): Promise<T[]> {
       const n = node(name);
       const client = new pg.Client({
-        host: '127.0.0.1',
-        port: n.pgPort,
-        user: 'postgres',
-        password: PASSWORD,
-        database: 'postgres',
+        ...cluster.connection(n.name),
         connectionTimeoutMillis: 3000,
         query_timeout: 10_000,
       });
@@ -189,6 +187,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
       } finally {
         await client.end().catch(() => undefined);
       }
+    },
+    connection(name) {
+      return {
+        host: '127.0.0.1',
+        port: node(name).pgPort,
+        user: 'postgres',
+        password: PASSWORD,
+        database: 'postgres',
+      };
     },
     postmasterPid(name) {
       const pidFile = join(node(name).dataDir, 'postmaster.pid');

@@ -1,0 +1,188 @@
+/**
+ * `edit-config` and `show-config`. Like patronictl, edit-config writes the `config` key directly
+ * with a compare-and-set on the revision it read (`dcs.set_config_value(..., cluster.config.version)`),
+ * so a concurrent change is never overwritten.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { accessSync, constants } from 'node:fs';
+import type { Command } from 'commander';
+import { PghaError } from '../util/errors.js';
+import { withContext } from './command.js';
+import { applyConfigChanges, applyYaml, parseConfigYaml, pgPairs, sameConfig } from './config-edit.js';
+import { unifiedDiff } from './diff.js';
+import { formatConfigForEditing } from './table.js';
+
+function readSource(file: string): string {
+  try {
+    return readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (err) {
+    throw new PghaError(
+      'PGHA_READ_FAILED',
+      `cannot read ${file === '-' ? 'standard input' : file}: ${(err as Error).message}`,
+    );
+  }
+}
+
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, cmd);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Opens the text in `$EDITOR` (else `editor` or `vi`) and returns what was saved. */
+function invokeEditor(before: string, scope: string): string {
+  const editor = process.env.EDITOR || which('editor') || which('vi');
+  if (!editor)
+    throw new PghaError(
+      'PGHA_NO_EDITOR',
+      'EDITOR environment variable is not set. editor or vi are not available',
+    );
+  const dir = mkdtempSync(join(tmpdir(), 'pgha-edit-'));
+  const file = join(dir, `${scope}-config-${process.pid}.yaml`);
+  try {
+    writeFileSync(file, before);
+    const r = spawnSync(editor, [file], { stdio: 'inherit' });
+    if (r.error) throw new PghaError('PGHA_EDITOR_FAILED', `cannot run editor ${editor}: ${r.error.message}`);
+    if (r.status !== 0)
+      throw new PghaError(
+        'PGHA_EDITOR_FAILED',
+        `Editor exited with return code ${r.status ?? r.signal ?? '?'}`,
+      );
+    return readFileSync(file, 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** Registers `edit-config` and `show-config`. */
+export function registerConfigCommands(ctl: Command): void {
+  ctl
+    .command('edit-config')
+    .description('Edit cluster configuration')
+    .argument('[cluster_name]')
+    .option('-q, --quiet', 'Do not show changes')
+    .option(
+      '-s, --set <key=value>',
+      'Set specific configuration value. Can be specified multiple times',
+      collect,
+      [],
+    )
+    .option(
+      '-p, --pg <param=value>',
+      'Set specific PostgreSQL parameter value. Shorthand for -s postgresql.parameters. Can be specified multiple times',
+      collect,
+      [],
+    )
+    .option('--apply <file>', 'Apply configuration from file. Use - for stdin.')
+    .option(
+      '--replace <file>',
+      'Apply configuration from file, replacing existing configuration. Use - for stdin.',
+    )
+    .option('--force', 'Do not ask for confirmation at any point')
+    .action(
+      async (
+        scopeArg: string | undefined,
+        o: {
+          quiet?: boolean;
+          set: string[];
+          pg: string[];
+          apply?: string;
+          replace?: string;
+          force?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        if (o.apply === '-' && o.replace === '-')
+          throw new PghaError('PGHA_BAD_OPTION', '--apply - and --replace - cannot both read standard input');
+        await withContext(cmd, async (ctx) => {
+          const scope = ctx.scope(scopeArg);
+          const dcs = ctx.dcs(scope);
+          const cluster = await dcs.readCluster();
+          if (!cluster.config)
+            throw new PghaError(
+              'PGHA_NO_CONFIG',
+              `cluster ${scope} has no config key in etcd (not initialised, or wrong namespace ${ctx.config.namespace})`,
+            );
+          const data = cluster.config.value;
+          const before = formatConfigForEditing(data);
+          let after: string | undefined;
+          let changed = data;
+          if (o.replace) {
+            changed = applyYaml({}, readSource(o.replace), o.replace === '-' ? 'standard input' : o.replace);
+            after = formatConfigForEditing(changed);
+          }
+          if (o.apply) {
+            changed = applyYaml(changed, readSource(o.apply), o.apply === '-' ? 'standard input' : o.apply);
+            after = formatConfigForEditing(changed);
+          }
+          if (o.set.length > 0 || o.pg.length > 0) {
+            changed = applyConfigChanges(changed, [...o.set, ...pgPairs(o.pg)]);
+            after = formatConfigForEditing(changed);
+          }
+          if (after === undefined) {
+            after = invokeEditor(before, scope);
+            changed = parseConfigYaml(after, 'the edited configuration');
+          }
+          if (sameConfig(data, changed)) {
+            if (!o.quiet) console.log('Not changed');
+            return;
+          }
+          if (!o.quiet) for (const line of unifiedDiff(before, after)) console.log(colour(line));
+          if ((o.apply === '-' || o.replace === '-') && !o.force) {
+            console.log('Use --force option to apply changes');
+            return;
+          }
+          if (!o.force && !(await ctx.prompter.confirm('Apply these changes?')))
+            throw new PghaError('PGHA_ABORTED', 'Aborted: the configuration was not changed');
+          const res = await dcs.setConfig(changed, cluster.config.modRevision);
+          if (!res.ok)
+            throw new PghaError(
+              'PGHA_CONCURRENT_CHANGE',
+              `Config modification aborted due to concurrent changes (the config key of ${scope} changed after revision ${cluster.config.modRevision}; run edit-config again)`,
+            );
+          console.log('Configuration changed');
+        });
+      },
+    );
+
+  ctl
+    .command('show-config')
+    .description('Show cluster configuration')
+    .argument('[cluster_name]')
+    .action(async (scopeArg: string | undefined, _o: unknown, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        const scope = ctx.scope(scopeArg);
+        const cluster = await ctx.dcs(scope).readCluster();
+        if (!cluster.config)
+          throw new PghaError(
+            'PGHA_NO_CONFIG',
+            `cluster ${scope} has no config key in etcd (not initialised, or wrong namespace ${ctx.config.namespace})`,
+          );
+        // click.echo adds a newline after the YAML's own: patronictl's output ends with an empty line.
+        console.log(formatConfigForEditing(cluster.config.value));
+      });
+    });
+}
+
+/** On a terminal, diff lines in colour (patronictl pipes them through ydiff). */
+function colour(line: string): string {
+  if (!process.stdout.isTTY) return line;
+  if (line.startsWith('@@')) return `\x1b[36m${line}\x1b[0m`;
+  if (line.startsWith('+') && !line.startsWith('+++')) return `\x1b[32m${line}\x1b[0m`;
+  if (line.startsWith('-') && !line.startsWith('---')) return `\x1b[31m${line}\x1b[0m`;
+  return line;
+}

@@ -1,0 +1,60 @@
+/** Timestamps for `--scheduled`, parsed and written as patronictl does. */
+import { PghaError } from '../util/errors.js';
+
+/** `datetime.isoformat()` of a local-time datetime with its UTC offset: `2024-05-01T10:00:00+02:00`. */
+export function isoLocal(d: Date): string {
+  const p = (n: number, w = 2) => String(Math.abs(n)).padStart(w, '0');
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const frac = d.getMilliseconds() ? `.${p(d.getMilliseconds() * 1000, 6)}` : '';
+  return (
+    `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}${frac}` +
+    `${sign}${p(Math.trunc(Math.abs(off) / 60))}:${p(Math.abs(off) % 60)}`
+  );
+}
+
+/**
+ * patronictl's `parse_scheduled`: `now` or nothing means immediately (undefined); otherwise an
+ * unambiguous timestamp, taken as local time when it has no offset. Returns the ISO string.
+ */
+export function parseScheduled(value: string | undefined): string | undefined {
+  if ((value || 'now') === 'now') return undefined;
+  const v = value!.trim();
+  // A date alone would be read as UTC midnight by Date; Python reads it as local midnight.
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i.exec(
+      v,
+    );
+  let d: Date;
+  if (m) {
+    const [, y, mo, da, h, mi, s, f, tz] = m;
+    const ms = f ? Math.round(Number(`0.${f}`) * 1000) : 0;
+    if (tz) {
+      const iso = `${y}-${mo}-${da}T${(h ?? '0').padStart(2, '0')}:${mi ?? '00'}:${s ?? '00'}.${String(ms).padStart(3, '0')}${tz.toUpperCase() === 'Z' ? 'Z' : tz.length === 5 ? `${tz.slice(0, 3)}:${tz.slice(3)}` : tz}`;
+      d = new Date(iso);
+    } else {
+      d = new Date(
+        Number(y),
+        Number(mo) - 1,
+        Number(da),
+        Number(h ?? 0),
+        Number(mi ?? 0),
+        Number(s ?? 0),
+        ms,
+      );
+    }
+  } else {
+    d = new Date(v);
+  }
+  if (Number.isNaN(d.getTime()))
+    throw new PghaError(
+      'PGHA_BAD_SCHEDULE',
+      `Unable to parse scheduled timestamp (${v}). It should be in an unambiguous format (e.g. ISO 8601)`,
+    );
+  return isoLocal(d);
+}
+
+/** The example patronictl shows in its "When should ... take place" question: now + 1 hour. */
+export function nextHour(now = new Date()): string {
+  return isoLocal(new Date(now.getTime() + 3600_000)).slice(0, 16);
+}
