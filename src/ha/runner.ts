@@ -79,6 +79,7 @@ export class HaRunner {
   private readonly slotSeen = new Map<string, number>();
   private slotsSeeded = false;
   private loopDone: Promise<void> = Promise.resolve();
+  private keeperTimer: NodeJS.Timeout | null = null;
   /** synchronous_standby_names this leader put in force, and the WAL position at that moment. */
   private ssn = '';
   private ssnSince = 0;
@@ -131,6 +132,35 @@ export class HaRunner {
     const first = new Promise<void>((r) => (firstDone = r));
     this.loopDone = this.loop(firstDone);
     await first;
+    this.scheduleKeeper();
+  }
+
+  /**
+   * The leader's lease keeper: renews between cycles, so a long step of the loop (a switchover's
+   * checkpoint, a slow peer) does not let the lease run out. It renews only while the loop
+   * completes cycles, so a stuck agent still loses the lease and the cluster fails over.
+   */
+  private scheduleKeeper(): void {
+    if (this.stopping) return;
+    const every = Math.max(250, (this.dynamic.ttl * 1000) / 5);
+    this.keeperTimer = setTimeout(() => {
+      void this.keepLease().finally(() => this.scheduleKeeper());
+    }, every);
+  }
+
+  private async keepLease(): Promise<void> {
+    const armedAt = this.lastLeaseSent;
+    if (this.stopping || !this.snapshot.isLeader || armedAt === null) return;
+    if (this.now() - (this.snapshot.lastLoop ?? 0) * 1000 > this.dynamic.ttl * 1000) return;
+    try {
+      const deadline = () => AbortSignal.timeout(this.dynamic.retry_timeout * 1000);
+      const sent = await this.d.dcs.refreshLease(deadline());
+      const held = await this.d.dcs.updateLeader(deadline());
+      // Re-arm only if nothing disarmed the fence meanwhile (a switchover, a demotion).
+      if (held && this.lastLeaseSent !== null && !this.stopping) this.armFence(sent);
+    } catch {
+      // The loop reports store failures; the fence still guards the deadline.
+    }
   }
 
   /** Wakes the loop early (a watch event, an API request). */
@@ -410,6 +440,8 @@ export class HaRunner {
       this.busyState = null;
     }
     this.snapshot.role = 'demoted';
+    // The loop re-arms when it renews again (and restarts PostgreSQL if the lock is still ours).
+    this.disarmFence();
     this.d.runCallback('on_role_change', 'demoted');
   }
 
@@ -983,6 +1015,7 @@ export class HaRunner {
   /** Stops the loop. As leader, stops PostgreSQL first and then releases the key, as Patroni does. */
   async shutdown(opts: { stopPostgres?: boolean } = {}): Promise<void> {
     this.stopping = true;
+    if (this.keeperTimer) clearTimeout(this.keeperTimer);
     this.wake();
     await this.loopDone;
     await this.stopWatch?.();
