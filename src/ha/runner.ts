@@ -697,8 +697,10 @@ export class HaRunner {
     await this.startAs({ role: 'replica', cluster, upstream }, 'on_start');
   }
 
-  private async fetchPeers(cluster: ClusterState): Promise<PeerStatus[]> {
-    const others = cluster.members.filter((m) => m.name !== this.me && m.data.api_url);
+  private async fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
+    const others = cluster.members.filter(
+      (m) => m.name !== this.me && m.data.api_url && (!only || m.name === only),
+    );
     return Promise.all(
       others.map((m) =>
         this.d
@@ -896,7 +898,8 @@ export class HaRunner {
     cluster: ClusterState,
     pg: LocalPostgres,
   ): Promise<void> {
-    const peers = await this.fetchPeers(cluster);
+    // A named candidate is the only peer whose health matters.
+    const peers = await this.fetchPeers(cluster, d.candidate);
     const healthy = peers.filter(
       (p) => p.reachable && !isPrimaryRole(p.role) && p.state === 'running' && p.tags?.nofailover !== true,
     );
