@@ -461,6 +461,50 @@ const tagsSection = z.preprocess(
   }),
 );
 
+/** A non-negative number of seconds (fractions allowed). */
+const seconds = (dflt: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
+    z.number().min(0).default(dflt),
+  );
+
+/** `16MB`, `1024`, `16kB` (powers of 1024, as Patroni's `/replica?lag=`) → bytes. */
+const bytes = () =>
+  z.preprocess(
+    (v) => {
+      if (typeof v !== 'string') return blank(v);
+      const m = /^\s*(\d+)\s*(B|kB|KB|MB|GB|TB)?\s*$/i.exec(v);
+      if (!m) return v;
+      const mult: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+      return Number(m[1]) * (mult[(m[2] ?? 'B').toUpperCase()] ?? 1);
+    },
+    z
+      .number({ error: (iss) => `expected bytes like 1048576 or 16MB, got ${describe(iss.input)}` })
+      .int()
+      .min(0)
+      .optional(),
+  );
+
+/** `router:` — `pgha router` (pgha extension). Types: `RouterConfig`. */
+export const routerSection = section({
+  listen: listen(5433).default({ hosts: ['0.0.0.0'], port: 5433 }),
+  replica_listen: z.preprocess(blank, listen(5434).optional()),
+  status_listen: z.preprocess(blank, listen(8009).optional()),
+  balance: z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim().toLowerCase().replaceAll('_', '-') : blank(v)),
+    z.enum(['round-robin', 'least-connections']).default('round-robin'),
+  ),
+  max_lag: bytes(),
+  fallback_to_primary: bool(false),
+  wait_timeout: seconds(30),
+  connect_timeout: seconds(5),
+  check_interval: z.preprocess(
+    (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
+    z.number().min(0.05).default(1),
+  ),
+  verify_primary: bool(true),
+});
+
 /** The whole `patroni.yml`, strict at every level except `tags` and parameter maps. */
 export const fileSchema = z.strictObject({
   scope: text(),
@@ -503,6 +547,7 @@ export const fileSchema = z.strictObject({
     ),
     dir: optText(),
   }),
+  router: routerSection,
 });
 
 export type ParsedFile = z.output<typeof fileSchema>;

@@ -117,6 +117,30 @@ export interface LogConfig {
   dir?: string;
 }
 
+/** `router:` — `pgha router`, the connection router (pgha extension; Patroni has none). */
+export interface RouterConfig {
+  /** Read-write port: every connection goes to the primary. Default `0.0.0.0:5433` (the seed's HAProxy port). */
+  listen: ListenAddress;
+  /** Read-only port: connections spread over healthy streaming replicas. Absent: no read-only port. */
+  replica_listen?: ListenAddress;
+  /** HTTP status (`GET /status`) and Prometheus metrics (`GET /metrics`). Absent: none. */
+  status_listen?: ListenAddress;
+  /** How the read-only port picks a replica. */
+  balance: 'round-robin' | 'least-connections';
+  /** Replicas further behind the leader than this many bytes are not used (`16MB` style allowed). */
+  max_lag?: number;
+  /** Read-only port: use the primary when no replica qualifies. */
+  fallback_to_primary: boolean;
+  /** Seconds a new connection waits for a primary (or a replica) before it is refused. */
+  wait_timeout: number;
+  /** Seconds to wait for a backend's TCP connect. */
+  connect_timeout: number;
+  /** Seconds between the linearizable etcd reads that prove the router's view is current. */
+  check_interval: number;
+  /** Ask a new primary's agent (`GET /primary`) before sending writes to it. */
+  verify_primary: boolean;
+}
+
 export interface PghaConfig {
   scope: string;
   /** Always starts and ends with `/` (Patroni's default is `/service/`). */
@@ -129,6 +153,8 @@ export interface PghaConfig {
   tags: TagsConfig;
   watchdog: WatchdogConfig;
   log: LogConfig;
+  /** `router:` section; only `pgha router` reads it (`loadRouterConfig` in `src/router/command.ts`). */
+  router?: RouterConfig;
   /** Path of the YAML file the config came from, when any. */
   source?: string;
 }

@@ -326,7 +326,12 @@ export class EtcdDcs implements Dcs {
         ttl = await this.keepAliveOnce(lease.id, signal);
       } catch (err) {
         if (err instanceof DcsError && err.cause instanceof EtcdLeaseInvalidError) ttl = 0;
-        else if (attempt >= KEEPALIVE_ATTEMPTS || signal?.aborted || !(err instanceof DcsError && err.retryable)) throw err;
+        else if (
+          attempt >= KEEPALIVE_ATTEMPTS ||
+          signal?.aborted ||
+          !(err instanceof DcsError && err.retryable)
+        )
+          throw err;
         else await new Promise((r) => setTimeout(r, 50));
       }
     }

@@ -1,0 +1,137 @@
+/**
+ * Helpers for the router's end-to-end tests: clients through the router, cancel requests built by
+ * hand (as libpq sends them), a self-signed certificate for PostgreSQL, and an in-process router.
+ */
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, chownSync, mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { ListenAddress, PghaConfig } from '../../src/config/types.js';
+import { startRouter, parseRouterSection, type RunningRouter } from '../../src/router/command.js';
+import { cancelRequest } from '../../src/router/protocol.js';
+import { createLogger } from '../../src/util/log.js';
+import { runAsUser } from '../../src/util/process.js';
+import { SCOPE } from '../support/cluster.js';
+import { freePorts } from '../support/net.js';
+
+export const PASSWORD = 'test-pw';
+
+export interface ClientOptions {
+  ssl?: boolean;
+  timeoutMs?: number;
+}
+
+/** Connects as the superuser through `port`; the caller ends it. */
+export async function client(port: number, opts: ClientOptions = {}): Promise<pg.Client> {
+  const c = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: 'postgres',
+    password: PASSWORD,
+    database: 'postgres',
+    connectionTimeoutMillis: opts.timeoutMs ?? 10_000,
+    ssl: opts.ssl ? { rejectUnauthorized: false } : false,
+  });
+  c.on('error', () => undefined);
+  await c.connect();
+  return c;
+}
+
+/** Runs one query on a fresh connection through `port` and returns the first row. */
+export async function one<T extends Record<string, unknown>>(
+  port: number,
+  sql: string,
+  opts: ClientOptions = {},
+): Promise<T> {
+  const c = await client(port, opts);
+  try {
+    return (await c.query<T>(sql)).rows[0]!;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Sends a CancelRequest for `c`'s session to `port`, as libpq does, and waits for the close. */
+export async function sendCancel(port: number, c: pg.Client): Promise<void> {
+  const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+  const secret = Buffer.alloc(4);
+  secret.writeInt32BE(secretKey);
+  const s = connect(port, '127.0.0.1');
+  s.on('error', () => undefined);
+  await once(s, 'connect');
+  s.end(cancelRequest({ pid: processID, secret }));
+  s.resume();
+  await once(s, 'close');
+}
+
+/** Writes a self-signed certificate and key PostgreSQL will accept (owned by its OS user, 0600). */
+export function makeCertificate(dir: string): { cert: string; key: string } {
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755);
+  const cert = join(dir, 'server.crt');
+  const key = join(dir, 'server.key');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+    ],
+    { stdio: 'ignore' },
+  );
+  chmodSync(key, 0o600);
+  chmodSync(cert, 0o644);
+  const u = runAsUser('postgres');
+  if (u) {
+    chownSync(key, u.uid, u.gid);
+    chownSync(cert, u.uid, u.gid);
+  }
+  return { cert, key };
+}
+
+export interface TestRouter extends RunningRouter {
+  rw: number;
+  ro: number;
+  statusPort: number;
+}
+
+/** Starts an in-process router for the test cluster on free loopback ports. */
+export async function startTestRouter(
+  etcdHosts: string[],
+  router: Record<string, unknown> = {},
+): Promise<TestRouter> {
+  const [rw, ro, st] = await freePorts(3);
+  const at = (port: number): ListenAddress => ({ hosts: ['127.0.0.1'], port });
+  const rc = parseRouterSection({ wait_timeout: 40, check_interval: 0.5, ...router });
+  rc.listen = at(rw!);
+  rc.replica_listen = at(ro!);
+  rc.status_listen = at(st!);
+  const config = {
+    scope: SCOPE,
+    namespace: '/service/',
+    name: 'router',
+    etcd: { hosts: etcdHosts, protocol: 'http' },
+    log: { type: 'plain', level: 'INFO' },
+    router: rc,
+  } as unknown as PghaConfig;
+  const logger = createLogger({
+    level: process.env.PGHA_TEST_ROUTER_LOG ?? 'silent',
+    base: { router: 'test' },
+  });
+  const running = await startRouter(config, logger);
+  return { ...running, rw: rw!, ro: ro!, statusPort: running.status!.port };
+}

@@ -1,0 +1,298 @@
+/**
+ * `pgha router` against a real three-node cluster (etcd, pgha agents, PostgreSQL with TLS on):
+ * routing on both ports, cancel, TLS pass-through, bad input, status, etcd loss, switchover.
+ */
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
+import { computeTopology } from '../../src/router/topology.js';
+import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/postgres.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { client, makeCertificate, one, sendCancel, startTestRouter, type TestRouter } from './helpers.js';
+
+let cluster: TestCluster;
+let router: TestRouter;
+const cleanups: Array<() => Promise<void>> = [];
+
+const portOf = (name: string) => cluster.node(name).pgPort;
+const nameOfPort = (port: number) => cluster.nodes.find((n) => n.pgPort === port)?.name;
+
+beforeAll(async () => {
+  const certDir = join('/tmp', `pgha-router-certs-${process.pid}`);
+  cleanups.push(() => Promise.resolve(rmSync(certDir, { recursive: true, force: true })));
+  const { cert, key } = makeCertificate(certDir);
+  cluster = await startCluster({
+    nodes: 3,
+    ttl: 8,
+    loopWait: 1,
+    retryTimeout: 3,
+    edit: (cfg) => {
+      const pg = cfg.postgresql as { parameters: Record<string, unknown> };
+      Object.assign(pg.parameters, { ssl: 'on', ssl_cert_file: cert, ssl_key_file: key });
+    },
+  });
+  cleanups.unshift(() => cluster.stop());
+  for (const n of cluster.nodes) cluster.startAgent(n.name);
+  await cluster.waitHealthy(2);
+  router = await startTestRouter(cluster.etcd.endpoints);
+  cleanups.unshift(() => router.stop());
+}, 180_000);
+
+afterAll(async () => {
+  for (const c of cleanups) await c().catch((err: unknown) => console.error('cleanup failed', err));
+}, 120_000);
+
+describe('pgha router', () => {
+  it('sends the read-write port to the primary and spreads the read-only port over replicas', async () => {
+    const leader = (await cluster.readCluster()).leader!.name;
+    const rw = await one<{ port: number; ro: boolean }>(
+      router.rw,
+      'select inet_server_port() as port, pg_is_in_recovery() as ro',
+    );
+    expect(nameOfPort(rw.port)).toBe(leader);
+    expect(rw.ro).toBe(false);
+    // The router may still wait for the replicas to be streaming in its view.
+    await waitFor('two replicas in the router', () =>
+      Promise.resolve(router.router.status().replicas.length === 2),
+    );
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const r = await one<{ port: number; ro: boolean }>(
+        router.ro,
+        'select inet_server_port() as port, pg_is_in_recovery() as ro',
+      );
+      expect(r.ro).toBe(true);
+      seen.add(nameOfPort(r.port)!);
+    }
+    expect(seen.size).toBe(2);
+    expect(seen.has(leader)).toBe(false);
+  });
+
+  it('routes a cancel request to the backend that owns the session, on both ports', async () => {
+    for (const port of [router.rw, router.ro]) {
+      const c = await client(port);
+      try {
+        const started = Date.now();
+        const q = c.query('select pg_sleep(30)').then(
+          () => null,
+          (err: { code?: string }) => err,
+        );
+        await new Promise((r) => setTimeout(r, 300));
+        await sendCancel(port, c);
+        const err = await q;
+        expect(err?.code).toBe('57014');
+        expect(Date.now() - started).toBeLessThan(5000);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }
+    expect(router.router.stats.cancels.routed).toBeGreaterThanOrEqual(2);
+  });
+
+  it('passes SSL through end to end (sslmode=require), and cancels TLS sessions too', async () => {
+    for (const port of [router.rw, router.ro]) {
+      const row = await one<{ ssl: boolean }>(
+        port,
+        'select ssl from pg_stat_ssl where pid = pg_backend_pid()',
+        { ssl: true },
+      );
+      expect(row.ssl).toBe(true);
+    }
+    // The router cannot read a TLS session's cancel key: the request goes to every member.
+    const c = await client(router.rw, { ssl: true });
+    try {
+      const q = c.query('select pg_sleep(30)').then(
+        () => null,
+        (err: { code?: string }) => err,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      await sendCancel(router.rw, c);
+      expect((await q)?.code).toBe('57014');
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+    expect(router.router.stats.cancels.broadcast).toBeGreaterThanOrEqual(1);
+  });
+
+  it('closes clients that send garbage or a huge startup packet, and nobody else', async () => {
+    const bystander = await client(router.rw);
+    try {
+      const huge = Buffer.alloc(20_000, 0x61);
+      huge.writeInt32BE(20_000, 0);
+      huge.writeInt32BE(196608, 4);
+      for (const bad of [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), huge, Buffer.alloc(64, 0xff)]) {
+        const s = connect(router.rw, '127.0.0.1');
+        s.on('error', () => undefined);
+        await once(s, 'connect');
+        s.write(bad);
+        s.resume();
+        const closed = await Promise.race([
+          once(s, 'close').then(() => true),
+          new Promise((r) => setTimeout(() => r(false), 3000)),
+        ]);
+        expect(closed).toBe(true);
+      }
+      expect((await bystander.query('select 1 as x')).rows[0]).toEqual({ x: 1 });
+    } finally {
+      await bystander.end().catch(() => undefined);
+    }
+  });
+
+  it('reports backends, sessions and bytes on /status and Prometheus metrics on /metrics', async () => {
+    const c = await client(router.rw);
+    try {
+      await c.query('select 1');
+      const status = (await (await fetch(`http://127.0.0.1:${router.statusPort}/status`)).json()) as {
+        primary: string;
+        backends: Array<{ name: string; role: string; sessions: { rw: number } }>;
+        sessions: { open: number };
+        bytes: { fromClients: number; toClients: number };
+        lastTopologyChange: { to: string };
+      };
+      const leader = (await cluster.readCluster()).leader!.name;
+      expect(status.primary).toBe(leader);
+      expect(status.backends.find((b) => b.name === leader)).toMatchObject({ role: 'primary' });
+      expect(status.backends.find((b) => b.name === leader)!.sessions.rw).toBeGreaterThanOrEqual(1);
+      expect(status.sessions.open).toBeGreaterThanOrEqual(1);
+      expect(status.bytes.fromClients).toBeGreaterThan(0);
+      expect(status.lastTopologyChange.to).toBe(leader);
+      const metrics = await (await fetch(`http://127.0.0.1:${router.statusPort}/metrics`)).text();
+      expect(metrics).toMatch(/pgha_router_primary_up\{scope="demo"\} 1/);
+      expect(metrics).toMatch(/pgha_router_sessions\{backend="pg\d",port="rw",scope="demo"\} [1-9]/);
+      expect(metrics).toMatch(/pgha_router_bytes_total\{direction="in",scope="demo"\} [1-9]/);
+      const health = await fetch(`http://127.0.0.1:${router.statusPort}/health`);
+      expect(health.status).toBe(200);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  });
+
+  it('keeps routing while etcd is unreachable until the lease could have expired, then stops writes', async () => {
+    const etcdPort = Number(cluster.etcd.endpoints[0]!.split(':')[1]);
+    const proxy: TcpProxy = await startTcpProxy('127.0.0.1', etcdPort);
+    cleanups.unshift(() => proxy.close());
+    const cut = await startTestRouter([proxy.endpoint], { wait_timeout: 1, check_interval: 0.2 });
+    cleanups.unshift(() => cut.stop());
+    await waitFor('the second router to see the primary', () =>
+      Promise.resolve(cut.router.status().primary !== null),
+    );
+    const ttlMs = 8000;
+    const session = await client(cut.rw);
+    const sessionClosed = new Promise<number>((resolve) => session.on('end', () => resolve(Date.now())));
+    try {
+      proxy.suspend();
+      const suspendedAt = Date.now();
+      // Still routing writes before the deadline.
+      const before = await one<{ ro: boolean }>(cut.rw, 'select pg_is_in_recovery() as ro');
+      expect(before.ro).toBe(false);
+      expect(Date.now() - suspendedAt).toBeLessThan(ttlMs - 2000);
+      // Then the session is fenced and new writes are refused, with the reason.
+      const closedAt = await sessionClosed;
+      expect(closedAt - suspendedAt).toBeLessThan(ttlMs + 1500);
+      expect(closedAt - suspendedAt).toBeGreaterThan(ttlMs - 1500);
+      await expect(one(cut.rw, 'select 1', { timeoutMs: 5000 })).rejects.toMatchObject({ code: '57P03' });
+      expect(cut.router.status().noPrimaryBecause).toMatch(/etcd unreachable/);
+      // Reads from replicas go on.
+      expect((await one<{ ro: boolean }>(cut.ro, 'select pg_is_in_recovery() as ro')).ro).toBe(true);
+      proxy.resume();
+      await waitFor(
+        'writes to come back',
+        () => Promise.resolve(cut.router.status().primary !== null),
+        20_000,
+      );
+      expect((await one<{ ro: boolean }>(cut.rw, 'select pg_is_in_recovery() as ro')).ro).toBe(false);
+    } finally {
+      proxy.resume();
+      await session.end().catch(() => undefined);
+    }
+  });
+
+  it('reroutes on switchover: old sessions cut, new connections wait and reach the new primary fast', async () => {
+    const before = await cluster.readCluster();
+    const old = before.leader!.name;
+    const candidate = before.members.find((m) => m.name !== old && m.data.state === 'streaming')!.name;
+    const oldSession = await client(router.rw);
+    const oldClosed = new Promise<void>((resolve) => oldSession.on('end', () => resolve()));
+
+    // An independent watcher: when does etcd first show the candidate as a usable primary?
+    const watcher = new EtcdDcs({
+      hosts: cluster.etcd.endpoints,
+      namespace: '/service/',
+      scope: SCOPE,
+      name: 'test-switchover-watch',
+      ttl: 10,
+    });
+    let etcdAt: number | null = null;
+    const stopWatch = watcher.watch(() => {
+      void watcher.readCluster().then((c) => {
+        if (etcdAt === null && computeTopology(c, { maxLagBytes: null }).primary?.name === candidate)
+          etcdAt = Date.now();
+      });
+    });
+    let routerAt: number | null = null;
+    router.router.onChange = (ch) => {
+      if (ch.to === candidate && routerAt === null) routerAt = Date.now();
+    };
+    // Writers that keep opening connections through the switchover: none may fail.
+    let stop = false;
+    const errors: unknown[] = [];
+    const landed = new Set<string>();
+    const writers = [1, 2, 3].map(async () => {
+      while (!stop) {
+        try {
+          const r = await one<{ port: number }>(
+            router.rw,
+            'select inet_server_port() as port, txid_current()',
+          );
+          landed.add(nameOfPort(r.port)!);
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    });
+    try {
+      const dcs = new EtcdDcs({
+        hosts: cluster.etcd.endpoints,
+        namespace: '/service/',
+        scope: SCOPE,
+        name: 'test-switchover',
+        ttl: 10,
+      });
+      await dcs.setFailover({ leader: old, member: candidate });
+      await dcs.close();
+      await waitFor('the router to follow the switchover', () => Promise.resolve(routerAt !== null), 60_000);
+      await oldClosed;
+      await waitFor(
+        'a write to land on the new primary',
+        () => Promise.resolve(landed.has(candidate)),
+        20_000,
+      );
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+      router.router.onChange = null;
+      await stopWatch();
+      await watcher.close();
+      await oldSession.end().catch(() => undefined);
+    }
+    // A connection already past its startup on the old primary when it stopped (or was cut) may fail;
+    // no new connection may be refused ("the database system is shutting down" is retried by the router).
+    const unexpected = errors.filter(
+      (e) => !/Connection terminated unexpectedly|terminating connection/i.test(String((e as Error).message)),
+    );
+    expect(unexpected).toEqual([]);
+    expect(etcdAt).not.toBeNull();
+    console.log(
+      `switchover ${old} → ${candidate}: router followed ${routerAt! - etcdAt!} ms after etcd showed the new primary; ` +
+        `new-connection writers landed on ${[...landed].join(', ')}, ${errors.length} errors`,
+    );
+    expect(routerAt! - etcdAt!).toBeLessThan(100);
+    const rw = await one<{ port: number }>(router.rw, 'select inet_server_port() as port');
+    expect(nameOfPort(rw.port)).toBe(candidate);
+    expect(portOf(candidate)).toBe(rw.port);
+  });
+});
