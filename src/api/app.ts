@@ -25,6 +25,8 @@ import { clusterBody, healthCode, metricsBody, statusBody } from './status.js';
 export interface ApiRunner {
   readonly snapshot: AgentSnapshot;
   readonly scheduledRestart: Record<string, unknown> | null;
+  /** Re-reads PostgreSQL's status into the snapshot (peers compare WAL positions through `/patroni`). */
+  refreshStatus?(): Promise<void>;
 }
 
 /** The operator actions the API calls (`Operator` from ha/operator.ts). */
@@ -332,6 +334,8 @@ export function createApi(deps: ApiDeps): Hono {
     const s = snap();
     switch (firstSegment(c.req.path)) {
       case 'patroni':
+        // Fresh, as Patroni's: a switchover waits on the candidate's received WAL through this.
+        await runner.refreshStatus?.();
         return c.json(status());
       case 'cluster':
         return c.json(clusterBody(s));

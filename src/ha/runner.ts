@@ -222,6 +222,13 @@ export class HaRunner {
     return this.busyState ?? (this.currentOperation === 'HA cycle' ? null : this.currentOperation);
   }
 
+  /** Re-reads PostgreSQL's status into the snapshot, within a short deadline. */
+  async refreshStatus(): Promise<void> {
+    if (!this.snapshot.running) return;
+    const status = await this.d.pg.status(AbortSignal.timeout(1000)).catch(() => null);
+    if (status) this.snapshot.status = status;
+  }
+
   /** Sets or clears the member state shown while an operator action runs (`restarting`, ...). */
   setBusyState(state: string | null): void {
     this.busyState = state;
