@@ -320,6 +320,7 @@ export class EtcdDcs implements Dcs {
     let ttl: number | undefined;
     // A keep-alive is a stream, which etcd3's retry policy does not cover; each attempt picks a
     // member at random, so retrying a few times rides out one dead member of the cluster.
+    const giveUpAt = Date.now() + this.timeoutMs;
     for (let attempt = 1; ttl === undefined; attempt++) {
       sentAt = Date.now();
       try {
@@ -329,6 +330,7 @@ export class EtcdDcs implements Dcs {
         else if (
           attempt >= KEEPALIVE_ATTEMPTS ||
           signal?.aborted ||
+          Date.now() + 50 >= giveUpAt ||
           !(err instanceof DcsError && err.retryable)
         )
           throw err;
