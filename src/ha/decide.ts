@@ -122,18 +122,19 @@ export function decide(input: HaInput): Decision {
     return { kind: 'demote', upstream: leader, why: `${leader} holds the leader lock but I run as primary` };
   }
   if (leaderUnreachable) return { kind: 'idle', why: `leader ${leader} has not published its address yet` };
+  // A running replica's own WAL position decides whether it can still stream from the leader.
+  const diverged = needsRewind({
+    control: pg.control,
+    position: status.walPosition,
+    timeline: status.timeline,
+    leaderTimeline,
+    history: cluster.history,
+  });
   if (leaderMember && isPrimaryRole(leaderMember.data.role) && pg.configuredUpstream !== leader) {
-    const rewind = needsRewind({
-      control: pg.control,
-      position: status.walPosition,
-      timeline: status.timeline,
-      leaderTimeline,
-      history: cluster.history,
-    });
     return {
       kind: 'follow',
       upstream: leader,
-      rewind,
+      rewind: diverged,
       why: `following the new leader ${leader} (was ${pg.configuredUpstream ?? 'none'})`,
     };
   }
@@ -141,13 +142,7 @@ export function decide(input: HaInput): Decision {
     leaderTimeline !== undefined &&
     status.replicationState !== 'streaming' &&
     status.timeline < leaderTimeline &&
-    needsRewind({
-      control: pg.control,
-      position: status.walPosition,
-      timeline: status.timeline,
-      leaderTimeline,
-      history: cluster.history,
-    })
+    diverged
   ) {
     return {
       kind: 'follow',
