@@ -41,13 +41,20 @@ it('patronictl switchover --force moves the leader to the candidate', async () =
     },
     60_000,
   );
-  const rows = JSON.parse(patronictl('list', '-f', 'json')) as Array<{
-    Member: string;
-    Role: string;
-    TL: number;
-  }>;
+  // Every member publishes the new timeline once it streams from the new leader.
+  const rows = await waitFor(
+    'every member on timeline 2 in patronictl list',
+    () => {
+      const list = JSON.parse(patronictl('list', '-f', 'json')) as Array<{
+        Member: string;
+        Role: string;
+        TL: number;
+      }>;
+      return Promise.resolve(list.every((r) => r.TL === 2) ? list : null);
+    },
+    30_000,
+  );
   expect(rows.find((r) => r.Member === candidate)?.Role).toBe('Leader');
-  expect(rows.every((r) => r.TL === 2)).toBe(true);
 });
 
 it('patronictl edit-config changes a parameter that pgha applies on every node', async () => {
