@@ -33,7 +33,7 @@ export interface EtcdCluster {
   startMember(i: number): Promise<void>;
   /** Index of the member that currently leads the raft group, or -1 when none answers. */
   leaderIndex(): Promise<number>;
-  /** Stops every member this helper started and removes the temporary directories. */
+  /** Stops every member started here and removes the temporary directories. */
   stop(): Promise<void>;
 }
 

@@ -140,8 +140,7 @@ describe('read-only views', () => {
 
 describe('edit-config', () => {
   it('sets values parsed as YAML with a CAS write, showing the diff', async () => {
-    // Not ttl: a changed ttl gives the agents a new etcd lease, and src/ha/runner.ts does not
-    // re-put an unchanged member key on it, so the member keys expire (reported to the lead).
+    // (A ttl change, which moves every key onto a new lease, is covered in test/ha/cluster.test.ts.)
     const out = await ok([
       'edit-config',
       '-s',
