@@ -276,6 +276,16 @@ describe('decide: running', () => {
     );
   });
 
+  it('drops a scheduled switchover missed by more than 1.5 loops instead of running it late', () => {
+    const c = cluster({
+      leader: leaderIs('n1'),
+      failover: { leader: 'n1', member: 'n2', scheduled_at: '2025-12-31T23:59:00Z', modRevision: '3' },
+    });
+    const d = decide(input({ cluster: c, pg: pg({ status: status({ inRecovery: false }) }) }));
+    expect(d.kind).toBe('cancel_switchover');
+    expect(d.why).toContain('2025-12-31T23:59:00Z');
+  });
+
   it('does nothing but keep the lock in maintenance mode', () => {
     const paused = { ...dynamic, pause: true };
     expect(decide(input({ config: paused, pg: pg({ running: false, status: null }) })).kind).toBe('idle');

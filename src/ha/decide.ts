@@ -105,7 +105,12 @@ export function decide(input: HaInput): Decision {
     if (status.inRecovery) return { kind: 'promote', why: 'I hold the leader lock but run as a replica' };
     const fo = cluster.failover;
     if (fo && (fo.leader === me || (fo.leader === undefined && fo.member && fo.member !== me))) {
-      const due = fo.scheduled_at === undefined || Date.parse(fo.scheduled_at) <= input.now;
+      const at = fo.scheduled_at === undefined ? undefined : Date.parse(fo.scheduled_at);
+      // As Patroni: a scheduled switchover missed by more than 1.5 loops is dropped, not run late.
+      if (at !== undefined && at < input.now - config.loop_wait * 1500) {
+        return { kind: 'cancel_switchover', why: `found a stale switchover scheduled at ${fo.scheduled_at}` };
+      }
+      const due = at === undefined || at <= input.now;
       if (due) {
         return {
           kind: 'switchover',

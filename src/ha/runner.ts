@@ -504,6 +504,9 @@ export class HaRunner {
         return this.follow(d, cluster);
       case 'switchover':
         return this.switchover(d, cluster, pg);
+      case 'cancel_switchover':
+        await this.d.dcs.clearFailover();
+        return this.say(d, 'cleared it', 'warn');
     }
   }
 

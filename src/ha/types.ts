@@ -53,6 +53,7 @@ export type Decision =
   | { kind: 'promote'; why: string }
   | { kind: 'demote'; upstream: string | null; why: string }
   | { kind: 'follow'; upstream: string; rewind: boolean; why: string }
-  | { kind: 'switchover'; candidate: string | null; why: string };
+  | { kind: 'switchover'; candidate: string | null; why: string }
+  | { kind: 'cancel_switchover'; why: string };
 
 export type DecisionKind = Decision['kind'];
