@@ -34,29 +34,8 @@ export function makeBenchDir(scope: CleanupScope): string {
   return dir;
 }
 
-/** Polls `fn` every `everyMs` until it returns a truthy value; throws after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | null | undefined | false>,
-  timeoutMs: number,
-  everyMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      const why = last instanceof Error ? `: ${last.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await sleep(everyMs);
-  }
-}
+/** Polling with a deadline: the same helper the integration tests use. */
+export { waitFor } from '../../test/support/postgres.js';
 
 /** The message of an error, or the value as text. */
 export function errorText(e: unknown): string {

@@ -188,11 +188,12 @@ export function createPgTestBase(): PgTestBase {
   };
 }
 
-/** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
+/** Polls `fn` every `everyMs` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
 export async function waitFor<T>(
   what: string,
   fn: () => Promise<T | null | undefined | false>,
   timeoutMs = 30_000,
+  everyMs = 200,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -205,8 +206,8 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline)
       throw new Error(
-        `timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`,
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`,
       );
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
