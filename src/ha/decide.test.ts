@@ -221,6 +221,15 @@ describe('decide: PostgreSQL down', () => {
 });
 
 describe('decide: running', () => {
+  it('says why it cannot reach a running PostgreSQL', () => {
+    const d = decide(
+      input({ pg: pg({ status: null, connectionError: 'password authentication failed for user "x"' }) }),
+    );
+    expect(d.kind).toBe('idle');
+    expect(d.why).toContain('password authentication failed');
+    expect(d.why).toContain('postgresql.authentication.superuser');
+  });
+
   it('races when there is no leader', () => {
     expect(decide(input()).kind).toBe('race');
   });

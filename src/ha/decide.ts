@@ -92,8 +92,12 @@ export function decide(input: HaInput): Decision {
     };
   }
   const status = pg.status;
-  if (status === null)
-    return { kind: 'idle', why: 'PostgreSQL is running but not accepting connections yet' };
+  if (status === null) {
+    const why = pg.connectionError
+      ? `PostgreSQL is running but the agent cannot connect: ${pg.connectionError} (check postgresql.authentication.superuser and pg_hba)`
+      : 'PostgreSQL is running but not accepting connections yet';
+    return { kind: 'idle', why };
+  }
 
   // 5. Nobody holds the lock: race for it (the runner asks the peers and applies evaluateRace).
   if (leader === null) {

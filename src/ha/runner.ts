@@ -381,7 +381,14 @@ export class HaRunner {
     } else if (!running) {
       this.snapshot.role = dataState === 'initialized' ? this.snapshot.role : 'uninitialized';
     }
-    return { dataState, control, running, status, configuredUpstream: this.configuredUpstream };
+    return {
+      dataState,
+      control,
+      running,
+      status,
+      connectionError: running && !status ? (pg.lastConnectionError ?? null) : null,
+      configuredUpstream: this.configuredUpstream,
+    };
   }
 
   private memberAt(

@@ -13,6 +13,8 @@ export interface LocalPostgres {
   running: boolean;
   /** Null while the server is down or does not accept connections yet. */
   status: ServerStatus | null;
+  /** Why the status query got no connection while the postmaster runs (a wrong password, ...). */
+  connectionError?: string | null;
   /** The upstream member we last configured this node to stream from (null: none, primary). */
   configuredUpstream: string | null;
 }

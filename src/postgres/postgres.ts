@@ -584,6 +584,8 @@ export class Postgres implements PostgresNode {
     }
   }
 
+  lastConnectionError: string | null = null;
+
   async status(signal?: AbortSignal): Promise<ServerStatus | null> {
     let row: StatusRow | undefined;
     let replication: ReplicationRow[];
@@ -593,10 +595,12 @@ export class Postgres implements PostgresNode {
     } catch (e) {
       if (e instanceof PostgresConnectionError) {
         this.log.debug({ err: e.message }, 'PostgreSQL does not accept connections');
+        this.lastConnectionError = e.message;
         return null;
       }
       throw e;
     }
+    this.lastConnectionError = null;
     if (!row) return null;
     return statusFromRows(row, replication);
   }

@@ -83,6 +83,8 @@ export interface PostgresNode {
   postmasterPid(): Promise<number | null>;
   /** Reads status over SQL; null when the server does not accept connections. */
   status(signal?: AbortSignal): Promise<ServerStatus | null>;
+  /** Why the last `status()` got no connection (e.g. a wrong password), or null when it got one. */
+  readonly lastConnectionError?: string | null;
   /** The major version of the binaries in bin_dir, e.g. 15. */
   binaryVersion(): Promise<number>;
 
