@@ -3,6 +3,7 @@
  * Pure functions: the HTTP layer only maps them onto requests.
  */
 import type { AgentSnapshot } from '../ha/runner.js';
+import { memberRows } from '../ctl/members.js';
 
 /** PostgreSQL's state as Patroni's API reports it: `running` for any server that accepts connections. */
 export function apiState(s: AgentSnapshot): string {
@@ -150,41 +151,11 @@ function tagText(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** `GET /cluster`: all members as patronictl shows them. */
+/** `GET /cluster`: all members as patronictl shows them (Patroni's `cluster_as_json`). */
 export function clusterBody(s: AgentSnapshot): Record<string, unknown> {
   const c = s.cluster;
   if (!c) return { members: [], scope: s.scope };
-  const leader = c.leader?.name;
-  const optime = c.status?.optime ?? 0;
-  const sync = new Set((c.sync?.sync_standby ?? '').split(',').filter((x) => x !== ''));
-  const members = c.members
-    .map((m) => {
-      const out: Record<string, unknown> = {
-        name: m.name,
-        role: m.name === leader ? 'leader' : sync.has(m.name) ? 'sync_standby' : 'replica',
-        state: m.data.state ?? '',
-        api_url: m.data.api_url,
-      };
-      if (m.data.conn_url) {
-        try {
-          const u = new URL(m.data.conn_url);
-          out.host = u.hostname;
-          out.port = Number(u.port || 5432);
-        } catch {
-          // leave host out, as Patroni does for an unparsable conn_url
-        }
-      }
-      for (const k of ['timeline', 'pending_restart', 'scheduled_restart', 'tags'] as const) {
-        if (m.data[k] !== undefined) out[k] = m.data[k];
-      }
-      if (m.name !== leader) {
-        const lsn = m.data.xlog_location;
-        out.lag = lsn === undefined ? 'unknown' : Math.max(0, optime - lsn);
-      }
-      return out;
-    })
-    .sort((a, b) => String(a.name).localeCompare(String(b.name)));
-  const body: Record<string, unknown> = { members, scope: s.scope };
+  const body: Record<string, unknown> = { members: memberRows(c), scope: s.scope };
   if (s.paused) body.pause = true;
   if (c.failover?.scheduled_at) {
     body.scheduled_switchover = {
