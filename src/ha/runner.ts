@@ -53,6 +53,8 @@ export interface AgentSnapshot {
 }
 
 const LEASE_SAFETY_MIN_S = 2;
+/** How long a switchover waits for its candidate to stream from us (a walreceiver retries every 5 s). */
+const SWITCHOVER_CONNECT_WAIT_MS = 12_000;
 const WAKE_KEYS = new Set(['leader', 'failover', 'config', 'initialize', 'sync']);
 
 export class HaRunner {
@@ -90,6 +92,8 @@ export class HaRunner {
   private appliedServerConfig: string | null = null;
   private mutex: Promise<void> = Promise.resolve();
   private currentOperation: string | null = null;
+  /** A switchover waiting for its candidate to stream from us: which request, since when. */
+  private switchoverWait: { key: string; since: number } | null = null;
   /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
   scheduledRestart: Record<string, unknown> | null = null;
   readonly snapshot: AgentSnapshot;
@@ -930,9 +934,33 @@ export class HaRunner {
       await this.d.dcs.clearFailover();
       return this.say(d, `switchover cancelled: ${why}`, 'warn');
     }
+    // The walsender hands the shutdown checkpoint only to receivers connected at that moment: a
+    // candidate that is reconnecting (after a restart of either side, say) would never receive it
+    // once we stop. Wait for it without holding the loop, up to SWITCHOVER_CONNECT_WAIT_MS.
+    if (!(await this.isStreamingFromMe(candidate.name))) {
+      const key = `${candidate.name}@${cluster.failover?.modRevision ?? ''}`;
+      if (this.switchoverWait?.key !== key) this.switchoverWait = { key, since: this.now() };
+      const waited = this.now() - this.switchoverWait.since;
+      if (waited < SWITCHOVER_CONNECT_WAIT_MS) {
+        setTimeout(() => this.wake(), 100);
+        return this.say(d, `waiting for ${candidate.name} to stream from this primary before stopping`);
+      }
+      this.switchoverWait = null;
+      await this.d.dcs.clearFailover();
+      return this.say(
+        d,
+        `switchover cancelled: candidate ${candidate.name} did not stream from this primary within ` +
+          `${SWITCHOVER_CONNECT_WAIT_MS} ms (no pg_stat_replication row in state streaming), so it could ` +
+          'not receive the shutdown checkpoint',
+        'warn',
+      );
+    }
+    this.switchoverWait = null;
     const started = this.now();
     this.say(d, `switching over to ${candidate.name}: checkpoint, then fast stop`);
     await this.d.pg.checkpoint();
+    // The lease is not renewed from here on: the wait below must end while it is still ours.
+    const leaseUntil = this.fenceDeadline(this.lastLeaseSent ?? this.now());
     this.disarmFence();
     this.busyState = 'stopping';
     try {
@@ -943,13 +971,23 @@ export class HaRunner {
     const control = await this.d.pg.controlData();
     const target = control?.checkpointLsn ?? 0;
     const member = findMember(cluster, candidate.name);
-    const caughtUp = member ? await this.waitForPeerWal(member, target, 10_000) : false;
+    const waitMs = Math.max(1000, Math.min(10_000, leaseUntil - this.now()));
+    const caughtUp = member ? await this.waitForPeerWal(member, target, waitMs) : false;
     if (!caughtUp) {
+      await this.d.dcs.clearFailover().catch(() => undefined);
+      // Restart as primary only while the leader key is still provably ours; otherwise the next
+      // cycle sees the cluster as it is and follows the new leader or joins the race.
+      const leaseSent = this.now();
+      const held = await this.d.dcs
+        .updateLeader(AbortSignal.timeout(this.dynamic.retry_timeout * 1000))
+        .catch(() => false);
       this.log.error(
-        `switchover to ${candidate.name} aborted: it did not receive the shutdown checkpoint ${target}; restarting as primary`,
+        `switchover to ${candidate.name} aborted: it did not receive the shutdown checkpoint ${target} ` +
+          `within ${waitMs} ms; ${held ? 'restarting as primary' : 'the leader key is no longer ours, leaving PostgreSQL stopped'}`,
       );
-      await this.d.dcs.clearFailover();
+      if (!held) return;
       await this.startAs({ role: 'primary' }, 'on_start');
+      this.armFence(leaseSent);
       return;
     }
     await this.d.dcs.deleteLeader();
@@ -966,6 +1004,12 @@ export class HaRunner {
       },
       `switched over to ${candidate.name} in ${this.now() - started} ms; now its replica`,
     );
+  }
+
+  /** Whether `name` has a row in our pg_stat_replication in state `streaming`. */
+  private async isStreamingFromMe(name: string): Promise<boolean> {
+    const status = await this.d.pg.status().catch(() => null);
+    return status?.replication.some((r) => r.application_name === name && r.state === 'streaming') ?? false;
   }
 
   private async waitForPeerWal(member: Member, lsn: number, timeoutMs: number): Promise<boolean> {

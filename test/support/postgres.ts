@@ -6,6 +6,7 @@
 import {
   chmodSync,
   chownSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -13,7 +14,7 @@ import {
   readdirSync,
   rmSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { PostgresqlConfig } from '../../src/config/types.js';
 import { runAsUser, signalPid } from '../../src/util/process.js';
 import { freePort } from './net.js';
@@ -141,6 +142,15 @@ function mkdirOwned(path: string, mode: number): void {
   if (u) chownSync(path, u.uid, u.gid);
 }
 
+/** With `PGHA_TEST_LOGS=<dir>`, copies the agents' logs of a base there before it is removed. */
+function keepLogs(dir: string): void {
+  const to = process.env.PGHA_TEST_LOGS;
+  if (!to) return;
+  const dest = join(to, basename(dir));
+  mkdirSync(dest, { recursive: true });
+  for (const f of readdirSync(dir)) if (f.endsWith('.log')) copyFileSync(join(dir, f), join(dest, f));
+}
+
 /** Creates `/tmp/pgha-test-XXXX` (traversable, owned by the PostgreSQL OS user). */
 export function createPgTestBase(): PgTestBase {
   const dir = mkdtempSync('/tmp/pgha-test-');
@@ -182,6 +192,7 @@ export function createPgTestBase(): PgTestBase {
     },
     async cleanup() {
       await stopPostmasters(dir);
+      keepLogs(dir);
       rmSync(dir, { recursive: true, force: true });
       bases.delete(dir);
     },
