@@ -12,6 +12,7 @@ import type { PghaConfig } from './config/types.js';
 import { createEtcdDcs } from './dcs/etcd.js';
 import type { Member } from './dcs/types.js';
 import { Operator } from './ha/operator.js';
+import type { FailsafeAnswer, FailsafeLeader } from './ha/failsafe.js';
 import { HaRunner } from './ha/runner.js';
 import type { PeerStatus } from './ha/types.js';
 import { createCallbackRunner } from './postgres/callbacks.js';
@@ -19,7 +20,7 @@ import { Postgres } from './postgres/postgres.js';
 import { slotNameForMember } from './postgres/slots.js';
 import { PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
-import { getJson } from './util/http.js';
+import { getJson, httpRequestText } from './util/http.js';
 import { VERSION } from './version.js';
 
 export interface Agent {
@@ -50,6 +51,33 @@ export async function fetchPeerStatus(
   if (body.timeline !== undefined) out.timeline = body.timeline;
   if (member.data.tags) out.tags = member.data.tags;
   return out;
+}
+
+/** `POST /failsafe` to a peer, with the cluster's REST credentials (Patroni's `call_failsafe_member`). */
+export async function postFailsafe(
+  member: Member,
+  leader: FailsafeLeader,
+  signal: AbortSignal,
+  config: PghaConfig,
+): Promise<FailsafeAnswer> {
+  const url = member.data.api_url;
+  if (!url) return { name: member.name, accepted: false, detail: 'no api_url' };
+  const auth = config.restapi.authentication;
+  const res = await httpRequestText(new URL('/failsafe', url).toString(), {
+    method: 'POST',
+    json: leader,
+    signal,
+    cafile: config.restapi.cafile,
+    ...(auth ? { auth } : {}),
+  });
+  const accepted = res.status === 200 && res.text === 'Accepted';
+  const lsn = Number(res.headers.lsn);
+  return {
+    name: member.name,
+    accepted,
+    detail: accepted ? 'accepted' : `${res.status} ${res.text.slice(0, 200)}`,
+    ...(Number.isFinite(lsn) && res.headers.lsn !== undefined ? { lsn } : {}),
+  };
 }
 
 /** Checks what the loader cannot: that the PostgreSQL binaries are where the config says. */
@@ -86,6 +114,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
       return dyn;
     },
     fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
+    postFailsafe: (m, leader, signal) => postFailsafe(m, leader, signal, config),
     runCallback: callbacks,
     slotName: slotNameForMember,
     version: VERSION,

@@ -17,6 +17,7 @@ import { BlockList, isIP } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { RestApiConfig } from '../config/types.js';
 import type { Operator, OperatorResult, RestartRequest, SwitchoverRequest } from '../ha/operator.js';
+import type { FailsafeLeader } from '../ha/failsafe.js';
 import type { AgentSnapshot } from '../ha/runner.js';
 import { PghaError, errorMessage } from '../util/errors.js';
 import { clusterBody, healthCode, metricsBody, statusBody } from './status.js';
@@ -27,6 +28,8 @@ export interface ApiRunner {
   readonly scheduledRestart: Record<string, unknown> | null;
   /** Re-reads PostgreSQL's status into the snapshot (peers compare WAL positions through `/patroni`). */
   refreshStatus?(): Promise<void>;
+  /** `POST /failsafe` from a leader that lost the store (failsafe_mode). */
+  acceptFailsafe?(leader: FailsafeLeader): { status: number; text: string; lsn?: number };
 }
 
 /** The operator actions the API calls (`Operator` from ha/operator.ts). */
@@ -192,6 +195,18 @@ function parseSwitchoverRequest(body: Record<string, unknown>): SwitchoverReques
   if (candidate !== undefined) req.candidate = candidate;
   if (scheduledAt !== undefined) req.scheduled_at = scheduledAt;
   return req;
+}
+
+/** `POST /failsafe`: the calling leader's name and URLs (Patroni sends name, conn_url, api_url, slots). */
+function parseFailsafeRequest(body: Record<string, unknown>): FailsafeLeader {
+  const name = optString(body, 'name');
+  if (!name) throw new ApiInputError('"name" is required: the name of the leader calling');
+  const leader: FailsafeLeader = { name };
+  const connUrl = optString(body, 'conn_url');
+  const apiUrl = optString(body, 'api_url');
+  if (connUrl !== undefined) leader.conn_url = connUrl;
+  if (apiUrl !== undefined) leader.api_url = apiUrl;
+  return leader;
 }
 
 function respond(c: Context, r: OperatorResult): Response {
@@ -382,6 +397,11 @@ export function createApi(deps: ApiDeps): Hono {
       }
       case 'reload':
         return respond(c, operator.reload());
+      case 'failsafe': {
+        const leader = parseFailsafeRequest(await readJsonObject(c, false));
+        const res = runner.acceptFailsafe?.(leader) ?? { status: 502, text: 'failsafe_mode is not enabled' };
+        return c.text(res.text, res.status as 200, res.lsn === undefined ? {} : { lsn: String(res.lsn) });
+      }
       case 'reinitialize': {
         const body = await readJsonObject(c, true);
         return respond(c, await operator.reinitialize(parseBoolField(body, 'force') ?? false));

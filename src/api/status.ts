@@ -243,7 +243,7 @@ export function metricsBody(s: AgentSnapshot, version: string): string {
     'patroni_failsafe_mode_is_active',
     'gauge',
     'Value is 1 if failsafe mode is active, 0 if inactive.',
-    0,
+    s.failsafeActive ? 1 : 0,
   );
   metric(
     'patroni_postgres_timeline',

@@ -319,6 +319,18 @@ describe('evaluateRace', () => {
     peers: [] as PeerStatus[],
   };
 
+  it('under failsafe_mode, keeps a member the last leader did not list out of the race', () => {
+    const fs = { n0: 'http://a/patroni', n2: 'http://b/patroni' };
+    const on = { ...base, config: { ...dynamic, failsafe_mode: true } };
+    const v = evaluateRace({ ...on, cluster: cluster({ failsafe: fs }) });
+    expect(v).toEqual({
+      ok: false,
+      why: 'failsafe_mode is on and this member is not in the failsafe key (n0, n2)',
+    });
+    expect(evaluateRace({ ...on, cluster: cluster({ failsafe: { ...fs, n1: 'http://c' } }) }).ok).toBe(true);
+    expect(evaluateRace({ ...base, cluster: cluster({ failsafe: fs }) }).ok).toBe(true);
+  });
+
   it('lets the most advanced healthy replica win', () => {
     const peers: PeerStatus[] = [
       { name: 'n2', reachable: true, role: 'replica', state: 'running', walPosition: 0x3000000, timeline: 1 },

@@ -5,6 +5,7 @@
 import type { DynamicConfig, TagsConfig } from '../config/types.js';
 import type { ClusterState, HistoryEntry, Member } from '../dcs/types.js';
 import type { ControlData, ServerStatus } from '../postgres/types.js';
+import { failsafeRaceBlock } from './failsafe.js';
 import type { PeerStatus } from './types.js';
 
 /** Primary roles as published in member keys (`master` is Patroni's old name, still accepted). */
@@ -80,6 +81,8 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
     return { ok: true, why: `a manual failover/switchover names this member (${me}) as the candidate` };
   }
   if (tags.nofailover) return { ok: false, why: `this member is tagged nofailover` };
+  const notInFailsafe = failsafeRaceBlock(cluster, me, config.failsafe_mode);
+  if (notInFailsafe) return { ok: false, why: notInFailsafe };
   if (manualTarget && findMember(cluster, manualTarget)) {
     return { ok: false, why: `a manual failover/switchover to ${manualTarget} is in progress` };
   }

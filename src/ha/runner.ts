@@ -10,6 +10,15 @@ import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus } 
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import { decide } from './decide.js';
+import {
+  failsafePeers,
+  failsafeTopology,
+  FailsafeHeartbeats,
+  sameTopology,
+  withFailsafeLeader,
+  type FailsafeAnswer,
+  type FailsafeLeader,
+} from './failsafe.js';
 import { planSync } from './sync.js';
 import { mergeTimelineHistory } from './history.js';
 import { evaluateRace, findMember, isPrimaryRole, needsRewind } from './rules.js';
@@ -24,6 +33,8 @@ export interface RunnerDeps {
   parseDynamic(raw: Record<string, unknown>): DynamicConfig;
   /** Asks a peer's REST API for its status (`GET /patroni`), within the signal's deadline. */
   fetchPeer(member: Member, signal: AbortSignal): Promise<PeerStatus>;
+  /** `POST /failsafe` to a peer (failsafe_mode); absent: every peer counts as not confirming. */
+  postFailsafe?(member: Member, leader: FailsafeLeader, signal: AbortSignal): Promise<FailsafeAnswer>;
   /** Runs a user callback (`on_start`, ...) without waiting for it. */
   runCallback(action: CallbackName, role: string): void;
   /** Physical slot name for a member (Patroni's rule). */
@@ -50,6 +61,8 @@ export interface AgentSnapshot {
   isLeader: boolean;
   sysid: string | null;
   paused: boolean;
+  /** The store is unreachable and every member confirmed this primary over `POST /failsafe`. */
+  failsafeActive: boolean;
 }
 
 const LEASE_SAFETY_MIN_S = 2;
@@ -94,6 +107,9 @@ export class HaRunner {
   private currentOperation: string | null = null;
   /** A switchover waiting for its candidate to stream from us: which request, since when. */
   private switchoverWait: { key: string; since: number } | null = null;
+  /** Replica side of failsafe_mode: the leader's last `POST /failsafe`. */
+  private readonly failsafeHeartbeats = new FailsafeHeartbeats();
+  private lastFailsafeReport = '';
   /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
   scheduledRestart: Record<string, unknown> | null = null;
   readonly snapshot: AgentSnapshot;
@@ -118,6 +134,7 @@ export class HaRunner {
       isLeader: false,
       sysid: null,
       paused: false,
+      failsafeActive: false,
     };
   }
 
@@ -254,11 +271,19 @@ export class HaRunner {
       this.dcsFailing = false;
     } catch (err) {
       this.onDcsFailure(err);
+      await this.failsafeRound();
       return;
     }
     this.snapshot.dcsLastSeen = Math.floor(this.now() / 1000);
-    this.snapshot.cluster = cluster;
+    this.snapshot.failsafeActive = false;
+    this.lastFailsafeReport = '';
     this.applyDynamic(cluster);
+    if (this.dynamic.failsafe_mode && !cluster.leader) {
+      // A leader that lost the store but still calls us over POST /failsafe is alive: follow it.
+      const vouched = this.failsafeHeartbeats.leader(this.now(), this.dynamic.ttl);
+      if (vouched && vouched.name !== this.me) cluster = withFailsafeLeader(cluster, vouched);
+    }
+    this.snapshot.cluster = cluster;
 
     const pg = await this.observe(cluster);
     if (cluster.leader?.name === this.me) {
@@ -267,6 +292,7 @@ export class HaRunner {
         held = await this.d.dcs.updateLeader(deadline());
       } catch (err) {
         this.onDcsFailure(err);
+        await this.failsafeRound();
         return;
       }
       if (held && pg.running && pg.status && !pg.status.inRecovery) this.armFence(leaseSent);
@@ -719,9 +745,12 @@ export class HaRunner {
   }
 
   private async fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
-    const others = cluster.members.filter(
-      (m) => m.name !== this.me && m.data.api_url && (!only || m.name === only),
-    );
+    const known = [...cluster.members];
+    // Under failsafe_mode, members whose keys expired still count when the last leader knew them.
+    if (this.dynamic.failsafe_mode && cluster.failsafe)
+      for (const m of failsafePeers(cluster.failsafe, this.me))
+        if (!known.some((k) => k.name === m.name)) known.push(m);
+    const others = known.filter((m) => m.name !== this.me && m.data.api_url && (!only || m.name === only));
     return Promise.all(
       others.map((m) =>
         this.d
@@ -806,6 +835,7 @@ export class HaRunner {
   /** Leader's upkeep each cycle: `status` (optime) and one replication slot per member. */
   private async leaderDuties(cluster: ClusterState, status: ServerStatus | null): Promise<void> {
     if (!status || status.inRecovery) return;
+    await this.maintainFailsafeKey(cluster);
     if (this.dynamic.postgresql.use_slots) {
       const names = await this.slotsToKeep(cluster);
       await this.d.pg
@@ -1020,6 +1050,106 @@ export class HaRunner {
       await new Promise((r) => setTimeout(r, 50));
     }
     return false;
+  }
+
+  // ---- failsafe_mode ----------------------------------------------------------------------
+
+  private myApiUrl(): string {
+    const cfg = this.d.config.restapi;
+    return `${cfg.certfile ? 'https' : 'http'}://${cfg.connect_address}/patroni`;
+  }
+
+  /** The leader keeps the `failsafe` key listing every member (and removes it without failsafe_mode). */
+  private async maintainFailsafeKey(cluster: ClusterState): Promise<void> {
+    try {
+      if (!this.dynamic.failsafe_mode) {
+        if (cluster.failsafe) await this.d.dcs.setFailsafe(null);
+        return;
+      }
+      const topology = failsafeTopology(cluster, this.me, this.myApiUrl());
+      if (!sameTopology(cluster.failsafe, topology)) await this.d.dcs.setFailsafe(topology);
+    } catch (err) {
+      this.log.warn(`could not write the failsafe key: ${errorMessage(err)}`);
+    }
+  }
+
+  /**
+   * The store is unreachable: a leader running as primary with failsafe_mode asks every member of
+   * the last known `failsafe` key to confirm it. Only if all do, the fence is re-armed from the
+   * moment the round started (each member then vouches for us for ttl from a later moment);
+   * otherwise the fence armed by the last renewal stops PostgreSQL at its deadline.
+   */
+  private async failsafeRound(): Promise<void> {
+    const s = this.snapshot;
+    const primary = s.running && s.status !== null && !s.status.inRecovery;
+    if (!this.dynamic.failsafe_mode || this.dynamic.pause || !primary || !s.isLeader || this.stopping) {
+      s.failsafeActive = false;
+      return;
+    }
+    const failsafe = s.cluster?.failsafe;
+    if (!failsafe || !(this.me in failsafe)) {
+      s.failsafeActive = false;
+      return this.reportFailsafe(
+        'warn',
+        'failsafe_mode is on but the last failsafe key read does not list this member; the fence applies',
+      );
+    }
+    const started = this.now();
+    const leader: FailsafeLeader = {
+      name: this.me,
+      conn_url: `postgres://${this.d.config.postgresql.connect_address}/postgres`,
+      api_url: this.myApiUrl(),
+    };
+    const peers = failsafePeers(failsafe, this.me);
+    const answers = await Promise.all(
+      peers.map((m) =>
+        this.d.postFailsafe
+          ? this.d
+              .postFailsafe(m, leader, AbortSignal.timeout(2000))
+              .catch((err: unknown): FailsafeAnswer => ({
+                name: m.name,
+                accepted: false,
+                detail: errorMessage(err),
+              }))
+          : Promise.resolve<FailsafeAnswer>({ name: m.name, accepted: false, detail: 'no REST client' }),
+      ),
+    );
+    const refused = answers.filter((a) => !a.accepted);
+    if (refused.length > 0 || this.stopping || !this.snapshot.isLeader) {
+      s.failsafeActive = false;
+      return this.reportFailsafe(
+        'error',
+        `failsafe_mode: not every member confirmed this primary (${refused.map((a) => `${a.name}: ${a.detail}`).join('; ')}); ` +
+          'the fence will stop PostgreSQL at the lease deadline',
+      );
+    }
+    this.armFence(started);
+    s.failsafeActive = true;
+    const names = peers.map((p) => p.name).join(', ') || 'none, single member';
+    this.reportFailsafe(
+      'warn',
+      `continuing to run as leader because failsafe mode is enabled and all members are accessible (${names})`,
+    );
+  }
+
+  private reportFailsafe(level: 'warn' | 'error', message: string): void {
+    if (message === this.lastFailsafeReport) return;
+    this.lastFailsafeReport = message;
+    this.log[level]({ event: 'failsafe' }, message);
+  }
+
+  /**
+   * `POST /failsafe` from a leader that lost the store (Patroni's `update_failsafe`): a primary
+   * refuses it; a replica records the heartbeat and answers with its WAL position.
+   */
+  acceptFailsafe(leader: FailsafeLeader): { status: number; text: string; lsn?: number } {
+    if (!this.dynamic.failsafe_mode) return { status: 502, text: 'failsafe_mode is not enabled' };
+    const s = this.snapshot;
+    if (s.running && s.status && !s.status.inRecovery && s.state === 'running')
+      return { status: 500, text: 'Running as a leader' };
+    this.failsafeHeartbeats.record(leader, this.now());
+    const lsn = s.status?.walPosition;
+    return lsn === undefined ? { status: 200, text: 'Accepted' } : { status: 200, text: 'Accepted', lsn };
   }
 
   // ---- publishing ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
 
-export interface GetJsonOptions {
+export interface HttpOptions {
   signal?: AbortSignal;
   /** PEM file of the CA that signed the peers' certificates; without it TLS peers are not verified. */
   cafile?: string;
@@ -10,10 +10,24 @@ export interface GetJsonOptions {
   maxBytes?: number;
 }
 
+export interface HttpRequestOptions extends HttpOptions {
+  method?: string;
+  /** Sent as JSON with `Content-Type: application/json`. */
+  json?: unknown;
+  /** HTTP Basic credentials (the peers share `restapi.authentication`). */
+  auth?: { username: string; password: string };
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
 const caCache = new Map<string, Buffer>();
 
-/** GETs a JSON document over http or https (peers' REST APIs), with a deadline and a size cap. */
-export function getJson<T>(url: string, opts: GetJsonOptions = {}): Promise<T> {
+/** One HTTP(S) request to a peer's REST API, with a deadline and a size cap on the answer. */
+export function httpRequestText(url: string, opts: HttpRequestOptions = {}): Promise<HttpResponse> {
   const u = new URL(url);
   const tls = u.protocol === 'https:';
   let ca: Buffer | undefined;
@@ -22,12 +36,22 @@ export function getJson<T>(url: string, opts: GetJsonOptions = {}): Promise<T> {
     caCache.set(opts.cafile, ca);
   }
   const max = opts.maxBytes ?? 1024 * 1024;
-  return new Promise<T>((resolve, reject) => {
+  const body = opts.json === undefined ? undefined : Buffer.from(JSON.stringify(opts.json));
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = String(body.length);
+  }
+  if (opts.auth) {
+    const token = Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64');
+    headers.authorization = `Basic ${token}`;
+  }
+  return new Promise<HttpResponse>((resolve, reject) => {
     const req = (tls ? httpsRequest : httpRequest)(
       u,
       {
-        method: 'GET',
-        headers: { accept: 'application/json' },
+        method: opts.method ?? 'GET',
+        headers,
         signal: opts.signal,
         ...(tls ? { ca, rejectUnauthorized: ca !== undefined } : {}),
       },
@@ -39,17 +63,27 @@ export function getJson<T>(url: string, opts: GetJsonOptions = {}): Promise<T> {
           if (size > max) req.destroy(new Error(`response from ${u.origin} is larger than ${max} bytes`));
           else chunks.push(c);
         });
-        res.on('end', () => {
-          try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T);
-          } catch {
-            reject(new Error(`response from ${url} is not JSON`));
-          }
-        });
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
         res.on('error', reject);
       },
     );
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
+}
+
+/** GETs a JSON document over http or https (peers' REST APIs), with a deadline and a size cap. */
+export async function getJson<T>(url: string, opts: HttpOptions = {}): Promise<T> {
+  const res = await httpRequestText(url, opts);
+  try {
+    return JSON.parse(res.text) as T;
+  } catch {
+    throw new Error(`response from ${url} is not JSON`);
+  }
 }

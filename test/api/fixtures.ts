@@ -88,6 +88,7 @@ export function snapshot(role: 'primary' | 'replica' | 'stopped', overrides: Par
     isLeader: role === 'primary',
     sysid: '7000000000000000001',
     paused: false,
+    failsafeActive: false,
   };
   return { ...base, ...overrides };
 }
