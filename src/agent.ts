@@ -22,6 +22,7 @@ import { PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { getJson, httpRequestText } from './util/http.js';
 import { VERSION } from './version.js';
+import { Watchdog } from './watchdog/watchdog.js';
 
 export interface Agent {
   runner: HaRunner;
@@ -102,11 +103,18 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   });
   const pg = new Postgres(config.postgresql, { name: config.name, logger });
   const callbacks = createCallbackRunner(config.postgresql.callbacks, config.scope, logger);
+  const watchdog = new Watchdog({
+    mode: config.watchdog.mode,
+    device: config.watchdog.device,
+    safetyMargin: config.watchdog.safety_margin,
+    logger,
+  });
   const runner = new HaRunner({
     config,
     dcs,
     pg,
     logger,
+    watchdog,
     parseDynamic: (raw) => {
       const { config: dyn, errors } = parseDynamicConfig(raw);
       if (errors.length > 0)

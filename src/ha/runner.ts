@@ -8,6 +8,7 @@ import type { CallbackName, DynamicConfig, PghaConfig } from '../config/types.js
 import type { ClusterState, Dcs, Member, MemberData } from '../dcs/types.js';
 import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
+import type { LeaderWatchdog } from '../watchdog/watchdog.js';
 import { errorMessage } from '../util/errors.js';
 import { decide } from './decide.js';
 import {
@@ -33,6 +34,8 @@ export interface RunnerDeps {
   parseDynamic(raw: Record<string, unknown>): DynamicConfig;
   /** Asks a peer's REST API for its status (`GET /patroni`), within the signal's deadline. */
   fetchPeer(member: Member, signal: AbortSignal): Promise<PeerStatus>;
+  /** The watchdog pinged with every renewal while leader (absent: none, as `watchdog.mode: off`). */
+  watchdog?: LeaderWatchdog;
   /** `POST /failsafe` to a peer (failsafe_mode); absent: every peer counts as not confirming. */
   postFailsafe?(member: Member, leader: FailsafeLeader, signal: AbortSignal): Promise<FailsafeAnswer>;
   /** Runs a user callback (`on_start`, ...) without waiting for it. */
@@ -295,6 +298,15 @@ export class HaRunner {
         await this.failsafeRound();
         return;
       }
+      const noWatchdog = held ? this.watchdogRefusal() : null;
+      if (noWatchdog) {
+        this.log.error(`${noWatchdog}: releasing the leader key and stopping PostgreSQL`);
+        this.disarmFence();
+        await this.d.dcs.deleteLeader().catch(() => false);
+        this.snapshot.isLeader = false;
+        if (pg.running) await this.stopFastOrImmediate();
+        return;
+      }
       if (held && pg.running && pg.status && !pg.status.inRecovery) this.armFence(leaseSent);
       if (!held) {
         cluster = { ...cluster, leader: null };
@@ -456,12 +468,23 @@ export class HaRunner {
     if (this.fenceTimer) clearTimeout(this.fenceTimer);
     const delay = Math.max(0, this.fenceDeadline(leaseSent) - this.now());
     this.fenceTimer = setTimeout(() => void this.fence(leaseSent), delay);
+    // The hardware backstop of the same promise, for when this process cannot run the timer.
+    this.d.watchdog?.keepalive(this.dynamic.ttl, this.dynamic.loop_wait);
   }
 
   private disarmFence(): void {
     if (this.fenceTimer) clearTimeout(this.fenceTimer);
     this.fenceTimer = null;
     this.lastLeaseSent = null;
+    this.d.watchdog?.disable();
+  }
+
+  /** With `watchdog.mode: required`, why this node may not lead now (no usable watchdog); else null. */
+  private watchdogRefusal(): string | null {
+    const w = this.d.watchdog;
+    if (!w || w.mode !== 'required') return null;
+    const why = w.activate(this.dynamic.ttl, this.dynamic.loop_wait);
+    return why === null ? null : `watchdog.mode is required and the watchdog is unusable: ${why}`;
   }
 
   private async fence(leaseSent: number): Promise<void> {
@@ -604,6 +627,8 @@ export class HaRunner {
         'cluster in its place. Restore the data directory by hand and start the agent again, or remove bootstrap.method';
       return this.say(d, 'not bootstrapping', 'error');
     }
+    const noWatchdog = this.watchdogRefusal();
+    if (noWatchdog) return this.say(d, `not bootstrapping: ${noWatchdog}`, 'error');
     if (!(await this.d.dcs.initialize('', true))) {
       return this.say(d, 'another member won the initialisation race; waiting for it');
     }
@@ -780,6 +805,8 @@ export class HaRunner {
       peers,
     });
     if (!verdict.ok) return this.say(d, `not taking the leader key: ${verdict.why}`);
+    const noWatchdog = this.watchdogRefusal();
+    if (noWatchdog) return this.say(d, `not taking the leader key: ${noWatchdog}`, 'error');
     if (!(await this.d.dcs.attemptToAcquireLeader())) {
       return this.say(d, 'another member took the leader key first');
     }
