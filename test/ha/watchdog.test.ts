@@ -34,8 +34,10 @@ beforeAll(async () => {
   c.startAgent('pg1');
   await waitFor(
     'pg1 refusing to bootstrap',
-    async () =>
-      /not bootstrapping: watchdog\.mode is required/.test(readFileSync(c.node('pg1').logPath, 'utf8')),
+    () =>
+      Promise.resolve(
+        /not bootstrapping: watchdog\.mode is required/.test(readFileSync(c.node('pg1').logPath, 'utf8')),
+      ),
     20_000,
   );
   c.startAgent('pg2');
@@ -55,7 +57,11 @@ it('pings while leading, disarms on stepping down, and keeps a node without one 
     /not bootstrapping: watchdog\.mode is required and the watchdog is unusable: .*pg1\.watchdog does not exist/,
   );
   const pings = (name: string) => readFileSync(device(name), 'utf8');
-  await waitFor(`${leader} pinging its watchdog`, async () => /^V*1{3,}$/.test(pings(leader)), 10_000);
+  await waitFor(
+    `${leader} pinging its watchdog`,
+    () => Promise.resolve(/^V*1{3,}$/.test(pings(leader))),
+    10_000,
+  );
 
   const other = leader === 'pg2' ? 'pg3' : 'pg2';
   // Opened to check it while racing, perhaps, but never pinged: it never led.
@@ -66,5 +72,9 @@ it('pings while leading, disarms on stepping down, and keeps a node without one 
   });
   expect(res.status).toBe(200);
   expect(pings(leader)).toMatch(/^V*1+V$/);
-  await waitFor(`${other} pinging its watchdog`, async () => /^V*1{2,}$/.test(pings(other)), 10_000);
+  await waitFor(
+    `${other} pinging its watchdog`,
+    () => Promise.resolve(/^V*1{2,}$/.test(pings(other))),
+    10_000,
+  );
 });
