@@ -5,7 +5,9 @@
  * the key itself, as patronictl does.
  */
 import type { Command } from 'commander';
+import { parseDynamicConfig } from '../config/schema.js';
 import type { ClusterState, Member } from '../dcs/types.js';
+import { manualPromotionRisk } from '../ha/rules.js';
 import { PghaError } from '../util/errors.js';
 import { ApiUnreachableError } from './api.js';
 import { withContext } from './command.js';
@@ -161,6 +163,12 @@ async function failoverOrSwitchover(
           `switchover is not possible: no healthy candidate: ${problems.join('; ')}`,
         );
     }
+  }
+
+  if (candidate) {
+    const mode = parseDynamicConfig(cluster.config?.value ?? {}).config.synchronous_mode;
+    const risk = manualPromotionRisk(cluster, mode, candidate);
+    if (risk) console.log(`Warning: ${risk}`);
   }
 
   if (!force) {

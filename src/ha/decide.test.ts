@@ -4,7 +4,7 @@ import type { ClusterState, Member } from '../dcs/types.js';
 import type { ControlData, ServerStatus } from '../postgres/types.js';
 import { decide } from './decide.js';
 import { mergeTimelineHistory } from './history.js';
-import { evaluateRace, needsRewind } from './rules.js';
+import { evaluateRace, manualPromotionRisk, needsRewind } from './rules.js';
 import type { HaInput, LocalPostgres, PeerStatus } from './types.js';
 
 const dynamic: DynamicConfig = {
@@ -318,6 +318,20 @@ describe('evaluateRace', () => {
     status: status(),
     peers: [] as PeerStatus[],
   };
+
+  it('lets a named candidate promote in synchronous mode even when not synchronous, naming the risk', () => {
+    const c = cluster({
+      failover: { member: 'n1', modRevision: '3' },
+      sync: { leader: 'n0', sync_standby: 'n2', modRevision: '4' },
+    });
+    const v = evaluateRace({ ...base, cluster: c, config: { ...dynamic, synchronous_mode: true } });
+    expect(v.ok).toBe(true);
+    expect(v.ok && v.risk).toMatch(
+      /^n1 is not a synchronous standby \(synchronous: n2\); transactions acknowledged/,
+    );
+    expect(manualPromotionRisk(c, true, 'n2')).toBeNull();
+    expect(manualPromotionRisk(c, false, 'n1')).toBeNull();
+  });
 
   it('under failsafe_mode, keeps a member the last leader did not list out of the race', () => {
     const fs = { n0: 'http://a/patroni', n2: 'http://b/patroni' };

@@ -12,6 +12,7 @@ import type { PostgresNode, RoleConfig } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import type { AgentSnapshot } from './runner.js';
+import { manualPromotionRisk } from './rules.js';
 import type { PeerStatus } from './types.js';
 
 /** What the operator needs from the HA runner (`HaRunner` satisfies it). */
@@ -442,6 +443,10 @@ export class Operator {
       const why = await this.failoverImpossible(cluster, leader, candidate, action);
       if (why) return bad(why, 412);
     }
+    const risk = candidate
+      ? manualPromotionRisk(cluster, this.runner.dynamicConfig.synchronous_mode, candidate)
+      : null;
+    if (risk) this.log.warn({ event: 'manual_promotion_risk' }, `${action} requested although ${risk}`);
     const value: { leader?: string; member?: string; scheduled_at?: string } = {};
     if (leader) value.leader = leader;
     if (candidate) value.member = candidate;

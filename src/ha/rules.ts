@@ -60,7 +60,25 @@ export interface RaceInput {
   peers: PeerStatus[];
 }
 
-export type RaceVerdict = { ok: true; why: string } | { ok: false; why: string };
+export type RaceVerdict = { ok: true; why: string; risk?: string } | { ok: false; why: string };
+
+/**
+ * The risk of promoting `candidate` by hand in synchronous mode when the `sync` key does not list
+ * it: commits acknowledged by the synchronous standbys alone would be lost. Null when there is none.
+ */
+export function manualPromotionRisk(
+  cluster: ClusterState,
+  synchronousMode: DynamicConfig['synchronous_mode'],
+  candidate: string,
+): string | null {
+  if (!synchronousMode || !cluster.sync) return null;
+  const syncMembers = nameList(cluster.sync.sync_standby);
+  if (cluster.sync.leader === candidate || syncMembers.includes(candidate)) return null;
+  return (
+    `${candidate} is not a synchronous standby (synchronous: ${syncMembers.join(', ') || 'none'}); ` +
+    'transactions acknowledged to clients but not yet received by it will be lost if it is promoted'
+  );
+}
 
 function nameList(value: string | null | undefined): string[] {
   return (value ?? '')
@@ -78,7 +96,9 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
   const failover = cluster.failover;
   const manualTarget = failover?.member;
   if (manualTarget === me) {
-    return { ok: true, why: `a manual failover/switchover names this member (${me}) as the candidate` };
+    const why = `a manual failover/switchover names this member (${me}) as the candidate`;
+    const risk = manualPromotionRisk(cluster, config.synchronous_mode, me);
+    return risk ? { ok: true, why, risk } : { ok: true, why };
   }
   if (tags.nofailover) return { ok: false, why: `this member is tagged nofailover` };
   const notInFailsafe = failsafeRaceBlock(cluster, me, config.failsafe_mode);

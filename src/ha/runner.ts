@@ -810,6 +810,8 @@ export class HaRunner {
     if (!(await this.d.dcs.attemptToAcquireLeader())) {
       return this.say(d, 'another member took the leader key first');
     }
+    if (verdict.risk)
+      this.log.warn({ event: 'manual_promotion_risk' }, `promoting on request although ${verdict.risk}`);
     this.snapshot.isLeader = true;
     this.armFence(leaseSent);
     if (status.inRecovery) {
