@@ -21,6 +21,7 @@ import { slotNameForMember } from './postgres/slots.js';
 import { PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { getJson, httpRequestText } from './util/http.js';
+import { probePort } from './util/net.js';
 import { VERSION } from './version.js';
 import { Watchdog } from './watchdog/watchdog.js';
 
@@ -123,6 +124,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     },
     fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     postFailsafe: (m, leader, signal) => postFailsafe(m, leader, signal, config),
+    probePort: (host, port) => probePort(host, port),
     runCallback: callbacks,
     slotName: slotNameForMember,
     version: VERSION,

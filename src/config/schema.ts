@@ -5,6 +5,7 @@
  * Objects are strict so unknown keys surface as `unrecognized_keys` issues; `load.ts` turns those into
  * warnings (see `UNSUPPORTED_KEYS`) rather than errors.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { DynamicConfig, EtcdConfig, HostPort, ListenAddress } from './types.js';
 
@@ -226,6 +227,8 @@ export const dynamicConfigSchema = z.looseObject({
   synchronous_mode_strict: bool(false),
   synchronous_node_count: int(1, 1),
   failsafe_mode: bool(false),
+  /** pgha extension: fail over without waiting for the lease when a leader's processes are proven gone. */
+  fast_failover: bool(true),
   check_timeline: bool(false),
   pause: bool(false),
   postgresql: dynamicPostgresql,
@@ -288,6 +291,7 @@ export function parseDynamicConfig(raw: unknown): { config: DynamicConfig; error
     synchronous_mode_strict: d.synchronous_mode_strict,
     synchronous_node_count: d.synchronous_node_count,
     failsafe_mode: d.failsafe_mode,
+    fast_failover: d.fast_failover,
     check_timeline: d.check_timeline,
     pause: d.pause,
     postgresql: {
@@ -505,6 +509,77 @@ export const routerSection = section({
   verify_primary: bool(true),
 });
 
+/**
+ * `vip:` — `pgha vip`, the virtual IP (pgha extension; Keepalived's part in the seed). Types: `VipConfig`;
+ * the router health URL's default (from `router.status_listen`) is filled by `src/vip/config.ts`.
+ */
+export const vipSection = z
+  .strictObject({
+    /** The virtual address clients connect to (IPv4 or IPv6). */
+    address: z.preprocess(
+      asText,
+      z.string().refine((s) => isIP(s.trim()) !== 0, {
+        error: (iss) => `expected an IPv4 or IPv6 address, got ${describe(iss.input)}`,
+      }),
+    ),
+    /** Prefix length of the address on the interface; 32 (IPv4) or 128 (IPv6) when absent, as Keepalived. */
+    prefix: z.preprocess(asInt, z.number().int().min(1).max(128).optional()),
+    /** The network interface that carries the address. */
+    interface: z.preprocess(
+      asText,
+      z.string().refine((s) => /^[^\s/:]{1,15}$/.test(s), {
+        error: (iss) =>
+          `expected an interface name (1-15 characters, no spaces, "/" or ":"), got ${describe(iss.input)}`,
+      }),
+    ),
+    /** `leader`: on the node holding the leader key; `router`: on one node whose local router is healthy. */
+    mode: z.preprocess(
+      (v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)),
+      z.enum(['leader', 'router']).default('leader'),
+    ),
+    /** Seconds the VIP key's etcd lease lives without renewal; the address is dropped 2 s before. */
+    ttl: int(4, 10),
+    /** Seconds between checks (etcd renewal, router health, the address on the interface). */
+    check_interval: z.preprocess(
+      (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
+      z.number().min(0.1).default(1),
+    ),
+    /** Router mode: the local router's status URL; 2xx means healthy. */
+    router_health_url: z.preprocess(
+      asText,
+      z
+        .string()
+        .refine((s) => /^https?:\/\/[^/]/.test(s) && URL.canParse(s), {
+          error: (iss) => `expected an http(s) URL, got ${describe(iss.input)}`,
+        })
+        .optional(),
+    ),
+    /** Router mode: consecutive failed checks (timeouts, errors) before the router counts as down. */
+    fall: int(1, 2),
+    /** Router mode: consecutive good checks before a down router counts as healthy again. */
+    rise: int(1, 1),
+    /** Gratuitous ARP packets sent on takeover (IPv4; 0: none). */
+    arp_count: int(0, 3),
+    /** HTTP status (`GET /status`) and Prometheus metrics (`GET /metrics`). Absent: none. */
+    status_listen: z.preprocess(blank, listen(8010).optional()),
+  })
+  .superRefine((v, ctx) => {
+    const family = isIP(v.address.trim());
+    if (family === 4 && v.prefix !== undefined && v.prefix > 32)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prefix'],
+        message: `must be at most 32 for an IPv4 address, got ${v.prefix}`,
+      });
+    // Leave room for two checks before the address is dropped (ttl − 2 s).
+    if (v.check_interval * 2 > v.ttl - 2)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['check_interval'],
+        message: `must be at most (ttl − 2) / 2 = ${(v.ttl - 2) / 2} seconds, got ${v.check_interval}`,
+      });
+  });
+
 /** The whole `patroni.yml`, strict at every level except `tags` and parameter maps. */
 export const fileSchema = z.strictObject({
   scope: text(),
@@ -548,6 +623,7 @@ export const fileSchema = z.strictObject({
     dir: optText(),
   }),
   router: routerSection,
+  vip: z.preprocess(blank, vipSection.optional()),
 });
 
 export type ParsedFile = z.output<typeof fileSchema>;

@@ -141,6 +141,32 @@ export interface RouterConfig {
   verify_primary: boolean;
 }
 
+/** `vip:` — `pgha vip`, the virtual IP (pgha extension; Keepalived's part in the seed). */
+export interface VipConfig {
+  /** The virtual address, IPv4 or IPv6 (IPv6 in canonical form). */
+  address: string;
+  family: 4 | 6;
+  /** Prefix length on the interface: 32 / 128 by default, as Keepalived. */
+  prefix: number;
+  /** The network interface that carries the address. */
+  interface: string;
+  /** `leader`: the node holding the leader key holds the VIP; `router`: one node whose router is healthy. */
+  mode: 'leader' | 'router';
+  /** Seconds the VIP key's etcd lease lives without renewal. */
+  ttl: number;
+  /** Seconds between checks. */
+  check_interval: number;
+  /** Router mode: the local router's status URL (default from `router.status_listen`). */
+  router_health_url?: string;
+  /** Router mode: failed checks before the router counts as down, good checks before it is up again. */
+  fall: number;
+  rise: number;
+  /** Gratuitous ARP packets sent on takeover (IPv4). */
+  arp_count: number;
+  /** HTTP status and Prometheus metrics. Absent: none. */
+  status_listen?: ListenAddress;
+}
+
 export interface PghaConfig {
   scope: string;
   /** Always starts and ends with `/` (Patroni's default is `/service/`). */
@@ -155,6 +181,8 @@ export interface PghaConfig {
   log: LogConfig;
   /** `router:` section; only `pgha router` reads it (`loadRouterConfig` in `src/router/command.ts`). */
   router?: RouterConfig;
+  /** `vip:` section; only `pgha vip` reads it (`loadVipConfig` in `src/vip/config.ts`). */
+  vip?: VipConfig;
   /** Path of the YAML file the config came from, when any. */
   source?: string;
 }
@@ -174,6 +202,11 @@ export interface DynamicConfig {
   synchronous_mode_strict: boolean;
   synchronous_node_count: number;
   failsafe_mode: boolean;
+  /**
+   * pgha extension: when the leader's PostgreSQL and REST ports both refuse connections (its host is
+   * up, its processes are gone), replicas release its key at once instead of waiting out its lease.
+   */
+  fast_failover: boolean;
   check_timeline: boolean;
   pause: boolean;
   postgresql: {

@@ -445,6 +445,55 @@ export class EtcdDcs implements Dcs {
     return res.succeeded;
   }
 
+  async deleteLeaderOf(name: string, modRevision: string): Promise<boolean> {
+    const leaderKey = this.key(KEYS.leader);
+    const res = await this.txn(
+      `delete ${name}'s leader key`,
+      [
+        { key: leaderKey, target: TARGET_VALUE, result: CMP_EQUAL, value: Buffer.from(name) },
+        { key: leaderKey, target: TARGET_MOD, result: CMP_EQUAL, mod_revision: modRevision },
+      ],
+      [{ request_delete_range: { key: leaderKey } }],
+    );
+    return res.succeeded;
+  }
+
+  async claimKey(
+    rel: string,
+    value: string,
+    signal?: AbortSignal,
+  ): Promise<{ held: boolean; holder: string | null }> {
+    return this.withLease(signal, async (lease) => {
+      const key = this.key(rel);
+      const res = await this.txn(
+        `claim ${rel}`,
+        [{ key, target: TARGET_CREATE, result: CMP_EQUAL, create_revision: 0 }],
+        [this.put(rel, value, lease)],
+        [{ request_range: { key } }],
+        signal,
+      );
+      if (res.succeeded) return { held: true, holder: value };
+      const kv = res.responses[0]?.response_range?.kvs[0];
+      const holder = kv ? kv.value.toString('utf8') : null;
+      return { held: kv !== undefined && holder === value && kv.lease === lease, holder };
+    });
+  }
+
+  async releaseKey(rel: string, value: string): Promise<boolean> {
+    const lease = this.lease?.id;
+    if (lease === undefined) return false; // a key on a lost lease expires with it
+    const key = this.key(rel);
+    const res = await this.txn(
+      `release ${rel}`,
+      [
+        { key, target: TARGET_VALUE, result: CMP_EQUAL, value: Buffer.from(value) },
+        { key, target: TARGET_LEASE, result: CMP_EQUAL, lease },
+      ],
+      [{ request_delete_range: { key } }],
+    );
+    return res.succeeded;
+  }
+
   async initialize(value: string, create: boolean): Promise<boolean> {
     if (!create) {
       await this.plainPut('write initialize key', KEYS.initialize, value);

@@ -117,6 +117,24 @@ export interface Dcs {
   updateLeader(signal?: AbortSignal): Promise<boolean>;
   /** Releases the leader key only if it still holds our name (txn value == name → delete). */
   deleteLeader(): Promise<boolean>;
+  /**
+   * Deletes another member's leader key, only if it still holds `name` at `modRevision` (nobody
+   * renewed or re-took it since it was seen); for a leader proven gone (`fast_failover`).
+   */
+  deleteLeaderOf(name: string, modRevision: string): Promise<boolean>;
+
+  /**
+   * Holds a key of its own under the cluster prefix on this node's lease (`pgha vip` uses
+   * `vip/<address>`): creates `rel` = `value` when absent (create_revision == 0). Returns who holds
+   * it now, and whether that is us (same value, on our current lease).
+   */
+  claimKey(
+    rel: string,
+    value: string,
+    signal?: AbortSignal,
+  ): Promise<{ held: boolean; holder: string | null }>;
+  /** Deletes `rel` only if it still holds `value` on our lease. */
+  releaseKey(rel: string, value: string): Promise<boolean>;
 
   /** Bootstrap race: creates `initialize` with `value` only if absent. */
   initialize(value: string, create: boolean): Promise<boolean>;

@@ -18,6 +18,7 @@ const dynamic: DynamicConfig = {
   synchronous_mode_strict: false,
   synchronous_node_count: 1,
   failsafe_mode: false,
+  fast_failover: true,
   check_timeline: false,
   pause: false,
   postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },

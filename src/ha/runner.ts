@@ -36,6 +36,8 @@ export interface RunnerDeps {
   fetchPeer(member: Member, signal: AbortSignal): Promise<PeerStatus>;
   /** The watchdog pinged with every renewal while leader (absent: none, as `watchdog.mode: off`). */
   watchdog?: LeaderWatchdog;
+  /** One TCP connection attempt (`fast_failover` probes of the leader); absent: no fast failover. */
+  probePort?(host: string, port: number): Promise<'open' | 'refused' | 'unknown'>;
   /** `POST /failsafe` to a peer (failsafe_mode); absent: every peer counts as not confirming. */
   postFailsafe?(member: Member, leader: FailsafeLeader, signal: AbortSignal): Promise<FailsafeAnswer>;
   /** Runs a user callback (`on_start`, ...) without waiting for it. */
@@ -71,7 +73,23 @@ export interface AgentSnapshot {
 const LEASE_SAFETY_MIN_S = 2;
 /** How long a switchover waits for its candidate to stream from us (a walreceiver retries every 5 s). */
 const SWITCHOVER_CONNECT_WAIT_MS = 12_000;
+/** fast_failover: a replica probes its leader this often; this many refusals in a row prove it gone. */
+const LEADER_PROBE_MS = 300;
+const LEADER_GONE_AFTER = 3;
 const WAKE_KEYS = new Set(['leader', 'failover', 'config', 'initialize', 'sync']);
+
+/** Host and port of a `postgres://` or `http(s)://` URL; null when absent or unparsable. */
+function hostPort(url: string | undefined): { host: string; port: number } | null {
+  if (!url) return null;
+  try {
+    const u = new URL(url);
+    const port = Number(u.port || (u.protocol === 'https:' ? 443 : u.protocol === 'http:' ? 80 : 5432));
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    return host && Number.isInteger(port) ? { host, port } : null;
+  } catch {
+    return null;
+  }
+}
 
 export class HaRunner {
   private readonly d: RunnerDeps;
@@ -113,6 +131,10 @@ export class HaRunner {
   /** Replica side of failsafe_mode: the leader's last `POST /failsafe`. */
   private readonly failsafeHeartbeats = new FailsafeHeartbeats();
   private lastFailsafeReport = '';
+  private probeTimer: NodeJS.Timeout | null = null;
+  private leaderRefusals = { key: '', count: 0 };
+  /** Set by the probe when the leader's processes are proven gone; the next cycle acts on it. */
+  private leaderGone: { name: string; modRevision: string; why: string } | null = null;
   /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
   scheduledRestart: Record<string, unknown> | null = null;
   readonly snapshot: AgentSnapshot;
@@ -157,6 +179,7 @@ export class HaRunner {
     this.loopDone = this.loop(firstDone);
     await first;
     this.scheduleKeeper();
+    this.scheduleLeaderProbe();
   }
 
   /**
@@ -277,6 +300,7 @@ export class HaRunner {
       await this.failsafeRound();
       return;
     }
+    cluster = await this.releaseGoneLeader(cluster);
     this.snapshot.dcsLastSeen = Math.floor(this.now() / 1000);
     this.snapshot.failsafeActive = false;
     this.lastFailsafeReport = '';
@@ -1081,6 +1105,75 @@ export class HaRunner {
     return false;
   }
 
+  // ---- fast_failover -------------------------------------------------------------------------
+
+  private scheduleLeaderProbe(): void {
+    if (this.stopping || !this.d.probePort) return;
+    this.probeTimer = setTimeout(() => {
+      void this.probeLeader()
+        .catch((err: unknown) => this.log.debug(`leader probe failed: ${errorMessage(err)}`))
+        .finally(() => this.scheduleLeaderProbe());
+    }, LEADER_PROBE_MS);
+  }
+
+  /**
+   * A replica's check that its leader still exists: both its PostgreSQL and its REST port refusing
+   * connections (a reset from a live host, never a timeout) several times in a row mean the agent
+   * and the postmaster are both gone, so nobody can write there or renew the lease.
+   */
+  private async probeLeader(): Promise<void> {
+    const cluster = this.snapshot.cluster;
+    const leader = cluster?.leader;
+    const m = leader ? findMember(cluster, leader.name) : undefined;
+    const pg = hostPort(m?.data.conn_url);
+    const api = hostPort(m?.data.api_url);
+    const probe = this.d.probePort?.bind(this.d);
+    if (
+      !this.dynamic.fast_failover ||
+      this.dynamic.pause ||
+      !leader ||
+      leader.name === this.me ||
+      !pg ||
+      !api ||
+      !probe
+    ) {
+      this.leaderRefusals = { key: '', count: 0 };
+      return;
+    }
+    const [a, b] = await Promise.all([probe(pg.host, pg.port), probe(api.host, api.port)]);
+    if (a !== 'refused' || b !== 'refused') {
+      this.leaderRefusals = { key: '', count: 0 };
+      return;
+    }
+    const key = `${leader.name}@${leader.modRevision}`;
+    if (this.leaderRefusals.key !== key) this.leaderRefusals = { key, count: 0 };
+    this.leaderRefusals.count++;
+    if (this.leaderRefusals.count === LEADER_GONE_AFTER) {
+      this.leaderGone = {
+        name: leader.name,
+        modRevision: leader.modRevision,
+        why: `its PostgreSQL (${pg.host}:${pg.port}) and REST API (${api.host}:${api.port}) refused ${LEADER_GONE_AFTER} connection attempts in a row`,
+      };
+      this.wake();
+    }
+  }
+
+  /** Deletes the key of a leader proven gone (compare-and-set on its revision), so the race starts now. */
+  private async releaseGoneLeader(cluster: ClusterState): Promise<ClusterState> {
+    const gone = this.leaderGone;
+    this.leaderGone = null;
+    const l = cluster.leader;
+    if (!gone || !l || l.name !== gone.name || l.modRevision !== gone.modRevision || l.name === this.me)
+      return cluster;
+    const released = await this.d.dcs.deleteLeaderOf(gone.name, gone.modRevision).catch(() => false);
+    if (!released) return cluster;
+    this.log.warn(
+      { event: 'leader_gone', leader: gone.name },
+      `leader ${gone.name} is gone: ${gone.why}; released its leader key without waiting for its lease to expire`,
+    );
+    return { ...cluster, leader: null };
+  }
+
   // ---- failsafe_mode ----------------------------------------------------------------------
 
   private myApiUrl(): string {
@@ -1239,6 +1332,7 @@ export class HaRunner {
   async shutdown(opts: { stopPostgres?: boolean } = {}): Promise<void> {
     this.stopping = true;
     if (this.keeperTimer) clearTimeout(this.keeperTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
     this.wake();
     await this.loopDone;
     await this.stopWatch?.();

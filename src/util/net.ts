@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /**
  * Returns a TCP port that was free on `host` a moment ago: binds port 0, reads the port the kernel
@@ -23,4 +23,27 @@ export async function freePorts(count: number, host = '127.0.0.1'): Promise<numb
   const ports = new Set<number>();
   while (ports.size < count) ports.add(await freePort(host));
   return [...ports];
+}
+
+/**
+ * One TCP connection attempt: `refused` only when the host answered with a reset (it is up and
+ * nothing listens on the port); a timeout or any other error is `unknown`, never proof of anything.
+ */
+export function probePort(
+  host: string,
+  port: number,
+  timeoutMs = 500,
+): Promise<'open' | 'refused' | 'unknown'> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (r: 'open' | 'refused' | 'unknown') => {
+      socket.destroy();
+      resolve(r);
+    };
+    socket.setTimeout(timeoutMs, () => done('unknown'));
+    socket.once('connect', () => done('open'));
+    socket.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' ? 'refused' : 'unknown'),
+    );
+  });
 }
