@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runAgentCommand } from './agent.js';
+import { registerBacula } from './bacula/command.js';
 import { registerCtl } from './ctl/index.js';
 import { runDemo } from './demo/demo.js';
 import { registerRouter } from './router/command.js';
@@ -48,6 +49,7 @@ function buildProgram(): Command {
 
   registerCtl(program);
   registerRouter(program);
+  registerBacula(program);
   return program;
 }
 
