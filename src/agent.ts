@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createApi } from './api/app.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { loadConfigOrThrow } from './config/load.js';
+import { applyReloadedConfig } from './config/reload.js';
 import { parseDynamicConfig } from './config/schema.js';
 import type { PghaConfig } from './config/types.js';
 import { createEtcdDcs } from './dcs/etcd.js';
@@ -28,6 +29,8 @@ import { Watchdog } from './watchdog/watchdog.js';
 export interface Agent {
   runner: HaRunner;
   config: PghaConfig;
+  /** Re-reads the YAML and reloads PostgreSQL (SIGHUP, as Patroni). */
+  reload(): void;
   stop(opts?: { stopPostgres?: boolean }): Promise<void>;
 }
 
@@ -137,6 +140,13 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     runCallback: callbacks,
     validateDynamic: (raw) => parseDynamicConfig(raw).errors,
+    reloadLocalConfig: () => {
+      if (!config.source) return 'the configuration came from the environment only; nothing to re-read';
+      const warnings: string[] = [];
+      const next = loadConfigOrThrow(config.source, process.env, (w) => warnings.push(w));
+      for (const w of warnings) logger.warn(`configuration: ${w}`);
+      return `re-read ${config.source}: ${applyReloadedConfig(config, next)}`;
+    },
   });
   const app = createApi({ runner, operator, restapi: config.restapi, tags: config.tags, version: VERSION });
   let api: ApiServer;
@@ -154,6 +164,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   return {
     runner,
     config,
+    reload: () => void operator.reload('SIGHUP received'),
     async stop(opts = {}) {
       operator.close();
       await runner.shutdown(opts);
@@ -204,5 +215,6 @@ export async function runAgentCommand(configPath: string | undefined): Promise<v
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => agent.reload());
   });
 }

@@ -235,12 +235,14 @@ export function createApi(deps: ApiDeps): Hono {
   const app = new Hono();
   const { runner, operator, restapi, version } = deps;
   const snap = () => runner.snapshot;
-  const tags = effectiveTags(deps.tags);
+  // Read on every request: POST /reload may change the tags in place.
+  const tags = () => effectiveTags(deps.tags);
   const resolveHost = deps.resolveHost ?? defaultResolve;
   const https = Boolean(restapi.certfile);
   const needClientCert =
     https && (restapi.verify_client === 'required' || restapi.verify_client === 'optional');
-  const status = () => statusBody(snap(), version, { tags, scheduledRestart: runner.scheduledRestart });
+  const status = () =>
+    statusBody(snap(), version, { tags: tags(), scheduledRestart: runner.scheduledRestart });
 
   app.onError((err, c) => {
     if (err instanceof ApiInputError) return c.json({ error: err.message }, err.status);
@@ -336,7 +338,7 @@ export function createApi(deps: ApiDeps): Hono {
     const rs = url.searchParams.get('replication_state');
     if (lag !== null) q.lag = lag;
     if (rs !== null) q.replication_state = rs;
-    return healthCode(path, snap(), q, tags);
+    return healthCode(path, snap(), q, tags());
   }
 
   // HEAD and OPTIONS: the health check of the path, status line only (HAProxy's `OPTIONS /primary`).

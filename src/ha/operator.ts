@@ -42,6 +42,11 @@ export interface OperatorDeps {
   now?: () => number;
   /** How long an immediate switchover/failover request waits for the new leader (default 30 s). */
   switchoverWaitMs?: number;
+  /**
+   * Re-reads the agent's YAML (as Patroni's SIGHUP / `POST /reload`) and applies what can change
+   * while running; returns what it did, or throws with why the file cannot be used.
+   */
+  reloadLocalConfig?(): string;
 }
 
 /** An answer for the HTTP layer: Patroni's status code with a text or JSON body. */
@@ -181,16 +186,22 @@ export class Operator {
 
   // ---- reload --------------------------------------------------------------------------------
 
-  /** `POST /reload`: answers at once, as Patroni does; the reload runs between HA cycles. */
-  reload(): OperatorResult {
-    this.background(
-      this.runner.exclusive('reload', () => this.reloadNow('reload requested over the REST API')),
-    );
+  /** `POST /reload` (and SIGHUP): answers at once, as Patroni does; the reload runs between HA cycles. */
+  reload(why = 'reload requested over the REST API'): OperatorResult {
+    this.background(this.runner.exclusive('reload', () => this.reloadNow(why)));
     return { status: 202, text: 'reload scheduled' };
   }
 
-  /** Re-renders postgresql.conf from the dynamic and local parameters, reloads, runs `on_reload`. */
+  /** Re-reads the YAML, re-renders postgresql.conf from the dynamic and local parameters, reloads. */
   private async reloadNow(why: string): Promise<void> {
+    if (this.d.reloadLocalConfig) {
+      try {
+        this.log.info(`${why}: ${this.d.reloadLocalConfig()}`);
+      } catch (err) {
+        this.log.error(`${why}: ${errorMessage(err)}; keeping the configuration in force`);
+        return;
+      }
+    }
     if (!(await this.d.pg.isRunning())) {
       this.log.info(`${why}: PostgreSQL is not running; its configuration is written at the next start`);
       return;

@@ -3,7 +3,9 @@
  * health checks over the socket, the status documents, PATCH /config applied to every node,
  * reload, restart, a switchover through POST /switchover, and garbage that must not hurt the agent.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 
@@ -103,11 +105,27 @@ describe('REST API on a real cluster', () => {
     }
   });
 
-  it('POST /reload answers 202 and the node keeps running', async () => {
+  it('POST /reload re-reads the YAML, applies its parameters and tags, and the node keeps running', async () => {
+    // One node's file gains a local parameter and a tag, as an operator editing patroni.yml would.
+    const edited = c.nodes[0]!;
+    const cfg = parse(readFileSync(edited.configPath, 'utf8')) as {
+      postgresql: { parameters: Record<string, unknown> };
+      tags?: Record<string, unknown>;
+    };
+    cfg.postgresql.parameters.log_min_duration_statement = 1234;
+    cfg.tags = { ...cfg.tags, rack: 'r7' };
+    writeFileSync(edited.configPath, stringify(cfg));
     for (const n of c.nodes) {
       expect(await api(n.name, 'POST', '/reload')).toEqual({ status: 202, text: 'reload scheduled' });
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(
+      'the reloaded parameter',
+      async () => (await show(edited.name, 'log_min_duration_statement')) === '1234ms',
+      10_000,
+    );
+    const patroni = JSON.parse((await api(edited.name, 'GET', '/patroni')).text) as { tags?: unknown };
+    expect(patroni.tags).toMatchObject({ rack: 'r7' });
+    expect(readFileSync(edited.logPath, 'utf8')).toMatch(/re-read .*: applied postgresql\.parameters, tags/);
     for (const n of c.nodes) expect((await api(n.name, 'GET', '/health')).status).toBe(200);
   });
 
