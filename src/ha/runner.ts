@@ -201,7 +201,13 @@ export class HaRunner {
     if (this.now() - (this.snapshot.lastLoop ?? 0) * 1000 > this.dynamic.ttl * 1000) return;
     try {
       const deadline = () => AbortSignal.timeout(this.dynamic.retry_timeout * 1000);
+      const lease = this.d.dcs.leaseId;
       const sent = await this.d.dcs.refreshLease(deadline());
+      // The leader key hangs on this lease, so the lease alive until sent + ttl keeps the key ours
+      // until then: re-arm at once, before the key check that may wait on an etcd election. A new
+      // lease means the old one (and the key with it) expired: no re-arming on that.
+      if (lease !== null && this.d.dcs.leaseId === lease && this.lastLeaseSent !== null && !this.stopping)
+        this.armFence(sent);
       const held = await this.d.dcs.updateLeader(deadline());
       // Re-arm only if nothing disarmed the fence meanwhile (a switchover, a demotion).
       if (held && this.lastLeaseSent !== null && !this.stopping) this.armFence(sent);
