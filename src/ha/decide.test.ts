@@ -334,6 +334,58 @@ describe('evaluateRace', () => {
     expect(manualPromotionRisk(c, false, 'n1')).toBeNull();
   });
 
+  it('waits for a named candidate only while it runs, then races normally', () => {
+    const c = cluster({ failover: { member: 'n3', modRevision: '3' }, members: [member('n3')] });
+    const running: PeerStatus = {
+      name: 'n3',
+      reachable: true,
+      role: 'replica',
+      state: 'running',
+      walPosition: 1,
+    };
+    expect(evaluateRace({ ...base, cluster: c, peers: [running] }).why).toBe(
+      'a manual failover/switchover to n3 is in progress',
+    );
+    const down: PeerStatus = { name: 'n3', reachable: true, role: 'replica', state: 'stopped' };
+    const v = evaluateRace({ ...base, cluster: c, peers: [down] });
+    expect(v.ok).toBe(true);
+    expect(v.why).toMatch(/the requested candidate n3 is not running: stopped/);
+    expect(evaluateRace({ ...base, cluster: c, peers: [{ name: 'n3', reachable: false }] }).why).toMatch(
+      /n3 is unreachable/,
+    );
+  });
+
+  it('keeps the member a switchover moves away from out of the race while another can take over', () => {
+    const c = cluster({ failover: { leader: 'n1', modRevision: '3' } });
+    const other: PeerStatus = {
+      name: 'n2',
+      reachable: true,
+      role: 'replica',
+      state: 'running',
+      walPosition: 1,
+    };
+    expect(evaluateRace({ ...base, cluster: c, peers: [other] }).why).toBe(
+      'a switchover away from this member is in progress (n2 can take over)',
+    );
+    expect(evaluateRace({ ...base, cluster: c, peers: [{ ...other, reachable: false }] }).ok).toBe(true);
+  });
+
+  it('in synchronous mode compares WAL only with members the sync key lets be promoted', () => {
+    const c = cluster({ sync: { leader: 'n0', sync_standby: 'n1', modRevision: '4' } });
+    const async: PeerStatus = {
+      name: 'n2',
+      reachable: true,
+      role: 'replica',
+      state: 'running',
+      walPosition: 0x9000000,
+    };
+    expect(
+      evaluateRace({ ...base, cluster: c, config: { ...dynamic, synchronous_mode: true }, peers: [async] })
+        .ok,
+    ).toBe(true);
+    expect(evaluateRace({ ...base, cluster: c, peers: [async] }).ok).toBe(false);
+  });
+
   it('under failsafe_mode, keeps a member the last leader did not list out of the race', () => {
     const fs = { n0: 'http://a/patroni', n2: 'http://b/patroni' };
     const on = { ...base, config: { ...dynamic, failsafe_mode: true } };

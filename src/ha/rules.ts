@@ -103,8 +103,25 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
   if (tags.nofailover) return { ok: false, why: `this member is tagged nofailover` };
   const notInFailsafe = failsafeRaceBlock(cluster, me, config.failsafe_mode);
   if (notInFailsafe) return { ok: false, why: notInFailsafe };
+  let ignoredTarget = '';
   if (manualTarget && findMember(cluster, manualTarget)) {
-    return { ok: false, why: `a manual failover/switchover to ${manualTarget} is in progress` };
+    // Wait for a named candidate only while it can act on it (Patroni falls back to a normal race).
+    const t = peers.find((p) => p.name === manualTarget);
+    if (!t || (t.reachable && t.state === 'running')) {
+      return { ok: false, why: `a manual failover/switchover to ${manualTarget} is in progress` };
+    }
+    ignoredTarget = ` (the requested candidate ${manualTarget} is ${t.reachable ? `not running: ${t.state ?? 'unknown state'}` : 'unreachable'})`;
+  }
+  // The member a switchover moves away from stands back while another healthy member can take over.
+  if (failover?.leader === me && !manualTarget) {
+    const other = peers.find(
+      (p) => p.reachable && p.state === 'running' && !isPrimaryRole(p.role) && p.tags?.nofailover !== true,
+    );
+    if (other)
+      return {
+        ok: false,
+        why: `a switchover away from this member is in progress (${other.name} can take over)`,
+      };
   }
   if (!status.inRecovery) {
     return {
@@ -145,12 +162,18 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
     }
   }
   const myPriority = typeof tags.failover_priority === 'number' ? tags.failover_priority : 1;
+  // In synchronous mode only the members of the sync key may be promoted: only they compete.
+  const syncOnly =
+    config.synchronous_mode && cluster.sync
+      ? [...nameList(cluster.sync.sync_standby), cluster.sync.leader ?? '']
+      : null;
   for (const peer of peers) {
     if (peer.name === me || !peer.reachable) continue;
     if (isPrimaryRole(peer.role) && peer.state === 'running') {
       return { ok: false, why: `member ${peer.name} is still running as primary` };
     }
     if (peer.tags?.nofailover === true) continue;
+    if (syncOnly && !syncOnly.includes(peer.name)) continue;
     const theirs = peer.walPosition ?? -1;
     if ((peer.timeline ?? 0) > status.timeline) {
       return {
@@ -169,5 +192,5 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
       };
     }
   }
-  return { ok: true, why: `no healthy member is ahead of my WAL position ${myWal}` };
+  return { ok: true, why: `no healthy member is ahead of my WAL position ${myWal}${ignoredTarget}` };
 }

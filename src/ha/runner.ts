@@ -280,6 +280,10 @@ export class HaRunner {
     if (!this.snapshot.running) return;
     const status = await this.d.pg.status(AbortSignal.timeout(1000)).catch(() => null);
     if (status) this.snapshot.status = status;
+    else if (!(await this.d.pg.isRunning().catch(() => true))) {
+      this.snapshot.running = false;
+      this.snapshot.status = null;
+    }
   }
 
   /** Sets or clears the member state shown while an operator action runs (`restarting`, ...). */
@@ -638,6 +642,12 @@ export class HaRunner {
         : this.roleConfig('replica', opts.cluster, opts.upstream);
     await this.d.pg.configure(rc);
     this.busyState = 'starting';
+    // A replica may not reach consistency before it streams, and it cannot stream before the
+    // leader made its slot, which the leader does for members it sees: show ourselves first.
+    if (opts.role === 'replica') {
+      this.snapshot.running = false;
+      await this.publish().catch((err: unknown) => this.log.warn(`could not publish: ${errorMessage(err)}`));
+    }
     try {
       await this.d.pg.start(this.dynamic.primary_start_timeout * 1000);
     } finally {
@@ -768,6 +778,16 @@ export class HaRunner {
       this.log.info('pg_rewind finished');
       return true;
     } catch (err) {
+      // The source being unreachable for a moment (it is restarting, a network blip) says nothing
+      // about our data: try again on a later cycle, as Patroni does, instead of waiting for a human.
+      if (
+        /could not connect|connection refused|connection to server|timeout expired|no route to host/i.test(
+          errorMessage(err),
+        )
+      ) {
+        this.log.warn(`pg_rewind from ${upstream} could not reach it (${errorMessage(err)}); will retry`);
+        return false;
+      }
       if (pgc.remove_data_directory_on_rewind_failure) {
         this.log.error(
           `pg_rewind failed (${errorMessage(err)}); removing my data to clone afresh (allowed by remove_data_directory_on_rewind_failure)`,
@@ -1057,6 +1077,10 @@ export class HaRunner {
     } finally {
       this.busyState = null;
     }
+    // Peers read GET /patroni during the race: it must not show the stopped primary as running.
+    this.snapshot.running = false;
+    this.snapshot.status = null;
+    this.snapshot.role = 'demoted';
     const control = await this.d.pg.controlData();
     const target = control?.checkpointLsn ?? 0;
     const member = findMember(cluster, candidate.name);

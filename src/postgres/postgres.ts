@@ -585,6 +585,8 @@ export class Postgres implements PostgresNode {
   }
 
   lastConnectionError: string | null = null;
+  /** The highest timeline this postmaster (by start time) reported while in recovery. */
+  private seenTimeline: { since: string; timeline: number } | null = null;
 
   async status(signal?: AbortSignal): Promise<ServerStatus | null> {
     let row: StatusRow | undefined;
@@ -602,7 +604,19 @@ export class Postgres implements PostgresNode {
     }
     this.lastConnectionError = null;
     if (!row) return null;
-    return statusFromRows(row, replication);
+    const st = statusFromRows(row, replication);
+    if (st.inRecovery) {
+      // While the WAL receiver reconnects, pg_stat_wal_receiver is empty and the checkpoint's
+      // timeline lags until the next restartpoint; the timeline this postmaster already received
+      // WAL on is the one it is on (it never goes back), so keep the highest seen.
+      const seen = this.seenTimeline;
+      if (seen && seen.since === row.postmaster_start_time && seen.timeline > st.timeline)
+        st.timeline = seen.timeline;
+      this.seenTimeline = { since: row.postmaster_start_time, timeline: st.timeline };
+    } else {
+      this.seenTimeline = null;
+    }
+    return st;
   }
 
   async close(): Promise<void> {
