@@ -13,6 +13,7 @@ import type { PghaConfig } from './config/types.js';
 import { createEtcdDcs } from './dcs/etcd.js';
 import type { Member } from './dcs/types.js';
 import { Operator } from './ha/operator.js';
+import { uiOptionsFromConfig } from './ui/routes.js';
 import type { FailsafeAnswer, FailsafeLeader } from './ha/failsafe.js';
 import { HaRunner } from './ha/runner.js';
 import type { PeerStatus } from './ha/types.js';
@@ -148,7 +149,14 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
       return `re-read ${config.source}: ${applyReloadedConfig(config, next)}`;
     },
   });
-  const app = createApi({ runner, operator, restapi: config.restapi, tags: config.tags, version: VERSION });
+  const app = createApi({
+    runner,
+    operator,
+    restapi: config.restapi,
+    tags: config.tags,
+    version: VERSION,
+    ui: uiOptionsFromConfig(config),
+  });
   let api: ApiServer;
   try {
     api = await startApiServer(app, config.restapi);

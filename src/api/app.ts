@@ -21,6 +21,7 @@ import type { FailsafeLeader } from '../ha/failsafe.js';
 import type { AgentSnapshot } from '../ha/runner.js';
 import { PghaError, errorMessage } from '../util/errors.js';
 import { clusterBody, healthCode, metricsBody, statusBody } from './status.js';
+import { createUiRoutes, type UiOptions } from '../ui/routes.js';
 
 /** What the API reads from the HA runner (`HaRunner` satisfies it; tests pass plain data). */
 export interface ApiRunner {
@@ -56,6 +57,8 @@ export interface ApiDeps {
   resolveHost?: (host: string) => Promise<string[]>;
   /** Largest request body accepted (default 1 MiB). */
   maxBodyBytes?: number;
+  /** The dashboard at `GET /ui` (router status URLs). */
+  ui?: UiOptions;
 }
 
 /** A request the API cannot take; answered with 400 and `{"error": message}`. */
@@ -346,6 +349,9 @@ export function createApi(deps: ApiDeps): Hono {
     if (c.req.method !== 'HEAD' && c.req.method !== 'OPTIONS') return next();
     return c.body(null, healthStatus(c.req.url) as 200);
   });
+
+  // The dashboard; its writes have passed the access checks above.
+  app.route('/ui', createUiRoutes({ runner, restapi, ui: deps.ui ?? {} }));
 
   app.get('*', async (c) => {
     const s = snap();

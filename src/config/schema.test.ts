@@ -69,6 +69,7 @@ describe('parseDynamicConfig', () => {
       synchronous_mode_strict: false,
       synchronous_node_count: 1,
       failsafe_mode: false,
+      fast_failover: true,
       check_timeline: false,
       pause: false,
       postgresql: { use_pg_rewind: false, use_slots: true, parameters: {} },

@@ -196,11 +196,18 @@ const listen = (defaultPort?: number) =>
 const dynamicPostgresql = z.preprocess(
   asMap,
   z.looseObject({
-    use_pg_rewind: bool(false),
-    use_slots: bool(true),
-    parameters: parameters(),
-    pg_hba: textList(),
-    recovery_conf: z.preprocess(withoutNulls, z.record(z.string(), scalar)).optional(),
+    use_pg_rewind: bool(false).describe(
+      'Rejoin a former primary with pg_rewind when its timeline diverged (needs data checksums or wal_log_hints).',
+    ),
+    use_slots: bool(true).describe('Keep a physical replication slot on the leader for every member.'),
+    parameters: parameters().describe(
+      "postgresql.conf parameters for every member (a null value removes one); the node's own postgresql.parameters win.",
+    ),
+    pg_hba: textList().describe('pg_hba.conf lines for every member, replacing the file.'),
+    recovery_conf: z
+      .preprocess(withoutNulls, z.record(z.string(), scalar))
+      .optional()
+      .describe('Extra recovery settings (restore_command, ...) for replicas.'),
   }),
 );
 
@@ -217,21 +224,49 @@ const synchronousMode = z.preprocess(
  * (ttl 20, retry_timeout 3) so tests can run fast clusters; the cross-field rule is `checkTimeouts`.
  */
 export const dynamicConfigSchema = z.looseObject({
-  ttl: int(2, 30),
-  loop_wait: int(1, 10),
-  retry_timeout: int(1, 10),
-  maximum_lag_on_failover: int(0, 1048576),
-  primary_start_timeout: int(0, 300),
-  primary_stop_timeout: int(0, 0),
-  synchronous_mode: synchronousMode.default(false),
-  synchronous_mode_strict: bool(false),
-  synchronous_node_count: int(1, 1),
-  failsafe_mode: bool(false),
+  ttl: int(2, 30).describe(
+    'Seconds the leader key (and each member key) lives without renewal: how long a dead leader holds the cluster before a replica takes over.',
+  ),
+  loop_wait: int(1, 10).describe(
+    'Seconds between two cycles of the HA loop (a watch event on the leader, failover, config or sync key starts one sooner).',
+  ),
+  retry_timeout: int(1, 10).describe(
+    'Seconds an etcd or PostgreSQL operation is retried before the cycle gives up; ttl must be at least loop_wait + 2 × retry_timeout.',
+  ),
+  maximum_lag_on_failover: int(0, 1048576).describe(
+    'Bytes a replica may be behind the last published leader position and still be promoted automatically.',
+  ),
+  primary_start_timeout: int(0, 300).describe(
+    'Seconds a leader whose PostgreSQL went down may spend restarting it in place before the cluster fails over (0: fail over at once).',
+  ),
+  primary_stop_timeout: int(0, 0).describe(
+    'Seconds a fast stop of PostgreSQL may take before it is escalated (0: 30 s).',
+  ),
+  synchronous_mode: synchronousMode
+    .default(false)
+    .describe(
+      'true: the leader keeps synchronous_node_count standbys synchronous and only those may be promoted automatically; quorum: ANY n quorum commit (Patroni 4).',
+    ),
+  synchronous_mode_strict: bool(false).describe(
+    "With no synchronous standby available, make writes wait (synchronous_standby_names = '*') instead of going asynchronous.",
+  ),
+  synchronous_node_count: int(1, 1).describe(
+    'Number of synchronous standbys (synchronous_mode: true) or the quorum size (quorum).',
+  ),
+  failsafe_mode: bool(false).describe(
+    'Let a leader that cannot reach etcd keep running as primary while every member confirms it over POST /failsafe.',
+  ),
   /** pgha extension: fail over without waiting for the lease when a leader's processes are proven gone. */
-  fast_failover: bool(true),
-  check_timeline: bool(false),
-  pause: bool(false),
-  postgresql: dynamicPostgresql,
+  fast_failover: bool(true).describe(
+    "pgha: fail over without waiting for the leader key to expire when the leader's agent and PostgreSQL are proven gone.",
+  ),
+  check_timeline: bool(false).describe(
+    "Patroni: refuse to promote a replica whose timeline is behind the leader's last known one; pgha accepts the key but does not act on it yet.",
+  ),
+  pause: bool(false).describe(
+    'Maintenance mode: the agents do not start, stop, promote or fail over anything (pgha ctl pause / resume).',
+  ),
+  postgresql: dynamicPostgresql.describe('PostgreSQL settings shared by every member.'),
 });
 
 /** Cross-field timing rule: the leader lease must outlive one loop plus two retry timeouts. */
@@ -313,16 +348,18 @@ export function parseDynamicConfig(raw: unknown): { config: DynamicConfig; error
 
 /** `etcd3` / `etcd` section; normalised into `EtcdConfig` by `normaliseEtcd`. */
 export const etcdSection = section({
-  host: optText(),
-  hosts: commaList(),
-  url: optText(),
-  urls: commaList(),
-  protocol: z.preprocess(asText, z.enum(['http', 'https']).optional()),
-  username: optText(),
-  password: optText(),
-  cacert: optText(),
-  cert: optText(),
-  key: optText(),
+  host: optText().describe('One etcd endpoint, host:port (port 2379 when left out).'),
+  hosts: commaList().describe('etcd endpoints: a list of host:port, or one comma-separated string.'),
+  url: optText().describe('One etcd endpoint as a URL (http://host:2379); the scheme sets the protocol.'),
+  urls: commaList().describe('etcd endpoints as URLs; used before hosts, url and host.'),
+  protocol: z
+    .preprocess(asText, z.enum(['http', 'https']).optional())
+    .describe('http, or https for TLS to etcd.'),
+  username: optText().describe('etcd user (etcd authentication).'),
+  password: optText().describe('Password of the etcd user.'),
+  cacert: optText().describe("PEM file of the CA that signed the etcd servers' certificates."),
+  cert: optText().describe('Client certificate (PEM) for etcd.'),
+  key: optText().describe('Private key (PEM) of the client certificate.'),
 });
 
 type EtcdSection = z.output<typeof etcdSection>;
@@ -381,58 +418,94 @@ export function normaliseEtcd(s: EtcdSection): { etcd?: EtcdConfig; errors: stri
   return { etcd, errors };
 }
 
-const credentialsShape = () => z.strictObject({ username: text(), password: optText() });
+const credentialsShape = () =>
+  z.strictObject({
+    username: text().describe('PostgreSQL role name.'),
+    password: optText().describe('Its password.'),
+  });
 const credentials = () => z.preprocess(asMap, credentialsShape());
 const optCredentials = () => z.preprocess(blank, credentialsShape().optional());
 
 const CALLBACKS = ['on_start', 'on_stop', 'on_restart', 'on_reload', 'on_role_change'] as const;
 
 const postgresqlSection = section({
-  listen: listen(5432),
-  connect_address: hostPortText(5432),
-  data_dir: text(),
-  bin_dir: optText(),
-  config_dir: optText(),
-  pgpass: optText(),
+  listen: listen(5432).describe(
+    'host:port PostgreSQL listens on (listen_addresses and port); several hosts separated by commas.',
+  ),
+  connect_address: hostPortText(5432).describe(
+    'host:port the other members and clients use to reach this PostgreSQL (published as conn_url).',
+  ),
+  data_dir: text().describe(
+    'The data directory. An empty one is initialised (first node) or cloned from the leader.',
+  ),
+  bin_dir: optText().describe(
+    'Directory of pg_ctl, initdb, pg_basebackup, pg_rewind; default: the newest /usr/lib/postgresql/<version>/bin, else PATH.',
+  ),
+  config_dir: optText().describe('Where postgresql.conf and pg_hba.conf are written (default: data_dir).'),
+  pgpass: optText().describe('The .pgpass file written for replication and rewind connections.'),
   authentication: section({
-    superuser: credentials(),
-    replication: credentials(),
-    rewind: optCredentials(),
-  }),
-  parameters: parameters(),
-  pg_hba: textList(),
-  pg_ident: textList(),
+    superuser: credentials().describe('The superuser the agent itself connects as (bootstrap creates it).'),
+    replication: credentials().describe('The role replicas stream with (bootstrap creates it).'),
+    rewind: optCredentials().describe('A role for pg_rewind (default: the superuser).'),
+  }).describe('The roles the agent connects as.'),
+  parameters: parameters().describe(
+    "postgresql.conf parameters of this node, over the dynamic configuration's.",
+  ),
+  pg_hba: textList().describe("pg_hba.conf lines of this node (replacing the dynamic configuration's)."),
+  pg_ident: textList().describe('pg_ident.conf lines.'),
   callbacks: section(
-    Object.fromEntries(CALLBACKS.map((c) => [c, optText()])) as Record<
-      (typeof CALLBACKS)[number],
-      ReturnType<typeof optText>
-    >,
+    Object.fromEntries(
+      CALLBACKS.map((c) => [c, optText().describe(`Command run on ${c.slice(3).replace('_', ' ')}.`)]),
+    ) as Record<(typeof CALLBACKS)[number], ReturnType<typeof optText>>,
+  ).describe("Commands run on PostgreSQL events, as `<command> <action> <role> <scope>` (Patroni's)."),
+  create_replica_methods: z
+    .preprocess(blank, z.array(z.preprocess(asText, z.string())).min(1).default(['basebackup']))
+    .describe(
+      'How a replica gets its data; basebackup (pg_basebackup from the leader or a clonefrom member) is what pgha runs.',
+    ),
+  basebackup: toolOptions().describe(
+    'pg_basebackup options: a list of flag or {flag: value} (e.g. max-rate: 100M).',
   ),
-  create_replica_methods: z.preprocess(
-    blank,
-    z.array(z.preprocess(asText, z.string())).min(1).default(['basebackup']),
+  use_unix_socket: bool(false).describe(
+    'Connect to the local PostgreSQL through its Unix socket instead of TCP.',
   ),
-  basebackup: toolOptions(),
-  use_unix_socket: bool(false),
-  unix_socket_directories: optText(),
-  remove_data_directory_on_rewind_failure: bool(false),
-  remove_data_directory_on_diverged_timelines: bool(false),
-  os_user: z.preprocess(asText, z.string().min(1).default('postgres')),
+  unix_socket_directories: optText().describe('Where PostgreSQL puts its Unix socket.'),
+  remove_data_directory_on_rewind_failure: bool(false).describe(
+    'When pg_rewind fails, remove the data directory and clone it afresh (otherwise stop and ask for reinit).',
+  ),
+  remove_data_directory_on_diverged_timelines: bool(false).describe(
+    'When the timeline diverged and rewind is off, remove the data directory and clone it afresh.',
+  ),
+  os_user: z
+    .preprocess(asText, z.string().min(1).default('postgres'))
+    .describe('pgha: the OS user PostgreSQL runs as when the agent runs as root.'),
 });
 
 const bootstrapSection = section({
-  dcs: z.preprocess(asMap, z.record(z.string(), z.unknown())),
-  initdb: toolOptions(),
-  pg_hba: textList(),
-  users: z.preprocess(
-    blank,
-    z
-      .record(z.string(), z.preprocess(asMap, z.strictObject({ password: optText(), options: textList() })))
-      .optional(),
+  dcs: z
+    .preprocess(asMap, z.record(z.string(), z.unknown()))
+    .describe(
+      'The dynamic configuration written to etcd when the cluster is created (see "Dynamic configuration").',
+    ),
+  initdb: toolOptions().describe(
+    'initdb options: a list of flag or {flag: value} (e.g. encoding: UTF8, data-checksums).',
   ),
-  post_bootstrap: optText(),
-  post_init: optText(),
-  method: optText(),
+  pg_hba: textList().describe('pg_hba.conf lines used while bootstrapping.'),
+  users: z
+    .preprocess(
+      blank,
+      z
+        .record(z.string(), z.preprocess(asMap, z.strictObject({ password: optText(), options: textList() })))
+        .optional(),
+    )
+    .describe('Roles created after initdb: name → {password, options}.'),
+  post_bootstrap: optText().describe(
+    'Command Patroni runs once after the cluster is initialised; pgha does not run it yet.',
+  ),
+  post_init: optText().describe("Patroni's older name for post_bootstrap; not run by pgha either."),
+  method: optText().describe(
+    'Custom bootstrap method; pgha runs initdb only and refuses to create a cluster when another method is set.',
+  ),
 });
 
 /** Patroni's watchdog `parse_mode`, except that an unrecognised mode is an error rather than "off". */
@@ -455,13 +528,23 @@ const LOG_LEVELS = ['DEBUG', 'INFO', 'WARNING', 'WARN', 'ERROR', 'CRITICAL', 'FA
 const tagsSection = z.preprocess(
   asMap,
   z.looseObject({
-    nofailover: bool(false),
-    noloadbalance: bool(false),
-    clonefrom: bool(false),
-    nosync: bool(false),
-    nostream: optBool(),
-    failover_priority: z.preprocess(asInt, z.number().int().min(0).optional()),
-    replicatefrom: optText(),
+    nofailover: bool(false).describe('Never promote this node automatically.'),
+    noloadbalance: bool(false).describe(
+      "Leave this replica out of GET /replica (and the router's read-only port).",
+    ),
+    clonefrom: bool(false).describe(
+      'Patroni: other members may clone their data from this node; pgha clones from the leader and does not act on it yet.',
+    ),
+    nosync: bool(false).describe('Never choose this node as a synchronous standby.'),
+    nostream: optBool().describe(
+      'Patroni 4: replay WAL from the archive only, never stream; pgha accepts the tag but does not act on it yet.',
+    ),
+    failover_priority: z
+      .preprocess(asInt, z.number().int().min(0).optional())
+      .describe('Among equally advanced candidates, the higher priority wins the leader race (default 1).'),
+    replicatefrom: optText().describe(
+      'Member to stream from instead of the leader (cascading); shown by pgha ctl topology, while pgha streams from the leader for now.',
+    ),
   }),
 );
 
@@ -491,22 +574,42 @@ const bytes = () =>
 
 /** `router:` — `pgha router` (pgha extension). Types: `RouterConfig`. */
 export const routerSection = section({
-  listen: listen(5433).default({ hosts: ['0.0.0.0'], port: 5433 }),
-  replica_listen: z.preprocess(blank, listen(5434).optional()),
-  status_listen: z.preprocess(blank, listen(8009).optional()),
-  balance: z.preprocess(
-    (v) => (typeof v === 'string' ? v.trim().toLowerCase().replaceAll('_', '-') : blank(v)),
-    z.enum(['round-robin', 'least-connections']).default('round-robin'),
+  listen: listen(5433)
+    .default({ hosts: ['0.0.0.0'], port: 5433 })
+    .describe('Read-write address: every connection goes to the primary.'),
+  replica_listen: z
+    .preprocess(blank, listen(5434).optional())
+    .describe('Read-only address: connections go to streaming replicas not tagged noloadbalance.'),
+  status_listen: z
+    .preprocess(blank, listen(8009).optional())
+    .describe(
+      "HTTP address of GET /status, /metrics (Prometheus) and /health; the agent's dashboard shows it.",
+    ),
+  balance: z
+    .preprocess(
+      (v) => (typeof v === 'string' ? v.trim().toLowerCase().replaceAll('_', '-') : blank(v)),
+      z.enum(['round-robin', 'least-connections']).default('round-robin'),
+    )
+    .describe('How read-only connections are spread over the replicas.'),
+  max_lag: bytes().describe(
+    'Replicas further behind than this (bytes, or 16MB) get no read-only connections.',
   ),
-  max_lag: bytes(),
-  fallback_to_primary: bool(false),
-  wait_timeout: seconds(30),
-  connect_timeout: seconds(5),
-  check_interval: z.preprocess(
-    (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
-    z.number().min(0.05).default(1),
+  fallback_to_primary: bool(false).describe(
+    'Send read-only connections to the primary when no replica qualifies.',
   ),
-  verify_primary: bool(true),
+  wait_timeout: seconds(30).describe(
+    'Seconds a new connection waits for a primary (or replica) before it is refused.',
+  ),
+  connect_timeout: seconds(5).describe('Seconds to connect to a backend.'),
+  check_interval: z
+    .preprocess(
+      (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
+      z.number().min(0.05).default(1),
+    )
+    .describe("Seconds between linearizable etcd reads that prove the router's view is current."),
+  verify_primary: bool(true).describe(
+    "Ask a new primary's agent (GET /primary) before sending writes to it.",
+  ),
 });
 
 /**
@@ -516,52 +619,74 @@ export const routerSection = section({
 export const vipSection = z
   .strictObject({
     /** The virtual address clients connect to (IPv4 or IPv6). */
-    address: z.preprocess(
-      asText,
-      z.string().refine((s) => isIP(s.trim()) !== 0, {
-        error: (iss) => `expected an IPv4 or IPv6 address, got ${describe(iss.input)}`,
-      }),
-    ),
+    address: z
+      .preprocess(
+        asText,
+        z.string().refine((s) => isIP(s.trim()) !== 0, {
+          error: (iss) => `expected an IPv4 or IPv6 address, got ${describe(iss.input)}`,
+        }),
+      )
+      .describe('The virtual address clients connect to (IPv4 or IPv6).'),
     /** Prefix length of the address on the interface; 32 (IPv4) or 128 (IPv6) when absent, as Keepalived. */
-    prefix: z.preprocess(asInt, z.number().int().min(1).max(128).optional()),
+    prefix: z
+      .preprocess(asInt, z.number().int().min(1).max(128).optional())
+      .describe('Prefix length of the address on the interface; 32 (IPv4) or 128 (IPv6) when absent.'),
     /** The network interface that carries the address. */
-    interface: z.preprocess(
-      asText,
-      z.string().refine((s) => /^[^\s/:]{1,15}$/.test(s), {
-        error: (iss) =>
-          `expected an interface name (1-15 characters, no spaces, "/" or ":"), got ${describe(iss.input)}`,
-      }),
-    ),
+    interface: z
+      .preprocess(
+        asText,
+        z.string().refine((s) => /^[^\s/:]{1,15}$/.test(s), {
+          error: (iss) =>
+            `expected an interface name (1-15 characters, no spaces, "/" or ":"), got ${describe(iss.input)}`,
+        }),
+      )
+      .describe('The network interface that carries the address.'),
     /** `leader`: on the node holding the leader key; `router`: on one node whose local router is healthy. */
-    mode: z.preprocess(
-      (v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)),
-      z.enum(['leader', 'router']).default('leader'),
-    ),
+    mode: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)),
+        z.enum(['leader', 'router']).default('leader'),
+      )
+      .describe(
+        'leader: on the node holding the leader key; router: on one node whose local router is healthy.',
+      ),
     /** Seconds the VIP key's etcd lease lives without renewal; the address is dropped 2 s before. */
-    ttl: int(4, 10),
+    ttl: int(4, 10).describe(
+      "Seconds the VIP key's etcd lease lives without renewal; the address is dropped 2 s before.",
+    ),
     /** Seconds between checks (etcd renewal, router health, the address on the interface). */
-    check_interval: z.preprocess(
-      (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
-      z.number().min(0.1).default(1),
-    ),
+    check_interval: z
+      .preprocess(
+        (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),
+        z.number().min(0.1).default(1),
+      )
+      .describe('Seconds between checks (etcd renewal, router health, the address on the interface).'),
     /** Router mode: the local router's status URL; 2xx means healthy. */
-    router_health_url: z.preprocess(
-      asText,
-      z
-        .string()
-        .refine((s) => /^https?:\/\/[^/]/.test(s) && URL.canParse(s), {
-          error: (iss) => `expected an http(s) URL, got ${describe(iss.input)}`,
-        })
-        .optional(),
-    ),
+    router_health_url: z
+      .preprocess(
+        asText,
+        z
+          .string()
+          .refine((s) => /^https?:\/\/[^/]/.test(s) && URL.canParse(s), {
+            error: (iss) => `expected an http(s) URL, got ${describe(iss.input)}`,
+          })
+          .optional(),
+      )
+      .describe(
+        "Router mode: the local router's status URL; 2xx means healthy (default: from router.status_listen).",
+      ),
     /** Router mode: consecutive failed checks (timeouts, errors) before the router counts as down. */
-    fall: int(1, 2),
+    fall: int(1, 2).describe('Router mode: consecutive failed checks before the router counts as down.'),
     /** Router mode: consecutive good checks before a down router counts as healthy again. */
-    rise: int(1, 1),
+    rise: int(1, 1).describe(
+      'Router mode: consecutive good checks before a down router counts as healthy again.',
+    ),
     /** Gratuitous ARP packets sent on takeover (IPv4; 0: none). */
-    arp_count: int(0, 3),
+    arp_count: int(0, 3).describe('Gratuitous ARP packets sent on takeover (IPv4; 0: none).'),
     /** HTTP status (`GET /status`) and Prometheus metrics (`GET /metrics`). Absent: none. */
-    status_listen: z.preprocess(blank, listen(8010).optional()),
+    status_listen: z
+      .preprocess(blank, listen(8010).optional())
+      .describe('HTTP address of GET /status and /metrics (Prometheus); absent: none.'),
   })
   .superRefine((v, ctx) => {
     const family = isIP(v.address.trim());
@@ -582,48 +707,89 @@ export const vipSection = z
 
 /** The whole `patroni.yml`, strict at every level except `tags` and parameter maps. */
 export const fileSchema = z.strictObject({
-  scope: text(),
-  namespace: z.preprocess(asText, z.string().default('/service/')),
-  name: text(),
+  scope: text().describe(
+    "The cluster's name: every member of one cluster has the same scope (PATRONI_SCOPE).",
+  ),
+  namespace: z
+    .preprocess(asText, z.string().default('/service/'))
+    .describe('etcd key prefix: the cluster lives under /<namespace>/<scope>/.'),
+  name: text().describe("This node's name, unique in the cluster (PATRONI_NAME)."),
   restapi: section({
-    listen: listen(),
-    connect_address: hostPortText(),
-    authentication: z.preprocess(blank, z.strictObject({ username: text(), password: text() }).optional()),
-    certfile: optText(),
-    keyfile: optText(),
-    keyfile_password: optText(),
-    cafile: optText(),
-    verify_client: z.preprocess(asText, z.enum(['none', 'optional', 'required']).optional()),
-    allowlist: textList(),
-    allowlist_include_members: optBool(),
-    http_extra_headers: z.preprocess(
-      blank,
-      z.record(z.string(), z.preprocess(asText, z.string())).optional(),
+    listen: listen().describe("host:port to listen on (Patroni's default port is 8008)."),
+    connect_address: hostPortText().describe(
+      'host:port the other members and patronictl use to reach this API (published as api_url).',
     ),
-  }),
-  etcd3: z.preprocess(blank, etcdSection.optional()),
-  etcd: z.preprocess(blank, etcdSection.optional()),
-  bootstrap: bootstrapSection,
-  postgresql: postgresqlSection,
-  tags: tagsSection,
+    authentication: z
+      .preprocess(
+        blank,
+        z
+          .strictObject({
+            username: text().describe('User name clients send.'),
+            password: text().describe('Its password.'),
+          })
+          .optional(),
+      )
+      .describe(
+        'HTTP Basic credentials required for every write (POST, PUT, PATCH, DELETE); reads stay open.',
+      ),
+    certfile: optText().describe('TLS certificate (PEM); the API serves HTTPS when set.'),
+    keyfile: optText().describe('Private key of certfile (default: in certfile).'),
+    keyfile_password: optText().describe('Password of an encrypted keyfile.'),
+    cafile: optText().describe(
+      "CA for client certificates, and for checking the other members' certificates.",
+    ),
+    verify_client: z
+      .preprocess(asText, z.enum(['none', 'optional', 'required']).optional())
+      .describe('Client certificates: none, optional (writes need one) or required (every request).'),
+    allowlist: textList().describe(
+      'Addresses, networks (CIDR) or host names allowed to write; empty: everyone.',
+    ),
+    allowlist_include_members: optBool().describe("Also allow the hosts of the members' api_url."),
+    http_extra_headers: z
+      .preprocess(blank, z.record(z.string(), z.preprocess(asText, z.string())).optional())
+      .describe('Headers added to every answer.'),
+  }).describe('The REST API: health checks, status, operations, /metrics and the dashboard at /ui.'),
+  etcd3: z
+    .preprocess(blank, etcdSection.optional())
+    .describe('etcd v3 endpoints and credentials (etcd3 or etcd is required).'),
+  etcd: z
+    .preprocess(blank, etcdSection.optional())
+    .describe('Same as etcd3 (pgha always speaks the v3 API).'),
+  bootstrap: bootstrapSection.describe(
+    'How a new cluster is created (read only by the node that initialises it).',
+  ),
+  postgresql: postgresqlSection.describe('The local PostgreSQL.'),
+  tags: tagsSection.describe('Tags of this node, published in its member key.'),
   watchdog: section({
-    mode: watchdogMode,
-    device: z.preprocess(asText, z.string().min(1).default('/dev/watchdog')),
-    safety_margin: int(-1, 5),
-  }),
+    mode: watchdogMode.describe(
+      'off; automatic: use the device when it can be opened; required: refuse to lead without it.',
+    ),
+    device: z.preprocess(asText, z.string().min(1).default('/dev/watchdog')).describe('The watchdog device.'),
+    safety_margin: int(-1, 5).describe(
+      'Seconds before its leader key can expire at which a leader that could not renew it stops PostgreSQL (at least 2, at most ttl / 2).',
+    ),
+  }).describe('Linux watchdog device, armed on the leader so the machine resets if the agent hangs.'),
   log: section({
-    type: z.preprocess(
-      (v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)),
-      z.enum(['plain', 'json']).default('plain'),
+    type: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)),
+        z.enum(['plain', 'json']).default('plain'),
+      )
+      .describe('plain: one line of text per event; json: one JSON object per line.'),
+    level: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.trim().toUpperCase() : blank(v)),
+        z.enum(LOG_LEVELS).default('INFO'),
+      )
+      .describe('DEBUG, INFO, WARNING, ERROR or CRITICAL (PATRONI_LOG_LEVEL).'),
+    dir: optText().describe(
+      'Directory of the log file patroni.log; default: standard error (the journal under systemd).',
     ),
-    level: z.preprocess(
-      (v) => (typeof v === 'string' ? v.trim().toUpperCase() : blank(v)),
-      z.enum(LOG_LEVELS).default('INFO'),
-    ),
-    dir: optText(),
-  }),
-  router: routerSection,
-  vip: z.preprocess(blank, vipSection.optional()),
+  }).describe('Logging.'),
+  router: routerSection.describe("pgha router: HAProxy's part (pgha extension)."),
+  vip: z
+    .preprocess(blank, vipSection.optional())
+    .describe("pgha vip: the virtual IP, Keepalived's part (pgha extension)."),
 });
 
 export type ParsedFile = z.output<typeof fileSchema>;

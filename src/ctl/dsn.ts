@@ -35,7 +35,7 @@ export function registerDsn(ctl: Command): void {
   ctl
     .command('dsn')
     .description('Generate a dsn for the provided member, defaults to a dsn of the leader')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .option('-r, --role <role>', `Give a dsn of any member with this role (${ROLES.join(', ')})`)
     .option('-m, --member <name>', 'Generate a dsn for this member')
     .action(async (scopeArg: string | undefined, o: { role?: string; member?: string }, cmd: Command) => {

@@ -73,7 +73,7 @@ export function registerConfigCommands(ctl: Command): void {
   ctl
     .command('edit-config')
     .description('Edit cluster configuration')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .option('-q, --quiet', 'Do not show changes')
     .option(
       '-s, --set <key=value>',
@@ -162,7 +162,7 @@ export function registerConfigCommands(ctl: Command): void {
   ctl
     .command('show-config')
     .description('Show cluster configuration')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .action(async (scopeArg: string | undefined, _o: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         const scope = ctx.scope(scopeArg);

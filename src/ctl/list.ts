@@ -67,7 +67,7 @@ export function registerViews(ctl: Command): void {
   ctl
     .command('history')
     .description('Show the history of failovers/switchovers')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .option('-f, --format <fmt>', 'Output format (pretty, tsv, json, yaml)', 'pretty')
     .action(async (scope: string | undefined, o: { format: string }, cmd: Command) => {
       const fmt = parseFormat(o.format);
@@ -89,8 +89,8 @@ export function registerViews(ctl: Command): void {
   ctl
     .command('version')
     .description('Output version of pgha ctl or of the running members')
-    .argument('[cluster_name]')
-    .argument('[member_names...]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
+    .argument('[member_names...]', 'Names of the members (default: every member)')
     .action(async (scope: string | undefined, members: string[], _o: unknown, cmd: Command) => {
       console.log(`pgha ctl version ${VERSION}`);
       if (!scope) return;

@@ -80,7 +80,7 @@ export function registerPause(ctl: Command): void {
     ctl
       .command(name)
       .description(paused ? 'Disable auto failover' : 'Resume auto failover')
-      .argument('[cluster_name]')
+      .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
       .option('--wait', `Wait until pause is ${paused ? 'applied' : 'cleared'} on all nodes`)
       .action(async (scope: string | undefined, o: { wait?: boolean }, cmd: Command) => {
         await withContext(cmd, (ctx) => togglePause(ctx, scope, paused, Boolean(o.wait)));

@@ -78,7 +78,7 @@ export function registerQuery(ctl: Command): void {
   ctl
     .command('query')
     .description('Query a Patroni PostgreSQL member')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .option('--format <fmt>', 'Output format (pretty, tsv, json, yaml)', 'tsv')
     .option('-f, --file <file>', 'Execute the SQL commands from this file')
     .option('--password', 'force password prompt')

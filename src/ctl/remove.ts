@@ -15,7 +15,7 @@ export function registerRemove(ctl: Command): void {
   ctl
     .command('remove')
     .description('Remove cluster from DCS')
-    .argument('<cluster_name>')
+    .argument('<cluster_name>', 'Name of the cluster (scope)')
     .option('-f, --format <fmt>', 'Output format (pretty, tsv, json, yaml)', 'pretty')
     .action(async (scope: string, o: { format: string }, cmd: Command) => {
       const fmt = parseFormat(o.format);

@@ -58,8 +58,8 @@ export function registerMemberActions(ctl: Command): void {
   ctl
     .command('restart')
     .description('Restart cluster member')
-    .argument('<cluster_name>')
-    .argument('[member_names...]')
+    .argument('<cluster_name>', 'Name of the cluster (scope)')
+    .argument('[member_names...]', 'Names of the members (default: every member)')
     .addOption(roleOption('Restart'))
     .option('--any', 'Restart a single member only')
     .option('--scheduled <time>', 'Timestamp of a scheduled restart in unambiguous format (e.g. ISO 8601)')
@@ -153,8 +153,8 @@ export function registerMemberActions(ctl: Command): void {
   ctl
     .command('reload')
     .description('Reload cluster member configuration')
-    .argument('<cluster_name>')
-    .argument('[member_names...]')
+    .argument('<cluster_name>', 'Name of the cluster (scope)')
+    .argument('[member_names...]', 'Names of the members (default: every member)')
     .addOption(roleOption('Reload'))
     .option('--force', 'Do not ask for confirmation at any point')
     .action(async (scope: string, names: string[], o: { role: string; force?: boolean }, cmd: Command) => {
@@ -189,8 +189,8 @@ export function registerMemberActions(ctl: Command): void {
   ctl
     .command('reinit')
     .description('Reinitialize cluster member')
-    .argument('<cluster_name>')
-    .argument('[member_names...]')
+    .argument('<cluster_name>', 'Name of the cluster (scope)')
+    .argument('[member_names...]', 'Names of the members (default: every member)')
     .option('--force', 'Do not ask for confirmation at any point')
     .option('--wait', 'Wait until reinitialization completes')
     .action(async (scope: string, names: string[], o: { force?: boolean; wait?: boolean }, cmd: Command) => {
@@ -247,7 +247,7 @@ export function registerMemberActions(ctl: Command): void {
   ctl
     .command('flush')
     .description('Discard scheduled events')
-    .argument('<cluster_name>')
+    .argument('<cluster_name>', 'Name of the cluster (scope)')
     .argument('<member_names_and_target...>', '[member names...] restart|switchover')
     .addOption(roleOption('Flush'))
     .option('--force', 'Do not ask for confirmation at any point')

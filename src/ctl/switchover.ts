@@ -224,7 +224,7 @@ export function registerSwitchover(ctl: Command): void {
   ctl
     .command('switchover')
     .description('Switchover to a replica')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .option('--leader <name>', 'The name of the current leader')
     .option('--primary <name>', 'The name of the current leader (same as --leader)')
     .option('--master <name>', 'The name of the current leader (old spelling of --leader)')
@@ -261,7 +261,7 @@ export function registerSwitchover(ctl: Command): void {
   ctl
     .command('failover')
     .description('Failover to a replica')
-    .argument('[cluster_name]')
+    .argument('[cluster_name]', 'Name of the cluster (scope; default: from the configuration)')
     .option('--leader <name>', 'The name of the current leader')
     .option('--primary <name>', 'The name of the current leader (same as --leader)')
     .option('--master <name>', 'The name of the current leader (old spelling of --leader)')
