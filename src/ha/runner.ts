@@ -78,6 +78,21 @@ const LEADER_PROBE_MS = 300;
 const LEADER_GONE_AFTER = 3;
 const WAKE_KEYS = new Set(['leader', 'failover', 'config', 'initialize', 'sync']);
 
+/** Logs a tool's lines; its `n/m kB (p%)` progress lines at most every 10 s, with the numbers. */
+function progressLogger(log: Logger, tool: string): (line: string) => void {
+  let last = 0;
+  return (line) => {
+    const m = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
+    if (!m) return log.info(`${tool}: ${line}`);
+    if (Date.now() - last < 10_000 && m[3] !== '100') return;
+    last = Date.now();
+    log.info(
+      { progress: { done_kb: Number(m[1]), total_kb: Number(m[2]), percent: Number(m[3]) } },
+      `${tool}: ${line.trim()}`,
+    );
+  };
+}
+
 /** Host and port of a `postgres://` or `http(s)://` URL; null when absent or unparsable. */
 function hostPort(url: string | undefined): { host: string; port: number } | null {
   if (!url) return null;
@@ -736,8 +751,10 @@ export class HaRunner {
     this.say(d, `running pg_basebackup from ${target.host}:${target.port}`);
     this.busyState = 'creating replica';
     try {
-      await this.d.pg.basebackup(target, this.d.config.postgresql.basebackup, (line) =>
-        this.log.info({ progress: line }, `pg_basebackup: ${line}`),
+      await this.d.pg.basebackup(
+        target,
+        this.d.config.postgresql.basebackup,
+        progressLogger(this.log, 'pg_basebackup'),
       );
     } catch (err) {
       this.log.error(
@@ -774,7 +791,7 @@ export class HaRunner {
     this.busyState = 'rewinding';
     try {
       this.log.info(`running pg_rewind from ${upstream} (${source.host}:${source.port})`);
-      await this.d.pg.rewind(source);
+      await this.d.pg.rewind(source, undefined, progressLogger(this.log, 'pg_rewind'));
       this.log.info('pg_rewind finished');
       return true;
     } catch (err) {

@@ -913,7 +913,7 @@ export class Postgres implements PostgresNode {
     await chmod(this.dataDir, 0o700);
   }
 
-  async rewind(source: ConnTarget, signal?: AbortSignal): Promise<void> {
+  async rewind(source: ConnTarget, signal?: AbortSignal, onProgress?: (line: string) => void): Promise<void> {
     if (await this.isRunning()) throw new PostgresError('cannot rewind: PostgreSQL is running');
     const cd = await this.controlData();
     if (!cd) throw new PostgresError(`cannot rewind: no cluster in ${this.dataDir}`);
@@ -938,6 +938,7 @@ export class Postgres implements PostgresNode {
           onLine: (line) => {
             tail.push(line);
             if (tail.length > 20) tail.shift();
+            onProgress?.(line);
           },
         },
       );

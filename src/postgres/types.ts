@@ -98,7 +98,7 @@ export interface PostgresNode {
     signal?: AbortSignal,
   ): Promise<void>;
   /** Rewinds a stopped former primary onto `source`'s timeline. Throws when pg_rewind fails. */
-  rewind(source: ConnTarget, signal?: AbortSignal): Promise<void>;
+  rewind(source: ConnTarget, signal?: AbortSignal, onProgress?: (line: string) => void): Promise<void>;
   /** Deletes the data directory's contents (never the directory's parent). */
   removeDataDirectory(): Promise<void>;
 
