@@ -204,6 +204,12 @@ export function metricsBody(s: AgentSnapshot, version: string): string {
     isSync ? 1 : 0,
   );
   metric(
+    'patroni_quorum_standby',
+    'gauge',
+    'Value is 1 if this node is a quorum standby replica, 0 otherwise.',
+    isSync && typeof s.cluster?.sync?.quorum === 'number' ? 1 : 0,
+  );
+  metric(
     'patroni_xlog_received_location',
     'counter',
     'Current location of the received Postgres transaction log, 0 if this node is not a replica.',
@@ -226,6 +232,18 @@ export function metricsBody(s: AgentSnapshot, version: string): string {
     'gauge',
     'Value is 1 if the Postgres xlog is paused, 0 otherwise.',
     replica && st.replayPaused === true ? 1 : 0,
+  );
+  metric(
+    'patroni_postgres_streaming',
+    'gauge',
+    'Value is 1 if Postgres is streaming, 0 otherwise.',
+    replica && st.replicationState === 'streaming' ? 1 : 0,
+  );
+  metric(
+    'patroni_postgres_in_archive_recovery',
+    'gauge',
+    'Value is 1 if Postgres is replicating from archive, 0 otherwise.',
+    replica && st.replicationState !== 'streaming' ? 1 : 0,
   );
   metric(
     'patroni_postgres_server_version',
