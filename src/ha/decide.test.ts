@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DynamicConfig, TagsConfig } from '../config/types.js';
 import type { ClusterState, Member } from '../dcs/types.js';
 import type { ControlData, ServerStatus } from '../postgres/types.js';
-import { decide } from './decide.js';
+import { decide, DIVERGENCE_GRACE_MS } from './decide.js';
 import { mergeTimelineHistory } from './history.js';
 import { evaluateRace, manualPromotionRisk, needsRewind } from './rules.js';
 import type { HaInput, LocalPostgres, PeerStatus } from './types.js';
@@ -268,6 +268,21 @@ describe('decide: running', () => {
   it('stays put when following the right leader', () => {
     const c = cluster({ leader: leaderIs('n2'), members: [member('n2', { role: 'primary', timeline: 1 })] });
     expect(decide(input({ cluster: c, pg: pg({ configuredUpstream: 'n2' }) })).kind).toBe('idle');
+  });
+
+  it('rewinds a replica stuck behind a fork only once its receiver has been down for a while', () => {
+    const c = cluster({
+      leader: leaderIs('n2'),
+      members: [member('n2', { role: 'primary', timeline: 2 })],
+      history: [[1, 0x3000000, 'switchover']],
+    });
+    const stuck = status({ timeline: 1, walPosition: 0x3000100, replicationState: undefined });
+    const at = (ms: number) =>
+      decide(
+        input({ cluster: c, pg: pg({ configuredUpstream: 'n2', status: stuck, notStreamingForMs: ms }) }),
+      );
+    expect(at(3000).kind).toBe('idle');
+    expect(at(DIVERGENCE_GRACE_MS)).toMatchObject({ kind: 'follow', upstream: 'n2', rewind: true });
   });
 
   it('starts a requested switchover on the leader', () => {

@@ -150,6 +150,7 @@ export function decide(input: HaInput): Decision {
   if (
     leaderTimeline !== undefined &&
     status.replicationState !== 'streaming' &&
+    (pg.notStreamingForMs ?? Infinity) >= DIVERGENCE_GRACE_MS &&
     status.timeline < leaderTimeline &&
     diverged
   ) {
@@ -162,6 +163,13 @@ export function decide(input: HaInput): Decision {
   }
   return { kind: 'idle', why: `following leader ${leader}` };
 }
+
+/**
+ * A replica whose WAL receiver is reconnecting reports the last checkpoint's timeline, which can be
+ * older than the one it already follows; a real divergence keeps it from streaming for good, so
+ * only one that lasts this long counts (a receiver retries every 5 s, wal_retrieve_retry_interval).
+ */
+export const DIVERGENCE_GRACE_MS = 15_000;
 
 function invalidDataDir(): string {
   return 'my data directory is not empty but holds no PostgreSQL cluster (no PG_VERSION); move its files away or fix data_dir';

@@ -147,6 +147,8 @@ export class HaRunner {
   private readonly failsafeHeartbeats = new FailsafeHeartbeats();
   private lastFailsafeReport = '';
   private probeTimer: NodeJS.Timeout | null = null;
+  /** Since when this replica's WAL receiver has not been streaming (null: it streams). */
+  private notStreamingSince: number | null = null;
   private leaderRefusals = { key: '', count: 0 };
   /** Set by the probe when the leader's processes are proven gone; the next cycle acts on it. */
   private leaderGone: { name: string; modRevision: string; why: string } | null = null;
@@ -472,6 +474,9 @@ export class HaRunner {
     } else if (!running) {
       this.snapshot.role = dataState === 'initialized' ? this.snapshot.role : 'uninitialized';
     }
+    const receiverDown = status !== null && status.inRecovery && status.replicationState !== 'streaming';
+    if (!receiverDown) this.notStreamingSince = null;
+    else this.notStreamingSince ??= this.now();
     return {
       dataState,
       control,
@@ -479,6 +484,7 @@ export class HaRunner {
       status,
       connectionError: running && !status ? (pg.lastConnectionError ?? null) : null,
       configuredUpstream: this.configuredUpstream,
+      notStreamingForMs: this.notStreamingSince === null ? 0 : this.now() - this.notStreamingSince,
     };
   }
 

@@ -17,6 +17,11 @@ export interface LocalPostgres {
   connectionError?: string | null;
   /** The upstream member we last configured this node to stream from (null: none, primary). */
   configuredUpstream: string | null;
+  /**
+   * How long this running replica's WAL receiver has not been streaming, in ms (0 when it
+   * streams). Its timeline is uncertain meanwhile: the checkpoint's lags behind the WAL received.
+   */
+  notStreamingForMs?: number;
 }
 
 export interface HaInput {
