@@ -10,6 +10,7 @@ import { registerBacula } from './bacula/command.js';
 import { registerCtl } from './ctl/index.js';
 import { runDemo } from './demo/demo.js';
 import { registerRouter } from './router/command.js';
+import { registerVip } from './vip/command.js';
 import { ConfigError, DcsError, PghaError } from './util/errors.js';
 import { VERSION } from './version.js';
 
@@ -49,6 +50,7 @@ function buildProgram(): Command {
 
   registerCtl(program);
   registerRouter(program);
+  registerVip(program);
   registerBacula(program);
   return program;
 }

@@ -105,6 +105,18 @@ export interface NetCluster {
   readCluster(): Promise<ClusterState>;
   /** Waits until a leader runs and `replicas` other members stream; returns the state. */
   waitHealthy(replicas?: number, timeoutMs?: number): Promise<ClusterState>;
+  /**
+   * Waits until a leader runs and `replicas` others stream on its timeline, continuously for
+   * `forMs` (default 5 s): right after a switchover or failover a replica may still stop to rewind,
+   * so a test injecting its next fault should wait for this first. `minTimeline`: the leader's
+   * timeline must be at least this (e.g. one more than before a switchover).
+   */
+  waitSteady(opts?: {
+    replicas?: number;
+    forMs?: number;
+    minTimeline?: number;
+    timeoutMs?: number;
+  }): Promise<ClusterState>;
   /** Waits until a member other than `not` (if given) holds the leader key and runs as primary. */
   waitLeader(not?: string, timeoutMs?: number): Promise<string>;
   /** Runs SQL on a node (from the test process, over the lab) as the superuser. */
@@ -276,6 +288,31 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
             : null;
         },
         timeoutMs,
+      );
+    },
+    async waitSteady(o = {}) {
+      const replicas = o.replicas ?? count - 1;
+      const forMs = o.forMs ?? 5000;
+      let since = 0;
+      return waitFor(
+        `a leader and ${replicas} replicas streaming on its timeline for ${forMs} ms`,
+        async () => {
+          const c = await cluster.readCluster();
+          const lead = c.members.find((m) => m.name === c.leader?.name);
+          const tl = Number(lead?.data.timeline);
+          const ok =
+            lead?.data.role === 'primary' &&
+            lead.data.state === 'running' &&
+            tl >= (o.minTimeline ?? 0) &&
+            c.members.filter(
+              (m) => m.name !== lead.name && m.data.state === 'streaming' && Number(m.data.timeline) === tl,
+            ).length >= replicas;
+          if (!ok) since = 0;
+          else since ||= Date.now();
+          return ok && Date.now() - since >= forMs ? c : null;
+        },
+        o.timeoutMs ?? 90_000,
+        250,
       );
     },
     async waitLeader(not, timeoutMs = 60_000) {

@@ -1,0 +1,167 @@
+/**
+ * The VIP's decisions, as pure functions of what was observed, so they are unit-tested with plain
+ * objects; `manager.ts` observes (etcd, the local router, the interface) and carries them out.
+ *
+ * The rule that keeps the address on one node at most: the address is on the interface only while
+ * this node holds the VIP key in etcd on a lease that cannot have expired yet (send time of the last
+ * renewal that confirmed the key + ttl − margin), and the key is released only once the address is
+ * gone. A node that cannot renew drops the address before its lease can expire, so whoever takes
+ * the key next finds the address free.
+ */
+
+export type VipMode = 'leader' | 'router';
+
+/** Seconds before the lease could expire at which the address is dropped (at most ttl / 2). */
+export const VIP_SAFETY_MARGIN_S = 2;
+
+/** The deadline margin for a lease of `ttl` seconds (as the agent's fence: 2 s, at most ttl / 2). */
+export function safetyMarginS(ttl: number): number {
+  return Math.min(VIP_SAFETY_MARGIN_S, ttl / 2);
+}
+
+/** Until when (ms) a key confirmed on a lease renewed at `leaseSentAt` may be relied on. */
+export function heldUntil(leaseSentAt: number, ttl: number): number {
+  return leaseSentAt + (ttl - safetyMarginS(ttl)) * 1000;
+}
+
+export interface Eligibility {
+  eligible: boolean;
+  /** Why, in the user's terms (logged when it changes). */
+  why: string;
+}
+
+export interface EligibilityInput {
+  mode: VipMode;
+  me: string;
+  /** Leader mode: the `leader` key's holder at the last good etcd read (null: none; undefined: no read yet). */
+  leader?: string | null;
+  /** Router mode: the local router's tracked health, and why. */
+  router?: HealthState;
+  /** The process is shutting down. */
+  stopping?: boolean;
+}
+
+/** Whether this node may hold the VIP now. */
+export function eligibility(i: EligibilityInput): Eligibility {
+  if (i.stopping) return { eligible: false, why: 'pgha vip is stopping' };
+  if (i.mode === 'leader') {
+    if (i.leader === undefined) return { eligible: false, why: 'the leader key has not been read yet' };
+    if (i.leader === null) return { eligible: false, why: 'no node holds the leader key' };
+    if (i.leader !== i.me) return { eligible: false, why: `${i.leader} holds the leader key` };
+    return { eligible: true, why: 'this node holds the leader key' };
+  }
+  if (!i.router) return { eligible: false, why: 'the local router has not been checked yet' };
+  if (!i.router.healthy) return { eligible: false, why: `the local router is down: ${i.router.why}` };
+  return { eligible: true, why: 'the local router is healthy' };
+}
+
+export type KeyStep = 'claim' | 'release' | 'none';
+
+/**
+ * What to do with the VIP key: an eligible node claims it (which also confirms a key it already
+ * holds); one that is not releases a key it holds, but only once the address is off the interface.
+ */
+export function keyStep(i: { eligible: boolean; keyOurs: boolean; present: boolean }): KeyStep {
+  if (i.eligible) return 'claim';
+  if (i.keyOurs && !i.present) return 'release';
+  return 'none';
+}
+
+export interface AddressInput {
+  now: number;
+  eligible: boolean;
+  /** Until when (ms) the key is known to be ours; null when it is not (or no longer known to be). */
+  heldUntil: number | null;
+  /** The key is held under our name by another lease (another `pgha vip` with our name, or our previous run). */
+  sameNameElsewhere: boolean;
+  /** The address is on the interface now. */
+  present: boolean;
+  /** When the kernel lifetime we last gave the address ends (null: not set by this process). */
+  lifetimeEndsAt: number | null;
+  /** Renew the lifetime only once less than this is left (saves an `ip` run on most checks). */
+  renewWithinMs: number;
+  /** Why the node is (not) eligible, and who holds the key, for the message. */
+  why: string;
+  holder: string | null;
+}
+
+export type AddressStep =
+  | { step: 'add' | 'renew'; lifetimeS: number; why: string }
+  | { step: 'remove'; why: string }
+  | { step: 'none'; why: string };
+
+/**
+ * What to do with the address on the interface. It is added (or its kernel lifetime renewed) only
+ * while the key is ours and eligible; the lifetime ends no later than the deadline, so even a
+ * killed `pgha vip` cannot leave the address behind past the moment another node may take it.
+ * Skipping a renewal is always safe: the lifetime only ends earlier than it could.
+ */
+export function addressStep(i: AddressInput): AddressStep {
+  const held = i.heldUntil !== null && i.now < i.heldUntil;
+  if (i.eligible && held) {
+    const lifetimeS = Math.floor((i.heldUntil! - i.now) / 1000);
+    // The kernel counts whole seconds (and may round up by one): below one, let it go now.
+    if (lifetimeS < 1) {
+      return i.present
+        ? { step: 'remove', why: 'the key could not be renewed before the lease deadline' }
+        : { step: 'none', why: 'the key could not be renewed before the lease deadline' };
+    }
+    if (i.present && i.lifetimeEndsAt !== null && i.lifetimeEndsAt - i.now > i.renewWithinMs)
+      return { step: 'none', why: i.why };
+    return { step: i.present ? 'renew' : 'add', lifetimeS, why: i.why };
+  }
+  if (!i.present) return { step: 'none', why: i.why };
+  // Our name on another lease: a previous run of this node (its address expires with the kernel
+  // lifetime it set) or a second `pgha vip` under the same name; removing would fight it.
+  if (!held && i.sameNameElsewhere)
+    return { step: 'none', why: 'the key is held under this node name by another pgha vip process' };
+  if (!i.eligible) return { step: 'remove', why: i.why };
+  if (i.heldUntil !== null)
+    return { step: 'remove', why: 'the key could not be renewed before the lease deadline' };
+  return {
+    step: 'remove',
+    why: i.holder ? `${i.holder} holds the VIP key` : 'this node does not hold the VIP key',
+  };
+}
+
+// ---- the local router's health (router mode) ----------------------------------------------------
+
+export interface ProbeResult {
+  ok: boolean;
+  /** The connection was refused: nothing listens, the router is not running. */
+  refused: boolean;
+  detail: string;
+}
+
+export interface HealthState {
+  healthy: boolean;
+  /** Consecutive results that disagree with `healthy`. */
+  streak: number;
+  why: string;
+}
+
+export const INITIAL_HEALTH: HealthState = { healthy: false, streak: 0, why: 'not checked yet' };
+
+/**
+ * Keepalived's `fall`/`rise`: a healthy router goes down after `fall` failed checks in a row, at
+ * once when the connection is refused (the process is gone, no point waiting); a down router comes
+ * back after `rise` good checks in a row.
+ */
+export function nextHealth(
+  prev: HealthState,
+  r: ProbeResult,
+  opts: { fall: number; rise: number },
+): HealthState {
+  if (r.ok) {
+    if (prev.healthy) return { healthy: true, streak: 0, why: r.detail };
+    const streak = prev.streak + 1;
+    return streak >= opts.rise
+      ? { healthy: true, streak: 0, why: r.detail }
+      : { healthy: false, streak, why: `${r.detail} (${streak} of ${opts.rise} good checks)` };
+  }
+  if (!prev.healthy) return { healthy: false, streak: 0, why: r.detail };
+  const streak = prev.streak + 1;
+  return r.refused || streak >= opts.fall
+    ? { healthy: false, streak: 0, why: r.detail }
+    : { healthy: true, streak, why: `${r.detail} (${streak} of ${opts.fall} failed checks)` };
+}

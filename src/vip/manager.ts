@@ -1,0 +1,360 @@
+/**
+ * The `pgha vip` loop: every `check_interval`, and at once when etcd reports a change of the
+ * `leader` key or of the VIP key, it renews its etcd lease, learns whether this node may hold the
+ * VIP (`eligibility`), claims or releases the VIP key, and makes the interface agree (`addressStep`).
+ * A timer independent of the loop removes the address at the lease deadline, like the agent's fence,
+ * so a loop stuck on an unreachable etcd cannot keep it.
+ */
+import type { VipConfig } from '../config/types.js';
+import type { Dcs } from '../dcs/types.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import {
+  INITIAL_HEALTH,
+  addressStep,
+  eligibility,
+  heldUntil as heldUntilFor,
+  keyStep,
+  nextHealth,
+  safetyMarginS,
+  type HealthState,
+  type ProbeResult,
+} from './decide.js';
+import type { AddressControl } from './iproute.js';
+
+/** The part of the DCS the VIP uses. */
+export type VipStore = Pick<
+  Dcs,
+  'prefix' | 'refreshLease' | 'readCluster' | 'claimKey' | 'releaseKey' | 'watch'
+>;
+
+export interface VipManagerDeps {
+  config: VipConfig;
+  /** This node's name (the YAML's `name`): the VIP key's value. */
+  me: string;
+  store: VipStore;
+  net: AddressControl;
+  /** Router mode: checks the local router. */
+  probe?: () => Promise<ProbeResult>;
+  log: Logger;
+  now?: () => number;
+}
+
+/** What `GET /status` shows and the metrics read. */
+export interface VipStatus {
+  node: string;
+  address: string;
+  prefix: number;
+  interface: string;
+  mode: 'leader' | 'router';
+  /** The address is on this node's interface and the key is ours. */
+  held: boolean;
+  /** Who holds the VIP key, per the last answer from etcd. */
+  holder: string | null;
+  eligible: boolean;
+  why: string;
+  router: { healthy: boolean; why: string } | null;
+  leader: string | null;
+  /** Until when the key is known to be ours (ISO time), null when it is not. */
+  heldUntil: string | null;
+  lastChange: string | null;
+  takeovers: number;
+  etcd: { lastRenewal: string | null; error: string | null };
+}
+
+/** Relative key of the VIP lock under the cluster prefix. */
+export function vipKey(address: string): string {
+  return `vip/${address}`;
+}
+
+/** Runs the VIP loop for one address on one node. */
+export class VipManager {
+  private readonly d: VipManagerDeps;
+  private readonly now: () => number;
+  private readonly key: string;
+  private health: HealthState = INITIAL_HEALTH;
+  private leader: string | null | undefined = undefined;
+  private holder: string | null = null;
+  private sameNameElsewhere = false;
+  private keyHeldUntil: number | null = null;
+  private present = false;
+  /** When the kernel lifetime this process last gave the address ends. */
+  private lifetimeEndsAt: number | null = null;
+  private dadFailed = false;
+  private eligible = false;
+  private why = 'starting';
+  private lastRenewal: number | null = null;
+  private etcdError: string | null = null;
+  private lastChange: number | null = null;
+  private takeoversCount = 0;
+
+  private timer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private stopWatch: (() => Promise<void>) | null = null;
+  private ticking: Promise<void> | null = null;
+  private again = false;
+  private stopping = false;
+  /** Serialises changes of the address (the loop and the deadline timer). */
+  private addressLock: Promise<void> = Promise.resolve();
+  private lastMessage = '';
+
+  constructor(d: VipManagerDeps) {
+    this.d = d;
+    this.now = d.now ?? Date.now;
+    this.key = vipKey(d.config.address);
+  }
+
+  /** Starts the loop: reads the interface, watches etcd, runs the first check at once. */
+  async start(): Promise<void> {
+    this.present = (await this.d.net.inspect()).present;
+    if (this.present)
+      this.d.log.info(`${this.d.net.label} is already on the interface; checking the VIP key`);
+    this.stopWatch = this.d.store.watch((keys) => {
+      if (keys.length === 0 || keys.some((k) => k === 'leader' || k === this.key)) this.trigger();
+    });
+    this.trigger();
+  }
+
+  get takeovers(): number {
+    return this.takeoversCount;
+  }
+
+  status(): VipStatus {
+    const c = this.d.config;
+    const now = this.now();
+    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    return {
+      node: this.d.me,
+      address: c.address,
+      prefix: c.prefix,
+      interface: c.interface,
+      mode: c.mode,
+      held: this.present && this.keyHeldUntil !== null && now < this.keyHeldUntil,
+      holder: this.holder,
+      eligible: this.eligible,
+      why: this.why,
+      router: c.mode === 'router' ? { healthy: this.health.healthy, why: this.health.why } : null,
+      leader: this.leader ?? null,
+      heldUntil: iso(this.keyHeldUntil),
+      lastChange: iso(this.lastChange),
+      takeovers: this.takeoversCount,
+      etcd: { lastRenewal: iso(this.lastRenewal), error: this.etcdError },
+    };
+  }
+
+  /** Runs a check now and waits until no check is running (the tests drive the loop with it). */
+  async checkNow(): Promise<void> {
+    this.trigger();
+    while (this.ticking) await this.ticking;
+  }
+
+  /** Runs a check now (or right after the one running). */
+  trigger(): void {
+    if (this.stopping) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.ticking = this.tick()
+      .catch((err: unknown) => this.say('error', `VIP check failed: ${errorMessage(err)}`))
+      .finally(() => {
+        this.ticking = null;
+        if (this.stopping) return;
+        if (this.again) {
+          this.again = false;
+          this.trigger();
+        } else {
+          this.timer = setTimeout(() => this.trigger(), this.d.config.check_interval * 1000);
+        }
+      });
+  }
+
+  private say(level: 'info' | 'warn' | 'error', msg: string): void {
+    if (msg === this.lastMessage) return;
+    this.lastMessage = msg;
+    this.d.log[level](msg);
+  }
+
+  /** One check: observe, decide, act. */
+  private async tick(): Promise<void> {
+    const c = this.d.config;
+    if (c.mode === 'router' && this.d.probe) {
+      const before = this.health.healthy;
+      this.health = nextHealth(this.health, await this.d.probe(), c);
+      if (before !== this.health.healthy)
+        this.d.log.info(`local router is ${this.health.healthy ? 'healthy' : 'down'}: ${this.health.why}`);
+    }
+
+    let leaseSent: number | null = null;
+    try {
+      leaseSent = await this.d.store.refreshLease();
+      if (c.mode === 'leader') this.leader = (await this.d.store.readCluster()).leader?.name ?? null;
+      this.lastRenewal = leaseSent;
+      this.etcdError = null;
+    } catch (err) {
+      leaseSent = null;
+      this.etcdError = errorMessage(err);
+      this.say('warn', `etcd: ${this.etcdError}`);
+    }
+
+    const e = eligibility({ mode: c.mode, me: this.d.me, leader: this.leader, router: this.health });
+    if (e.eligible !== this.eligible || e.why !== this.why)
+      this.d.log.info(`${e.eligible ? 'may hold' : 'may not hold'} the VIP: ${e.why}`);
+    this.eligible = e.eligible;
+    this.why = e.why;
+
+    await this.withAddressLock(async () => {
+      const seen = await this.d.net.inspect();
+      this.present = seen.present;
+      this.dadFailed = seen.dadFailed;
+      if (!seen.present) this.lifetimeEndsAt = null;
+      const keyOurs = this.keyHeldUntil !== null;
+      const step = keyStep({ eligible: e.eligible, keyOurs, present: this.present });
+      if (leaseSent !== null && step === 'claim') {
+        try {
+          const r = await this.d.store.claimKey(this.key, this.d.me);
+          this.holder = r.holder;
+          this.sameNameElsewhere = !r.held && r.holder === this.d.me;
+          this.setHeldUntil(r.held ? heldUntilFor(leaseSent, c.ttl) : null);
+          if (this.sameNameElsewhere)
+            this.say(
+              'warn',
+              `the VIP key holds this node's name on another etcd lease; waiting for it to expire`,
+            );
+        } catch (err) {
+          this.etcdError = errorMessage(err);
+          this.say('warn', `etcd: ${this.etcdError}`);
+        }
+      }
+      await this.applyAddress();
+      await this.maybeRelease(leaseSent !== null);
+    });
+  }
+
+  /** Makes the interface agree with the decision. Runs under the address lock. */
+  private async applyAddress(): Promise<void> {
+    const step = addressStep({
+      now: this.now(),
+      eligible: this.eligible && !this.stopping,
+      heldUntil: this.keyHeldUntil,
+      sameNameElsewhere: this.sameNameElsewhere,
+      present: this.present,
+      lifetimeEndsAt: this.lifetimeEndsAt,
+      renewWithinMs: ((this.d.config.ttl - safetyMarginS(this.d.config.ttl)) * 1000) / 2,
+      why: this.stopping ? 'pgha vip is stopping' : this.why,
+      holder: this.holder,
+    });
+    switch (step.step) {
+      case 'add':
+        await this.d.net.add(step.lifetimeS);
+        this.present = true;
+        this.lifetimeEndsAt = this.now() + step.lifetimeS * 1000;
+        this.lastChange = this.now();
+        this.takeoversCount++;
+        this.d.net.announce();
+        this.lastMessage = '';
+        this.d.log.info(`took over the VIP ${this.d.net.label}: ${step.why}`);
+        break;
+      case 'renew': {
+        if (this.dadFailed) {
+          // IPv6 duplicate address detection failed: some other host on the link uses the address.
+          await this.d.net.remove();
+          this.present = false;
+          this.lifetimeEndsAt = null;
+          this.dadFailed = false;
+          this.lastChange = this.now();
+          this.say('error', `another host on the link answers for ${this.d.config.address}; removed it here`);
+          break;
+        }
+        await this.d.net.renew(step.lifetimeS);
+        this.lifetimeEndsAt = this.now() + step.lifetimeS * 1000;
+        break;
+      }
+      case 'remove':
+        await this.d.net.remove();
+        this.present = false;
+        this.lifetimeEndsAt = null;
+        this.lastChange = this.now();
+        this.lastMessage = '';
+        this.d.log.info(`released the VIP ${this.d.net.label}: ${step.why}`);
+        break;
+      case 'none':
+        break;
+    }
+  }
+
+  /** Releases a key we hold once the address is gone and we may not hold it. */
+  private async maybeRelease(etcdOk: boolean): Promise<void> {
+    const step = keyStep({
+      eligible: this.eligible && !this.stopping,
+      keyOurs: this.keyHeldUntil !== null,
+      present: this.present,
+    });
+    if (step !== 'release' || !etcdOk) return;
+    try {
+      await this.d.store.releaseKey(this.key, this.d.me);
+      this.holder = null;
+      this.setHeldUntil(null);
+    } catch (err) {
+      // It expires with the lease; the address is already gone.
+      this.say('warn', `could not release the VIP key: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Records the deadline and arms the timer that drops the address when it passes without renewal. */
+  private setHeldUntil(t: number | null): void {
+    this.keyHeldUntil = t;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    if (t === null) return;
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.deadlineTimer = null;
+        if (this.keyHeldUntil !== t) return;
+        void this.withAddressLock(async () => {
+          if (this.keyHeldUntil !== t) return; // renewed meanwhile
+          this.say(
+            'error',
+            `could not renew the VIP key since ${this.lastRenewal === null ? 'start' : new Date(this.lastRenewal).toISOString()}; ` +
+              'removing the address before another node may take it',
+          );
+          await this.applyAddress();
+        }).catch((err: unknown) => this.say('error', `removing the VIP failed: ${errorMessage(err)}`));
+      },
+      Math.max(0, t - this.now()),
+    );
+  }
+
+  private withAddressLock(fn: () => Promise<void>): Promise<void> {
+    const next = this.addressLock.then(fn);
+    this.addressLock = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Stops the loop, removes the address and releases the key. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.stopWatch?.();
+    await this.ticking;
+    this.eligible = false;
+    this.why = 'pgha vip is stopping';
+    await this.withAddressLock(async () => {
+      this.present = (await this.d.net.inspect()).present;
+      // A key held by another process under our name is not ours to drop, nor is its address.
+      if (this.present && !this.sameNameElsewhere) {
+        await this.d.net.remove();
+        this.present = false;
+        this.lifetimeEndsAt = null;
+        this.d.log.info(`removed ${this.d.net.label}`);
+      }
+      await this.maybeRelease(true);
+    });
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    await this.d.net.close();
+  }
+}
