@@ -533,6 +533,12 @@ describe('needsRewind', () => {
     );
   });
 
+  it('starts a standby that stopped uncleanly as it is, leaving a real divergence to the running rule', () => {
+    const history: [number, number, string][] = [[1, 0x3000100, 'x']];
+    const c = control({ clusterState: 'in archive recovery', checkpointLsn: 0x3000200 });
+    expect(needsRewind({ control: c, leaderTimeline: 2, history })).toBe(false);
+  });
+
   it('always rewinds a crashed primary on another timeline', () => {
     expect(
       needsRewind({ control: control({ clusterState: 'in production' }), leaderTimeline: 2, history: [] }),

@@ -44,6 +44,11 @@ export function needsRewind(opts: {
   if (myTimeline > leaderTimeline) return true;
   const fork = forkPoint(history, myTimeline);
   if (control.clusterState === 'in production') return true; // crashed primary: end of WAL unknown
+  // A standby that stopped without a clean shutdown: its checkpoint's timeline may be older than the
+  // WAL it holds, and making it rewindable needs crash recovery outside standby mode, which would
+  // write WAL of its own. Start it as a replica; if it really diverged it cannot stream, and the
+  // running-replica rule rewinds it after a clean stop.
+  if (control.clusterState === 'in archive recovery' && opts.position === undefined) return false;
   if (fork === undefined) return control.clusterState === 'shut down'; // cannot prove it is safe
   // A running replica's position is the end of its last record: equal to the fork point is fine.
   if (opts.position !== undefined) return opts.position > fork;
