@@ -8,6 +8,7 @@ import type { CallbackName, DynamicConfig, PghaConfig } from '../config/types.js
 import type { ClusterState, Dcs, Member, MemberData } from '../dcs/types.js';
 import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
+import { urlHostPort } from '../util/net.js';
 import type { LeaderWatchdog } from '../watchdog/watchdog.js';
 import { errorMessage } from '../util/errors.js';
 import { decide } from './decide.js';
@@ -91,19 +92,6 @@ function progressLogger(log: Logger, tool: string): (line: string) => void {
       `${tool}: ${line.trim()}`,
     );
   };
-}
-
-/** Host and port of a `postgres://` or `http(s)://` URL; null when absent or unparsable. */
-function hostPort(url: string | undefined): { host: string; port: number } | null {
-  if (!url) return null;
-  try {
-    const u = new URL(url);
-    const port = Number(u.port || (u.protocol === 'https:' ? 443 : u.protocol === 'http:' ? 80 : 5432));
-    const host = u.hostname.replace(/^\[|\]$/g, '');
-    return host && Number.isInteger(port) ? { host, port } : null;
-  } catch {
-    return null;
-  }
 }
 
 export class HaRunner {
@@ -226,8 +214,10 @@ export class HaRunner {
       if (lease !== null && this.d.dcs.leaseId === lease && this.lastLeaseSent !== null && !this.stopping)
         this.armFence(sent);
       const held = await this.d.dcs.updateLeader(deadline());
-      // Re-arm only if nothing disarmed the fence meanwhile (a switchover, a demotion).
-      if (held && this.lastLeaseSent !== null && !this.stopping) this.armFence(sent);
+      // A replaced lease (the key re-attached to it by updateLeader) is armed only now. Re-arm only
+      // if nothing disarmed the fence meanwhile (a switchover, a demotion).
+      if (held && this.lastLeaseSent !== null && this.lastLeaseSent !== sent && !this.stopping)
+        this.armFence(sent);
     } catch {
       // The loop reports store failures; the fence still guards the deadline.
     }
@@ -1178,8 +1168,8 @@ export class HaRunner {
     const cluster = this.snapshot.cluster;
     const leader = cluster?.leader;
     const m = leader ? findMember(cluster, leader.name) : undefined;
-    const pg = hostPort(m?.data.conn_url);
-    const api = hostPort(m?.data.api_url);
+    const pg = urlHostPort(m?.data.conn_url);
+    const api = urlHostPort(m?.data.api_url);
     const probe = this.d.probePort?.bind(this.d);
     if (
       !this.dynamic.fast_failover ||
@@ -1229,6 +1219,10 @@ export class HaRunner {
 
   // ---- failsafe_mode ----------------------------------------------------------------------
 
+  private myConnUrl(): string {
+    return `postgres://${this.d.config.postgresql.connect_address}/postgres`;
+  }
+
   private myApiUrl(): string {
     const cfg = this.d.config.restapi;
     return `${cfg.certfile ? 'https' : 'http'}://${cfg.connect_address}/patroni`;
@@ -1272,7 +1266,7 @@ export class HaRunner {
     const started = this.now();
     const leader: FailsafeLeader = {
       name: this.me,
-      conn_url: `postgres://${this.d.config.postgresql.connect_address}/postgres`,
+      conn_url: this.myConnUrl(),
       api_url: this.myApiUrl(),
     };
     const peers = failsafePeers(failsafe, this.me);
@@ -1347,8 +1341,8 @@ export class HaRunner {
     this.snapshot.state = this.memberState();
     const cfg = this.d.config;
     const data: MemberData = {
-      conn_url: `postgres://${cfg.postgresql.connect_address}/postgres`,
-      api_url: `${cfg.restapi.certfile ? 'https' : 'http'}://${cfg.restapi.connect_address}/patroni`,
+      conn_url: this.myConnUrl(),
+      api_url: this.myApiUrl(),
       state:
         this.snapshot.state === 'streaming' || this.snapshot.state === 'in archive recovery'
           ? this.snapshot.state
@@ -1436,14 +1430,8 @@ export class HaRunner {
 
 /** Host and port from a member's `conn_url` (postgres://host:port/db). */
 export function connTarget(m: Member): ConnTarget | null {
-  const url = m.data.conn_url;
-  if (!url) return null;
-  try {
-    const u = new URL(url);
-    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 5432), member: m.name };
-  } catch {
-    return null;
-  }
+  const hp = urlHostPort(m.data.conn_url);
+  return hp ? { ...hp, member: m.name } : null;
 }
 
 function isLoopback(host: string): boolean {

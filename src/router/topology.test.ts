@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member, MemberData } from '../dcs/types.js';
 import { parseRouterSection } from './command.js';
-import { ReplicaPicker, computeTopology, parseConnUrl } from './topology.js';
+import { urlHostPort as parseConnUrl } from '../util/net.js';
+import { ReplicaPicker, computeTopology } from './topology.js';
 
 function member(name: string, port: number, data: MemberData): Member {
   return {
@@ -116,6 +117,7 @@ describe('parsing', () => {
     expect(parseConnUrl('postgres://[::1]:5433/postgres')).toEqual({ host: '::1', port: 5433 });
     expect(parseConnUrl('postgres://db/postgres')).toEqual({ host: 'db', port: 5432 });
     expect(parseConnUrl('nonsense')).toBeNull();
+    expect(parseConnUrl('https://db/patroni')).toEqual({ host: 'db', port: 443 });
   });
 
   it('reads the router section with defaults, and flags override it', () => {

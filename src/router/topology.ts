@@ -6,6 +6,7 @@
  */
 import { parseDynamicConfig } from '../config/schema.js';
 import type { ClusterState, Member } from '../dcs/types.js';
+import { urlHostPort } from '../util/net.js';
 
 /** A PostgreSQL server the router can connect to. */
 export interface Backend {
@@ -43,19 +44,6 @@ export interface TopologyOptions {
   maxLagBytes: number | null;
 }
 
-/** Parses a member's `conn_url` (`postgres://host:port/db`) into host and port. */
-export function parseConnUrl(url: string | undefined): { host: string; port: number } | null {
-  if (!url) return null;
-  try {
-    const u = new URL(url);
-    const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (!host) return null;
-    return { host, port: u.port ? Number(u.port) : 5432 };
-  } catch {
-    return null;
-  }
-}
-
 /** `http://h:8008/patroni` → `http://h:8008`. */
 function apiBase(url: string | undefined): string | undefined {
   if (!url) return undefined;
@@ -67,7 +55,7 @@ function apiBase(url: string | undefined): string | undefined {
 }
 
 function toBackend(m: Member): Backend | null {
-  const addr = parseConnUrl(m.data.conn_url);
+  const addr = urlHostPort(m.data.conn_url);
   if (!addr) return null;
   const b: Backend = { name: m.name, host: addr.host, port: addr.port };
   const api = apiBase(m.data.api_url);

@@ -47,3 +47,19 @@ export function probePort(
     );
   });
 }
+
+/**
+ * Host and port of a member's `conn_url` (`postgres://host:port/db`) or `api_url`
+ * (`http(s)://host:port/patroni`), with each scheme's default port; null when absent or unparsable.
+ */
+export function urlHostPort(url: string | undefined): { host: string; port: number } | null {
+  if (!url) return null;
+  try {
+    const u = new URL(url);
+    const port = Number(u.port || (u.protocol === 'https:' ? 443 : u.protocol === 'http:' ? 80 : 5432));
+    const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+    return host && Number.isInteger(port) ? { host, port } : null;
+  } catch {
+    return null;
+  }
+}
