@@ -3,8 +3,7 @@
  * change), `GET /metrics` (Prometheus), and `GET /health` (200 while writes are routed, else 503,
  * so a load balancer in front of several routers can skip one that lost etcd).
  */
-import { createServer, type Server } from 'node:http';
-import { once } from 'node:events';
+import { startStatusServer as serveStatus, type StatusServer } from '../util/status-server.js';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Router } from './router.js';
 
@@ -126,51 +125,25 @@ export function routerMetrics(router: Router, labels: { scope: string }): Regist
   return registry;
 }
 
-export interface StatusServer {
-  port: number;
-  close(): Promise<void>;
-}
+export type { StatusServer } from '../util/status-server.js';
 
-/** Serves `/status`, `/metrics` and `/health` on `host:port`. */
-export async function startStatusServer(
+/** Serves the router's `/status`, `/metrics` and `/health` (200 while writes are routed) on `host:port`. */
+export function startStatusServer(
   router: Router,
   registry: Registry,
   host: string,
   port: number,
 ): Promise<StatusServer> {
-  const server: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-      return;
-    }
-    if (path === '/status' || path === '/') {
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify(router.status(), null, 2));
-      return;
-    }
-    if (path === '/health') {
-      const s = router.status();
-      res
-        .writeHead(s.primary === null ? 503 : 200, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ primary: s.primary, reason: s.noPrimaryBecause ?? null }));
-      return;
-    }
-    res.writeHead(404).end();
-  });
-  server.listen(port, host);
-  await once(server, 'listening');
-  const a = server.address();
-  return {
-    port: typeof a === 'object' && a ? a.port : port,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
+  return serveStatus(
+    {
+      status: () => router.status(),
+      health: () => {
+        const s = router.status();
+        return { ok: s.primary !== null, body: { primary: s.primary, reason: s.noPrimaryBecause ?? null } };
+      },
+      registry,
+    },
+    host,
+    port,
+  );
 }

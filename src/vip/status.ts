@@ -3,8 +3,7 @@
  * deadline, takeovers), `GET /metrics` (Prometheus) and `GET /health` (200 while this node holds
  * the VIP, 503 otherwise, so a monitor can tell the holder at a glance).
  */
-import { createServer } from 'node:http';
-import { once } from 'node:events';
+import { startStatusServer, type StatusServer } from '../util/status-server.js';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { VipStatus } from './manager.js';
 
@@ -68,49 +67,25 @@ export function vipMetrics(status: () => VipStatus, labels: { scope: string }): 
   return registry;
 }
 
-export interface VipStatusServer {
-  port: number;
-  close(): Promise<void>;
-}
+export type { StatusServer as VipStatusServer } from '../util/status-server.js';
 
-/** Serves `/status`, `/metrics` and `/health` on `host:port`. */
-export async function startVipStatusServer(
+/** Serves `pgha vip`'s `/status`, `/metrics` and `/health` (200 while this node holds the VIP). */
+export function startVipStatusServer(
   status: () => VipStatus,
   registry: Registry,
   host: string,
   port: number,
-): Promise<VipStatusServer> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-      return;
-    }
-    if (path === '/status' || path === '/') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(status(), null, 2));
-      return;
-    }
-    if (path === '/health') {
-      const s = status();
-      res
-        .writeHead(s.held ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ held: s.held, holder: s.holder, why: s.why }));
-      return;
-    }
-    res.writeHead(404).end();
-  });
-  server.listen(port, host);
-  await once(server, 'listening');
-  const a = server.address();
-  return {
-    port: typeof a === 'object' && a ? a.port : port,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
+): Promise<StatusServer> {
+  return startStatusServer(
+    {
+      status,
+      health: () => {
+        const s = status();
+        return { ok: s.held, body: { held: s.held, holder: s.holder, why: s.why } };
+      },
+      registry,
+    },
+    host,
+    port,
+  );
 }
