@@ -1,10 +1,12 @@
 /**
  * `npm run bench:router`: pgbench through a direct connection, the pgha router and Debian's HAProxy
- * (TCP mode, the seed's health check), in the same run against the same one-node cluster.
+ * (TCP mode, the seed's health check), in the same run against the same one-node cluster. The
+ * router runs twice: `pgha router` with its default native data path, `router js` with
+ * `data_path: javascript`, to show what the native relay buys.
  *
- *   npm run bench:router                 # 10 s per case
- *   npm run bench:router -- --duration 60
- *   npm run bench:router -- --clients 8,32,64
+ *   npm run bench:router                 # 10 s per run, median of 3 runs per case
+ *   npm run bench:router -- --duration 60 --rounds 5
+ *   npm run bench:router -- --clients 8,32,64 --modes select-only
  *
  * Needs `npm run build` (the router and the agent run as `node dist/cli.js`, as users run them).
  * The last column is the CPU time the proxy process spent per transaction (from /proc), which is
@@ -32,9 +34,11 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '16' },
     long: { type: 'boolean', default: false },
     modes: { type: 'string', default: 'select-only,tpcb-like' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 const duration = values.long ? 60 : Number(values.duration);
+const rounds = Number(values.rounds);
 const clientCounts = values.clients.split(',').map(Number);
 
 interface Result {
@@ -49,6 +53,20 @@ function cpuMicros(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 10_000;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** The median of each figure over a target's runs of one case. */
+function medianResult(rs: Result[]): Result {
+  const r: Result = { tps: median(rs.map((x) => x.tps)), latencyMs: median(rs.map((x) => x.latencyMs)) };
+  const cpu = rs.flatMap((x) => (x.proxyCpuUs === undefined ? [] : [x.proxyCpuUs]));
+  if (cpu.length > 0) r.proxyCpuUs = median(cpu);
+  return r;
 }
 
 async function pgbench(port: number, args: string[], proxyPid?: number): Promise<Result> {
@@ -107,34 +125,41 @@ async function main(): Promise<void> {
     const node = cluster.node('pg1');
     const [routerPort, haproxyPort, statusPort] = await freePorts(3);
 
-    // The pgha router, as a separate process like HAProxy.
-    const routerCfg = join(cluster.base.dir, 'router.yml');
-    writeFileSync(
-      routerCfg,
-      stringify({
-        scope: SCOPE,
-        namespace: '/service/',
-        etcd3: { hosts: cluster.etcd.endpoints },
-        router: { listen: `127.0.0.1:${routerPort}`, status_listen: `127.0.0.1:${statusPort}` },
-        log: { level: 'WARNING' },
-      }),
-    );
-    const router = spawn(
-      process.execPath,
-      [
-        ...(process.env.BENCH_ROUTER_PROF
-          ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_ROUTER_PROF]
-          : []),
-        CLI,
-        'router',
-        routerCfg,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    started.push(router);
-    const routerLog = createWriteStream(join(cluster.base.dir, 'router.log'));
-    router.stdout.pipe(routerLog);
-    router.stderr.pipe(routerLog);
+    // The pgha router, as a separate process like HAProxy: once with its native data path (the
+    // default), once with bytes copied in JavaScript (`router.data_path: javascript`).
+    const [jsRouterPort, jsStatusPort] = await freePorts(2);
+    const startRouter = (name: string, port: number, status: number, dataPath: string): ChildProcess => {
+      const cfgPath = join(cluster!.base.dir, `${name}.yml`);
+      writeFileSync(
+        cfgPath,
+        stringify({
+          scope: SCOPE,
+          namespace: '/service/',
+          etcd3: { hosts: cluster!.etcd.endpoints },
+          router: { listen: `127.0.0.1:${port}`, status_listen: `127.0.0.1:${status}`, data_path: dataPath },
+          log: { level: 'WARNING' },
+        }),
+      );
+      const child = spawn(
+        process.execPath,
+        [
+          ...(process.env.BENCH_ROUTER_PROF
+            ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_ROUTER_PROF]
+            : []),
+          CLI,
+          'router',
+          cfgPath,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      started.push(child);
+      const log = createWriteStream(join(cluster!.base.dir, `${name}.log`));
+      child.stdout?.pipe(log);
+      child.stderr?.pipe(log);
+      return child;
+    };
+    const router = startRouter('router', routerPort!, statusPort!, 'native');
+    const jsRouter = startRouter('router-js', jsRouterPort!, jsStatusPort!, 'javascript');
 
     // HAProxy as the seed runs it: TCP mode, OPTIONS /primary health check.
     const haCfg = join(cluster.base.dir, 'haproxy.cfg');
@@ -164,6 +189,7 @@ async function main(): Promise<void> {
     haproxy.stderr.pipe(haLog);
 
     await waitPort(routerPort!, 'the pgha router');
+    await waitPort(jsRouterPort!, 'the pgha router (JavaScript data path)');
     await waitPort(haproxyPort!, 'HAProxy');
     console.log(`pgbench -i -s ${values.scale} ...`);
     const init = spawn(
@@ -188,6 +214,7 @@ async function main(): Promise<void> {
     // Wait until both proxies really reach PostgreSQL (HAProxy's first health check, etcd's first read).
     for (const [port, what] of [
       [routerPort!, 'a session through the pgha router'],
+      [jsRouterPort!, 'a session through the pgha router (JavaScript data path)'],
       [haproxyPort!, 'a session through HAProxy'],
     ] as const) {
       await waitFor(
@@ -216,6 +243,7 @@ async function main(): Promise<void> {
     const targets = [
       { name: 'direct', port: node.pgPort, pid: undefined },
       { name: 'pgha router', port: routerPort!, pid: router.pid },
+      { name: 'router js', port: jsRouterPort!, pid: jsRouter.pid },
       { name: 'haproxy', port: haproxyPort!, pid: haproxy.pid },
     ];
     const modes = [
@@ -224,24 +252,30 @@ async function main(): Promise<void> {
     ].filter((m) => values.modes.split(',').includes(m.name));
     const rows: string[] = [];
     let caseNo = 0;
-    console.log(`\n${duration} s per case, pgbench -j 2, ${process.env.HOSTNAME ?? 'this host'}, loopback\n`);
+    console.log(
+      `\n${duration} s per run, median of ${rounds} runs per case, pgbench -j 2, ` +
+        `${process.env.HOSTNAME ?? 'this host'}, loopback\n`,
+    );
     const header =
       'mode         clients  target         TPS        latency ms  vs HAProxy  vs direct  proxy CPU µs/tx';
     console.log(header);
     for (const mode of modes) {
       for (const clients of clientCounts) {
-        const results = new Map<string, Result>();
-        // Rotate the order from case to case so a drift in machine load does not favour one target.
-        const shift = caseNo++ % targets.length;
-        for (const t of [...targets.slice(shift), ...targets.slice(0, shift)]) {
-          if (process.env.BENCH_DEBUG) console.error(`${t.name} on ${t.port}`);
-          const r = await pgbench(
-            t.port,
-            [...mode.args, '-c', String(clients), '-j', '2', '-T', String(duration)],
-            t.pid,
-          );
-          results.set(t.name, r);
+        const runs = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
+        for (let round = 0; round < rounds; round++) {
+          // Rotate the order from run to run so a drift in machine load does not favour one target.
+          const shift = caseNo++ % targets.length;
+          for (const t of [...targets.slice(shift), ...targets.slice(0, shift)]) {
+            if (process.env.BENCH_DEBUG) console.error(`${t.name} on ${t.port}`);
+            const r = await pgbench(
+              t.port,
+              [...mode.args, '-c', String(clients), '-j', '2', '-T', String(duration)],
+              t.pid,
+            );
+            runs.get(t.name)!.push(r);
+          }
         }
+        const results = new Map([...runs].map(([name, rs]) => [name, medianResult(rs)]));
         const ha = results.get('haproxy')!;
         const direct = results.get('direct')!;
         for (const t of targets) {
@@ -258,14 +292,15 @@ async function main(): Promise<void> {
     }
     const status = (await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json()) as {
       bytes: unknown;
-      stats: unknown;
+      dataPath: unknown;
     };
-    console.log(`\nrouter status: bytes ${JSON.stringify(status.bytes)}`);
+    console.log(`\npgha router: data path ${String(status.dataPath)}, bytes ${JSON.stringify(status.bytes)}`);
   } catch (err) {
     if (cluster) {
       for (const f of [
         cluster.node('pg1').logPath,
         join(cluster.base.dir, 'router.log'),
+        join(cluster.base.dir, 'router-js.log'),
         join(cluster.base.dir, 'haproxy.log'),
       ]) {
         try {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member, MemberData } from '../dcs/types.js';
+import { emptyCluster } from '../dcs/keys.js';
 import { chooseDumpSources, formatBytes, parseBytes } from './source.js';
 
 const MB = 1024 * 1024;
@@ -20,16 +21,11 @@ function member(name: string, port: number, data: MemberData = {}): Member {
 
 function cluster(members: Member[], leader: string | null = 'pg1', optime = 100 * MB): ClusterState {
   return {
+    ...emptyCluster('1'),
     initialize: '1',
-    config: null,
     leader: leader ? { name: leader, modRevision: '1', lease: '1' } : null,
     members,
-    failover: null,
-    sync: null,
-    history: [],
     status: { optime },
-    failsafe: null,
-    revision: '1',
   };
 }
 

@@ -3,23 +3,11 @@
  * and a streaming run that hands stdout over as bytes. Explicit argv, never a shell.
  */
 import { once } from 'node:events';
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { detectBinDir } from '../config/load.js';
+import { detectBinDir, findPgProgramDir, isExecutable } from '../config/load.js';
 import { PghaError } from '../util/errors.js';
 import { startProcess } from '../util/process.js';
-
-const PG_VERSIONS = [17, 16, 15, 14, 13];
-
-function isExecutable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The path of PostgreSQL program `program`: in `binDir` (`postgresql.bin_dir`) when set; else where
@@ -41,12 +29,9 @@ export function findPgTool(
     );
   }
   const detected = detectBinDir(root, pathEnv);
-  const dirs = [
-    ...(detected ? [detected] : []),
-    ...PG_VERSIONS.map((v) => join(root, String(v), 'bin')),
-    ...(pathEnv ?? '').split(delimiter).filter(Boolean),
-  ];
-  for (const dir of dirs) if (isExecutable(join(dir, program))) return join(dir, program);
+  if (detected && isExecutable(join(detected, program))) return join(detected, program);
+  const dir = findPgProgramDir(program, root, pathEnv);
+  if (dir) return join(dir, program);
   throw new PghaError(
     'PGHA_NO_TOOL',
     `${program} not found in ${root}/<version>/bin or on PATH; install the PostgreSQL client (apt-get install postgresql-client) or set postgresql.bin_dir`,

@@ -145,7 +145,8 @@ export function applyEnvOverrides(raw: Raw, env: NodeJS.ProcessEnv): Raw {
 
 const PG_VERSIONS = [17, 16, 15, 14, 13];
 
-function isExecutable(file: string): boolean {
+/** True when `file` is a regular file this process may execute. */
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return statSync(file).isFile();
@@ -155,21 +156,30 @@ function isExecutable(file: string): boolean {
 }
 
 /**
- * Finds PostgreSQL's binaries: the newest `<root>/{17..13}/bin` holding `pg_ctl` (Debian's layout), else
- * the directory of `pg_ctl` on `PATH` (Patroni's behaviour with an empty bin_dir). Undefined when none.
+ * The directory of PostgreSQL program `program`: the newest `<root>/{17..13}/bin` holding it
+ * (Debian's layout), else the first directory on `PATH` holding it. Undefined when none.
+ */
+export function findPgProgramDir(
+  program: string,
+  root = '/usr/lib/postgresql',
+  pathEnv: string | undefined = process.env.PATH,
+): string | undefined {
+  const dirs = [
+    ...PG_VERSIONS.map((v) => join(root, String(v), 'bin')),
+    ...(pathEnv ?? '').split(delimiter).filter(Boolean),
+  ];
+  return dirs.find((dir) => isExecutable(join(dir, program)));
+}
+
+/**
+ * Finds PostgreSQL's binaries: the directory of `pg_ctl` (`findPgProgramDir`), as Patroni does with
+ * an empty bin_dir. Undefined when none.
  */
 export function detectBinDir(
   root = '/usr/lib/postgresql',
   pathEnv: string | undefined = process.env.PATH,
 ): string | undefined {
-  for (const v of PG_VERSIONS) {
-    const dir = join(root, String(v), 'bin');
-    if (isExecutable(join(dir, 'pg_ctl'))) return dir;
-  }
-  for (const dir of (pathEnv ?? '').split(delimiter).filter(Boolean)) {
-    if (isExecutable(join(dir, 'pg_ctl'))) return dir;
-  }
-  return undefined;
+  return findPgProgramDir('pg_ctl', root, pathEnv);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -610,6 +610,19 @@ export const routerSection = section({
   verify_primary: bool(true).describe(
     "Ask a new primary's agent (GET /primary) before sending writes to it.",
   ),
+  data_path: z
+    .preprocess(
+      (v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)),
+      z.enum(['auto', 'native', 'javascript']).default('auto'),
+    )
+    .describe(
+      'Who copies bytes after the startup phase: native (the relay thread built by npm run build:native; refuse to start without it), javascript, or auto (native when built, else javascript with a warning).',
+    ),
+  relay_threads: z
+    .preprocess(asInt, z.number().int().min(1).max(16).default(1))
+    .describe(
+      'Threads of the native data path, each with its own sessions. One copies tens of thousands of small transactions per second; add threads only on hosts with spare cores.',
+    ),
 });
 
 /**

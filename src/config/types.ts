@@ -139,6 +139,10 @@ export interface RouterConfig {
   check_interval: number;
   /** Ask a new primary's agent (`GET /primary`) before sending writes to it. */
   verify_primary: boolean;
+  /** Who copies bytes after the startup phase: `native` (required), `javascript`, or `auto`. */
+  data_path: 'auto' | 'native' | 'javascript';
+  /** Threads of the native data path (1 to 16). */
+  relay_threads: number;
 }
 
 /** `vip:` — `pgha vip`, the virtual IP (pgha extension; Keepalived's part in the seed). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member } from '../dcs/types.js';
+import { emptyCluster } from '../dcs/keys.js';
 import { candidateProblem } from './switchover.js';
 import { postgresVersionToInt } from './restart.js';
 
@@ -11,16 +12,11 @@ function member(name: string, data: Record<string, unknown>): Member {
 
 function cluster(config: Record<string, unknown> = {}): ClusterState {
   return {
+    ...emptyCluster('1'),
     initialize: '1',
     config: { value: config, modRevision: '1' },
     leader: { name: 'pg1', modRevision: '1', lease: '1' },
-    members: [],
-    failover: null,
-    sync: null,
-    history: [],
     status: { optime: 100 * MB },
-    failsafe: null,
-    revision: '1',
   };
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member } from '../dcs/types.js';
+import { emptyCluster } from '../dcs/keys.js';
 import { renderDsn, roleFor } from './dsn.js';
 import { renderMembers } from './members.js';
 import { parseScheduled } from './schedule.js';
@@ -23,6 +24,7 @@ function member(name: string, port: number, data: Record<string, unknown> = {}):
 
 function cluster(over: Partial<ClusterState> = {}): ClusterState {
   return {
+    ...emptyCluster('10'),
     initialize: '7350000000000000001',
     config: { value: { ttl: 30, loop_wait: 10 }, modRevision: '5' },
     leader: { name: 'pg1', modRevision: '7', lease: '1' },
@@ -31,12 +33,7 @@ function cluster(over: Partial<ClusterState> = {}): ClusterState {
       member('pg1', 5432, { role: 'primary', xlog_location: 50331648 }),
       member('pg3', 5434, { state: 'streaming', xlog_location: 50331648 - 3 * 1048576 }),
     ],
-    failover: null,
-    sync: null,
-    history: [],
     status: { optime: 50331648 },
-    failsafe: null,
-    revision: '10',
     ...over,
   };
 }

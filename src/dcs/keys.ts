@@ -153,17 +153,9 @@ function parseFailsafe(value: string): Record<string, string> | null {
   return out;
 }
 
-/**
- * Builds a `ClusterState` from the keys of one range read. Garbage in a value never throws: a
- * member with invalid JSON is skipped and reported through `warn`; other keys fall back to
- * "absent" (config to `{}`, as Patroni does, so the CAS revision survives for a repair).
- */
-export function parseCluster(
-  keys: RawKey[],
-  revision: string,
-  warn: ParseWarning = () => undefined,
-): ClusterState {
-  const state: ClusterState = {
+/** A cluster with no keys at all (as read from an empty prefix at `revision`). */
+export function emptyCluster(revision: string): ClusterState {
+  return {
     initialize: null,
     config: null,
     leader: null,
@@ -175,6 +167,19 @@ export function parseCluster(
     failsafe: null,
     revision,
   };
+}
+
+/**
+ * Builds a `ClusterState` from the keys of one range read. Garbage in a value never throws: a
+ * member with invalid JSON is skipped and reported through `warn`; other keys fall back to
+ * "absent" (config to `{}`, as Patroni does, so the CAS revision survives for a repair).
+ */
+export function parseCluster(
+  keys: RawKey[],
+  revision: string,
+  warn: ParseWarning = () => undefined,
+): ClusterState {
+  const state = emptyCluster(revision);
   let legacyOptime: number | null = null;
   const members: Member[] = [];
   for (const k of keys) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DynamicConfig, TagsConfig } from '../config/types.js';
 import type { ClusterState, Member } from '../dcs/types.js';
+import { emptyCluster } from '../dcs/keys.js';
 import type { ControlData, ServerStatus } from '../postgres/types.js';
 import { decide, DIVERGENCE_GRACE_MS } from './decide.js';
 import { mergeTimelineHistory } from './history.js';
@@ -42,16 +43,8 @@ function member(name: string, data: Member['data'] = {}): Member {
 
 function cluster(over: Partial<ClusterState> = {}): ClusterState {
   return {
+    ...emptyCluster('10'),
     initialize: '7000000000000000001',
-    config: null,
-    leader: null,
-    members: [],
-    failover: null,
-    sync: null,
-    history: [],
-    status: null,
-    failsafe: null,
-    revision: '10',
     ...over,
   };
 }

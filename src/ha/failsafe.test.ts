@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member } from '../dcs/types.js';
+import { emptyCluster } from '../dcs/keys.js';
 import {
   failsafePeers,
   failsafeTopology,
@@ -14,16 +15,8 @@ function member(name: string, api?: string): Member {
 
 function cluster(over: Partial<ClusterState> = {}): ClusterState {
   return {
+    ...emptyCluster('1'),
     initialize: '1',
-    config: null,
-    leader: null,
-    members: [],
-    failover: null,
-    sync: null,
-    history: [],
-    status: null,
-    failsafe: null,
-    revision: '1',
     ...over,
   };
 }

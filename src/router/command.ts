@@ -26,6 +26,8 @@ export interface RouterFlags {
   waitTimeout?: string;
   checkInterval?: string;
   verifyPrimary?: boolean;
+  dataPath?: string;
+  relayThreads?: string;
   dcsUrl?: string;
 }
 
@@ -42,6 +44,8 @@ export function parseRouterSection(raw: unknown, flags: RouterFlags = {}): Route
     wait_timeout: flags.waitTimeout,
     check_interval: flags.checkInterval,
     verify_primary: flags.verifyPrimary,
+    data_path: flags.dataPath,
+    relay_threads: flags.relayThreads,
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) (base as Record<string, unknown>)[k] = v;
   const parsed = routerSection.safeParse(base, { error: errorMap });
@@ -55,6 +59,8 @@ export function parseRouterSection(raw: unknown, flags: RouterFlags = {}): Route
     connect_timeout: r.connect_timeout,
     check_interval: r.check_interval,
     verify_primary: r.verify_primary,
+    data_path: r.data_path,
+    relay_threads: r.relay_threads,
   };
   if (r.replica_listen) out.replica_listen = r.replica_listen;
   if (r.status_listen) out.status_listen = r.status_listen;
@@ -104,6 +110,8 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
     connectTimeoutMs: rc.connect_timeout * 1000,
     checkIntervalMs: rc.check_interval * 1000,
     verifyPrimary: rc.verify_primary,
+    dataPath: rc.data_path,
+    relayThreads: rc.relay_threads,
   });
   try {
     await router.start();
@@ -173,6 +181,8 @@ export function registerRouter(program: Command): void {
     .option('--check-interval <seconds>', 'seconds between etcd reads that prove the view is current')
     .option('--verify-primary', "confirm a new primary with its agent's REST API (default)")
     .option('--no-verify-primary', "do not confirm a new primary with its agent's REST API")
+    .option('--data-path <path>', 'native, javascript or auto: who copies bytes after the startup phase')
+    .option('--relay-threads <n>', 'threads of the native data path (default 1)')
     .option('--dcs-url <url>', 'etcd3://host:port[,host:port], replaces the etcd3 section')
     .action(async (config: string | undefined, opts: RouterFlags) => {
       await runRouterCommand(config, opts);

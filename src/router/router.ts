@@ -14,9 +14,10 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { ListenAddress } from '../config/types.js';
 import type { ClusterState } from '../dcs/types.js';
-import { errorMessage } from '../util/errors.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { FrontendPacket } from './protocol.js';
+import { nativeRelay, type DataPath, type NativeRelay } from './native.js';
 import { RouterRefusal, Session, type PortKind, type SessionHost } from './session.js';
 import {
   ReplicaPicker,
@@ -51,6 +52,14 @@ export interface RouterOptions {
   verifyPrimary: boolean;
   /** How long a client may take to send its first packet (default 30 s). */
   startupTimeoutMs?: number;
+  /**
+   * Where bytes are copied after a session's startup phase: `native` (the relay thread of
+   * native/relay.c; the router refuses to start without it), `javascript`, or `auto` (native when
+   * it is built, else JavaScript with a warning). Default `auto`.
+   */
+  dataPath?: 'auto' | DataPath;
+  /** Threads of the native relay (default 1); the first router of a process sets it. */
+  relayThreads?: number;
 }
 
 /** One change of where writes go, for the status endpoint and logs. */
@@ -88,6 +97,9 @@ export class Router {
   private interval: NodeJS.Timeout | null = null;
   private leaseTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private relay: NativeRelay | null = null;
+  /** The data path in use, decided at start. */
+  dataPath: DataPath = 'javascript';
 
   private topology: Topology | null = null;
   /** Where writes go now (verified); null while there is none. */
@@ -120,6 +132,7 @@ export class Router {
 
   /** Binds the listeners and starts following etcd. Connections arriving before the first read wait. */
   async start(): Promise<void> {
+    this.chooseDataPath();
     await this.listenAll('rw', this.opts.listen);
     if (this.opts.replicaListen) await this.listenAll('ro', this.opts.replicaListen);
     this.stopWatch = this.opts.source.watch((keys) => {
@@ -132,6 +145,20 @@ export class Router {
     });
     this.interval = setInterval(() => this.refresh(), this.opts.checkIntervalMs);
     this.refresh();
+  }
+
+  private chooseDataPath(): void {
+    const want = this.opts.dataPath ?? 'auto';
+    if (want === 'javascript') return;
+    const relay = nativeRelay(this.opts.relayThreads ?? 1);
+    if (relay instanceof Error) {
+      if (want === 'native') throw new ConfigError([`router.data_path: native: ${relay.message}`]);
+      this.log.warn({ reason: relay.message }, 'relaying in JavaScript: the native data path is not built');
+      return;
+    }
+    this.relay = relay;
+    this.dataPath = 'native';
+    this.log.info('native data path: sessions are relayed by the relay thread after their startup phase');
   }
 
   private async listenAll(kind: PortKind, addr: ListenAddress): Promise<void> {
@@ -445,6 +472,7 @@ export class Router {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       startupTimeoutMs: this.opts.startupTimeoutMs ?? 30_000,
       waitTimeoutMs: this.opts.waitTimeoutMs,
+      relay: this.relay,
       debug: (msg, details) => this.log.debug(details ?? {}, msg),
     };
     void new Session(port, sock, host).run();
@@ -499,7 +527,8 @@ export class Router {
           backend: s.backend?.name ?? null,
           role: s.role,
           phase: s.phase,
-          client: `${s.client.remoteAddress ?? '?'}:${s.client.remotePort ?? '?'}`,
+          dataPath: s.dataPath,
+          client: s.clientAddress,
           since: new Date(s.startedAt).toISOString(),
           bytesFromClient: s.bytesFromClient,
           bytesToClient: s.bytesToClient,
@@ -541,6 +570,8 @@ export class Router {
         ...(this.etcdError ? { error: this.etcdError } : {}),
       },
       lastTopologyChange: this.lastChange,
+      dataPath: this.dataPath,
+      relayThreads: this.relay?.threads ?? null,
       waiting: this.waiters.size,
       sessions: { open: this.sessions.size, list },
       bytes: { fromClients, toClients },
@@ -564,6 +595,10 @@ export interface RouterStatus {
   }>;
   etcd: { reachable: boolean; lastGoodRead: string | null; leaseDeadline: string | null; error?: string };
   lastTopologyChange: TopologyChange | null;
+  /** Where bytes are copied after the startup phase. */
+  dataPath: DataPath;
+  /** Threads of the native relay; null on the JavaScript data path. */
+  relayThreads: number | null;
   waiting: number;
   sessions: {
     open: number;
@@ -573,6 +608,8 @@ export interface RouterStatus {
       backend: string | null;
       role: 'primary' | 'replica' | null;
       phase: string;
+      /** null during the startup phase. */
+      dataPath: DataPath | null;
       client: string;
       since: string;
       bytesFromClient: number;

@@ -1,13 +1,17 @@
 /**
  * One client connection through the router: the startup phase, parsed; then the two sockets are
- * spliced, each chunk written through as it is read, with no per-message parsing in JavaScript.
- * Server sockets read into one shared buffer (`onread`), so the hot direction allocates nothing
- * per read but the copy it writes.
+ * relayed with no per-message parsing: by the native relay thread (native.ts) when the router has
+ * it, else in JavaScript, each chunk written through as it is read. Server sockets read into one
+ * shared buffer (`onread`), so the hot direction allocates nothing per read but the copy it writes.
  *
  *   client ── SSLRequest / GSSENCRequest ──▶ backend, its one-byte answer back (`S`/`G`: from here the
  *             session is TLS/GSS end to end and copied blindly)
  *          ── StartupMessage ──▶ backend; client→backend is spliced from here on
  *   backend ── R… S… K (cancel key, remembered) … Z ──▶ client; backend→client is spliced from `Z` on
+ *
+ * At that point (or right after an encryption answer of `S`/`G`), a native session stops both
+ * sockets, lets Node write out what it still holds for them, and gives their descriptors to the
+ * relay with whatever the client sent meanwhile; from then on JavaScript only closes it (the fence).
  */
 import { connect, type Socket } from 'node:net';
 import {
@@ -18,6 +22,7 @@ import {
   parseErrorFields,
   type FrontendPacket,
 } from './protocol.js';
+import type { NativeRelay } from './native.js';
 import { splice } from './splice.js';
 import type { Backend } from './topology.js';
 
@@ -40,6 +45,8 @@ export interface SessionHost {
   startupTimeoutMs: number;
   /** Whole-session wait for a backend (pick + connect retries). */
   waitTimeoutMs: number;
+  /** The native relay that takes sessions after their startup phase; null: relay in JavaScript. */
+  relay: NativeRelay | null;
   debug(msg: string, details?: Record<string, unknown>): void;
 }
 
@@ -69,6 +76,9 @@ function isCannotConnectNow(msg: Buffer): boolean {
  */
 const SHARED_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
+/** How long a hand-off to the native relay waits for Node to write out what it holds. */
+const HANDOFF_FLUSH_MS = 2000;
+
 export class Session {
   readonly id = nextId++;
   readonly startedAt = Date.now();
@@ -78,6 +88,10 @@ export class Session {
   keyId: string | null = null;
   /** `startup` until spliced; `tls` when encrypted end to end (no cancel key seen). */
   phase: 'startup' | 'spliced' | 'tls' = 'startup';
+  /** Where the bytes go after the startup phase. */
+  dataPath: 'native' | 'javascript' | null = null;
+  /** The client's address, kept for the status after its socket moves to the native relay. */
+  readonly clientAddress: string;
   private closed = false;
   /** The whole session waits at most this long (ms since epoch) for a server that takes it. */
   private readonly deadline: number;
@@ -87,6 +101,13 @@ export class Session {
   private readonly serverPending: Buffer[] = [];
   /** Resolves the startup reader's pending wait (more client bytes, or close). */
   private wake: (() => void) | null = null;
+  /** Stops the JavaScript client → server copy (before a hand-off). */
+  private unsplice: (() => void) | null = null;
+  /** The native relay's session, once handed off. */
+  private native: { relay: NativeRelay; handle: number } | null = null;
+  /** Bytes the relay wrote [to the server, to the client], less those Node had already counted. */
+  private relayed: [number, number] = [0, 0];
+  private handedToServer = 0;
 
   constructor(
     readonly port: PortKind,
@@ -94,14 +115,24 @@ export class Session {
     private readonly host: SessionHost,
   ) {
     this.deadline = Date.now() + host.waitTimeoutMs;
+    this.clientAddress = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
   }
 
   /** Bytes read from the client / written to it. */
   get bytesFromClient(): number {
-    return this.client.bytesRead;
+    return this.client.bytesRead + this.relayedBytes()[0];
   }
   get bytesToClient(): number {
-    return this.client.bytesWritten;
+    return this.client.bytesWritten + this.relayedBytes()[1];
+  }
+
+  private relayedBytes(): [number, number] {
+    const n = this.native;
+    if (n) {
+      const b = n.relay.bytes(n.handle);
+      if (b) this.relayed = [Math.max(0, b[0] - this.handedToServer), b[1]];
+    }
+    return this.relayed;
   }
 
   /** Closes both sockets at once (the fence, router shutdown, or either side going away). */
@@ -110,6 +141,12 @@ export class Session {
     this.closed = true;
     this.abort.abort();
     this.wakeReader();
+    const n = this.native;
+    if (n) {
+      const b = n.relay.close(this.id, n.handle);
+      if (b) this.relayed = [Math.max(0, b[0] - this.handedToServer), b[1]];
+      this.native = null;
+    }
     this.client.destroy();
     this.server?.destroy();
     this.host.unregister(this);
@@ -260,9 +297,9 @@ export class Session {
       client.removeListener('data', onData);
       const rest = reader.takeRest();
       if (rest.length > 0) server.write(rest);
-      splice(client, server);
+      this.unsplice = splice(client, server);
       if (this.phase === 'tls' || this.phase === 'spliced') {
-        this.relayServer(server);
+        this.startupDone(server);
         return;
       }
       this.watchBackendStartup(server, first!);
@@ -286,6 +323,80 @@ export class Session {
     this.serverSink = sink;
     if (!sink) return;
     while (this.serverPending.length > 0 && this.serverSink === sink) sink(this.serverPending.shift()!);
+  }
+
+  /** The startup phase is over: the native relay takes the session, or JavaScript relays it. */
+  private startupDone(server: Socket): void {
+    if (this.host.relay) {
+      this.handOff(this.host.relay, server);
+      return;
+    }
+    this.dataPath = 'javascript';
+    this.relayServer(server);
+  }
+
+  /**
+   * Moves the session to the native relay: both sockets stop reading, Node writes out what it still
+   * holds for them, then the relay takes duplicates of their descriptors, with what the client sent
+   * meanwhile, and Node's sockets are closed (the duplicates keep the connections open). A session
+   * that cannot be handed over in time (a client that does not read) stays in JavaScript.
+   */
+  private handOff(relay: NativeRelay, server: Socket): void {
+    const client = this.client;
+    this.unsplice?.();
+    this.unsplice = null;
+    client.pause();
+    server.pause();
+    this.setServerSink(null); // anything read meanwhile waits in serverPending
+    const started = Date.now();
+    const attempt = (): void => {
+      if (this.closed) return;
+      const healthy =
+        !client.destroyed && !server.destroyed && !client.readableEnded && !server.readableEnded;
+      const flushed = client.writableLength === 0 && server.writableLength === 0;
+      if (healthy && !flushed && Date.now() - started < HANDOFF_FLUSH_MS) {
+        setTimeout(attempt, 1);
+        return;
+      }
+      if (!healthy || !flushed)
+        return this.stayInJavaScript(server, healthy ? 'writes pending' : 'half closed');
+      const held: Buffer[] = [];
+      for (let b = client.read() as Buffer | null; b !== null; b = client.read() as Buffer | null)
+        held.push(b);
+      const toServer = held.length > 0 ? Buffer.concat(held) : null;
+      const toClient = this.serverPending.length > 0 ? Buffer.concat(this.serverPending) : null;
+      try {
+        const handle = relay.add(this.id, client, server, toServer, toClient, (fromC, toC) => {
+          this.relayed = [Math.max(0, fromC - this.handedToServer), toC];
+          this.native = null;
+          this.close();
+        });
+        this.native = { relay, handle };
+      } catch (err) {
+        // Whatever was read stays ours to write: put it back in front.
+        if (toServer) client.unshift(toServer);
+        return this.stayInJavaScript(server, (err as Error).message);
+      }
+      this.handedToServer = toServer?.length ?? 0;
+      this.serverPending.length = 0;
+      this.dataPath = 'native';
+      for (const s of [client, server]) {
+        s.removeAllListeners('close');
+        s.removeAllListeners('end');
+        s.removeAllListeners('drain');
+        s.destroy();
+      }
+    };
+    setImmediate(attempt);
+  }
+
+  /** Goes on relaying a session in JavaScript after a hand-off that could not be made. */
+  private stayInJavaScript(server: Socket, why: string): void {
+    this.host.debug('session stays in the JavaScript data path', { session: this.id, why });
+    this.dataPath = 'javascript';
+    this.unsplice = splice(this.client, server);
+    this.relayServer(server);
+    server.resume();
   }
 
   /** Relays server bytes to the client as they come, pausing the server while the client is slow. */
@@ -342,7 +453,7 @@ export class Session {
         }
         // ready, error or invalid: nothing more to learn; copy the rest blindly.
         this.phase = 'spliced';
-        this.relayServer(server);
+        this.startupDone(server);
         break;
       }
       return more;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member, MemberData } from '../dcs/types.js';
+import { emptyCluster } from '../dcs/keys.js';
 import { parseRouterSection } from './command.js';
 import { urlHostPort as parseConnUrl } from '../util/net.js';
 import { ReplicaPicker, computeTopology } from './topology.js';
@@ -19,16 +20,11 @@ function member(name: string, port: number, data: MemberData): Member {
 
 function cluster(leader: string | null, members: Member[], extra: Partial<ClusterState> = {}): ClusterState {
   return {
+    ...emptyCluster('3'),
     initialize: '1',
     config: { value: { ttl: 20 }, modRevision: '1' },
     leader: leader === null ? null : { name: leader, modRevision: '2', lease: '1' },
     members,
-    failover: null,
-    sync: null,
-    history: [],
-    status: null,
-    failsafe: null,
-    revision: '3',
     ...extra,
   };
 }
@@ -129,10 +125,18 @@ describe('parsing', () => {
       connect_timeout: 5,
       check_interval: 1,
       verify_primary: true,
+      data_path: 'auto',
+      relay_threads: 1,
     });
     const r = parseRouterSection(
       { listen: '127.0.0.1:6000', replica_listen: '127.0.0.1', max_lag: '1MB', balance: 'least_connections' },
-      { waitTimeout: '2.5', listen: '127.0.0.1:7000', verifyPrimary: false },
+      {
+        waitTimeout: '2.5',
+        listen: '127.0.0.1:7000',
+        verifyPrimary: false,
+        dataPath: 'JavaScript',
+        relayThreads: '2',
+      },
     );
     expect(r).toMatchObject({
       listen: { hosts: ['127.0.0.1'], port: 7000 },
@@ -141,9 +145,13 @@ describe('parsing', () => {
       balance: 'least-connections',
       wait_timeout: 2.5,
       verify_primary: false,
+      data_path: 'javascript',
+      relay_threads: 2,
     });
-    expect(() => parseRouterSection({ balance: 'random', max_lag: 'lots' })).toThrow(
-      /router.balance: expected one of round-robin, least-connections, got "random"[\s\S]*router.max_lag/,
+    expect(() =>
+      parseRouterSection({ balance: 'random', max_lag: 'lots', data_path: 'fast', relay_threads: 0 }),
+    ).toThrow(
+      /router.balance: expected one of round-robin, least-connections, got "random"[\s\S]*router.max_lag[\s\S]*router.data_path: expected one of auto, native, javascript[\s\S]*router.relay_threads/,
     );
   });
 });

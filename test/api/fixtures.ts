@@ -4,6 +4,7 @@
  */
 import { parseDynamicConfig } from '../../src/config/schema.js';
 import type { ClusterState, Member } from '../../src/dcs/types.js';
+import { emptyCluster } from '../../src/dcs/keys.js';
 import type { AgentSnapshot } from '../../src/ha/runner.js';
 import type { ServerStatus } from '../../src/postgres/types.js';
 
@@ -27,6 +28,7 @@ export function member(name: string, port: number, extra: Record<string, unknown
 
 export function cluster(overrides: Partial<ClusterState> = {}): ClusterState {
   return {
+    ...emptyCluster('10'),
     initialize: '7000000000000000001',
     config: { value: { ttl: 30, loop_wait: 10 }, modRevision: '5' },
     leader: { name: 'pg1', modRevision: '3', lease: '1' },
@@ -35,12 +37,8 @@ export function cluster(overrides: Partial<ClusterState> = {}): ClusterState {
       member('pg2', 1, { state: 'streaming', xlog_location: 900 }),
       member('pg3', 2, { state: 'streaming', xlog_location: 1000 }),
     ],
-    failover: null,
-    sync: null,
     history: [[1, 25000000, 'no recovery target specified', '2024-01-01T00:00:00+00:00', 'pg1']],
     status: { optime: 1000 },
-    failsafe: null,
-    revision: '10',
     ...overrides,
   };
 }

@@ -5,7 +5,7 @@
  * starts the three-node demo cluster.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -61,6 +61,9 @@ describe('npm pack', () => {
         'packaging/systemd/pgha-agent@.service',
         'packaging/grafana/pgha.json',
         'docs/configuration.md',
+        'native/relay.c',
+        'native/build.sh',
+        'binding.gyp',
       ]),
     );
     const unwanted = files.filter(
@@ -80,6 +83,9 @@ describe('npm pack', () => {
     for (const command of ['agent', 'demo', 'ctl', 'router', 'vip'])
       expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect((await run(bin, ['--version'], { cwd: tmp })).stdout.trim()).toBe(pkg.version);
+    // The install script built the router's native data path in the installed copy.
+    const installed = join(prefix, 'lib', 'node_modules', pkg.name);
+    expect(existsSync(join(installed, 'build', 'Release', 'pgha_relay.node'))).toBe(true);
   });
 
   it('runs the demo cluster from the installed copy', async () => {

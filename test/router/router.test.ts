@@ -118,6 +118,32 @@ describe('pgha router', () => {
     expect(router.router.stats.cancels.broadcast).toBeGreaterThanOrEqual(1);
   });
 
+  it('relays in JavaScript when data_path is javascript: queries, SSL and cancel', async () => {
+    const js = await startTestRouter(cluster.etcd.endpoints, { data_path: 'javascript' });
+    try {
+      expect(js.router.status().dataPath).toBe('javascript');
+      for (const ssl of [false, true]) {
+        const c = await client(js.rw, { ssl });
+        try {
+          const big = (await c.query<{ s: string }>("select repeat('x', 1000000) as s")).rows[0]!.s;
+          expect(big.length).toBe(1_000_000);
+          const q = c.query('select pg_sleep(30)').then(
+            () => null,
+            (err: { code?: string }) => err,
+          );
+          await new Promise((r) => setTimeout(r, 300));
+          await sendCancel(js.rw, c);
+          expect((await q)?.code).toBe('57014');
+          expect(js.router.status().sessions.list.map((s) => s.dataPath)).toEqual(['javascript']);
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      }
+    } finally {
+      await js.stop();
+    }
+  });
+
   it('closes clients that send garbage or a huge startup packet, and nobody else', async () => {
     const bystander = await client(router.rw);
     try {
@@ -149,15 +175,19 @@ describe('pgha router', () => {
       const status = (await (await fetch(`http://127.0.0.1:${router.statusPort}/status`)).json()) as {
         primary: string;
         backends: Array<{ name: string; role: string; sessions: { rw: number } }>;
-        sessions: { open: number };
+        sessions: { open: number; list: Array<{ dataPath: string | null }> };
         bytes: { fromClients: number; toClients: number };
         lastTopologyChange: { to: string };
+        dataPath: string;
       };
       const leader = (await cluster.readCluster()).leader!.name;
       expect(status.primary).toBe(leader);
       expect(status.backends.find((b) => b.name === leader)).toMatchObject({ role: 'primary' });
       expect(status.backends.find((b) => b.name === leader)!.sessions.rw).toBeGreaterThanOrEqual(1);
       expect(status.sessions.open).toBeGreaterThanOrEqual(1);
+      // `npm test` builds the native relay, so the default data path (auto) is native.
+      expect(status.dataPath).toBe('native');
+      expect(status.sessions.list.map((s) => s.dataPath)).toContain('native');
       expect(status.bytes.fromClients).toBeGreaterThan(0);
       expect(status.lastTopologyChange.to).toBe(leader);
       const metrics = await (await fetch(`http://127.0.0.1:${router.statusPort}/metrics`)).text();

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "pgha_relay",
+      "sources": ["native/relay.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}
