@@ -39,6 +39,7 @@
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define MAX_EVENTS 256
+#define DRAIN_LIMIT (1024 * 1024) /* bytes dropped per socket when JavaScript closes a session */
 /* handle = (generation * 2^SLOT_BITS + slot) * 2^LOOP_BITS + loop, exact in a double (53 bits) */
 #define SLOT_BITS 20
 #define MAX_SLOTS (1u << SLOT_BITS)
@@ -435,7 +436,18 @@ static napi_value relay_lookup(napi_env env, napi_callback_info info, int end) {
     return js_null(env);
   }
   double a = l->slots[slot].dir[0].bytes, b = l->slots[slot].dir[1].bytes;
-  if (end) free_slot(l, slot);
+  if (end) {
+    /* Reads what is waiting on both sockets first: closing a socket with unread bytes sends a
+     * reset, and a client would then read "connection reset" instead of the end of the stream. */
+    for (int side = 0; side < 2; side++) {
+      int fd = l->slots[slot].fd[side];
+      size_t drained = 0;
+      ssize_t n;
+      while (drained < DRAIN_LIMIT && (n = recv(fd, l->buf, sizeof l->buf, MSG_DONTWAIT)) > 0)
+        drained += (size_t)n;
+    }
+    free_slot(l, slot);
+  }
   pthread_mutex_unlock(&l->mu);
   return make_pair(env, a, b);
 }

@@ -601,6 +601,9 @@ export const routerSection = section({
     'Seconds a new connection waits for a primary (or replica) before it is refused.',
   ),
   connect_timeout: seconds(5).describe('Seconds to connect to a backend.'),
+  replica_grace: seconds(10).describe(
+    'Seconds a replica may stay unfit for reads (gone, not streaming, lagging past max_lag) before its read-only sessions are closed.',
+  ),
   check_interval: z
     .preprocess(
       (v) => (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : blank(v)),

@@ -141,6 +141,8 @@ export interface RouterConfig {
   verify_primary: boolean;
   /** Who copies bytes after the startup phase: `native` (required), `javascript`, or `auto`. */
   data_path: 'auto' | 'native' | 'javascript';
+  /** Seconds a replica may stay unfit for reads before its read-only sessions are closed. */
+  replica_grace: number;
   /** Threads of the native data path (1 to 16). */
   relay_threads: number;
 }

@@ -28,6 +28,7 @@ export interface RouterFlags {
   verifyPrimary?: boolean;
   dataPath?: string;
   relayThreads?: string;
+  replicaGrace?: string;
   dcsUrl?: string;
 }
 
@@ -46,6 +47,7 @@ export function parseRouterSection(raw: unknown, flags: RouterFlags = {}): Route
     verify_primary: flags.verifyPrimary,
     data_path: flags.dataPath,
     relay_threads: flags.relayThreads,
+    replica_grace: flags.replicaGrace,
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) (base as Record<string, unknown>)[k] = v;
   const parsed = routerSection.safeParse(base, { error: errorMap });
@@ -61,6 +63,7 @@ export function parseRouterSection(raw: unknown, flags: RouterFlags = {}): Route
     verify_primary: r.verify_primary,
     data_path: r.data_path,
     relay_threads: r.relay_threads,
+    replica_grace: r.replica_grace,
   };
   if (r.replica_listen) out.replica_listen = r.replica_listen;
   if (r.status_listen) out.status_listen = r.status_listen;
@@ -112,6 +115,7 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
     verifyPrimary: rc.verify_primary,
     dataPath: rc.data_path,
     relayThreads: rc.relay_threads,
+    replicaGraceMs: rc.replica_grace * 1000,
   });
   try {
     await router.start();
@@ -183,6 +187,7 @@ export function registerRouter(program: Command): void {
     .option('--no-verify-primary', "do not confirm a new primary with its agent's REST API")
     .option('--data-path <path>', 'native, javascript or auto: who copies bytes after the startup phase')
     .option('--relay-threads <n>', 'threads of the native data path (default 1)')
+    .option('--replica-grace <seconds>', 'seconds an unfit replica keeps its read-only sessions (default 10)')
     .option('--dcs-url <url>', 'etcd3://host:port[,host:port], replaces the etcd3 section')
     .action(async (config: string | undefined, opts: RouterFlags) => {
       await runRouterCommand(config, opts);

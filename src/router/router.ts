@@ -8,6 +8,10 @@
  *   unreachable for longer than the ttl since our last good read), every session routed to it as
  *   primary is closed at once. stolon-proxy does the same; HAProxy only with `shutdown-sessions`.
  * - No primary for a moment: new connections wait (up to `wait_timeout`), then go to the new one.
+ * - Replicas: a replica that stops qualifying for reads (gone, not streaming, lagging past
+ *   `max_lag`, tagged noloadbalance) gets no new sessions at once, and its read-only sessions are
+ *   closed when it is still unfit `replica_grace` seconds later, as HAProxy's `on-marked-down
+ *   shutdown-sessions` does after its checks fail; a replica that became the leader loses them at once.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
@@ -46,6 +50,8 @@ export interface RouterOptions {
   maxLagBytes: number | null;
   fallbackToPrimary: boolean;
   waitTimeoutMs: number;
+  /** How long a replica may stay unfit before its read-only sessions are closed (default 10 s). */
+  replicaGraceMs?: number;
   connectTimeoutMs: number;
   checkIntervalMs: number;
   /** Confirm a new primary with its agent's `GET /primary` before routing writes to it. */
@@ -73,6 +79,8 @@ export interface TopologyChange {
 export interface RouterStats {
   sessionsOpened: { rw: number; ro: number };
   fenced: number;
+  /** Read-only sessions closed because their replica stopped qualifying. */
+  replicaCut: number;
   refused: Record<string, number>;
   cancels: { routed: number; broadcast: number };
   topologyChanges: number;
@@ -96,6 +104,8 @@ export class Router {
   private stopWatch: (() => Promise<void>) | null = null;
   private interval: NodeJS.Timeout | null = null;
   private leaseTimer: NodeJS.Timeout | null = null;
+  /** Unfit replicas that still have read-only sessions: when those get closed. */
+  private readonly replicaCuts = new Map<string, NodeJS.Timeout>();
   private stopped = false;
   private relay: NativeRelay | null = null;
   /** The data path in use, decided at start. */
@@ -116,6 +126,7 @@ export class Router {
   readonly stats: RouterStats = {
     sessionsOpened: { rw: 0, ro: 0 },
     fenced: 0,
+    replicaCut: 0,
     refused: {},
     cancels: { routed: 0, broadcast: 0 },
     topologyChanges: 0,
@@ -189,6 +200,8 @@ export class Router {
     this.stopped = true;
     if (this.interval) clearInterval(this.interval);
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    for (const timer of this.replicaCuts.values()) clearTimeout(timer);
+    this.replicaCuts.clear();
     await this.stopWatch?.().catch(() => undefined);
     const closing = this.servers.map(({ server }) => new Promise<void>((r) => server.close(() => r())));
     for (const s of [...this.sessions.values()]) s.close();
@@ -253,6 +266,7 @@ export class Router {
     if (prev && t.leaderName !== null && prev.leaderName !== t.leaderName) {
       this.closeSessions((s) => s.role === 'replica' && s.backend?.name === t.leaderName, 'replica promoted');
     }
+    this.watchReplicaSessions(t);
 
     if (t.primary === null) {
       this.verifying = null;
@@ -267,6 +281,41 @@ export class Router {
       }
     }
     this.serveWaiters();
+  }
+
+  /**
+   * Arms a timer for each replica that has read-only sessions but no longer qualifies, and disarms
+   * those of replicas that qualify again.
+   */
+  private watchReplicaSessions(t: Topology): void {
+    const fit = new Set(t.replicas.map((r) => r.name));
+    for (const [name, timer] of this.replicaCuts) {
+      if (!fit.has(name)) continue;
+      clearTimeout(timer);
+      this.replicaCuts.delete(name);
+    }
+    for (const s of this.sessions.values()) {
+      const name = s.role === 'replica' ? s.backend?.name : undefined;
+      if (name === undefined || fit.has(name) || this.replicaCuts.has(name)) continue;
+      const timer = setTimeout(() => this.cutReplica(name), this.opts.replicaGraceMs ?? 10_000);
+      timer.unref();
+      this.replicaCuts.set(name, timer);
+    }
+  }
+
+  /** Closes the read-only sessions of a replica that is still unfit. */
+  private cutReplica(name: string): void {
+    this.replicaCuts.delete(name);
+    const t = this.topology;
+    if (this.stopped || t === null || t.replicas.some((r) => r.name === name)) return;
+    const why =
+      t.excluded.find((e) => e.name === name)?.reason ??
+      (t.leaderName === name ? 'became the leader' : 'no longer a member');
+    const n = this.closeSessions(
+      (s) => s.role === 'replica' && s.backend?.name === name,
+      `replica ${name} unfit for reads: ${why}`,
+    );
+    this.stats.replicaCut += n;
   }
 
   /** Asks a new primary's agent whether it agrees (`GET /primary`: 200 only on the running leader). */

@@ -85,6 +85,14 @@ export function routerMetrics(router: Router, labels: { scope: string }): Regist
     },
   });
   new Counter({
+    name: 'pgha_router_replica_sessions_cut_total',
+    help: 'read-only sessions closed because their replica stayed unfit for reads (replica_grace)',
+    registers: [registry],
+    collect() {
+      setCounter(this, router.stats.replicaCut);
+    },
+  });
+  new Counter({
     name: 'pgha_router_topology_changes_total',
     help: 'changes of the primary the router sends writes to',
     registers: [registry],

@@ -127,6 +127,7 @@ describe('parsing', () => {
       verify_primary: true,
       data_path: 'auto',
       relay_threads: 1,
+      replica_grace: 10,
     });
     const r = parseRouterSection(
       { listen: '127.0.0.1:6000', replica_listen: '127.0.0.1', max_lag: '1MB', balance: 'least_connections' },

@@ -241,6 +241,65 @@ describe('pgha router', () => {
     }
   });
 
+  it('closes the read-only sessions of a replica that stays unfit for replica_grace, and only those', async () => {
+    const strict = await startTestRouter(cluster.etcd.endpoints, { replica_grace: 1 });
+    const sessions: Array<Awaited<ReturnType<typeof client>>> = [];
+    try {
+      await waitFor('two replicas in the second router', () =>
+        Promise.resolve(strict.router.status().replicas.length === 2),
+      );
+      sessions.push(await client(strict.ro), await client(strict.ro));
+      const names: string[] = [];
+      for (const s of sessions) {
+        s.on('error', () => undefined);
+        const { p } = (await s.query<{ p: number }>('select inet_server_port() as p')).rows[0]!;
+        names.push(nameOfPort(p)!);
+      }
+      expect(new Set(names).size).toBe(2); // round-robin: one session on each replica
+      const [victim, other] = names as [string, string];
+      // A session of the file's router (default replica_grace, 10 s) on the same replica.
+      let patient: Awaited<ReturnType<typeof client>> | undefined;
+      for (let i = 0; i < 2 && !patient; i++) {
+        const c = await client(router.ro);
+        sessions.push(c);
+        c.on('error', () => undefined);
+        const { p } = (await c.query<{ p: number }>('select inet_server_port() as p')).rows[0]!;
+        if (nameOfPort(p) === victim) patient = c;
+      }
+      expect(patient).toBeDefined();
+      const ended = new Promise<number>((resolve) => sessions[0]!.on('end', () => resolve(Date.now())));
+      const agent = cluster.node(victim).agent!;
+      // The agent hangs: its member key expires with its lease (ttl 8 s) while its PostgreSQL still
+      // serves reads, as when HAProxy's checks of a replica fail.
+      agent.kill('SIGSTOP');
+      const stoppedAt = Date.now();
+      try {
+        const endedAt = await ended;
+        expect(endedAt - stoppedAt).toBeGreaterThan(1000);
+        expect(endedAt - stoppedAt).toBeLessThan(8000 + 1000 + 5000);
+        expect(strict.router.stats.replicaCut).toBe(1);
+        // The session on the healthy replica is untouched, and new reads go there.
+        expect(
+          nameOfPort((await sessions[1]!.query<{ p: number }>('select inet_server_port() as p')).rows[0]!.p),
+        ).toBe(other);
+        const r = await one<{ port: number }>(strict.ro, 'select inet_server_port() as port');
+        expect(nameOfPort(r.port)).toBe(other);
+        const metrics = await (await fetch(`http://127.0.0.1:${strict.statusPort}/metrics`)).text();
+        expect(metrics).toMatch(/^pgha_router_replica_sessions_cut_total\{scope="demo"\} 1$/m);
+      } finally {
+        agent.kill('SIGCONT');
+      }
+      await cluster.waitHealthy(2);
+      // The replica came back within the file's router's grace: its session there was kept.
+      const { p } = (await patient!.query<{ p: number }>('select inet_server_port() as p')).rows[0]!;
+      expect(nameOfPort(p)).toBe(victim);
+      expect(router.router.stats.replicaCut).toBe(0);
+    } finally {
+      for (const s of sessions) await s.end().catch(() => undefined);
+      await strict.stop();
+    }
+  }, 120_000);
+
   it('reroutes on switchover: old sessions cut, new connections wait and reach the new primary fast', async () => {
     const before = await cluster.readCluster();
     const old = before.leader!.name;
@@ -311,9 +370,9 @@ describe('pgha router', () => {
     }
     // A connection already past its startup on the old primary when it stopped (or was cut) may fail;
     // no new connection may be refused ("the database system is shutting down" is retried by the router).
-    const unexpected = errors.filter(
-      (e) => !/Connection terminated unexpectedly|terminating connection/i.test(String((e as Error).message)),
-    );
+    const unexpected = errors
+      .map((e) => String((e as Error).message))
+      .filter((m) => !/Connection terminated unexpectedly|terminating connection/i.test(m));
     expect(unexpected).toEqual([]);
     expect(etcdAt).not.toBeNull();
     console.log(
