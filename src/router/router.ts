@@ -264,7 +264,7 @@ export class Router {
 
     // Sessions on the read-only port to a member that became the leader: it is no longer a replica.
     if (prev && t.leaderName !== null && prev.leaderName !== t.leaderName) {
-      this.closeSessions((s) => s.role === 'replica' && s.backend?.name === t.leaderName, 'replica promoted');
+      this.closeReplicaSessions(t.leaderName, 'replica promoted');
     }
     this.watchReplicaSessions(t);
 
@@ -311,11 +311,12 @@ export class Router {
     const why =
       t.excluded.find((e) => e.name === name)?.reason ??
       (t.leaderName === name ? 'became the leader' : 'no longer a member');
-    const n = this.closeSessions(
-      (s) => s.role === 'replica' && s.backend?.name === name,
-      `replica ${name} unfit for reads: ${why}`,
-    );
-    this.stats.replicaCut += n;
+    this.stats.replicaCut += this.closeReplicaSessions(name, `replica ${name} unfit for reads: ${why}`);
+  }
+
+  /** Closes the read-only sessions on member `name`; returns how many. */
+  private closeReplicaSessions(name: string, reason: string): number {
+    return this.closeSessions((s) => s.role === 'replica' && s.backend?.name === name, reason);
   }
 
   /** Asks a new primary's agent whether it agrees (`GET /primary`: 200 only on the running leader). */

@@ -128,11 +128,13 @@ export class Session {
 
   private relayedBytes(): [number, number] {
     const n = this.native;
-    if (n) {
-      const b = n.relay.bytes(n.handle);
-      if (b) this.relayed = [Math.max(0, b[0] - this.handedToServer), b[1]];
-    }
+    if (n) this.noteRelayed(n.relay.bytes(n.handle));
     return this.relayed;
+  }
+
+  /** Keeps the relay's byte counts [to the server, to the client], less what Node had counted. */
+  private noteRelayed(b: [number, number] | null): void {
+    if (b) this.relayed = [Math.max(0, b[0] - this.handedToServer), b[1]];
   }
 
   /** Closes both sockets at once (the fence, router shutdown, or either side going away). */
@@ -143,8 +145,7 @@ export class Session {
     this.wakeReader();
     const n = this.native;
     if (n) {
-      const b = n.relay.close(this.id, n.handle);
-      if (b) this.relayed = [Math.max(0, b[0] - this.handedToServer), b[1]];
+      this.noteRelayed(n.relay.close(this.id, n.handle));
       this.native = null;
     }
     this.client.destroy();
@@ -367,7 +368,7 @@ export class Session {
       const toClient = this.serverPending.length > 0 ? Buffer.concat(this.serverPending) : null;
       try {
         const handle = relay.add(this.id, client, server, toServer, toClient, (fromC, toC) => {
-          this.relayed = [Math.max(0, fromC - this.handedToServer), toC];
+          this.noteRelayed([fromC, toC]);
           this.native = null;
           this.close();
         });

@@ -54,7 +54,7 @@ export async function one<T extends Record<string, unknown>>(
 }
 
 /** Sends a CancelRequest for `c`'s session to `port`, as libpq does, and waits for the close. */
-export async function sendCancel(port: number, c: pg.Client): Promise<void> {
+async function sendCancel(port: number, c: pg.Client): Promise<void> {
   const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
   const secret = Buffer.alloc(4);
   secret.writeInt32BE(secretKey);
@@ -64,6 +64,22 @@ export async function sendCancel(port: number, c: pg.Client): Promise<void> {
   s.end(cancelRequest({ pid: processID, secret }));
   s.resume();
   await once(s, 'close');
+}
+
+/**
+ * Starts a 30 s query on `c`, cancels it through `port` 300 ms later, and returns the SQLSTATE the
+ * query failed with (undefined if it did not fail) and how long the query lasted.
+ */
+export async function cancelSleep(port: number, c: pg.Client): Promise<{ code?: string; ms: number }> {
+  const started = Date.now();
+  const q = c.query('select pg_sleep(30)').then(
+    () => null,
+    (err: { code?: string }) => err,
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  await sendCancel(port, c);
+  const err = await q;
+  return { ...(err?.code !== undefined ? { code: err.code } : {}), ms: Date.now() - started };
 }
 
 /** Writes a self-signed certificate and key PostgreSQL will accept (owned by its OS user, 0600). */

@@ -12,7 +12,7 @@ import { computeTopology } from '../../src/router/topology.js';
 import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
-import { client, makeCertificate, one, sendCancel, startTestRouter, type TestRouter } from './helpers.js';
+import { cancelSleep, client, makeCertificate, one, startTestRouter, type TestRouter } from './helpers.js';
 
 let cluster: TestCluster;
 let router: TestRouter;
@@ -76,16 +76,9 @@ describe('pgha router', () => {
     for (const port of [router.rw, router.ro]) {
       const c = await client(port);
       try {
-        const started = Date.now();
-        const q = c.query('select pg_sleep(30)').then(
-          () => null,
-          (err: { code?: string }) => err,
-        );
-        await new Promise((r) => setTimeout(r, 300));
-        await sendCancel(port, c);
-        const err = await q;
-        expect(err?.code).toBe('57014');
-        expect(Date.now() - started).toBeLessThan(5000);
+        const { code, ms } = await cancelSleep(port, c);
+        expect(code).toBe('57014');
+        expect(ms).toBeLessThan(5000);
       } finally {
         await c.end().catch(() => undefined);
       }
@@ -105,13 +98,7 @@ describe('pgha router', () => {
     // The router cannot read a TLS session's cancel key: the request goes to every member.
     const c = await client(router.rw, { ssl: true });
     try {
-      const q = c.query('select pg_sleep(30)').then(
-        () => null,
-        (err: { code?: string }) => err,
-      );
-      await new Promise((r) => setTimeout(r, 300));
-      await sendCancel(router.rw, c);
-      expect((await q)?.code).toBe('57014');
+      expect((await cancelSleep(router.rw, c)).code).toBe('57014');
     } finally {
       await c.end().catch(() => undefined);
     }
@@ -127,13 +114,7 @@ describe('pgha router', () => {
         try {
           const big = (await c.query<{ s: string }>("select repeat('x', 1000000) as s")).rows[0]!.s;
           expect(big.length).toBe(1_000_000);
-          const q = c.query('select pg_sleep(30)').then(
-            () => null,
-            (err: { code?: string }) => err,
-          );
-          await new Promise((r) => setTimeout(r, 300));
-          await sendCancel(js.rw, c);
-          expect((await q)?.code).toBe('57014');
+          expect((await cancelSleep(js.rw, c)).code).toBe('57014');
           expect(js.router.status().sessions.list.map((s) => s.dataPath)).toEqual(['javascript']);
         } finally {
           await c.end().catch(() => undefined);
