@@ -625,7 +625,7 @@ export const routerSection = section({
   relay_threads: z
     .preprocess(asInt, z.number().int().min(1).max(16).default(1))
     .describe(
-      'Threads of the native data path, each with its own sessions. One thread spent about 45 µs of CPU per select-only transaction in bench:router; add threads only on hosts with spare cores.',
+      'Threads of the native data path, each with its own sessions. One thread spent 36–57 µs of CPU per select-only transaction in bench:router; add threads only on hosts with spare cores.',
     ),
 });
 
