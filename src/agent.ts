@@ -17,6 +17,7 @@ import { uiOptionsFromConfig } from './ui/routes.js';
 import type { FailsafeAnswer, FailsafeLeader } from './ha/failsafe.js';
 import { HaRunner } from './ha/runner.js';
 import type { PeerStatus } from './ha/types.js';
+import { peerStatusFromBody, type PeerBody } from './ha/peer.js';
 import { createCallbackRunner } from './postgres/callbacks.js';
 import { Postgres } from './postgres/postgres.js';
 import { slotNameForMember } from './postgres/slots.js';
@@ -43,20 +44,7 @@ export async function fetchPeerStatus(
 ): Promise<PeerStatus> {
   const url = member.data.api_url;
   if (!url) return { name: member.name, reachable: false };
-  const body = await getJson<{
-    role?: string;
-    state?: string;
-    timeline?: number;
-    xlog?: { location?: number; received_location?: number; replayed_location?: number };
-  }>(url, { signal, cafile });
-  const x = body.xlog ?? {};
-  const wal = x.location ?? Math.max(x.received_location ?? 0, x.replayed_location ?? 0);
-  const out: PeerStatus = { name: member.name, reachable: true, walPosition: wal };
-  if (body.role !== undefined) out.role = body.role;
-  if (body.state !== undefined) out.state = body.state;
-  if (body.timeline !== undefined) out.timeline = body.timeline;
-  if (member.data.tags) out.tags = member.data.tags;
-  return out;
+  return peerStatusFromBody(member, await getJson<PeerBody>(url, { signal, cafile }));
 }
 
 /** `POST /failsafe` to a peer, with the cluster's REST credentials (Patroni's `call_failsafe_member`). */
@@ -106,7 +94,8 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     requestTimeoutMs: initial.retry_timeout * 1000,
     logger,
   });
-  const pg = new Postgres(config.postgresql, { name: config.name, logger });
+  // cluster_name is the scope, as Patroni sets it (it names the processes and the log lines).
+  const pg = new Postgres(config.postgresql, { name: config.name, scope: config.scope, logger });
   const callbacks = createCallbackRunner(config.postgresql.callbacks, config.scope, logger);
   const watchdog = new Watchdog({
     mode: config.watchdog.mode,

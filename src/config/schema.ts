@@ -534,7 +534,9 @@ const LOG_LEVELS = ['DEBUG', 'INFO', 'WARNING', 'WARN', 'ERROR', 'CRITICAL', 'FA
 const tagsSection = z.preprocess(
   asMap,
   z.looseObject({
-    nofailover: bool(false).describe('Never promote this node automatically.'),
+    nofailover: optBool().describe(
+      'Never promote this node automatically (unset: failover_priority 0 or less means the same, as Patroni).',
+    ),
     noloadbalance: bool(false).describe(
       "Leave this replica out of GET /replica (and the router's read-only port).",
     ),
@@ -546,8 +548,10 @@ const tagsSection = z.preprocess(
       'Patroni 4: replay WAL from the archive only, never stream; pgha accepts the tag but does not act on it yet.',
     ),
     failover_priority: z
-      .preprocess(asInt, z.number().int().min(0).optional())
-      .describe('Among equally advanced candidates, the higher priority wins the leader race (default 1).'),
+      .preprocess(asInt, z.number().int().optional())
+      .describe(
+        'Among equally advanced candidates, the higher priority wins the leader race (default 1); 0 or less: never promoted, as nofailover.',
+      ),
     replicatefrom: optText().describe(
       'Member to stream from instead of the leader (cascading); shown by pgha ctl topology, while pgha streams from the leader for now.',
     ),

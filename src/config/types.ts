@@ -94,7 +94,8 @@ export interface BootstrapConfig {
 }
 
 export interface TagsConfig {
-  nofailover: boolean;
+  /** Unset: failover_priority decides (0 or less: never promoted), as Patroni. */
+  nofailover?: boolean;
   noloadbalance: boolean;
   clonefrom: boolean;
   nosync: boolean;

@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { parseDynamicConfig } from '../config/schema.js';
 import type { ClusterState, Member } from '../dcs/types.js';
-import { manualPromotionRisk } from '../ha/rules.js';
+import { isNoFailover, manualPromotionRisk } from '../ha/rules.js';
 import { PghaError } from '../util/errors.js';
 import { ApiUnreachableError } from './api.js';
 import { withContext } from './command.js';
@@ -26,8 +26,7 @@ function title(action: Action): string {
 }
 
 function isNofailover(m: Member): boolean {
-  const v = m.data.tags?.nofailover;
-  return v === true || (typeof v === 'string' && /^(on|true|yes|1)$/i.test(v));
+  return isNoFailover(m.data.tags);
 }
 
 function formatMb(bytes: number): string {

@@ -154,7 +154,7 @@ export class EtcdDcs implements Dcs {
     return this.lease?.id ?? null;
   }
 
-  /** Send time (ms, local clock) of the last successful lease grant or keep-alive. */
+  /** Send time (monotonic ms, `performance.now`) of the last successful lease grant or keep-alive. */
   get lastLeaseRefreshAt(): number | null {
     return this.lastRefreshSentAt;
   }
@@ -282,7 +282,7 @@ export class EtcdDcs implements Dcs {
 
   private async grantLease(signal?: AbortSignal): Promise<number> {
     const ttl = this.ttl;
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     const res = await this.rpc('lease grant', signal, (o) =>
       this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, o),
     );
@@ -316,13 +316,13 @@ export class EtcdDcs implements Dcs {
     // A lease keeps the TTL it was granted with: a changed ttl needs a new lease. The old one is
     // not revoked (that would drop the leader key at once); the caller re-puts its keys.
     if (lease === null || lease.ttl !== this.ttl) return this.grantLease(signal);
-    let sentAt = Date.now();
+    let sentAt = performance.now();
     let ttl: number | undefined;
     // A keep-alive is a stream, which etcd3's retry policy does not cover; each attempt picks a
     // member at random, so retrying a few times rides out one dead member of the cluster.
     const giveUpAt = Date.now() + this.timeoutMs;
     for (let attempt = 1; ttl === undefined; attempt++) {
-      sentAt = Date.now();
+      sentAt = performance.now();
       try {
         ttl = await this.keepAliveOnce(lease.id, signal);
       } catch (err) {
@@ -402,7 +402,11 @@ export class EtcdDcs implements Dcs {
   }
 
   async updateLeader(signal?: AbortSignal): Promise<boolean> {
-    await this.refreshLease(signal);
+    return (await this.renewLeader(signal)) !== null;
+  }
+
+  async renewLeader(signal?: AbortSignal): Promise<number | null> {
+    const sent = await this.refreshLease(signal);
     return this.withLease(signal, async (lease) => {
       const leaderKey = this.key(KEYS.leader);
       const ours: ICompare = {
@@ -428,11 +432,24 @@ export class EtcdDcs implements Dcs {
         ],
         signal,
       );
-      if (res.succeeded) return true;
+      if (res.succeeded) return sent;
       const reattached = res.responses[0]?.response_txn?.succeeded === true;
-      if (reattached) this.log.info({ lease }, 're-attached the leader key to the new lease');
-      return reattached;
+      if (!reattached) return null;
+      this.log.info({ lease }, 're-attached the leader key to the new lease');
+      // The key now hangs on `lease`, which was granted or renewed at `lastRefreshSentAt`.
+      return this.lastRefreshSentAt ?? sent;
     });
+  }
+
+  async leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null> {
+    if (lease === '0' || lease === '') return null;
+    const res = await this.rpc('lease time-to-live', signal, (o) =>
+      this.client.leaseClient.leaseTimeToLive({ ID: lease, keys: false }, o),
+    );
+    const remaining = Number(res.TTL);
+    const granted = Number(res.grantedTTL);
+    if (!Number.isFinite(remaining) || !Number.isFinite(granted) || remaining < 0) return null;
+    return Math.max(0, granted - remaining) * 1000;
   }
 
   async deleteLeader(): Promise<boolean> {

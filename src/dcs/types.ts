@@ -96,7 +96,7 @@ export interface Dcs {
 
   /**
    * Keeps this node's lease alive (one keep-alive request), creating a new lease when it was lost.
-   * Returns the time (ms since epoch, local clock) the successful request was *sent*: the lease
+   * Returns the monotonic time (ms, as `Clock.mono`) the successful request was *sent*: the lease
    * cannot expire on the etcd side before that time + ttl.
    */
   refreshLease(signal?: AbortSignal): Promise<number>;
@@ -115,6 +115,17 @@ export interface Dcs {
    * re-attaches it (txn on value) if the lease was replaced. Returns false when someone else holds it.
    */
   updateLeader(signal?: AbortSignal): Promise<boolean>;
+  /**
+   * `updateLeader` that says from when the key is provably ours: the monotonic send time of the
+   * keep-alive of the lease the key hangs on (the key lives at least until then + ttl), or null
+   * when the key is not ours. The fence is armed only from this.
+   */
+  renewLeader(signal?: AbortSignal): Promise<number | null>;
+  /**
+   * How long ago (ms) the lease `lease` (another member's, from its key) was last renewed, as
+   * etcd sees it (granted ttl − remaining ttl; one-second resolution); null when it is gone or unknown.
+   */
+  leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null>;
   /** Releases the leader key only if it still holds our name (txn value == name → delete). */
   deleteLeader(): Promise<boolean>;
   /**

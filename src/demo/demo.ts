@@ -99,7 +99,7 @@ export function demoNodeConfig(opts: {
       },
       parameters: { unix_socket_directories: dirname(opts.dataDir) },
     },
-    tags: { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
+    tags: { noloadbalance: false, clonefrom: false, nosync: false },
     log: { type: 'plain', level: 'INFO' },
   };
 }

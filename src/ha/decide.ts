@@ -1,168 +1,12 @@
 /**
- * The HA decision: a pure function from what one cycle observed to the single next step.
- * The states and rules are written down in docs/ha-loop.md; keep the two in step.
+ * The HA decision: a pure function from what one cycle observed to the next step. The rules are
+ * checked in the order of `RULES` below (docs/ha-loop.md is generated from that table); the first
+ * whose condition holds decides. Steps that need the peers' opinion (the race, "can anyone take
+ * over?") return a kind the runner completes with the pure planners in race.ts.
  */
+import { findMember, isPrimaryRole } from './rules.js';
+import { needsRewind } from './timeline.js';
 import type { Decision, HaInput } from './types.js';
-import { findMember, isPrimaryRole, needsRewind } from './rules.js';
-
-/** Picks this cycle's step. Never performs I/O; the runner carries the step out. */
-export function decide(input: HaInput): Decision {
-  const { me, cluster, pg, config } = input;
-  const leader = cluster.leader?.name ?? null;
-  const iAmLeader = leader === me;
-
-  if (input.operatorHold) return { kind: 'refuse', why: input.operatorHold };
-
-  // 1. Cluster not initialised yet: race to create it, from scratch or from existing data.
-  if (cluster.initialize === null) {
-    if (pg.dataState === 'empty')
-      return { kind: 'bootstrap', why: 'cluster is not initialised and my data directory is empty' };
-    if (pg.dataState === 'initialized') {
-      return {
-        kind: 'adopt',
-        why: 'cluster is not initialised and my data directory holds a PostgreSQL cluster',
-      };
-    }
-    return { kind: 'refuse', why: invalidDataDir() };
-  }
-  if (cluster.initialize === '' && !iAmLeader) {
-    return { kind: 'idle', why: 'another member is initialising the cluster' };
-  }
-
-  // 2. Cluster exists: my data must be a copy of it.
-  if (pg.dataState === 'empty') {
-    const source = leader && leader !== me ? findMember(cluster, leader) : undefined;
-    if (source && source.data.conn_url && source.data.state === 'running') {
-      return {
-        kind: 'clone',
-        from: source.name,
-        why: `my data directory is empty; cloning from leader ${source.name}`,
-      };
-    }
-    return { kind: 'idle', why: 'my data directory is empty and there is no running leader to clone from' };
-  }
-  if (pg.dataState === 'invalid') return { kind: 'refuse', why: invalidDataDir() };
-  const sysid = pg.control?.systemIdentifier;
-  if (cluster.initialize !== '' && sysid !== undefined && sysid !== cluster.initialize) {
-    return {
-      kind: 'refuse',
-      why:
-        `my data directory holds database system ${sysid}, but this cluster is ${cluster.initialize}; ` +
-        `refusing to join and leaving the data untouched. To replace it with a copy of the leader run ` +
-        `"pgha ctl reinit <scope> ${me}" (or "patronictl reinit <scope> ${me}")`,
-    };
-  }
-
-  // 3. Maintenance mode: keep the lock if we hold it, touch nothing else.
-  if (config.pause) {
-    if (iAmLeader && pg.running && pg.status && !pg.status.inRecovery) {
-      return { kind: 'renew', why: 'maintenance mode: keeping the leader lock, not acting on PostgreSQL' };
-    }
-    return { kind: 'idle', why: 'maintenance mode: not acting on PostgreSQL' };
-  }
-
-  const leaderMember = leader ? findMember(cluster, leader) : undefined;
-  const leaderTimeline = leaderMember?.data.timeline;
-  const leaderUnreachable = leader !== null && !iAmLeader && !leaderMember?.data.conn_url;
-
-  // 4. PostgreSQL is down: bring it back in the role the lock says.
-  if (!pg.running) {
-    if (iAmLeader)
-      return { kind: 'start_primary', why: 'PostgreSQL is not running and I hold the leader lock' };
-    if (leaderUnreachable) {
-      return {
-        kind: 'idle',
-        why: `PostgreSQL is not running and leader ${leader} has not published its address yet`,
-      };
-    }
-    if (leader) {
-      const rewind = needsRewind({ control: pg.control, leaderTimeline, history: cluster.history });
-      return {
-        kind: 'start_replica',
-        upstream: leader,
-        rewind,
-        why: `PostgreSQL is not running; starting as a replica of leader ${leader}${rewind ? ' after pg_rewind (timeline diverged)' : ''}`,
-      };
-    }
-    return {
-      kind: 'start_replica',
-      upstream: null,
-      rewind: false,
-      why: 'PostgreSQL is not running and there is no leader; starting read-only before the leader race',
-    };
-  }
-  const status = pg.status;
-  if (status === null) {
-    const why = pg.connectionError
-      ? `PostgreSQL is running but the agent cannot connect: ${pg.connectionError} (check postgresql.authentication.superuser and pg_hba)`
-      : 'PostgreSQL is running but not accepting connections yet';
-    return { kind: 'idle', why };
-  }
-
-  // 5. Nobody holds the lock: race for it (the runner asks the peers and applies evaluateRace).
-  if (leader === null) {
-    return { kind: 'race', why: 'there is no leader' };
-  }
-
-  // 6. I hold the lock.
-  if (iAmLeader) {
-    if (status.inRecovery) return { kind: 'promote', why: 'I hold the leader lock but run as a replica' };
-    const fo = cluster.failover;
-    if (fo && (fo.leader === me || (fo.leader === undefined && fo.member && fo.member !== me))) {
-      const at = fo.scheduled_at === undefined ? undefined : Date.parse(fo.scheduled_at);
-      // As Patroni: a scheduled switchover missed by more than 1.5 loops is dropped, not run late.
-      if (at !== undefined && at < input.now - config.loop_wait * 1500) {
-        return { kind: 'cancel_switchover', why: `found a stale switchover scheduled at ${fo.scheduled_at}` };
-      }
-      const due = at === undefined || at <= input.now;
-      if (due) {
-        return {
-          kind: 'switchover',
-          candidate: fo.member ?? null,
-          why: `a switchover was requested${fo.member ? ` to ${fo.member}` : ''}`,
-        };
-      }
-    }
-    return { kind: 'renew', why: 'I am the leader with the lock' };
-  }
-
-  // 7. Someone else holds the lock.
-  if (!status.inRecovery) {
-    return { kind: 'demote', upstream: leader, why: `${leader} holds the leader lock but I run as primary` };
-  }
-  if (leaderUnreachable) return { kind: 'idle', why: `leader ${leader} has not published its address yet` };
-  // A running replica's own WAL position decides whether it can still stream from the leader.
-  const diverged = needsRewind({
-    control: pg.control,
-    position: status.walPosition,
-    timeline: status.timeline,
-    leaderTimeline,
-    history: cluster.history,
-  });
-  if (leaderMember && isPrimaryRole(leaderMember.data.role) && pg.configuredUpstream !== leader) {
-    return {
-      kind: 'follow',
-      upstream: leader,
-      rewind: diverged,
-      why: `following the new leader ${leader} (was ${pg.configuredUpstream ?? 'none'})`,
-    };
-  }
-  if (
-    leaderTimeline !== undefined &&
-    status.replicationState !== 'streaming' &&
-    (pg.notStreamingForMs ?? Infinity) >= DIVERGENCE_GRACE_MS &&
-    status.timeline < leaderTimeline &&
-    diverged
-  ) {
-    return {
-      kind: 'follow',
-      upstream: leader,
-      rewind: true,
-      why: `my timeline ${status.timeline} diverged from leader ${leader} (timeline ${leaderTimeline}); cannot stream`,
-    };
-  }
-  return { kind: 'idle', why: `following leader ${leader}` };
-}
 
 /**
  * A replica whose WAL receiver is reconnecting reports the last checkpoint's timeline, which can be
@@ -171,6 +15,428 @@ export function decide(input: HaInput): Decision {
  */
 export const DIVERGENCE_GRACE_MS = 15_000;
 
-function invalidDataDir(): string {
-  return 'my data directory is not empty but holds no PostgreSQL cluster (no PG_VERSION); move its files away or fix data_dir';
+/** One row of the decision table: when it applies (`when`), and its step. */
+export interface Rule {
+  id: string;
+  /** The condition, as docs/ha-loop.md prints it. */
+  when: string;
+  /** The step, as docs/ha-loop.md prints it. */
+  then: string;
+  decide(input: HaInput, ctx: Ctx): Decision | null;
+}
+
+interface Ctx {
+  leader: string | null;
+  iAmLeader: boolean;
+}
+
+const invalidDataDir =
+  'my data directory is not empty but holds no PostgreSQL cluster (no PG_VERSION); move its files away or fix data_dir';
+
+function leaderTimeline(input: HaInput, leader: string | null): number | undefined {
+  return leader ? findMember(input.cluster, leader)?.data.timeline : undefined;
+}
+
+function rewindFor(input: HaInput, leader: string, running: boolean): boolean {
+  const { pg, cluster } = input;
+  const status = running ? pg.status : null;
+  return needsRewind({
+    control: pg.control,
+    ...(status ? { position: status.walPosition, timeline: status.timeline } : {}),
+    ...(pg.history !== undefined ? { history: pg.history } : {}),
+    leaderTimeline: leaderTimeline(input, leader),
+    leaderHistory: cluster.history,
+  });
+}
+
+/** The rules, in the order they are checked. */
+export const RULES: readonly Rule[] = [
+  {
+    id: 'operator-hold',
+    when: 'the agent waits for an operator (a refused join, a failed rewind; kept across restarts)',
+    then: '**refuse**: touch nothing, say why each cycle',
+    decide: (i) => (i.operatorHold ? { kind: 'refuse', why: i.operatorHold } : null),
+  },
+  {
+    id: 'empty-leader',
+    when: 'data directory empty, I hold the leader key',
+    then: '**release_leader**: the data is gone, so is the right to lead',
+    decide: (i, c) =>
+      i.pg.dataState === 'empty' && c.iAmLeader
+        ? {
+            kind: 'release_leader',
+            why: 'my data directory is empty but I hold the leader key',
+            stop: 'immediate',
+            onlyIfFailoverPossible: false,
+          }
+        : null,
+  },
+  {
+    id: 'bootstrap',
+    when: 'no `initialize` key, data directory empty',
+    then: '**bootstrap**: race on `initialize`; the winner runs initdb, starts, takes `leader`, creates the users, stores the system id and `bootstrap.dcs`',
+    decide: (i) => {
+      if (i.pg.dataState !== 'empty' || i.cluster.initialize !== null) return null;
+      if (i.config.pause)
+        return { kind: 'idle', why: 'maintenance mode: running with an empty data directory' };
+      return { kind: 'bootstrap', why: 'cluster is not initialised and my data directory is empty' };
+    },
+  },
+  {
+    id: 'clone',
+    when: 'cluster exists, data directory empty',
+    then: '**clone** from the running leader with pg_basebackup and start as its replica; or wait for one',
+    decide: (i, c) => {
+      if (i.pg.dataState !== 'empty') return null;
+      if (i.cluster.initialize === '' && !c.iAmLeader)
+        return { kind: 'idle', why: 'another member is initialising the cluster' };
+      const source = c.leader && !c.iAmLeader ? findMember(i.cluster, c.leader) : undefined;
+      if (source?.data.conn_url && source.data.state === 'running')
+        return {
+          kind: 'clone',
+          from: source.name,
+          why: `my data directory is empty; cloning from leader ${source.name}`,
+        };
+      return { kind: 'idle', why: 'my data directory is empty and there is no running leader to clone from' };
+    },
+  },
+  {
+    id: 'invalid-data',
+    when: 'data directory holds files but no cluster',
+    then: '**refuse**',
+    decide: (i) => (i.pg.dataState === 'invalid' ? { kind: 'refuse', why: invalidDataDir } : null),
+  },
+  {
+    id: 'sysid',
+    when: "data directory's system id ≠ `initialize`",
+    then: '**refuse** (in pause, a leader releases the key first), naming the fix (`pgha ctl reinit`)',
+    decide: (i, c) => {
+      const sysid = i.pg.control?.systemIdentifier ?? i.pg.status?.systemIdentifier;
+      const init = i.cluster.initialize;
+      if (!init || sysid === undefined || sysid === init) return null;
+      if (c.iAmLeader)
+        return {
+          kind: 'release_leader',
+          why: `my system id ${sysid} does not match the cluster's ${init}`,
+          stop: 'none',
+          onlyIfFailoverPossible: false,
+        };
+      return {
+        kind: 'refuse',
+        why:
+          `my data directory holds database system ${sysid}, but this cluster is ${init}; ` +
+          `refusing to join and leaving the data untouched. To replace it with a copy of the leader run ` +
+          `"pgha ctl reinit <scope> ${i.me}" (or "patronictl reinit <scope> ${i.me}")`,
+      };
+    },
+  },
+  {
+    id: 'initializing',
+    when: '`initialize` is being written by another member',
+    then: 'wait',
+    decide: (i, c) =>
+      i.cluster.initialize === '' && !c.iAmLeader
+        ? { kind: 'idle', why: 'another member is initialising the cluster' }
+        : null,
+  },
+  {
+    id: 'unregistered-stopped',
+    when: 'no `initialize` key (a new or wiped store), my PostgreSQL is down',
+    then: "data last run as a primary: **adopt** (race, take `leader`, start it as the primary it was, register); a replica's data: **start_replica** read-only, never as a primary",
+    decide: (i, c) => {
+      if (i.cluster.initialize !== null || i.pg.running) return null;
+      if (c.leader && !c.iAmLeader)
+        return {
+          kind: 'idle',
+          why: `the store has no initialize key; waiting for leader ${c.leader} to register the cluster`,
+        };
+      if (i.config.pause) return { kind: 'idle', why: 'maintenance mode: not starting PostgreSQL' };
+      if (i.pg.wasPrimary)
+        return { kind: 'adopt', why: 'the store has no initialize key and my data last ran as a primary' };
+      return {
+        kind: 'start_replica',
+        upstream: null,
+        rewind: false,
+        why: "the store has no initialize key and my data is a replica's; starting it read-only (never as a primary)",
+      };
+    },
+  },
+  {
+    id: 'pause-leader',
+    when: '`pause`, I hold the leader key',
+    then: 'primary: **renew** (no fence, no watchdog); not running as primary: **release_leader**, as Patroni',
+    decide: (i, c) => {
+      if (!i.config.pause || !c.iAmLeader) return null;
+      if (i.pg.running && i.pg.status && !i.pg.status.inRecovery)
+        return { kind: 'renew', why: 'maintenance mode: keeping the leader key, not acting on PostgreSQL' };
+      if (i.pg.running && !i.pg.status)
+        return { kind: 'idle', why: 'maintenance mode: PostgreSQL is starting' };
+      return {
+        kind: 'release_leader',
+        why: 'maintenance mode: PostgreSQL is not running as primary here',
+        stop: 'none',
+        onlyIfFailoverPossible: false,
+      };
+    },
+  },
+  {
+    id: 'pause-other',
+    when: '`pause`, I do not hold the leader key',
+    then: "a running primary with this cluster's data and no leader: **race** (take the key, restart nothing); otherwise do nothing",
+    decide: (i, c) => {
+      if (!i.config.pause) return null;
+      const s = i.pg.status;
+      if (!c.leader && i.pg.running && s && !s.inRecovery)
+        return { kind: 'race', why: 'maintenance mode: I run as primary and nobody holds the leader key' };
+      return { kind: 'idle', why: 'maintenance mode: not acting on PostgreSQL' };
+    },
+  },
+  {
+    id: 'start-failed',
+    when: 'PostgreSQL down, I hold the leader key, my last start as primary failed',
+    then: '**release_leader** so a healthy replica takes over; rejoin later as a replica',
+    decide: (i, c) =>
+      !i.pg.running && c.iAmLeader && i.pg.startFailure
+        ? {
+            kind: 'release_leader',
+            why: `PostgreSQL failed to start as primary (${i.pg.startFailure})`,
+            stop: 'none',
+            onlyIfFailoverPossible: false,
+          }
+        : null,
+  },
+  {
+    id: 'down-leader',
+    when: 'PostgreSQL down, I hold the leader key',
+    then: "data last run as a primary: **start_primary** in place (no failover; with `primary_start_timeout: 0` release the key instead when another member can take over); a replica's data: **start_replica** read-only, then promote (never started as a primary: that would fork its timeline)",
+    decide: (i, c) => {
+      if (i.pg.running || !c.iAmLeader) return null;
+      const readOnly = !i.pg.wasPrimary;
+      return {
+        kind: 'start_primary',
+        failoverFirst: i.config.primary_start_timeout === 0,
+        readOnly,
+        why: readOnly
+          ? "PostgreSQL is not running and I hold the leader key, but my data is a replica's; starting it read-only to promote it"
+          : 'PostgreSQL is not running and I hold the leader key',
+      };
+    },
+  },
+  {
+    id: 'down-follower',
+    when: 'PostgreSQL down, another leader',
+    then: "**start_replica** of it, after pg_rewind when my history diverged from the leader's",
+    decide: (i, c) => {
+      if (i.pg.running || !c.leader) return null;
+      const m = findMember(i.cluster, c.leader);
+      if (!m?.data.conn_url)
+        return {
+          kind: 'idle',
+          why: `PostgreSQL is not running and leader ${c.leader} has not published its address yet`,
+        };
+      const rewind = rewindFor(i, c.leader, false);
+      return {
+        kind: 'start_replica',
+        upstream: c.leader,
+        rewind,
+        why: `PostgreSQL is not running; starting as a replica of leader ${c.leader}${rewind ? ' after pg_rewind (timeline diverged)' : ''}`,
+      };
+    },
+  },
+  {
+    id: 'down-no-leader',
+    when: 'PostgreSQL down, no leader',
+    then: '**start_replica** with no upstream (read-only), race on a later cycle',
+    decide: (i) =>
+      !i.pg.running
+        ? {
+            kind: 'start_replica',
+            upstream: null,
+            rewind: false,
+            why: 'PostgreSQL is not running and there is no leader; starting read-only before the leader race',
+          }
+        : null,
+  },
+  {
+    id: 'starting',
+    when: 'PostgreSQL starting (no connection yet)',
+    then: 'wait; as leader past `primary_start_timeout`: **release_leader** (immediate stop) when another member can take over',
+    decide: (i, c) => {
+      if (i.pg.status) return null;
+      if (c.iAmLeader && (i.pg.startingForMs ?? 0) > i.config.primary_start_timeout * 1000)
+        return {
+          kind: 'release_leader',
+          why: `PostgreSQL has been starting for more than primary_start_timeout (${i.config.primary_start_timeout} s)`,
+          stop: 'immediate',
+          onlyIfFailoverPossible: true,
+        };
+      const why = i.pg.connectionError
+        ? `PostgreSQL is running but the agent cannot connect: ${i.pg.connectionError} (check postgresql.authentication.superuser and pg_hba)`
+        : 'PostgreSQL is running but not accepting connections yet';
+      return { kind: 'idle', why };
+    },
+  },
+  {
+    id: 'unregistered-running',
+    when: 'no `initialize` key, PostgreSQL running',
+    then: 'a primary: **race** (on winning, register the cluster; PostgreSQL is not restarted); a replica: wait one ttl for the primary to re-register, then **race** like any replica (promotion, never a restart as primary)',
+    decide: (i, c) => {
+      if (i.cluster.initialize !== null) return null;
+      if (c.leader) {
+        if (c.iAmLeader) return null; // registration is part of the leader's upkeep
+        return {
+          kind: 'idle',
+          why: `the store has no initialize key; waiting for leader ${c.leader} to register the cluster`,
+        };
+      }
+      const s = i.pg.status;
+      if (s && !s.inRecovery)
+        return { kind: 'race', why: 'the store has no initialize key and I run as primary' };
+      const waited = i.memory?.uninitializedForMs ?? 0;
+      if (waited < i.config.ttl * 1000)
+        return {
+          kind: 'idle',
+          why: `the store has no initialize key and I run as a replica; waiting for the primary to re-register the cluster (${Math.round(waited / 1000)} of ${i.config.ttl} s)`,
+        };
+      return {
+        kind: 'race',
+        why: `the store has had no initialize key for ${Math.round(waited / 1000)} s and no leader`,
+      };
+    },
+  },
+  {
+    id: 'no-leader',
+    when: 'running, no leader',
+    then: '**race** (race.ts: the healthiest member takes `leader`)',
+    decide: (i, c) => (c.leader === null ? { kind: 'race', why: 'there is no leader' } : null),
+  },
+  {
+    id: 'leader-replica',
+    when: 'I hold the leader key, running as a replica',
+    then: '**promote**',
+    decide: (i, c) =>
+      c.iAmLeader && i.pg.status?.inRecovery
+        ? { kind: 'promote', why: 'I hold the leader key but run as a replica' }
+        : null,
+  },
+  {
+    id: 'leader-switchover',
+    when: 'I hold the leader key, a due `failover` request',
+    then: '**switchover**; one scheduled more than 1.5 × loop_wait ago: **cancel_switchover** (as Patroni)',
+    decide: (i, c) => {
+      if (!c.iAmLeader) return null;
+      const fo = i.cluster.failover;
+      if (!fo || !(fo.leader === i.me || (fo.leader === undefined && fo.member && fo.member !== i.me)))
+        return null;
+      const at = fo.scheduled_at === undefined ? undefined : Date.parse(fo.scheduled_at);
+      if (at !== undefined && at < i.now - i.config.loop_wait * 1500)
+        return { kind: 'cancel_switchover', why: `found a stale switchover scheduled at ${fo.scheduled_at}` };
+      if (at !== undefined && at > i.now) return null;
+      return {
+        kind: 'switchover',
+        candidate: fo.member ?? null,
+        why: `a switchover was requested${fo.member ? ` to ${fo.member}` : ''}`,
+      };
+    },
+  },
+  {
+    id: 'leader',
+    when: 'I hold the leader key, primary',
+    then: '**renew**: upkeep of `status`, `history`, slots, sync, failsafe',
+    decide: (i, c) => (c.iAmLeader ? { kind: 'renew', why: 'I am the leader with the lock' } : null),
+  },
+  {
+    id: 'other-leader-primary',
+    when: 'another leader, I run as primary',
+    then: '**demote**: fast stop, rewind if diverged, start as its replica',
+    decide: (i, c) =>
+      i.pg.status && !i.pg.status.inRecovery
+        ? {
+            kind: 'demote',
+            upstream: c.leader,
+            why: `${c.leader} holds the leader lock but I run as primary`,
+          }
+        : null,
+  },
+  {
+    id: 'diverged',
+    when: 'another leader, my replica cannot apply what it streams (a fork on the same timeline number)',
+    then: 'publish it as diverged; **reinit** when `remove_data_directory_on_diverged_timelines`, else wait for `pgha ctl reinit`',
+    decide: (i, c) => {
+      if (!i.pg.diverged || !c.leader) return null;
+      const why = `my WAL has diverged from leader ${c.leader} on the same timeline (${i.pg.diverged}); pg_rewind cannot see such a fork`;
+      if (i.local?.removeDataOnDivergedTimelines) return { kind: 'reinit', from: c.leader, why };
+      return {
+        kind: 'idle',
+        why: `${why}; run "pgha ctl reinit <scope> ${i.me}" to replace my data with a copy of the leader`,
+      };
+    },
+  },
+  {
+    id: 'follow',
+    when: 'another leader, I stream from someone else (or nobody)',
+    then: '**follow**: rewrite `primary_conninfo`, reload; pg_rewind first when diverged',
+    decide: (i, c) => {
+      const leader = c.leader as string;
+      const m = findMember(i.cluster, leader);
+      if (!m?.data.conn_url)
+        return { kind: 'idle', why: `leader ${leader} has not published its address yet` };
+      if (!isPrimaryRole(m.data.role) || i.pg.configuredUpstream === leader) return null;
+      return {
+        kind: 'follow',
+        upstream: leader,
+        rewind: rewindFor(i, leader, true),
+        why: `following the new leader ${leader} (was ${i.pg.configuredUpstream ?? 'none'})`,
+      };
+    },
+  },
+  {
+    id: 'fork',
+    when: 'another leader, not streaming for 15 s, my history diverged from its',
+    then: '**follow** with pg_rewind (a receiver that is only reconnecting reports an older timeline for a few seconds)',
+    decide: (i, c) => {
+      const s = i.pg.status;
+      const leader = c.leader as string;
+      const lt = leaderTimeline(i, leader);
+      if (
+        !s ||
+        lt === undefined ||
+        s.replicationState === 'streaming' ||
+        (i.pg.notStreamingForMs ?? Infinity) < DIVERGENCE_GRACE_MS ||
+        !rewindFor(i, leader, true)
+      )
+        return null;
+      return {
+        kind: 'follow',
+        upstream: leader,
+        rewind: true,
+        why: `my timeline ${s.timeline} diverged from leader ${leader} (timeline ${lt}); cannot stream`,
+      };
+    },
+  },
+  {
+    id: 'following',
+    when: 'another leader, streaming from it',
+    then: 'nothing',
+    decide: (i, c) => ({ kind: 'idle', why: `following leader ${c.leader}` }),
+  },
+];
+
+/** Picks this cycle's step: the first rule of `RULES` that applies. Never performs I/O. */
+export function decide(input: HaInput): Decision {
+  const leader = input.cluster.leader?.name ?? null;
+  const ctx: Ctx = { leader, iAmLeader: leader === input.me };
+  for (const rule of RULES) {
+    const d = rule.decide(input, ctx);
+    if (d) return d;
+  }
+  return { kind: 'idle', why: 'no rule applies' };
+}
+
+/** Which rule decides `input` (for tests and the docs). */
+export function decidingRule(input: HaInput): string {
+  const leader = input.cluster.leader?.name ?? null;
+  const ctx: Ctx = { leader, iAmLeader: leader === input.me };
+  for (const rule of RULES) if (rule.decide(input, ctx)) return rule.id;
+  return 'none';
 }

@@ -106,3 +106,54 @@ export function withFailsafeLeader(cluster: ClusterState, leader: FailsafeLeader
       ];
   return { ...cluster, leader: { name: leader.name, modRevision: '0', lease: '0' }, members };
 }
+
+/**
+ * Whether a leader that lost the store may run a failsafe round at all: failsafe_mode on, not in
+ * maintenance mode (there the fence does not run anyway), running as primary, holding the key.
+ */
+export function failsafeApplies(opts: {
+  enabled: boolean;
+  paused: boolean;
+  primary: boolean;
+  leader: boolean;
+  stopping: boolean;
+}): boolean {
+  return opts.enabled && !opts.paused && opts.primary && opts.leader && !opts.stopping;
+}
+
+export type FailsafeVerdict =
+  { confirmed: true; message: string } | { confirmed: false; level: 'warn' | 'error'; message: string };
+
+/**
+ * A failsafe round's outcome: the primary keeps running (its fence re-armed from the round's
+ * start) only if every other member of the last `failsafe` key accepted it.
+ */
+export function failsafeVerdict(
+  me: string,
+  failsafe: Record<string, string> | null | undefined,
+  answers: FailsafeAnswer[] | null,
+): FailsafeVerdict {
+  if (!failsafe || !(me in failsafe))
+    return {
+      confirmed: false,
+      level: 'warn',
+      message:
+        'failsafe_mode is on but the last failsafe key read does not list this member; the fence applies',
+    };
+  const refused = (answers ?? []).filter((a) => !a.accepted);
+  if (answers === null || refused.length > 0)
+    return {
+      confirmed: false,
+      level: 'error',
+      message:
+        `failsafe_mode: not every member confirmed this primary (${refused.map((a) => `${a.name}: ${a.detail}`).join('; ')}); ` +
+        'the fence will stop PostgreSQL at the lease deadline',
+    };
+  const names = failsafePeers(failsafe, me)
+    .map((p) => p.name)
+    .join(', ');
+  return {
+    confirmed: true,
+    message: `continuing to run as leader because failsafe mode is enabled and all members are accessible (${names || 'none, single member'})`,
+  };
+}

@@ -1,35 +1,32 @@
 import type { HistoryEntry } from '../dcs/types.js';
-import { parseLsn } from '../postgres/lsn.js';
+import type { TimelineSwitch } from '../postgres/types.js';
 
 /**
- * Turns the content of a PostgreSQL timeline history file (`0000000N.history`: one
- * `parentTLI<TAB>switchpoint<TAB>reason` line per ancestor) into Patroni's `history` entries,
+ * Turns a node's timeline history (its history file's lines) into Patroni's `history` entries,
  * keeping entries already known and stamping new ones with `now` and the new leader's name.
  */
 export function mergeTimelineHistory(
   known: HistoryEntry[],
-  historyFile: string,
+  switches: TimelineSwitch[],
   now: Date,
   newLeader: string,
 ): HistoryEntry[] {
   const byTimeline = new Map<number, HistoryEntry>(known.map((e) => [e[0], e]));
-  for (const line of historyFile.split('\n')) {
-    const trimmed = line.trim();
-    if (trimmed === '' || trimmed.startsWith('#')) continue;
-    const [tli, lsn, ...reason] = trimmed.split(/\s+/);
-    const timeline = Number(tli);
-    const position = lsnOrNull(lsn);
-    if (!Number.isInteger(timeline) || position === null || byTimeline.has(timeline)) continue;
-    byTimeline.set(timeline, [timeline, position, reason.join(' '), now.toISOString(), newLeader]);
+  for (const s of switches) {
+    const k = byTimeline.get(s.timeline);
+    // A known entry with another switch point belongs to another history: ours wins.
+    if (k && k[1] === s.lsn) continue;
+    byTimeline.set(s.timeline, [s.timeline, s.lsn, s.reason ?? '', now.toISOString(), newLeader]);
   }
-  return [...byTimeline.values()].sort((a, b) => a[0] - b[0]);
+  return [...byTimeline.values()]
+    .filter((e) => switches.some((s) => s.timeline === e[0]))
+    .sort((a, b) => a[0] - b[0]);
 }
 
-function lsnOrNull(text: string | undefined): number | null {
-  if (text === undefined) return null;
-  try {
-    return parseLsn(text);
-  } catch {
-    return null;
-  }
+/** Whether the `history` key already says what the leader's own history file says. */
+export function historyMatches(known: HistoryEntry[], switches: TimelineSwitch[]): boolean {
+  return (
+    known.length === switches.length &&
+    switches.every((s) => known.some((k) => k[0] === s.timeline && k[1] === s.lsn))
+  );
 }

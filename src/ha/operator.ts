@@ -12,7 +12,7 @@ import type { PostgresNode, RoleConfig } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import type { AgentSnapshot } from './runner.js';
-import { manualPromotionRisk } from './rules.js';
+import { isNoFailover, manualPromotionRisk } from './rules.js';
 import type { PeerStatus } from './types.js';
 
 /** What the operator needs from the HA runner (`HaRunner` satisfies it). */
@@ -518,7 +518,7 @@ export class Operator {
     );
     const eligible = statuses.some((st, i) => {
       const tags = st.tags ?? members[i]?.data.tags ?? {};
-      return st.reachable && tags.nofailover !== true;
+      return st.reachable && !isNoFailover(tags);
     });
     return eligible ? null : `${action} is not possible: no good candidates have been found`;
   }

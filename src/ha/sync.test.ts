@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Member, SyncKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
-import { planSync, renderSsn, type SyncPlanInput } from './sync.js';
+import { parseSsn, planQuorum, planSync, renderSsn, type SyncPlanInput } from './sync.js';
 
 const member = (name: string, tags?: Record<string, unknown>): Member => ({
   name,
@@ -117,28 +117,44 @@ describe('planSync (synchronous_mode: on)', () => {
   });
 });
 
-describe('planSync (quorum)', () => {
-  it('grows the key before the quorum list, and shrinks the list before the key', () => {
-    const grow = planSync(input({ mode: 'quorum', syncKey: key('n2', 1), currentSsn: 'ANY 1 (n2)' }));
-    expect(grow.syncKey).toEqual({ leader: 'n1', sync_standby: 'n2,n3', quorum: 1 });
-    expect(grow.ssn).toBe('ANY 1 (n2)');
-    const shrink = planSync(
-      input({
-        mode: 'quorum',
-        syncKey: key('n2,n3', 1),
-        currentSsn: 'ANY 1 (n2,n3)',
-        replication: [row('n2', 1)],
-      }),
-    );
-    expect(shrink).toMatchObject({ ssn: 'ANY 1 (n2)', syncKey: null });
-    const then = planSync(
-      input({
-        mode: 'quorum',
-        syncKey: key('n2,n3', 1),
-        currentSsn: 'ANY 1 (n2)',
-        replication: [row('n2', 1)],
-      }),
-    );
-    expect(then.syncKey).toEqual({ leader: 'n1', sync_standby: 'n2', quorum: 1 });
+describe('planQuorum (synchronous_mode: quorum, as Patroni 4)', () => {
+  const q = (over: Partial<SyncPlanInput>) => planQuorum(input({ mode: 'quorum', ...over }));
+
+  it('from nothing: lists every streaming member, and the key once one of them confirmed', () => {
+    expect(q({}).changes).toEqual([{ kind: 'ssn', ssn: 'ANY 1 (n2,n3)' }]);
+    const confirmed = q({
+      currentSsn: 'ANY 1 (n2,n3)',
+      ssnSince: 150,
+      replication: [row('n2', 200, 'quorum'), row('n3', 100, 'quorum')],
+    });
+    // The key stores quorum = voters − synchronous nodes (Patroni's format).
+    expect(confirmed.changes).toEqual([
+      { kind: 'key', value: { leader: 'n1', sync_standby: 'n2,n3', quorum: 1 } },
+    ]);
+  });
+
+  it('a member that stops streaming: the list shrinks first, then the key (each step keeps the overlap)', () => {
+    const p = q({
+      syncKey: key('n2,n3', 1),
+      currentSsn: 'ANY 1 (n2,n3)',
+      replication: [row('n2', 200, 'quorum')],
+    });
+    expect(p.changes).toEqual([
+      { kind: 'ssn', ssn: 'ANY 1 (n2)' },
+      { kind: 'key', value: { leader: 'n1', sync_standby: 'n2', quorum: 0 } },
+    ]);
+  });
+
+  it('in strict mode with nobody streaming, writes wait for any standby', () => {
+    expect(q({ strict: true, replication: [] }).changes).toEqual([
+      { kind: 'ssn', ssn: '*' },
+      { kind: 'key', value: { leader: 'n1', sync_standby: null, quorum: 0 } },
+    ]);
+  });
+
+  it('reads the list in force back', () => {
+    expect(parseSsn('ANY 2 (n2,"db-3")')).toEqual({ any: true, numsync: 2, names: ['n2', 'db-3'] });
+    expect(parseSsn('FIRST 1 (n2)')).toEqual({ any: false, numsync: 1, names: ['n2'] });
+    expect(parseSsn('')).toEqual({ any: false, numsync: 0, names: [] });
   });
 });

@@ -6,6 +6,7 @@
  */
 import type { Member, SyncKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
+import { quorumTransitions } from './quorum.js';
 
 export interface SyncPlanInput {
   me: string;
@@ -51,8 +52,6 @@ export function renderSsn(mode: boolean | 'quorum', names: string[], count: numb
   return `FIRST ${names.length} (${list})`;
 }
 
-const same = (a: string[], b: string[]) => a.length === b.length && a.every((x) => b.includes(x));
-
 /**
  * One step towards the desired synchronous set. Called each leader cycle; a transition takes a
  * few cycles because each step waits until PostgreSQL confirms the previous one.
@@ -83,32 +82,7 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       .map((r) => r.application_name),
   );
 
-  if (mode === 'quorum') {
-    // Quorum: commits need `count` acknowledgements among all listed standbys. Growing the list
-    // weakens what one standby holds, so the key (which tells promoters how many to ask) grows
-    // first; shrinking the list goes the other way round.
-    const desired = eligible;
-    const q = Math.min(count, Math.max(desired.length, 1));
-    const keyValue = {
-      leader: me,
-      sync_standby: desired.join(',') || null,
-      quorum: desired.length ? q : null,
-    };
-    const ssn = renderSsn('quorum', desired, count, strict);
-    if (same(key, desired) && input.syncKey?.quorum === keyValue.quorum) {
-      return { ssn, syncKey: null, why: `quorum ${q} of ${desired.join(', ') || 'none'}` };
-    }
-    const adding = desired.some((n) => !key.includes(n));
-    if (adding)
-      return {
-        ssn: input.currentSsn,
-        syncKey: keyValue,
-        why: `adding ${desired.filter((n) => !key.includes(n)).join(', ')} to the sync key before the quorum`,
-      };
-    if (input.currentSsn !== ssn)
-      return { ssn, syncKey: null, why: 'shrinking the quorum before the sync key' };
-    return { ssn, syncKey: keyValue, why: `sync key now ${desired.join(', ') || 'empty'}` };
-  }
+  if (mode === 'quorum') throw new Error('quorum mode is planned by planQuorum');
 
   // FIRST n: every listed standby acknowledges every commit, so each one listed in the key may
   // be promoted. Keep standbys already in the key while they stream; fill up by WAL position.
@@ -159,4 +133,100 @@ export function planSync(input: SyncPlanInput): SyncPlan {
     syncKey: null,
     why: `synchronous: ${desired.join(', ') || (strict ? 'none (strict: writes wait)' : 'none')}`,
   };
+}
+
+/** synchronous_standby_names as the leader wrote it: `ANY n (a,b)`, `FIRST n (a,b)`, `a`, `*`, ''. */
+export function parseSsn(ssn: string): { any: boolean; numsync: number; names: string[] } {
+  const t = ssn.trim();
+  if (t === '') return { any: false, numsync: 0, names: [] };
+  const m = /^(FIRST|ANY)\s+(\d+)\s*\((.*)\)$/i.exec(t);
+  const list = (text: string) =>
+    text
+      .split(',')
+      .map((x) =>
+        x
+          .trim()
+          .replace(/^"(.*)"$/, '$1')
+          .replace(/""/g, '"'),
+      )
+      .filter((x) => x !== '');
+  if (m) return { any: m[1]?.toUpperCase() === 'ANY', numsync: Number(m[2]), names: list(m[3] ?? '') };
+  const names = list(t);
+  return { any: false, numsync: names.length > 0 ? 1 : 0, names };
+}
+
+/** One change the leader makes for quorum commit, in order: the `sync` key or the list. */
+export type QuorumChange =
+  | { kind: 'key'; value: { leader: string; sync_standby: string | null; quorum: number } }
+  | { kind: 'ssn'; ssn: string };
+
+/**
+ * Quorum commit (`synchronous_mode: quorum`, Patroni 4): the changes of this cycle, from the key
+ * and the list in force towards every streaming member listed (quorum.ts orders them safely).
+ * A member counts as confirmed once it reports `quorum` and has flushed everything committed
+ * since the list last changed (`ssnSince`).
+ */
+export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why: string } {
+  const { me, strict, count } = input;
+  const rows = new Map(input.replication.map((r) => [r.application_name, r]));
+  const active = input.members
+    .filter((m) => m.name !== me && m.data.tags?.nosync !== true && rows.get(m.name)?.state === 'streaming')
+    .map((m) => m.name);
+  const current = parseSsn(input.currentSsn);
+  const sync = current.names.filter((n) => n !== '*');
+  const confirmed = sync.filter((n) => {
+    const r = rows.get(n);
+    return (
+      !!r && (r.sync_state === 'quorum' || r.sync_state === 'sync') && (r.flush_lsn ?? 0) >= input.ssnSince
+    );
+  }).length;
+  const key = input.syncKey && input.syncKey.leader ? input.syncKey : null;
+  if (strict && active.length === 0) {
+    // Strict: with nobody to acknowledge, writes wait for any standby, as Patroni's '*'.
+    const changes: QuorumChange[] = [];
+    if (input.currentSsn !== '*') changes.push({ kind: 'ssn', ssn: '*' });
+    if (!key || key.leader !== me || key.sync_standby !== null || (key.quorum ?? 0) !== 0)
+      changes.push({ kind: 'key', value: { leader: me, sync_standby: null, quorum: 0 } });
+    return { changes, why: 'strict quorum mode and no standby streams: writes wait for one' };
+  }
+  const steps = quorumTransitions({
+    leader: key?.leader ?? me,
+    quorum: key?.quorum ?? 0,
+    voters: syncNames(key?.sync_standby),
+    numsync: sync.length > 0 ? current.numsync : 0,
+    sync,
+    numsyncConfirmed: confirmed,
+    active,
+    wanted: count,
+    leaderWanted: me,
+  });
+  const changes: QuorumChange[] = [];
+  for (const t of steps) {
+    if (t.kind === 'restart') break;
+    if (t.kind === 'key')
+      changes.push({
+        kind: 'key',
+        value: {
+          leader: t.leader,
+          sync_standby: t.voters.length ? t.voters.join(',') : null,
+          quorum: t.quorum,
+        },
+      });
+    else
+      changes.push({
+        kind: 'ssn',
+        ssn: t.numsync > 0 ? renderSsn('quorum', t.sync, t.numsync, strict) : strict ? '*' : '',
+      });
+  }
+  const why =
+    changes.length === 0
+      ? `quorum ${key?.quorum ?? 0} of ${key?.sync_standby ?? 'none'} (${input.currentSsn || 'no list'})`
+      : changes
+          .map((c) =>
+            c.kind === 'key'
+              ? `sync key: quorum ${c.value.quorum} of ${c.value.sync_standby ?? 'none'}`
+              : `synchronous_standby_names = '${c.ssn}'`,
+          )
+          .join(', then ');
+  return { changes, why };
 }

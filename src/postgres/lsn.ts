@@ -35,3 +35,31 @@ export function timelineFromWalFileName(name: string): number {
   if (!/^[0-9A-Fa-f]{24}$/.test(name)) throw new RangeError(`not a WAL file name: "${name}"`);
   return parseInt(name.slice(0, 8), 16);
 }
+
+/** The history file name of a timeline in pg_wal (`00000002.history`). */
+export function historyFileName(timeline: number): string {
+  return `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+}
+
+/**
+ * Parses a timeline history file (`parentTLI<TAB>switchpoint<TAB>reason` per ancestor; `#`
+ * comments). Lines that do not parse are skipped.
+ */
+export function parseHistoryFile(text: string): Array<{ timeline: number; lsn: number; reason: string }> {
+  const out: Array<{ timeline: number; lsn: number; reason: string }> = [];
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const [tli, lsn, ...reason] = trimmed.split(/\s+/);
+    const timeline = Number(tli);
+    let position: number;
+    try {
+      position = parseLsn(lsn ?? '');
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(timeline) || timeline < 1) continue;
+    out.push({ timeline, lsn: position, reason: reason.join(' ') });
+  }
+  return out.sort((a, b) => a.timeline - b.timeline);
+}

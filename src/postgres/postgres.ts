@@ -49,9 +49,25 @@ import {
   RECOVERY_PARAMETERS,
   toolOptions,
 } from './conf.js';
-import { parseLsn, parseLsnOrUndefined, timelineFromWalFileName } from './lsn.js';
+import {
+  historyFileName,
+  parseHistoryFile,
+  parseLsn,
+  parseLsnOrUndefined,
+  timelineFromWalFileName,
+} from './lsn.js';
 import { isValidSlotName } from './slots.js';
-import type { ConnTarget, ControlData, PostgresNode, RoleConfig, ServerStatus, StopMode } from './types.js';
+import type {
+  ConnTarget,
+  ControlData,
+  PhysicalSlot,
+  PostgresNode,
+  ReplayError,
+  RoleConfig,
+  ServerStatus,
+  StopMode,
+  TimelineSwitch,
+} from './types.js';
 
 export interface PostgresOptions {
   /** Member name: `application_name` towards the upstream and, by default, `cluster_name`. */
@@ -335,13 +351,30 @@ export class Postgres implements PostgresNode {
     await this.ensureDir(this.dataDir, 0o700, true);
   }
 
-  /** Writes a file atomically (temp + rename), owned by the OS user. */
+  /**
+   * Writes a file atomically (temp + rename), owned by the OS user from before its first byte.
+   * A temporary file inside the data directory goes to `base/pgsql_tmp/`, which pg_basebackup and
+   * pg_rewind skip: a clone or a rewind running at that moment never sees a file it cannot read.
+   */
   private async writeOwned(path: string, content: string, mode = 0o600): Promise<void> {
     await this.ensureDir(dirname(path), 0o755, false);
-    const tmp = `${path}.pgha-tmp`;
-    await writeFile(tmp, content, { mode });
-    await chmod(tmp, mode);
-    await this.chownToUser(tmp);
+    const inData = resolve(path).startsWith(this.dataDir + '/');
+    let tmpDir = dirname(path);
+    if (inData) {
+      tmpDir = join(this.dataDir, 'base', 'pgsql_tmp');
+      if (!(await exists(join(this.dataDir, 'base')))) tmpDir = dirname(path);
+      else await this.ensureDir(tmpDir, 0o700, false);
+    }
+    const tmp = join(tmpDir, `pgsql_tmp.pgha.${basename(path)}.${process.pid}`);
+    const fh = await open(tmp, 'w', mode);
+    try {
+      const u = this.user;
+      if (u) await fh.chown(u.uid, u.gid);
+      await fh.chmod(mode);
+      await fh.writeFile(content);
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
   }
 
@@ -767,6 +800,8 @@ export class Postgres implements PostgresNode {
         this.checkpointInBackground();
         return;
       }
+      if (rows === null && !(await this.isRunning()))
+        throw new PostgresError('promotion did not complete: PostgreSQL stopped', { retryable: true });
       if (Date.now() > deadline) {
         throw new PostgresError(`promotion did not complete within ${timeoutMs} ms`, { retryable: true });
       }
@@ -1181,39 +1216,126 @@ export class Postgres implements PostgresNode {
     }
   }
 
-  async syncReplicationSlots(names: string[]): Promise<void> {
-    const wanted = new Set<string>();
-    for (const n of names) {
-      if (isValidSlotName(n)) wanted.add(n);
-      else this.log.warn({ slot: n }, 'not a valid replication slot name; skipped');
-    }
-    const rows = await this.query<{ slot_name: string; active: boolean }>(
-      `SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT temporary`,
+  async physicalSlots(): Promise<PhysicalSlot[]> {
+    const rows = await this.query<{ slot_name: string; active: boolean; restart_lsn: string | null }>(
+      `SELECT slot_name::text, active, restart_lsn::text FROM pg_replication_slots
+       WHERE slot_type = 'physical' AND NOT temporary`,
     );
-    const have = new Map(rows.map((r) => [r.slot_name, r.active]));
-    for (const n of wanted) {
-      if (have.has(n)) continue;
-      this.log.info({ slot: n }, 'creating physical replication slot');
-      // immediately_reserve = true, as Patroni does, so WAL is kept from the moment the slot exists.
-      await this.query(
-        `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
-        [n],
-      );
+    return rows.map((r) => {
+      const slot: PhysicalSlot = { name: r.slot_name, active: r.active };
+      const lsn = parseLsnOrUndefined(r.restart_lsn);
+      if (lsn !== undefined) slot.restartLsn = lsn;
+      return slot;
+    });
+  }
+
+  async createPhysicalSlot(name: string): Promise<void> {
+    if (!isValidSlotName(name)) {
+      this.log.warn({ slot: name }, 'not a valid replication slot name; skipped');
+      return;
     }
-    for (const [n, active] of have) {
-      if (wanted.has(n)) continue;
-      if (active) {
-        this.log.warn({ slot: n }, 'replication slot is not wanted but is in use; not dropping it now');
-        continue;
-      }
-      this.log.info({ slot: n }, 'dropping physical replication slot');
-      try {
-        await this.query('SELECT pg_drop_replication_slot($1)', [n]);
-      } catch (e) {
-        this.log.warn({ slot: n, err: errorMessage(e) }, 'could not drop replication slot');
-      }
+    this.log.info({ slot: name }, 'creating physical replication slot');
+    // immediately_reserve = true, as Patroni does, so WAL is kept from the moment the slot exists.
+    await this.query(
+      `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
+      [name],
+    );
+  }
+
+  async dropSlot(name: string): Promise<void> {
+    this.log.info({ slot: name }, 'dropping replication slot');
+    await this.query(
+      'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
+      [name],
+    );
+  }
+
+  async setting(name: string): Promise<string | null> {
+    try {
+      const rows = await this.query<{ v: string }>('SELECT current_setting($1) AS v', [name]);
+      return rows[0]?.v ?? null;
+    } catch (e) {
+      if (e instanceof PostgresConnectionError) return null;
+      throw e;
     }
   }
+
+  async timelineHistory(timeline: number): Promise<TimelineSwitch[]> {
+    if (timeline <= 1) return [];
+    const text = await readText(join(this.dataDir, 'pg_wal', historyFileName(timeline)));
+    if (text === null) return [];
+    return parseHistoryFile(text).map((h) => ({ timeline: h.timeline, lsn: h.lsn, reason: h.reason }));
+  }
+
+  async recoverySignalled(): Promise<boolean> {
+    return (
+      (await exists(join(this.dataDir, 'standby.signal'))) || exists(join(this.dataDir, 'recovery.signal'))
+    );
+  }
+
+  private replayLogOffset: number | null = null;
+
+  async replayErrors(): Promise<ReplayError[]> {
+    let fh;
+    try {
+      fh = await open(this.logFile, 'r');
+    } catch {
+      return [];
+    }
+    try {
+      const size = (await fh.stat()).size;
+      // The first call only remembers where the log ends: older lines belong to older runs.
+      const from = this.replayLogOffset === null || this.replayLogOffset > size ? size : this.replayLogOffset;
+      this.replayLogOffset = size;
+      const len = Math.min(size - from, 1 << 20);
+      if (len <= 0) return [];
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return parseReplayErrors(buf.toString('utf8'));
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private get holdFile(): string {
+    return `${this.dataDir}.pgha-hold`;
+  }
+
+  async readHold(): Promise<string | null> {
+    const text = await readText(this.holdFile);
+    return text === null || text.trim() === '' ? null : text.trim();
+  }
+
+  async writeHold(reason: string | null): Promise<void> {
+    if (reason === null) await rm(this.holdFile, { force: true });
+    else await writeFile(this.holdFile, `${reason}\n`, { mode: 0o600 });
+  }
+}
+
+/**
+ * Messages a startup process logs when the WAL it streamed does not continue what it replayed.
+ * Right after a start one such line is normal (the end of the local WAL); the same position
+ * reported again while WAL keeps arriving is a fork.
+ */
+const REPLAY_ERROR_RE =
+  /(invalid record length|incorrect prev-link|record with incorrect prev-link|invalid magic number|unexpected pageaddr|invalid resource manager ID|invalid record offset|contrecord is requested)[^\n]*?at ([0-9A-F]+\/[0-9A-F]+)/i;
+
+/** The replay errors in a chunk of server log. */
+export function parseReplayErrors(text: string): ReplayError[] {
+  const out: ReplayError[] = [];
+  for (const line of text.split('\n')) {
+    const m = REPLAY_ERROR_RE.exec(line);
+    if (!m) continue;
+    try {
+      out.push({
+        lsn: parseLsn(m[2] as string),
+        message: line.replace(/^.*?(LOG|WARNING|FATAL):\s*/, '').trim(),
+      });
+    } catch {
+      // not a position after all
+    }
+  }
+  return out;
 }
 
 /** Parses `pg_controldata` output (run with LC_ALL=C). */

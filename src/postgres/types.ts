@@ -29,6 +29,26 @@ export interface ControlData {
   raw: Record<string, string>;
 }
 
+/** One line of a timeline history file: `timeline` ended at `lsn` (and why, as PostgreSQL wrote it). */
+export interface TimelineSwitch {
+  timeline: number;
+  lsn: number;
+  reason?: string;
+}
+
+/** A physical replication slot on this server. */
+export interface PhysicalSlot {
+  name: string;
+  active: boolean;
+  restartLsn?: number;
+}
+
+/** A record a replica could not apply, from its server log (a fork on the same timeline number). */
+export interface ReplayError {
+  lsn: number;
+  message: string;
+}
+
 /** A snapshot of a running server, read with SQL. */
 export interface ServerStatus {
   inRecovery: boolean;
@@ -116,8 +136,30 @@ export interface PostgresNode {
   query<T = Record<string, unknown>>(sql: string, params?: unknown[], signal?: AbortSignal): Promise<T[]>;
   /** Creates or updates the superuser, replication and rewind roles from the config. */
   createUsers(): Promise<void>;
-  /** Primary: makes the set of physical slots exactly `names` (creating and dropping). */
-  syncReplicationSlots(names: string[]): Promise<void>;
+  /** The physical, non-temporary replication slots of the running server. */
+  physicalSlots(): Promise<PhysicalSlot[]>;
+  /** Creates a physical slot that reserves WAL at once (as Patroni); no-op when it exists. */
+  createPhysicalSlot(name: string): Promise<void>;
+  /** Drops a slot; no-op when it is gone. */
+  dropSlot(name: string): Promise<void>;
+  /** The value of a server setting (`SHOW`), or null when the server is not reachable. */
+  setting(name: string): Promise<string | null>;
+
+  /** The ancestors of `timeline` from its history file in pg_wal (empty for timeline 1 or none). */
+  timelineHistory(timeline: number): Promise<TimelineSwitch[]>;
+  /** Whether standby.signal or recovery.signal exists (the data runs as a replica when started). */
+  recoverySignalled(): Promise<boolean>;
+  /**
+   * Records the server log reported it could not apply since the last call: `invalid record length`,
+   * `incorrect prev-link`, ... A stuck replica repeats them at the position it cannot pass.
+   */
+  replayErrors(): Promise<ReplayError[]>;
+  /**
+   * The agent's own note that it waits for an operator (a failed rewind), kept beside the data
+   * directory so it survives an agent restart; null when none. `null` as value clears it.
+   */
+  readHold(): Promise<string | null>;
+  writeHold(reason: string | null): Promise<void>;
 
   /** Closes SQL connections. */
   close(): Promise<void>;

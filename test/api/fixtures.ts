@@ -87,6 +87,7 @@ export function snapshot(role: 'primary' | 'replica' | 'stopped', overrides: Par
     sysid: '7000000000000000001',
     paused: false,
     failsafeActive: false,
+    diverged: null,
   };
   return { ...base, ...overrides };
 }

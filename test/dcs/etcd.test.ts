@@ -203,6 +203,25 @@ describe('EtcdDcs leader key', () => {
     expect(after.leader?.modRevision).toBe(before.leader?.modRevision);
   });
 
+  it('renewLeader says from when the key is provably ours; leaseSilentMs how long a lease went unrenewed', async () => {
+    const scope = newScope();
+    const a = dcs(scope, 'a', { ttl: 5 });
+    const b = dcs(scope, 'b', { ttl: 5 });
+    expect(await a.attemptToAcquireLeader()).toBe(true);
+    const before = performance.now();
+    const sent = await a.renewLeader();
+    expect(sent).not.toBeNull();
+    expect(sent!).toBeGreaterThanOrEqual(before);
+    expect(await b.renewLeader()).toBeNull();
+    const lease = (await b.readCluster()).leader!.lease;
+    expect(await b.leaseSilentMs(lease)).toBeLessThanOrEqual(1000); // whole seconds
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(await b.leaseSilentMs(lease)).toBeGreaterThanOrEqual(2000);
+    await a.renewLeader();
+    expect(await b.leaseSilentMs(lease)).toBeLessThanOrEqual(1000); // whole seconds
+    expect(await b.leaseSilentMs('12345')).toBeNull();
+  });
+
   it('vanishes with the member key when the lease is not refreshed, and a new lease is granted', async () => {
     const scope = newScope();
     const a = dcs(scope, 'a', { ttl: 2 });
@@ -216,10 +235,11 @@ describe('EtcdDcs leader key', () => {
     // Refreshing keeps it alive past the TTL.
     for (let i = 0; i < 4; i++) {
       await new Promise((r) => setTimeout(r, 800));
-      const t0 = Date.now();
+      // Send times are monotonic (performance.now), never the wall clock a step could move.
+      const t0 = performance.now();
       const sent = await a.refreshLease();
       expect(sent).toBeGreaterThanOrEqual(t0);
-      expect(sent).toBeLessThanOrEqual(Date.now());
+      expect(sent).toBeLessThanOrEqual(performance.now());
     }
     expect((await b.readCluster()).leader?.name).toBe('a');
 

@@ -39,16 +39,12 @@ beforeAll(async () => {
   tarball = join(tmp, info!.filename);
   files = info!.files.map((f) => f.path);
   // An empty cache of its own: the install must work on a machine that never saw this project.
-  await run(
-    'npm',
-    ['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', tarball],
-    {
-      cwd: tmp,
-      timeout: 240_000,
-      maxBuffer: 16 * 1024 * 1024,
-      env: { ...process.env, npm_config_cache: join(tmp, 'npm-cache') },
-    },
-  );
+  await run('npm', ['install', '--global', '--prefix', prefix, '--no-audit', '--no-fund', tarball], {
+    cwd: tmp,
+    timeout: 240_000,
+    maxBuffer: 16 * 1024 * 1024,
+    env: { ...process.env, npm_config_cache: join(tmp, 'npm-cache') },
+  });
 }, 480_000);
 
 afterAll(() => rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 }));

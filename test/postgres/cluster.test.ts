@@ -102,16 +102,16 @@ describe('Postgres with real PostgreSQL 15', () => {
     await a.query(`INSERT INTO t VALUES (1, 'n1')`);
   });
 
-  it('keeps exactly the wanted physical slots', async () => {
-    await a.syncReplicationSlots(['n2', 'extra']);
-    let slots = await a.query<{ slot_name: string; restart_lsn: string | null }>(
-      'SELECT slot_name::text, restart_lsn::text FROM pg_replication_slots ORDER BY 1',
-    );
-    expect(slots.map((s) => s.slot_name)).toEqual(['extra', 'n2']);
-    expect(slots.every((s) => s.restart_lsn !== null)).toBe(true);
-    await a.syncReplicationSlots(['n2']);
-    slots = await a.query('SELECT slot_name::text FROM pg_replication_slots');
-    expect(slots.map((s) => s.slot_name)).toEqual(['n2']);
+  it('creates physical slots that reserve WAL at once, lists them and drops them', async () => {
+    await a.createPhysicalSlot('n2');
+    await a.createPhysicalSlot('extra');
+    await a.createPhysicalSlot('n2'); // already there: nothing happens
+    const slots = await a.physicalSlots();
+    expect(slots.map((s) => s.name).sort()).toEqual(['extra', 'n2']);
+    expect(slots.every((s) => !s.active && s.restartLsn !== undefined)).toBe(true);
+    await a.dropSlot('extra');
+    await a.dropSlot('gone'); // absent: nothing happens
+    expect((await a.physicalSlots()).map((s) => s.name)).toEqual(['n2']);
   });
 
   it('clones a replica with pg_basebackup that streams from the primary', async () => {
@@ -177,7 +177,7 @@ describe('Postgres with real PostgreSQL 15', () => {
     expect((await a.controlData())?.clusterState).toBe('in production');
 
     await a.rewind({ host: '127.0.0.1', port: cfgB.listen.port, member: 'n2' });
-    await b.syncReplicationSlots(['n1']);
+    await b.createPhysicalSlot('n1');
     await a.configure(replicaOf(cfgA, cfgB, 'n2', 'n1'));
     await a.start(60_000);
     const ast = await waitFor('rewound node streaming', async () => {

@@ -1,0 +1,454 @@
+/**
+ * The HA steps that change what PostgreSQL runs as: bootstrap, adopt, clone, start, release the
+ * key, race, promote, demote, follow, rewind, reinitialise. Each carries out a decision the pure
+ * planners made (decide.ts, race.ts, recovery.ts) and says what it did.
+ */
+import type { ClusterState } from '../dcs/types.js';
+import type { ConnTarget } from '../postgres/types.js';
+import { errorMessage } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { urlHostPort } from '../util/net.js';
+import type { RunnerContext } from './context.js';
+import { registerCluster, leaderDuties } from './leader.js';
+import { evaluateRace, failoverPossible, watchdogRule } from './race.js';
+import { planRewind, planRewindFailure, type RewindPlan } from './recovery.js';
+import { findMember } from './rules.js';
+import { needsRewind } from './timeline.js';
+import type { Decision, LocalPostgres } from './types.js';
+
+type Of<K extends Decision['kind']> = Extract<Decision, { kind: K }>;
+
+/** Host and port from a member's `conn_url` (postgres://host:port/db). */
+export function connTarget(m: { name: string; data: { conn_url?: string } }): ConnTarget | null {
+  const hp = urlHostPort(m.data.conn_url);
+  return hp ? { ...hp, member: m.name } : null;
+}
+
+/** Arms the watchdog when it is required and says why this node may not lead without it. */
+export function watchdogRefusal(c: RunnerContext): string | null {
+  const w = c.d.watchdog;
+  if (!w || w.mode !== 'required') return null;
+  return watchdogRule(w.mode, w.activate(c.dynamic().ttl, c.dynamic().loop_wait));
+}
+
+/** Logs a tool's lines; its `n/m kB (p%)` progress lines at most every 10 s, with the numbers. */
+function progressLogger(log: Logger, tool: string, now: () => number): (line: string) => void {
+  let last = 0;
+  return (line) => {
+    const m = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
+    if (!m) return log.info(`${tool}: ${line}`);
+    if (now() - last < 10_000 && m[3] !== '100') return;
+    last = now();
+    log.info(
+      { progress: { done_kb: Number(m[1]), total_kb: Number(m[2]), percent: Number(m[3]) } },
+      `${tool}: ${line.trim()}`,
+    );
+  };
+}
+
+/** Starts PostgreSQL in a role; a replica shows itself first so the leader makes its slot. */
+export async function startAs(
+  c: RunnerContext,
+  opts: { role: 'primary' } | { role: 'replica'; cluster: ClusterState; upstream: string | null },
+  callback: 'on_start' | 'on_restart',
+): Promise<void> {
+  c.markServerConfigApplied();
+  const rc =
+    opts.role === 'primary'
+      ? c.roleConfig('primary', null, null)
+      : c.roleConfig('replica', opts.cluster, opts.upstream);
+  await c.d.pg.configure(rc);
+  // A replica may not reach consistency before it streams, and it cannot stream before the
+  // leader made its slot, which the leader does for members it sees: show ourselves first.
+  if (opts.role === 'replica') {
+    c.snapshot.running = false;
+    await c.publish().catch((err: unknown) => c.log.warn(`could not publish: ${errorMessage(err)}`));
+  }
+  await c.during('starting', () => c.d.pg.start(c.dynamic().primary_start_timeout * 1000), true);
+  c.st.startFailure = null;
+  c.st.configuredUpstream = rc.upstream ? rc.upstream.member : null;
+  c.st.upstreamKnown = true;
+  c.snapshot.role = opts.role;
+  c.d.runCallback(callback, opts.role);
+}
+
+export async function bootstrap(c: RunnerContext, d: Of<'bootstrap'>, cluster: ClusterState): Promise<void> {
+  const method = c.d.config.bootstrap.method;
+  if (method !== undefined && method !== 'initdb') {
+    await c.setHold(
+      `bootstrap.method is "${method}", which pgha cannot run (only initdb); refusing to create an empty ` +
+        'cluster in its place. Restore the data directory by hand and start the agent again, or remove bootstrap.method',
+      false,
+    );
+    return c.say(d, 'not bootstrapping', 'error');
+  }
+  const noWatchdog = watchdogRefusal(c);
+  if (noWatchdog) return c.say(d, `not bootstrapping: ${noWatchdog}`, 'error');
+  if (!(await c.d.dcs.initialize('', true)))
+    return c.say(d, 'another member won the initialisation race; waiting for it');
+  c.say(d, 'won the initialisation race; running initdb');
+  const pg = c.d.pg;
+  try {
+    await c.during('initializing new cluster', async () => {
+      await pg.initdb(c.d.config.bootstrap.initdb);
+      await pg.configure(c.roleConfig('primary', null, null));
+      await pg.start(c.dynamic().primary_start_timeout * 1000);
+      if (!(await c.d.dcs.attemptToAcquireLeader()))
+        throw new Error('could not take the leader key after initdb');
+      await pg.createUsers();
+      const control = await pg.controlData();
+      if (!control) throw new Error('pg_controldata gave nothing after initdb');
+      await c.d.dcs.initialize(control.systemIdentifier, false);
+      if (!cluster.config) await c.d.dcs.setConfig(c.d.config.bootstrap.dcs);
+    });
+  } catch (err) {
+    c.log.error(
+      `bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`,
+    );
+    await pg.stop('immediate', 10_000).catch(() => undefined);
+    await c.d.dcs.deleteLeader().catch(() => false);
+    await c.d.dcs.cancelInitialization().catch(() => undefined);
+    await pg.removeDataDirectory().catch(() => undefined);
+    throw err;
+  }
+  c.st.configuredUpstream = null;
+  c.st.upstreamKnown = true;
+  c.snapshot.role = 'primary';
+  c.snapshot.isLeader = true;
+  c.d.runCallback('on_start', 'primary');
+  c.log.info('initialised a new cluster; I am the leader');
+}
+
+/**
+ * Stopped data that last ran as a primary, and no `initialize` key: the race rules against every
+ * member that answers (nobody primary, ahead or on a newer timeline), then the key, then start it
+ * as the primary it was — no promotion, so its timeline stays — and register the cluster.
+ */
+export async function adopt(
+  c: RunnerContext,
+  d: Of<'adopt'>,
+  cluster: ClusterState,
+  pg: LocalPostgres,
+): Promise<void> {
+  const control = pg.control;
+  if (!control) throw new Error('cannot read pg_controldata of the existing data directory');
+  if (cluster.leader?.name !== c.me) {
+    const peers = await c.fetchPeers(cluster);
+    const verdict = evaluateRace({
+      me: c.me,
+      cluster,
+      config: c.dynamic(),
+      tags: c.d.config.tags,
+      status: {
+        inRecovery: false,
+        timeline: control.timeline,
+        walPosition: control.checkpointLsn,
+        systemIdentifier: control.systemIdentifier,
+        serverVersion: 0,
+        postmasterStartTime: '',
+        pendingRestart: false,
+        replication: [],
+      },
+      peers,
+      formerLeader: c.st.formerLeader,
+    });
+    if (!verdict.ok) return c.say(d, `not adopting: ${verdict.why}`);
+    const noWatchdog = watchdogRefusal(c);
+    if (noWatchdog) return c.say(d, `not adopting: ${noWatchdog}`, 'error');
+    if (!(await c.d.dcs.attemptToAcquireLeader()))
+      return c.say(d, 'another member took the leader key first');
+  }
+  c.snapshot.isLeader = true;
+  c.say(
+    d,
+    `adopting my data directory (system ${control.systemIdentifier}) as the cluster; starting it as primary`,
+  );
+  await startAs(c, { role: 'primary' }, 'on_start');
+  const sent = await c.d.dcs.renewLeader(c.clock.timeout(c.dynamic().retry_timeout * 1000));
+  if (sent !== null) c.lease.arm(sent);
+  await registerCluster(c, cluster, control.systemIdentifier);
+  await c.d.pg.createUsers();
+}
+
+export async function clone(c: RunnerContext, d: Of<'clone'>, cluster: ClusterState): Promise<void> {
+  const source = findMember(cluster, d.from);
+  const target = source ? connTarget(source) : null;
+  if (!target) return c.say(d, `leader ${d.from} publishes no usable conn_url`, 'warn');
+  c.say(d, `running pg_basebackup from ${target.host}:${target.port}`);
+  try {
+    await c.during('creating replica', () =>
+      c.d.pg.basebackup(
+        target,
+        c.d.config.postgresql.basebackup,
+        progressLogger(c.log, 'pg_basebackup', () => c.clock.now()),
+      ),
+    );
+  } catch (err) {
+    c.log.error(`cloning from ${d.from} failed: ${errorMessage(err)}; removing the partial copy, will retry`);
+    await c.d.pg.removeDataDirectory().catch(() => undefined);
+    throw err;
+  }
+  await c.setHold(null);
+  await startAs(c, { role: 'replica', cluster, upstream: d.from }, 'on_start');
+  c.log.info(`replica created from ${d.from}; streaming`);
+}
+
+/** Starts as primary while holding the key; with primary_start_timeout 0, fails over first when it can. */
+export async function startPrimary(
+  c: RunnerContext,
+  d: Of<'start_primary'>,
+  cluster: ClusterState,
+  leaseSent: number | null,
+): Promise<void> {
+  if (d.failoverFirst) {
+    const possible = failoverPossible({
+      me: c.me,
+      cluster,
+      config: c.dynamic(),
+      peers: await c.fetchPeers(cluster),
+    });
+    if (possible.possible) {
+      c.say(
+        d,
+        `primary_start_timeout is 0 and another member can take over (${possible.why}): releasing the leader key instead of restarting`,
+        'warn',
+      );
+      return releaseKey(c);
+    }
+    c.say(
+      d,
+      `primary_start_timeout is 0 but no other member can take over (${possible.why}); restarting in place`,
+      'warn',
+    );
+  } else {
+    c.say(
+      d,
+      d.readOnly
+        ? 'starting PostgreSQL read-only; it is promoted next'
+        : 'starting PostgreSQL as primary in place',
+    );
+  }
+  try {
+    // Data that was a replica's (a promotion cut short) must become a primary by promotion, on a
+    // new timeline, never by a start without standby.signal (as Patroni's "starting as readonly").
+    if (d.readOnly) return await startAs(c, { role: 'replica', cluster, upstream: null }, 'on_start');
+    await startAs(c, { role: 'primary' }, 'on_start');
+  } catch (err) {
+    // A postmaster that exited cannot serve: the next cycle releases the key (rule start-failed).
+    if (!(await c.d.pg.isRunning().catch(() => false))) {
+      c.st.startFailure = errorMessage(err).split('\n')[0] ?? 'start failed';
+      c.wake();
+    }
+    throw err;
+  }
+  c.st.startFailure = null;
+  if (leaseSent !== null) c.lease.arm(leaseSent);
+}
+
+/** Deletes our leader key (as Patroni's `release_leader_key_voluntarily`). */
+export async function releaseKey(c: RunnerContext): Promise<void> {
+  c.lease.disarm();
+  c.st.startFailure = null;
+  await c.d.dcs.deleteLeader().catch(() => false);
+  c.snapshot.isLeader = false;
+  c.st.ledBefore = false;
+  c.wake();
+}
+
+export async function releaseLeader(
+  c: RunnerContext,
+  d: Of<'release_leader'>,
+  cluster: ClusterState,
+): Promise<void> {
+  if (d.onlyIfFailoverPossible) {
+    const possible = failoverPossible({
+      me: c.me,
+      cluster,
+      config: c.dynamic(),
+      peers: await c.fetchPeers(cluster),
+    });
+    if (!possible.possible)
+      return c.say(d, `not failing over: no other member can take over (${possible.why})`, 'warn');
+  }
+  if (d.stop === 'immediate' && (await c.d.pg.isRunning())) await c.d.pg.stop('immediate', 10_000);
+  c.say(d, 'released the leader key so another member can take over', 'warn');
+  if (c.snapshot.role === 'primary') {
+    c.snapshot.role = 'demoted';
+    c.d.runCallback('on_role_change', 'demoted');
+  }
+  await releaseKey(c);
+}
+
+export async function race(
+  c: RunnerContext,
+  d: Of<'race'>,
+  cluster: ClusterState,
+  pg: LocalPostgres,
+  leaseSent: number | null,
+): Promise<void> {
+  const status = pg.status;
+  if (!status) return;
+  // A manual failover naming this node needs no opinion from the peers: answer it at once.
+  const named = cluster.failover?.member === c.me;
+  const peers = named ? [] : await c.fetchPeers(cluster);
+  const verdict = evaluateRace({
+    me: c.me,
+    cluster,
+    config: c.dynamic(),
+    tags: c.d.config.tags,
+    status,
+    peers,
+    formerLeader: c.st.formerLeader,
+  });
+  if (!verdict.ok) return c.say(d, `not taking the leader key: ${verdict.why}`);
+  const noWatchdog = watchdogRefusal(c);
+  if (noWatchdog) return c.say(d, `not taking the leader key: ${noWatchdog}`, 'error');
+  if (!(await c.d.dcs.attemptToAcquireLeader())) return c.say(d, 'another member took the leader key first');
+  if (verdict.risk)
+    c.log.warn({ event: 'manual_promotion_risk' }, `promoting on request although ${verdict.risk}`);
+  c.snapshot.isLeader = true;
+  const sent = await c.d.dcs
+    .renewLeader(c.clock.timeout(c.dynamic().retry_timeout * 1000))
+    .catch(() => leaseSent);
+  if (sent !== null) c.lease.arm(sent);
+  if (status.inRecovery) {
+    c.say(d, `took the leader key (${verdict.why}); promoting`);
+    await promote(c, cluster);
+  } else {
+    c.say(d, `took the leader key (${verdict.why}); staying primary`);
+    if (cluster.initialize === null) await registerCluster(c, cluster, status.systemIdentifier);
+  }
+}
+
+export async function promote(c: RunnerContext, cluster: ClusterState): Promise<void> {
+  const started = c.clock.mono();
+  // The keeper keeps the lease while a long replay finishes (it may take longer than ttl).
+  await c.during(
+    'promoting',
+    () => c.d.pg.promote(Math.max(c.dynamic().primary_start_timeout, 60) * 1000),
+    true,
+  );
+  c.st.configuredUpstream = null;
+  c.snapshot.role = 'primary';
+  // Tell routers and peers at once that this member now runs as primary.
+  await c.publish();
+  c.d.runCallback('on_role_change', 'primary');
+  const status = c.snapshot.status;
+  const ms = Math.round(c.clock.mono() - started);
+  c.log.info(
+    { event: 'promoted', timeline: status?.timeline, duration_ms: ms },
+    `promoted to primary on timeline ${status?.timeline ?? '?'} in ${ms} ms`,
+  );
+  if (cluster.failover) await c.d.dcs.clearFailover().catch(() => undefined);
+  if (status && cluster.initialize === null) await registerCluster(c, cluster, status.systemIdentifier);
+  await leaderDuties(c, cluster, status);
+}
+
+/** Carries out a rewind plan; returns whether the data may now be started as a replica. */
+async function applyRewindPlan(c: RunnerContext, plan: RewindPlan): Promise<boolean> {
+  switch (plan.action) {
+    case 'rewind':
+      return true;
+    case 'retry':
+      c.log.warn(plan.why);
+      return false;
+    case 'remove_data':
+      c.log.warn(plan.why);
+      await c.d.pg.removeDataDirectory();
+      return false;
+    case 'hold':
+      await c.setHold(plan.why);
+      return false;
+  }
+}
+
+/** Rewinds onto `upstream`, or removes the data when allowed; returns false when it did not rewind. */
+async function rewindOnto(c: RunnerContext, cluster: ClusterState, upstream: string): Promise<boolean> {
+  const pgc = c.d.config.postgresql;
+  const policy = {
+    usePgRewind: c.dynamic().postgresql.use_pg_rewind,
+    removeOnDiverged: pgc.remove_data_directory_on_diverged_timelines,
+    removeOnRewindFailure: pgc.remove_data_directory_on_rewind_failure,
+  };
+  if (!(await applyRewindPlan(c, planRewind(policy, upstream, c.me)))) return false;
+  const target = findMember(cluster, upstream);
+  const source = target ? connTarget(target) : null;
+  if (!source) throw new Error(`leader ${upstream} publishes no usable conn_url`);
+  try {
+    await c.during('rewinding', async () => {
+      c.log.info(`running pg_rewind from ${upstream} (${source.host}:${source.port})`);
+      await c.d.pg.rewind(
+        source,
+        undefined,
+        progressLogger(c.log, 'pg_rewind', () => c.clock.now()),
+      );
+      c.log.info('pg_rewind finished');
+    });
+    return true;
+  } catch (err) {
+    await applyRewindPlan(c, planRewindFailure(policy, upstream, c.me, errorMessage(err)));
+    return false;
+  }
+}
+
+export async function startReplica(
+  c: RunnerContext,
+  d: Decision,
+  cluster: ClusterState,
+  upstream: string | null,
+  rewind: boolean,
+): Promise<void> {
+  if (rewind && upstream) {
+    c.say(d, 'rewinding before start');
+    if (!(await rewindOnto(c, cluster, upstream))) return;
+  } else {
+    c.say(d, `starting PostgreSQL as a replica${upstream ? ` of ${upstream}` : ''}`);
+  }
+  await startAs(c, { role: 'replica', cluster, upstream }, 'on_start');
+}
+
+export async function demote(c: RunnerContext, d: Of<'demote'>, cluster: ClusterState): Promise<void> {
+  c.say(d, 'demoting: stopping PostgreSQL');
+  c.lease.disarm();
+  await c.during('stopping', () => c.stopFastOrImmediate());
+  c.snapshot.role = 'demoted';
+  c.d.runCallback('on_role_change', 'replica');
+  const control = await c.d.pg.controlData();
+  const upstream = d.upstream;
+  const rewind =
+    upstream !== null &&
+    needsRewind({
+      control,
+      history: control ? await c.d.pg.timelineHistory(control.timeline) : [],
+      leaderTimeline: findMember(cluster, upstream)?.data.timeline,
+      leaderHistory: cluster.history,
+    });
+  await startReplica(c, d, cluster, upstream, rewind);
+}
+
+export async function follow(c: RunnerContext, d: Of<'follow'>, cluster: ClusterState): Promise<void> {
+  if (d.rewind) {
+    c.say(d, 'stopping to rewind');
+    await c.stopFastOrImmediate();
+    return startReplica(c, d, cluster, d.upstream, true);
+  }
+  c.say(d, `pointing replication at ${d.upstream}`);
+  const rc = c.roleConfig('replica', cluster, d.upstream);
+  await c.d.pg.configure(rc);
+  // primary_conninfo and primary_slot_name are reloadable since PostgreSQL 13.
+  await c.d.pg.reload();
+  c.st.configuredUpstream = rc.upstream ? rc.upstream.member : null;
+  c.d.runCallback('on_role_change', 'replica');
+}
+
+/** Replaces this node's data with a fresh copy of the leader (a same-timeline fork, when allowed). */
+export async function reinit(c: RunnerContext, d: Of<'reinit'>): Promise<void> {
+  c.say(
+    d,
+    'removing my data to clone afresh (allowed by remove_data_directory_on_diverged_timelines)',
+    'warn',
+  );
+  if (await c.d.pg.isRunning()) await c.d.pg.stop('immediate', 10_000);
+  await c.d.pg.removeDataDirectory();
+  c.wake();
+}

@@ -1,0 +1,189 @@
+/**
+ * The leader's upkeep each cycle, as Patroni's: register the cluster when the store lost it
+ * (`initialize`, `config`), publish `status` (optime) and `history` (from its own timeline history
+ * file), keep the member slots (slot-plan.ts), run synchronous replication one step (sync.ts), keep
+ * the `failsafe` key. And the replica side of slots: a replica keeps no member slots.
+ */
+import type { ClusterState } from '../dcs/types.js';
+import type { ServerStatus } from '../postgres/types.js';
+import { errorMessage } from '../util/errors.js';
+import type { RunnerContext } from './context.js';
+import { failsafeTopology, sameTopology } from './failsafe.js';
+import { historyMatches, mergeTimelineHistory } from './history.js';
+import { planSlots, slotRetentionMs } from './slot-plan.js';
+import { planQuorum, planSync } from './sync.js';
+
+/**
+ * The leader of a cluster the store lost (a wiped namespace, a rebuilt etcd) writes it back, as
+ * Patroni: `initialize` with its system id and `config` with the dynamic configuration it runs.
+ */
+export async function registerCluster(c: RunnerContext, cluster: ClusterState, sysid: string): Promise<void> {
+  if (cluster.initialize === null && (await c.d.dcs.initialize(sysid, true)))
+    c.log.warn(
+      { event: 'registered' },
+      `the store had no initialize key: registered this cluster as system ${sysid}`,
+    );
+  if (!cluster.config) {
+    await c.d.dcs.setConfig(
+      c.dynamic().raw && Object.keys(c.dynamic().raw).length > 0 ? c.dynamic().raw : c.d.config.bootstrap.dcs,
+    );
+    c.log.warn('the store had no config key: wrote the dynamic configuration in force');
+  }
+}
+
+/** Leader's upkeep each cycle. */
+export async function leaderDuties(
+  c: RunnerContext,
+  cluster: ClusterState,
+  status: ServerStatus | null,
+): Promise<void> {
+  if (!status || status.inRecovery) return;
+  if (cluster.initialize === null || !cluster.config)
+    await registerCluster(c, cluster, status.systemIdentifier);
+  await maintainFailsafeKey(c, cluster);
+  await maintainHistory(c, cluster, status);
+  await maintainSlots(c, cluster, 'primary');
+  await manageSync(c, cluster, status);
+  const key = JSON.stringify({ optime: status.walPosition });
+  if (key !== c.st.lastStatusKey) {
+    await c.d.dcs.setStatus({ optime: status.walPosition });
+    c.st.lastStatusKey = key;
+  }
+}
+
+/** The `history` key says what this leader's own history file says (written after a promotion, restored after a loss). */
+async function maintainHistory(c: RunnerContext, cluster: ClusterState, status: ServerStatus): Promise<void> {
+  try {
+    const switches = await c.d.pg.timelineHistory(status.timeline);
+    if (historyMatches(cluster.history, switches)) return;
+    await c.d.dcs.setHistory(mergeTimelineHistory(cluster.history, switches, new Date(c.clock.now()), c.me));
+  } catch (err) {
+    c.log.warn(`could not record the timeline history: ${errorMessage(err)}`);
+  }
+}
+
+/** Creates and drops physical member slots as slot-plan.ts says, for a leader or a replica. */
+export async function maintainSlots(
+  c: RunnerContext,
+  cluster: ClusterState,
+  role: 'primary' | 'replica',
+): Promise<void> {
+  try {
+    const existing = await c.d.pg.physicalSlots();
+    const plan = planSlots({
+      role,
+      useSlots: c.dynamic().postgresql.use_slots,
+      memberSlots: cluster.members.filter((m) => m.name !== c.me).map((m) => c.d.slotName(m.name)),
+      mySlot: c.d.slotName(c.me),
+      existing,
+      seen: c.st.slotSeen,
+      nowMono: c.clock.mono(),
+      retainMs: slotRetentionMs(c.dynamic().ttl),
+      newLeader: role === 'primary' && !c.st.ledBefore,
+    });
+    c.st.slotSeen = plan.seen;
+    for (const name of plan.create) await c.d.pg.createPhysicalSlot(name);
+    for (const name of plan.drop) {
+      c.log.info(
+        { slot: name },
+        role === 'primary'
+          ? `dropping replication slot ${name}: its member has been gone longer than the retention`
+          : `dropping replication slot ${name}: a replica serves no member from it`,
+      );
+      await c.d.pg.dropSlot(name);
+    }
+  } catch (err) {
+    c.log.warn(`replication slots: ${errorMessage(err)}`);
+  }
+}
+
+/** One step of synchronous replication management (sync.ts, quorum.ts); the leader owns both sides. */
+async function manageSync(c: RunnerContext, cluster: ClusterState, status: ServerStatus): Promise<void> {
+  const mode = c.dynamic().synchronous_mode;
+  const input = {
+    me: c.me,
+    mode,
+    strict: c.dynamic().synchronous_mode_strict,
+    count: c.dynamic().synchronous_node_count,
+    members: cluster.members,
+    replication: status.replication,
+    syncKey: cluster.sync,
+    currentSsn: c.st.ssn,
+    ssnSince: c.st.ssnSince,
+  };
+  if (mode === 'quorum') {
+    // Each change is made only after the one before it took effect: the order is the safety.
+    const plan = planQuorum(input);
+    let modRevision = cluster.sync?.modRevision;
+    for (const change of plan.changes) {
+      if (change.kind === 'key') {
+        const res = await c.d.dcs.setSync(change.value, modRevision);
+        if (!res.ok) return c.log.warn('the sync key changed under us; will retry on the next cycle');
+        modRevision = res.modRevision;
+      } else await setSsn(c, change.ssn, status);
+    }
+    if (plan.why !== c.st.lastSyncWhy)
+      c.log.info({ synchronous_standby_names: c.st.ssn }, `synchronous replication: ${plan.why}`);
+    c.st.lastSyncWhy = plan.why;
+    return;
+  }
+  const plan = planSync(input);
+  if (plan.syncKey) {
+    const res = await c.d.dcs.setSync(plan.syncKey, cluster.sync?.modRevision);
+    if (!res.ok) {
+      c.log.warn('the sync key changed under us; will retry on the next cycle');
+      return;
+    }
+  }
+  if (plan.ssn !== c.st.ssn) await setSsn(c, plan.ssn, status);
+  if (mode && plan.why !== c.st.lastSyncWhy)
+    c.log.info({ synchronous_standby_names: c.st.ssn }, `synchronous replication: ${plan.why}`);
+  c.st.lastSyncWhy = plan.why;
+}
+
+/**
+ * Puts a new synchronous_standby_names in force. Standbys added must hold everything committed
+ * from the moment it is in force: the position is read once PostgreSQL shows the new value, not
+ * before (commits in between were acknowledged by the old list only).
+ */
+async function setSsn(c: RunnerContext, ssn: string, before: ServerStatus): Promise<void> {
+  c.st.ssn = ssn;
+  await applySsn(c, ssn);
+  const after = await c.d.pg.status().catch(() => null);
+  c.st.ssnSince = after && !after.inRecovery ? after.walPosition : before.walPosition;
+}
+
+/** Writes synchronous_standby_names, reloads, and waits (briefly) until the server shows it. */
+async function applySsn(c: RunnerContext, ssn: string): Promise<void> {
+  await c.d.pg.configure(c.roleConfig('primary', null, null));
+  await c.d.pg.reload();
+  c.markServerConfigApplied();
+  const until = c.clock.mono() + 2000;
+  while (c.clock.mono() < until) {
+    if ((await c.d.pg.setting('synchronous_standby_names')) === ssn) return;
+    await c.clock.sleep(20);
+  }
+}
+
+/** The leader keeps the `failsafe` key listing every member (and removes it without failsafe_mode). */
+async function maintainFailsafeKey(c: RunnerContext, cluster: ClusterState): Promise<void> {
+  try {
+    if (!c.dynamic().failsafe_mode) {
+      if (cluster.failsafe) await c.d.dcs.setFailsafe(null);
+      return;
+    }
+    const topology = failsafeTopology(cluster, c.me, myApiUrl(c));
+    if (!sameTopology(cluster.failsafe, topology)) await c.d.dcs.setFailsafe(topology);
+  } catch (err) {
+    c.log.warn(`could not write the failsafe key: ${errorMessage(err)}`);
+  }
+}
+
+export function myConnUrl(c: RunnerContext): string {
+  return `postgres://${c.d.config.postgresql.connect_address}/postgres`;
+}
+
+export function myApiUrl(c: RunnerContext): string {
+  const cfg = c.d.config.restapi;
+  return `${cfg.certfile ? 'https' : 'http'}://${cfg.connect_address}/patroni`;
+}
