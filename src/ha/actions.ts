@@ -289,7 +289,7 @@ export async function race(
   const status = pg.status;
   if (!status) return;
   // A manual failover naming this node needs no opinion from the peers: answer it at once.
-  const named = cluster.failover?.member === c.me;
+  const named = cluster.failover?.member === c.me && !cluster.failover.leader;
   const peers = named ? [] : await c.fetchPeers(cluster);
   const verdict = evaluateRace({
     me: c.me,
@@ -300,7 +300,13 @@ export async function race(
     peers,
     formerLeader: c.st.formerLeader,
   });
-  if (!verdict.ok) return c.say(d, `not taking the leader key: ${verdict.why}`);
+  if (!verdict.ok) {
+    if (verdict.dropRequest) {
+      await c.d.dcs.clearFailover().catch(() => undefined);
+      return c.say(d, `not taking the leader key and dropping the request: ${verdict.why}`, 'warn');
+    }
+    return c.say(d, `not taking the leader key: ${verdict.why}`);
+  }
   const noWatchdog = watchdogRefusal(c);
   if (noWatchdog) return c.say(d, `not taking the leader key: ${noWatchdog}`, 'error');
   if (!(await c.d.dcs.attemptToAcquireLeader())) return c.say(d, 'another member took the leader key first');

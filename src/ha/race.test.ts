@@ -40,6 +40,19 @@ describe('evaluateRace', () => {
     expect(race({ cluster: c }).ok).toBe(true);
   });
 
+  it('a switchover candidate whose leader vanished must pass the race, and drops the request when it cannot', () => {
+    const c = cluster({ failover: { leader: 'n0', member: 'n1', modRevision: '3' } });
+    expect(race({ cluster: c, peers: [peer('n2', { walPosition: 0x3000000 })] })).toMatchObject({ ok: true });
+    expect(race({ cluster: c, peers: [peer('n2', { walPosition: 0x9000000 })] })).toEqual({
+      ok: false,
+      why: `the switchover to this member cannot be completed safely: member n2 is ahead (WAL ${0x9000000} > mine ${0x3000100})`,
+      dropRequest: true,
+    });
+    // A failover by hand is the operator's call.
+    const f = cluster({ failover: { member: 'n1', modRevision: '3' } });
+    expect(race({ cluster: f, peers: [peer('n2', { walPosition: 0x9000000 })] }).ok).toBe(true);
+  });
+
   it('waits for a named candidate only while it runs, then races normally', () => {
     const c = cluster({ failover: { member: 'n3', modRevision: '3' }, members: [member('n3')] });
     expect(race({ cluster: c, peers: [peer('n3', { walPosition: 1 })] }).why).toBe(

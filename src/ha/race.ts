@@ -34,7 +34,13 @@ export interface RaceInput {
   formerLeader?: string | null;
 }
 
-export type RaceVerdict = { ok: true; why: string; risk?: string } | { ok: false; why: string };
+export type RaceVerdict =
+  | { ok: true; why: string; risk?: string }
+  | {
+      ok: false;
+      why: string;
+      /** The requested switchover cannot be completed safely: drop it. */ dropRequest?: boolean;
+    };
 
 /** A peer that answers as a running primary. */
 function isRunningPrimary(p: PeerStatus): boolean {
@@ -75,10 +81,23 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
       ok: false,
       why: `a switchover in synchronous mode: this member is not in the sync key (synchronous: ${nameList(cluster.sync?.sync_standby).join(', ') || 'none'})`,
     };
-  if (manualTarget === me) {
-    const why = `a manual failover/switchover names this member (${me}) as the candidate`;
+  if (manualTarget === me && !failover?.leader) {
+    // A failover by hand names its candidate: the operator's call, with the risk said out loud.
+    const why = `a manual failover names this member (${me}) as the candidate`;
     const risk = manualPromotionRisk(cluster, config.synchronous_mode, me);
     return risk ? { ok: true, why, risk } : { ok: true, why };
+  }
+  if (manualTarget === me) {
+    // A switchover promises that nothing acknowledged is lost. Its leader is gone without handing
+    // over (pgha does not follow Patroni here, which promotes the candidate outright): the
+    // candidate must pass the race like anyone, and drops the request when it cannot.
+    const v = evaluateRace({ ...input, cluster: { ...cluster, failover: null } });
+    if (v.ok) return { ...v, why: `the switchover names this member (${me}) and ${v.why}` };
+    return {
+      ok: false,
+      why: `the switchover to this member cannot be completed safely: ${v.why}`,
+      dropRequest: true,
+    };
   }
 
   // A node still running as primary: it wins unless its timeline was overtaken (as Patroni: a

@@ -81,6 +81,7 @@ export class World {
   private sysidCounter = 7_000_000_000_000_000_000n;
   private cuts = new Set<string>();
   private pending: Commit[] = [];
+  /** Commits acknowledged with a synchronous standby's confirmation. */
   readonly acked: Commit[] = [];
   readonly violations: Violation[] = [];
   readonly events: string[] = [];
@@ -333,7 +334,9 @@ export class World {
         ok = listed.length >= ssn.n;
       }
       if (ok) {
-        this.acked.push(c);
+        // Only what a synchronous standby confirmed is promised: without one (not strict) the
+        // leader acknowledges alone, as PostgreSQL does with an empty synchronous_standby_names.
+        if (ssn) this.acked.push(c);
         this.stats.acked++;
       } else keep.push(c);
     }
