@@ -129,7 +129,11 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     logger,
     fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     runCallback: callbacks,
-    validateDynamic: (raw) => parseDynamicConfig(raw).errors,
+    validateDynamic: async (raw) => {
+      const { config: dyn, errors } = parseDynamicConfig(raw);
+      const params = await pg.parameterProblems(dyn.postgresql.parameters);
+      return [...errors, ...params.map((p) => `postgresql.parameters.${p}`)];
+    },
     reloadLocalConfig: () => {
       if (!config.source) return 'the configuration came from the environment only; nothing to re-read';
       const warnings: string[] = [];

@@ -207,7 +207,9 @@ const dynamicPostgresql = z.preprocess(
     ),
     use_slots: bool(true).describe('Keep a physical replication slot on the leader for every member.'),
     parameters: parameters().describe(
-      "postgresql.conf parameters for every member (a null value removes one); the node's own postgresql.parameters win.",
+      "postgresql.conf parameters for every member (a null value removes one); the node's own postgresql.parameters win. " +
+        'PATCH/PUT /config and edit-config refuse a value PostgreSQL would refuse; one that reaches etcd anyway is left out of postgresql.conf with a warning. ' +
+        'wal_keep_segments becomes wal_keep_size (× the WAL segment size).',
     ),
     pg_hba: textList().describe('pg_hba.conf lines for every member, replacing the file.'),
     recovery_conf: z
@@ -455,7 +457,7 @@ const postgresqlSection = section({
     rewind: optCredentials().describe('A role for pg_rewind (default: the superuser).'),
   }).describe('The roles the agent connects as.'),
   parameters: parameters().describe(
-    "postgresql.conf parameters of this node, over the dynamic configuration's.",
+    "postgresql.conf parameters of this node, over the dynamic configuration's; a value PostgreSQL would refuse is left out with a warning.",
   ),
   pg_hba: textList().describe("pg_hba.conf lines of this node (replacing the dynamic configuration's)."),
   pg_ident: textList().describe('pg_ident.conf lines.'),

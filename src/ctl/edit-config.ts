@@ -1,7 +1,8 @@
 /**
  * `edit-config` and `show-config`. Like patronictl, edit-config writes the `config` key directly
  * with a compare-and-set on the revision it read (`dcs.set_config_value(..., cluster.config.version)`),
- * so a concurrent change is never overwritten.
+ * so a concurrent change is never overwritten. Unlike patronictl, it first checks
+ * `postgresql.parameters` against the PostgreSQL in the YAML's bin_dir (`checkParameters`).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
-import { PghaError } from '../util/errors.js';
+import { isExecutable } from '../config/load.js';
+import { parseDynamicConfig } from '../config/schema.js';
+import type { PghaConfig } from '../config/types.js';
+import { ParameterValidator } from '../postgres/validator.js';
+import { PghaError, errorMessage } from '../util/errors.js';
+import { runAsUser } from '../util/process.js';
 import { withContext } from './command.js';
 import { applyConfigChanges, applyYaml, parseConfigYaml, pgPairs, sameConfig } from './config-edit.js';
 import { unifiedDiff } from './diff.js';
@@ -62,6 +68,42 @@ function invokeEditor(before: string, scope: string): string {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Refuses a configuration whose `postgresql.parameters` hold values this node's PostgreSQL (the
+ * YAML's bin_dir) would refuse, as PATCH /config does; problems the stored configuration already had
+ * are not blamed on the edit. Without PostgreSQL binaries here it says it could not check and lets
+ * the edit through: the agents drop invalid values when they apply the configuration.
+ */
+async function checkParameters(config: PghaConfig, before: Obj, after: Obj): Promise<void> {
+  const binDir = config.postgresql.bin_dir;
+  const cannot = (why: string) =>
+    console.error(
+      `could not validate postgresql.parameters (${why}); the agents ignore values their PostgreSQL refuses`,
+    );
+  if (!binDir || !isExecutable(join(binDir, 'postgres')))
+    return cannot(
+      binDir
+        ? `no PostgreSQL binaries in ${binDir}`
+        : 'postgresql.bin_dir is not set and PostgreSQL was not found',
+    );
+  const params = (c: Obj) => parseDynamicConfig(c).config.postgresql.parameters;
+  let problems: string[];
+  try {
+    const v = new ParameterValidator({ binDir, user: () => runAsUser(config.postgresql.os_user) });
+    const old = new Set(await v.problems(params(before)));
+    problems = (await v.problems(params(after))).filter((p) => !old.has(p));
+  } catch (err) {
+    return cannot(errorMessage(err));
+  }
+  if (problems.length > 0)
+    throw new PghaError(
+      'PGHA_INVALID_PARAMETERS',
+      `the configuration is invalid, nothing was changed: ${problems.map((p) => `postgresql.parameters.${p}`).join('; ')}`,
+    );
 }
 
 function collect(v: string, prev: string[]): string[] {
@@ -141,6 +183,7 @@ export function registerConfigCommands(ctl: Command): void {
             if (!o.quiet) console.log('Not changed');
             return;
           }
+          await checkParameters(ctx.config, data, changed);
           if (!o.quiet) for (const line of unifiedDiff(before, after)) console.log(colour(line));
           if ((o.apply === '-' || o.replace === '-') && !o.force) {
             console.log('Use --force option to apply changes');

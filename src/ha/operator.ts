@@ -37,8 +37,11 @@ export interface OperatorDeps {
   /** Asks a member's REST API for its status (`GET /patroni`). */
   fetchPeer(member: Member, signal: AbortSignal): Promise<PeerStatus>;
   runCallback(action: CallbackName, role: string): void;
-  /** Problems in a dynamic configuration, each `key: what is wrong` (empty when valid). */
-  validateDynamic(raw: Record<string, unknown>): string[];
+  /**
+   * Problems in a dynamic configuration, each `key: what is wrong` (empty when valid): the schema's,
+   * and values in `postgresql.parameters` this node's PostgreSQL would refuse.
+   */
+  validateDynamic(raw: Record<string, unknown>): string[] | Promise<string[]>;
   now?: () => number;
   /** How long an immediate switchover/failover request waits for the new leader (default 30 s). */
   switchoverWaitMs?: number;
@@ -371,7 +374,7 @@ export class Operator {
       return { status: 503, error: 'the cluster has no dynamic configuration yet (is it initialised?)' };
     const data = structuredClone(cluster.config.value);
     if (mergePatch(data, patch)) {
-      const problems = this.newProblems(cluster.config.value, data);
+      const problems = await this.newProblems(cluster.config.value, data);
       if (problems.length > 0)
         return { status: 400, error: `the patched configuration is invalid: ${problems.join('; ')}` };
       const res = await this.d.dcs.setConfig(data, cluster.config.modRevision);
@@ -391,7 +394,7 @@ export class Operator {
     const cluster = await this.d.dcs.readCluster(this.deadline());
     const current = cluster.config?.value ?? {};
     if (stableJson(current) !== stableJson(value)) {
-      const problems = this.newProblems(current, value);
+      const problems = await this.newProblems(current, value);
       if (problems.length > 0)
         return { status: 400, error: `the configuration is invalid: ${problems.join('; ')}` };
       try {
@@ -406,9 +409,12 @@ export class Operator {
   }
 
   /** Problems of `next` that `current` does not already have (an edit is not blamed for old ones). */
-  private newProblems(current: Record<string, unknown>, next: Record<string, unknown>): string[] {
-    const old = new Set(this.d.validateDynamic(current));
-    return this.d.validateDynamic(next).filter((p) => !old.has(p));
+  private async newProblems(
+    current: Record<string, unknown>,
+    next: Record<string, unknown>,
+  ): Promise<string[]> {
+    const old = new Set(await this.d.validateDynamic(current));
+    return (await this.d.validateDynamic(next)).filter((p) => !old.has(p));
   }
 
   // ---- switchover / failover -----------------------------------------------------------------

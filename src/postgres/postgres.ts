@@ -49,6 +49,7 @@ import {
   RECOVERY_PARAMETERS,
   toolOptions,
 } from './conf.js';
+import { describeConverted, describeDropped, settingFromRow, type SettingEntry } from './guc.js';
 import {
   historyFileName,
   parseHistoryFile,
@@ -68,6 +69,7 @@ import type {
   StopMode,
   TimelineSwitch,
 } from './types.js';
+import { ParameterValidator } from './validator.js';
 
 export interface PostgresOptions {
   /** Member name: `application_name` towards the upstream and, by default, `cluster_name`. */
@@ -264,6 +266,7 @@ export class Postgres implements PostgresNode {
   private connecting: Promise<pg.Client> | null = null;
   private version: number | null = null;
   private postPromoteCheckpoint: Promise<void> | null = null;
+  private readonly validator: ParameterValidator;
 
   constructor(cfg: PostgresqlConfig, opts: PostgresOptions) {
     this.cfg = cfg;
@@ -273,6 +276,12 @@ export class Postgres implements PostgresNode {
     this.dataDir = resolve(cfg.data_dir);
     this.configDir = resolve(cfg.config_dir || cfg.data_dir);
     this.logFile = opts.logFile ?? `${this.dataDir}.log`;
+    this.validator = new ParameterValidator({
+      binDir: cfg.bin_dir,
+      user: () => this.user,
+      logger: this.log,
+      serverSettings: () => this.serverSettings(),
+    });
   }
 
   /** The OS user programs run as, or null when we are not root (programs run as ourselves). */
@@ -1095,8 +1104,9 @@ export class Postgres implements PostgresNode {
     else await this.ensureDataDir();
     if (split) await this.adoptConfigFromDataDir();
 
-    const userHba = role.parameters.hba_file;
-    const userIdent = role.parameters.ident_file;
+    const parameters = await this.checkedParameters(role.parameters);
+    const userHba = parameters.hba_file;
+    const userIdent = parameters.ident_file;
     const hbaPath =
       userHba !== undefined ? resolve(this.configDir, String(userHba)) : join(this.configDir, 'pg_hba.conf');
     const identPath =
@@ -1132,7 +1142,7 @@ export class Postgres implements PostgresNode {
       cfg,
       name: this.name,
       clusterName: this.clusterName,
-      role,
+      role: { ...role, parameters },
       include,
       hbaFile: userHba === undefined && (await exists(hbaPath)) ? hbaPath : null,
       identFile: userIdent === undefined && (await exists(identPath)) ? identPath : null,
@@ -1151,6 +1161,69 @@ export class Postgres implements PostgresNode {
       await rm(standby, { force: true });
       await rm(join(this.dataDir, 'recovery.signal'), { force: true });
     }
+  }
+
+  /**
+   * The parameters PostgreSQL will take: renamed ones converted and every value PostgreSQL would
+   * refuse dropped, each with a warning, so one bad value (from etcd, or a Patroni tool writing it)
+   * cannot keep the server from starting. When the binary cannot be asked, the parameters go
+   * through unchecked (PostgreSQL itself then reports what it refuses).
+   */
+  private async checkedParameters(
+    input: Record<string, string | number | boolean>,
+  ): Promise<Record<string, string | number | boolean>> {
+    const opts: { walSegmentBytes?: number } = {};
+    if (Object.keys(input).some((k) => k.toLowerCase() === 'wal_keep_segments')) {
+      const bytes = Number((await this.controlData().catch(() => null))?.raw['Bytes per WAL segment']);
+      if (bytes > 0) opts.walSegmentBytes = bytes;
+    }
+    const review = await this.validator.review(input, opts).catch((e: unknown) => {
+      this.log.warn(`could not check postgresql.parameters, writing them unchecked: ${errorMessage(e)}`);
+      return null;
+    });
+    if (!review) return input;
+    for (const c of review.converted)
+      this.log.info(`postgresql parameter converted: ${describeConverted(c)}`);
+    for (const d of review.dropped)
+      this.log.warn(
+        { parameter: d.name, value: d.value, reason: d.reason },
+        `ignoring postgresql parameter ${describeDropped(d)}`,
+      );
+    return review.params;
+  }
+
+  /**
+   * Problems PostgreSQL would have with these parameters, as `name: what is wrong` (for a
+   * configuration about to be written to etcd). Empty when the binary cannot be asked.
+   */
+  async parameterProblems(params: Record<string, string | number | boolean>): Promise<string[]> {
+    try {
+      return await this.validator.problems(params);
+    } catch (e) {
+      this.log.warn(`could not check postgresql.parameters: ${errorMessage(e)}`);
+      return [];
+    }
+  }
+
+  /** pg_settings of the running server (units and enum values), or null when it does not answer. */
+  private async serverSettings(): Promise<{ major: number; settings: Record<string, SettingEntry> } | null> {
+    if (!(await this.isRunning())) return null;
+    const rows = await this.query<{
+      v: number;
+      name: string;
+      context: string;
+      vartype: string;
+      unit: string | null;
+      min_val: string | null;
+      max_val: string | null;
+      enumvals: string[] | null;
+    }>(
+      `SELECT current_setting('server_version_num')::int AS v, name, context, vartype, unit, min_val, max_val,
+         enumvals FROM pg_settings WHERE name NOT LIKE '%.%'`,
+    );
+    const settings: Record<string, SettingEntry> = {};
+    for (const r of rows) settings[r.name] = settingFromRow(r);
+    return rows[0] ? { major: Math.floor(rows[0].v / 10000), settings } : null;
   }
 
   /**

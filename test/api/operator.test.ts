@@ -14,6 +14,8 @@ import type { ClusterState, Dcs, Member } from '../../src/dcs/types.js';
 import { Operator, type OperatorRunner } from '../../src/ha/operator.js';
 import type { AgentSnapshot } from '../../src/ha/runner.js';
 import type { PeerStatus } from '../../src/ha/types.js';
+import { buildCatalog, describeDropped, reviewParameters } from '../../src/postgres/guc.js';
+import { PG_SETTINGS } from '../../src/postgres/pg-settings.generated.js';
 import type { RoleConfig } from '../../src/postgres/types.js';
 import { startEtcd, type EtcdCluster } from '../support/etcd.js';
 import { waitFor } from '../support/postgres.js';
@@ -95,7 +97,14 @@ interface World {
 }
 
 /** A cluster pg1 (leader), pg2, pg3 in a fresh scope; the API under test runs on `me`. */
-async function world(me: 'pg1' | 'pg2', opts: { dcsFor?: (d: Dcs) => Dcs; config?: object } = {}) {
+async function world(
+  me: 'pg1' | 'pg2',
+  opts: {
+    dcsFor?: (d: Dcs) => Dcs;
+    config?: object;
+    validateDynamic?: (raw: Record<string, unknown>) => Promise<string[]>;
+  } = {},
+) {
   const scope = `op${++scopeN}`;
   const dcs: Record<string, EtcdDcs> = {};
   for (const [i, n] of ['pg1', 'pg2', 'pg3'].entries()) {
@@ -130,7 +139,7 @@ async function world(me: 'pg1' | 'pg2', opts: { dcsFor?: (d: Dcs) => Dcs; config
     fetchPeer: (m: Member) =>
       Promise.resolve({ name: m.name, reachable: true, role: 'replica', state: 'running', ...peers[m.name] }),
     runCallback: (a, r) => callbacks.push([a, r]),
-    validateDynamic: (raw) => parseDynamicConfig(raw).errors,
+    validateDynamic: opts.validateDynamic ?? ((raw) => parseDynamicConfig(raw).errors),
     switchoverWaitMs: 5000,
   });
   const app = createApi({
@@ -355,6 +364,47 @@ describe('PATCH and PUT /config', () => {
       expect((await racing.read()).config?.value.loop_wait).toBe(7);
     } finally {
       racing.operator.close();
+    }
+  });
+
+  it('PUT and PATCH refuse values PostgreSQL would refuse (an async check) and write nothing', async () => {
+    // The agent's check, with PostgreSQL 15's parameters from the generated table instead of the binary.
+    const catalog = buildCatalog(15, [], PG_SETTINGS[15] ?? null);
+    const checked = await world('pg1', {
+      config: { postgresql: { parameters: { work_mem: '64kb' } } },
+      validateDynamic: (raw) => {
+        const { config, errors } = parseDynamicConfig(raw);
+        const bad = reviewParameters(config.postgresql.parameters, catalog).dropped;
+        return Promise.resolve([...errors, ...bad.map((d) => `postgresql.parameters.${describeDropped(d)}`)]);
+      },
+    });
+    try {
+      const before = await checked.read();
+      const put = await checked.req('/config', 'PUT', {
+        postgresql: { parameters: { max_connections: 'lots', wal_level: 'bogus' } },
+      });
+      expect(put.status).toBe(400);
+      expect(((await put.json()) as { error: string }).error).toBe(
+        "the configuration is invalid: postgresql.parameters.max_connections: invalid value 'lots': " +
+          'expected an integer; postgresql.parameters.wal_level: invalid value ' +
+          "'bogus': expected one of minimal, replica, logical",
+      );
+      const patch = await checked.req('/config', 'PATCH', { postgresql: { parameters: { foo_bar: 1 } } });
+      expect(patch.status).toBe(400);
+      expect(((await patch.json()) as { error: string }).error).toMatch(
+        /postgresql\.parameters\.foo_bar: PostgreSQL 15 has no such parameter/,
+      );
+      expect((await checked.read()).config?.modRevision).toBe(before.config?.modRevision);
+      // The bad value already stored is not blamed on an edit that leaves it alone.
+      const ok = await checked.req('/config', 'PATCH', { loop_wait: 5 });
+      expect(ok.status).toBe(200);
+      expect((await checked.read()).config?.value).toEqual({
+        ttl: 30,
+        loop_wait: 5,
+        postgresql: { parameters: { work_mem: '64kb' } },
+      });
+    } finally {
+      checked.operator.close();
     }
   });
 

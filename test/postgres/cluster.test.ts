@@ -217,9 +217,16 @@ describe('Postgres with real PostgreSQL 15', () => {
     await b.stop('fast', 1000); // no-op when stopped
   });
 
-  it('reports a failed start with the server log', async () => {
+  it('leaves out a value PostgreSQL would refuse, and reports a failed start with the server log', async () => {
     await b.configure({ role: 'primary', parameters: { ...cfgB.parameters, shared_buffers: 'nonsense' } });
-    await expect(b.start(10_000)).rejects.toThrow(/shared_buffers/);
+    const conf = readFileSync(join(cfgB.config_dir, 'postgresql.conf'), 'utf8');
+    expect(conf).not.toMatch(/^shared_buffers/m);
+    // A library that does not exist passes every check of a value: only the start finds out.
+    await b.configure({
+      role: 'primary',
+      parameters: { ...cfgB.parameters, shared_preload_libraries: 'pgha_no_such_library' },
+    });
+    await expect(b.start(10_000)).rejects.toThrow(/pgha_no_such_library/);
   });
 
   it('removes the data directory contents of a stopped node', async () => {
