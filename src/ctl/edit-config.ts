@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
+import { changedNotes, editMessage, keyNotes } from '../config/keys.js';
 import { PghaError } from '../util/errors.js';
 import { withContext } from './command.js';
 import { applyConfigChanges, applyYaml, parseConfigYaml, pgPairs, sameConfig } from './config-edit.js';
@@ -142,6 +143,9 @@ export function registerConfigCommands(ctl: Command): void {
             return;
           }
           if (!o.quiet) for (const line of unifiedDiff(before, after)) console.log(colour(line));
+          // Keys the edit adds or changes that pgha agents do not act on (or refuse to run with).
+          for (const n of changedNotes(keyNotes(data, 'dynamic'), keyNotes(changed, 'dynamic')))
+            console.error(`note: ${editMessage(n)}`);
           if ((o.apply === '-' || o.replace === '-') && !o.force) {
             console.log('Use --force option to apply changes');
             return;

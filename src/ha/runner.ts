@@ -365,7 +365,8 @@ export class HaRunner {
       config: this.dynamic,
       tags: this.d.config.tags,
       pg,
-      operatorHold: this.operatorHold,
+      // A key in the dynamic configuration pgha cannot honour (standby_cluster) holds like an operator.
+      operatorHold: this.operatorHold ?? this.dynamic.hold ?? null,
     });
     this.snapshot.lastDecision = decision;
     try {
@@ -741,6 +742,16 @@ export class HaRunner {
   }
 
   private async clone(d: Extract<Decision, { kind: 'clone' }>, cluster: ClusterState): Promise<void> {
+    // Listing only other methods means "never pg_basebackup from the leader" (a large database, an
+    // archive to restore from): pgha runs no other method, so it does not clone at all.
+    const methods = this.d.config.postgresql.create_replica_methods;
+    if (!methods.includes('basebackup')) {
+      this.operatorHold =
+        `postgresql.create_replica_methods is [${methods.join(', ')}]: pgha clones with pg_basebackup only, ` +
+        'and basebackup is not listed; refusing to clone. Create the data directory by hand (e.g. restore a ' +
+        'backup) and start the agent again, or add basebackup to create_replica_methods';
+      return this.say(d, 'not cloning', 'error');
+    }
     const source = findMember(cluster, d.from);
     const target = source ? connTarget(source) : null;
     if (!target) return this.say(d, `leader ${d.from} publishes no usable conn_url`, 'warn');
