@@ -2,25 +2,25 @@
  * Writes docs/configuration.md from the zod schema in src/config/schema.ts: every key of the YAML
  * file and of the dynamic configuration, with its type, default, whether it is required and its
  * description (`.describe()` in the schema), plus the `PATRONI_*` environment variables and the
- * Patroni keys pgha accepts but ignores. `npm run docs:config` rewrites the file; `--check` only
- * says whether it is current (test/packaging/config-docs.test.ts runs the same comparison).
+ * Patroni keys pgha does not act on (from the table in src/config/keys.ts), which also fill the
+ * generated part of docs/migration-from-patroni.md. `npm run docs:config` rewrites both files; `--check`
+ * only says whether they are current (test/packaging/config-docs.test.ts runs the same comparison).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format, resolveConfig } from 'prettier';
 import { z } from 'zod';
+import { DYNAMIC_KEYS, LOCAL_KEYS, type KeyRow } from '../src/config/keys.js';
 import { applyEnvOverrides } from '../src/config/load.js';
-import {
-  UNSUPPORTED_KEYS,
-  dynamicConfigSchema,
-  errorMap,
-  fileSchema,
-  formatPath,
-} from '../src/config/schema.js';
+import { dynamicConfigSchema, errorMap, fileSchema, formatPath } from '../src/config/schema.js';
 
 /** Where the generated reference lives. */
 export const CONFIG_DOCS = join(import.meta.dirname, '..', 'docs', 'configuration.md');
+/** The migration guide, whose list of keys pgha does not act on is generated between two markers. */
+export const MIGRATION_DOCS = join(import.meta.dirname, '..', 'docs', 'migration-from-patroni.md');
+const BEGIN = '<!-- begin: generated from src/config/keys.ts by `npm run docs:config` -->';
+const END = '<!-- end: generated -->';
 
 /** The subset of JSON Schema that `z.toJSONSchema` produces for this schema. */
 interface JsonSchema {
@@ -226,27 +226,117 @@ function markdown(): string {
     '| --- | --- |',
     ...env.map((e) => `| \`${e.name}\` | \`${e.key}\` |`),
     '',
-    '## Patroni keys pgha accepts but ignores',
+    '## Patroni keys pgha does not act on',
     '',
-    'These are valid in Patroni and are accepted without error; pgha warns that it does not act on them',
-    '(`*` stands for any one key). Any other unknown key is reported as unknown.',
+    'From the table in `src/config/keys.ts`. When the agent starts it names each of these that is present',
+    'in a warning, saying what pgha does instead; for the dynamic configuration in etcd, it does so again',
+    'when one appears or changes. A key of the dynamic configuration counts in `bootstrap.dcs` too. Any',
+    'other key the schema above does not know is reported as unknown.',
     '',
-    ...UNSUPPORTED_KEYS.map((k) => `- \`${k}\``),
-    '',
+    ...keysSection('###'),
   );
   return parts.join('\n');
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const text = await renderConfigDocs();
-  if (process.argv.includes('--check')) {
-    const current = readFileSync(CONFIG_DOCS, 'utf8');
-    if (current !== text) {
-      console.error('docs/configuration.md is out of date: run npm run docs:config');
-      process.exitCode = 1;
+// ---------------------------------------------------------------------------------------------------
+// Keys pgha does not act on (src/config/keys.ts)
+
+/** A row's path as a reader writes it: `{method}` becomes `<method>`. */
+function shownPath(row: KeyRow): string {
+  return row.path.replace(/\{\w+\}/g, '<method>');
+}
+
+function covers(row: KeyRow): string {
+  return row.keys?.length ? ` Covers ${row.keys.map((k) => `\`${k}\``).join(', ')}.` : '';
+}
+
+function unlessText(row: KeyRow): string {
+  return row.status !== 'acted' && row.unless ? ` Not reported when ${row.unless.text}.` : '';
+}
+
+const SOURCES = [
+  ['file', LOCAL_KEYS],
+  ['dynamic', DYNAMIC_KEYS],
+] as const;
+
+interface KeyLine {
+  key: string;
+  where: string;
+  text: string;
+}
+
+/** The refused and the ignored keys, each with what pgha does: as tables, or as lists (`bullets`). */
+function keysSection(level: string, bullets = false): string[] {
+  const refusedLines: KeyLine[] = [];
+  const ignoredLines: KeyLine[] = [];
+  for (const [where, list] of SOURCES) {
+    for (const row of list) {
+      const key = shownPath(row);
+      if (row.status === 'refused')
+        refusedLines.push({ key, where, text: `${row.why} (${row.risk}).${unlessText(row)}${covers(row)}` });
+      else if (row.status === 'ignored')
+        ignoredLines.push({ key, where, text: `${row.instead}.${unlessText(row)}${covers(row)}` });
     }
-  } else {
-    writeFileSync(CONFIG_DOCS, text);
-    console.log(`wrote ${CONFIG_DOCS}`);
+  }
+  const render = (lines: KeyLine[], head: string): string[] =>
+    bullets
+      ? lines.map((l) => `- ${cell(`\`${l.key}\` (${l.where}): ${l.text}`)}`)
+      : [
+          `| Key | In | ${head} |`,
+          '| --- | --- | --- |',
+          ...lines.map((l) => `| ${cell(`\`${l.key}\``)} | ${l.where} | ${cell(l.text)} |`),
+        ];
+  return [
+    `${level} Keys that stop the agent`,
+    '',
+    'Ignoring these could cost data or availability, so an agent refuses to start while one is set (in its',
+    'file, in `bootstrap.dcs`, or in the configuration in etcd) and changes nothing: no initdb, no key written.',
+    'One that appears in etcd while the agents run makes them stop acting on PostgreSQL until it is removed;',
+    '`PATCH /config` refuses to add one. Removing the key, or running Patroni for the cluster, are the ways out.',
+    '',
+    ...render(refusedLines, 'Why'),
+    '',
+    `${level} Keys pgha does not act on`,
+    '',
+    '"file" is the YAML file; "dynamic" is the dynamic configuration (`bootstrap.dcs`, the `config` key).',
+    'A key listed here is named in a warning when it is set, with what pgha does instead.',
+    '',
+    ...render(ignoredLines, 'What pgha does instead'),
+    '',
+  ];
+}
+
+/** docs/migration-from-patroni.md with its generated part brought up to date. */
+export async function renderMigrationDocs(): Promise<string> {
+  const current = readFileSync(MIGRATION_DOCS, 'utf8');
+  const start = current.indexOf(BEGIN);
+  const end = current.indexOf(END);
+  if (start < 0 || end < start)
+    throw new Error(`${MIGRATION_DOCS}: the markers ${BEGIN} and ${END} are missing`);
+  const text = [
+    current.slice(0, start + BEGIN.length),
+    '',
+    ...keysSection('###', true),
+    current.slice(end),
+  ].join('\n');
+  const options = (await resolveConfig(MIGRATION_DOCS)) ?? {};
+  return format(text, { ...options, parser: 'markdown' });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const outputs: Array<[string, string]> = [
+    [CONFIG_DOCS, await renderConfigDocs()],
+    [MIGRATION_DOCS, await renderMigrationDocs()],
+  ];
+  for (const [file, text] of outputs) {
+    if (process.argv.includes('--check')) {
+      if (readFileSync(file, 'utf8') !== text) {
+        console.error(`${file} is out of date: run npm run docs:config`);
+        process.exitCode = 1;
+      }
+    } else {
+      writeFileSync(file, text);
+      console.log(`wrote ${file}`);
+    }
   }
 }

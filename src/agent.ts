@@ -8,10 +8,11 @@ import { createApi } from './api/app.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { loadConfigOrThrow } from './config/load.js';
 import { applyReloadedConfig } from './config/reload.js';
+import { editMessage, etcdRefusalMessage, holdMessage, keyNotes, NoteMemory } from './config/keys.js';
 import { parseDynamicConfig } from './config/schema.js';
-import type { PghaConfig } from './config/types.js';
+import type { DynamicConfig, PghaConfig } from './config/types.js';
 import { createEtcdDcs } from './dcs/etcd.js';
-import type { Member } from './dcs/types.js';
+import type { Dcs, Member } from './dcs/types.js';
 import { Operator } from './ha/operator.js';
 import { uiOptionsFromConfig } from './ui/routes.js';
 import type { FailsafeAnswer, FailsafeLeader } from './ha/failsafe.js';
@@ -21,7 +22,7 @@ import { peerStatusFromBody, type PeerBody } from './ha/peer.js';
 import { createCallbackRunner } from './postgres/callbacks.js';
 import { Postgres } from './postgres/postgres.js';
 import { slotNameForMember } from './postgres/slots.js';
-import { PghaError } from './util/errors.js';
+import { errorMessage, PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { getJson, httpRequestText } from './util/http.js';
 import { probePort } from './util/net.js';
@@ -85,6 +86,61 @@ function checkEnvironment(config: PghaConfig): void {
   }
 }
 
+/** The error that stops the agent before it changes anything: one line per refused key. */
+function refusal(messages: readonly string[]): PghaError {
+  return new PghaError('PGHA_REFUSED', messages.join('\n'));
+}
+
+/**
+ * The refusals of the dynamic configuration already in etcd, read before the agent touches anything.
+ * When etcd cannot be read now, the HA loop applies the same rule (`hold`) once it can.
+ */
+async function refusalsInEtcd(dcs: Dcs, retryTimeout: number, logger: Logger): Promise<string[]> {
+  try {
+    const cluster = await dcs.readCluster(AbortSignal.timeout(retryTimeout * 1000));
+    const value = cluster.config?.value;
+    if (!value) return [];
+    return keyNotes(value, 'dynamic')
+      .filter((n) => n.kind === 'refused')
+      .map(etcdRefusalMessage);
+  } catch (err) {
+    logger.debug(`could not read the cluster before starting (${errorMessage(err)}); the HA loop will`);
+    return [];
+  }
+}
+
+/**
+ * The dynamic configuration as the HA loop reads it every cycle: defaults applied, problems and keys
+ * pgha does not act on logged when they first appear or change (not every cycle), and a `hold` when a
+ * key must stop the agents from acting (`standby_cluster`).
+ */
+function dynamicParser(config: PghaConfig, logger: Logger): (raw: Record<string, unknown>) => DynamicConfig {
+  const reported = new NoteMemory();
+  let lastErrors = '';
+  return (raw) => {
+    const { config: dyn, errors } = parseDynamicConfig(raw);
+    const problems = errors.join('; ');
+    if (problems !== lastErrors && problems !== '')
+      logger.warn(`dynamic configuration has problems, defaults used for them: ${problems}`);
+    lastErrors = problems;
+    const notes = keyNotes(raw, 'dynamic');
+    // bootstrap.dcs (read until the cluster has a config key) was reported by the loader already; a
+    // refused key is reported by the HA loop, which holds on it (`hold`).
+    if (raw !== config.bootstrap.dcs) {
+      for (const n of reported.fresh(notes))
+        if (n.kind !== 'refused') logger.warn(`dynamic configuration: ${n.message}`);
+    }
+    const holds = notes.filter((n) => n.kind === 'refused').map(holdMessage);
+    return holds.length > 0 ? { ...dyn, hold: holds.join('; ') } : dyn;
+  };
+}
+
+/** What `PATCH`/`PUT /config` refuses: invalid values, and keys the agents cannot honour safely. */
+function dynamicProblems(raw: Record<string, unknown>): string[] {
+  const refused = keyNotes(raw, 'dynamic').filter((n) => n.kind === 'refused');
+  return [...parseDynamicConfig(raw).errors, ...refused.map(editMessage)];
+}
+
 /** Starts an agent from a loaded configuration. */
 export async function startAgent(config: PghaConfig, logger: Logger): Promise<Agent> {
   checkEnvironment(config);
@@ -94,6 +150,12 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     requestTimeoutMs: initial.retry_timeout * 1000,
     logger,
   });
+  // Before anything is written or started: a key in etcd pgha cannot honour stops the agent here.
+  const refusedInEtcd = await refusalsInEtcd(dcs, initial.retry_timeout, logger);
+  if (refusedInEtcd.length > 0) {
+    await dcs.close({ revokeLease: false }).catch(() => undefined);
+    throw refusal(refusedInEtcd);
+  }
   // cluster_name is the scope, as Patroni sets it (it names the processes and the log lines).
   const pg = new Postgres(config.postgresql, { name: config.name, scope: config.scope, logger });
   const callbacks = createCallbackRunner(config.postgresql.callbacks, config.scope, logger);
@@ -109,12 +171,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     pg,
     logger,
     watchdog,
-    parseDynamic: (raw) => {
-      const { config: dyn, errors } = parseDynamicConfig(raw);
-      if (errors.length > 0)
-        logger.warn(`dynamic configuration has problems, defaults used for them: ${errors.join('; ')}`);
-      return dyn;
-    },
+    parseDynamic: dynamicParser(config, logger),
     fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     postFailsafe: (m, leader, signal) => postFailsafe(m, leader, signal, config),
     probePort: (host, port) => probePort(host, port),
@@ -130,9 +187,8 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
     runCallback: callbacks,
     validateDynamic: async (raw) => {
-      const { config: dyn, errors } = parseDynamicConfig(raw);
-      const params = await pg.parameterProblems(dyn.postgresql.parameters);
-      return [...errors, ...params.map((p) => `postgresql.parameters.${p}`)];
+      const params = await pg.parameterProblems(parseDynamicConfig(raw).config.postgresql.parameters);
+      return [...dynamicProblems(raw), ...params.map((p) => `postgresql.parameters.${p}`)];
     },
     reloadLocalConfig: () => {
       if (!config.source) return 'the configuration came from the environment only; nothing to re-read';
@@ -194,7 +250,13 @@ function logDestination(config: PghaConfig): NodeJS.WritableStream {
 /** The `pgha agent` command: runs until SIGTERM or SIGINT. */
 export async function runAgentCommand(configPath: string | undefined): Promise<void> {
   const warnings: string[] = [];
-  const config = loadConfigOrThrow(configPath, process.env, (w) => warnings.push(w));
+  const refusals: string[] = [];
+  const config = loadConfigOrThrow(
+    configPath,
+    process.env,
+    (w) => warnings.push(w),
+    (r) => refusals.push(r),
+  );
   const logger = createLogger({
     type: config.log.type,
     level: config.log.level,
@@ -202,7 +264,15 @@ export async function runAgentCommand(configPath: string | undefined): Promise<v
     destination: logDestination(config),
   });
   for (const w of warnings) logger.warn(`configuration: ${w}`);
-  const agent = await startAgent(config, logger);
+  let agent: Agent;
+  try {
+    if (refusals.length > 0) throw refusal(refusals);
+    agent = await startAgent(config, logger);
+  } catch (err) {
+    // Standard error gets the CLI's line; a log file would otherwise not say why the agent stopped.
+    if (config.log.dir && err instanceof PghaError) logger.fatal(err.message);
+    throw err;
+  }
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (sig: NodeJS.Signals) => {

@@ -248,24 +248,52 @@ postgresql:
     ]);
   });
 
-  it('warns about unknown and unsupported keys without failing', () => {
+  it('warns about unknown keys and keys pgha does not act on, without failing', () => {
     const yaml =
       MINIMAL +
       '  foo: 1\n  pgbackrest: {command: restore}\n  create_replica_methods: [pgbackrest, basebackup]\nctl: {insecure: true}\nlog: {format: "%(message)s", colour: true}\n';
-    const { config, errors, warnings } = loadConfig(file(yaml), {});
+    const { config, errors, warnings, refusals } = loadConfig(file(yaml), {});
+    expect(errors).toEqual([]);
+    expect(refusals).toEqual([]);
+    expect(config).toBeDefined();
+    // ctl is read by pgha ctl: no warning.
+    expect(warnings).toEqual([
+      'postgresql.foo: unknown key, ignored',
+      'log.colour: unknown key, ignored',
+      expect.stringMatching(
+        /^postgresql\.pgbackrest: not acted on by pgha; pgha does not run custom replica methods/,
+      ),
+      expect.stringMatching(
+        /^postgresql\.create_replica_methods: not acted on by pgha; pgha clones with pg_basebackup only/,
+      ),
+      expect.stringMatching(/^log\.format: not acted on by pgha; /),
+    ]);
+  });
+
+  it('names the keys pgha cannot safely ignore as refusals, not errors', () => {
+    const yaml =
+      MINIMAL.replace('postgresql:', 'postgresql:\n  pre_promote: /usr/local/bin/fence') +
+      'bootstrap:\n  dcs:\n    standby_cluster: {host: 10.0.0.1, port: 5432}\n    slots: {keep: {type: physical}}\n';
+    const { config, errors, warnings, refusals } = loadConfig(file(yaml), {});
     expect(errors).toEqual([]);
     expect(config).toBeDefined();
-    expect(warnings).toEqual(
-      expect.arrayContaining([
-        'postgresql.foo: unknown key, ignored',
-        'postgresql.pgbackrest: replica method, not supported by pgha, ignored',
-        'ctl: not supported by pgha, ignored',
-        'log.format: not supported by pgha, ignored',
-        'log.colour: unknown key, ignored',
-        'postgresql.create_replica_methods: pgbackrest not supported by pgha, only basebackup is used',
-      ]),
-    );
-    expect(warnings).toHaveLength(6);
+    expect(refusals).toEqual([
+      expect.stringMatching(
+        /^postgresql\.pre_promote is set: pgha does not run the pre_promote fencing script/,
+      ),
+      expect.stringMatching(
+        /^bootstrap\.dcs\.standby_cluster is set: pgha cannot run a standby cluster yet; refusing to start/,
+      ),
+    ]);
+    expect(warnings).toEqual([expect.stringMatching(/^bootstrap\.dcs\.slots: not acted on by pgha; /)]);
+    const seen: string[] = [];
+    loadConfigOrThrow(file(yaml), {}, undefined, (r) => seen.push(r));
+    expect(seen).toEqual(refusals);
+  });
+
+  it('reports an unknown key of bootstrap.dcs', () => {
+    const { warnings } = loadConfig(file(MINIMAL + 'bootstrap:\n  dcs: {ttl: 30, colour: red}\n'), {});
+    expect(warnings).toEqual(['bootstrap.dcs.colour: unknown key, ignored']);
   });
 
   it('reads a legacy etcd section with a warning', () => {

@@ -14,12 +14,12 @@ import {
   fileSchema,
   formatIssue,
   formatPath,
-  isUnsupportedKey,
   normaliseEtcd,
   normaliseNamespace,
   parseDynamicConfig,
   type ParsedFile,
 } from './schema.js';
+import { findKeyRow, keyNotes } from './keys.js';
 import type { Credentials, EtcdConfig, LoadResult, PghaConfig, TagsConfig } from './types.js';
 
 type Raw = Record<string, unknown>;
@@ -211,20 +211,14 @@ function deleteAt(obj: unknown, path: readonly PropertyKey[], key: string): void
   if (isRecord(cur)) delete cur[key];
 }
 
-function unknownKeyWarning(path: string, raw: Raw): string {
-  const bootstrap = isRecord(raw.bootstrap) ? raw.bootstrap : {};
-  const methods = isRecord(raw.postgresql) ? raw.postgresql.create_replica_methods : undefined;
-  if (path === `bootstrap.${String(bootstrap.method)}`) {
-    return `${path}: custom bootstrap method, not supported by pgha, ignored`;
-  }
-  if (
-    Array.isArray(methods) &&
-    path.startsWith('postgresql.') &&
-    methods.includes(path.slice('postgresql.'.length))
-  ) {
-    return `${path}: replica method, not supported by pgha, ignored`;
-  }
-  return isUnsupportedKey(path) ? `${path}: not supported by pgha, ignored` : `${path}: unknown key, ignored`;
+/**
+ * The warning for a key the schema does not know, or none when `keys.ts` knows it as a Patroni key pgha
+ * does not act on (then `keyNotes` reports it, with what pgha does instead). A key the table calls acted
+ * on must be in the schema; if it is not, it is still reported rather than dropped in silence.
+ */
+function unknownKeyWarning(path: string, raw: Raw): string | undefined {
+  const row = findKeyRow('local', path, raw);
+  return row && row.status !== 'acted' ? undefined : `${path}: unknown key, ignored`;
 }
 
 /**
@@ -249,10 +243,14 @@ export function validateConfig(
   const unknown = result.success ? [] : result.error.issues.filter((i) => i.code === 'unrecognized_keys');
   for (const issue of unknown) {
     for (const key of issue.keys) {
-      warnings.push(unknownKeyWarning(formatPath([...issue.path, key]), raw));
+      const warning = unknownKeyWarning(formatPath([...issue.path, key]), raw);
+      if (warning) warnings.push(warning);
       deleteAt(input, issue.path, key);
     }
   }
+  // Patroni keys pgha does not act on, bootstrap.dcs included: each named once, with what pgha does.
+  const refusals: string[] = [];
+  for (const n of keyNotes(raw, 'local')) (n.kind === 'refused' ? refusals : warnings).push(n.message);
   if (unknown.length) result = fileSchema.safeParse(input, { error: errorMap });
   if (!result.success) errors.push(...result.error.issues.map(describeIssue));
 
@@ -293,30 +291,11 @@ export function validateConfig(
       );
     }
   }
-  if (!result.success || errors.length || !etcd) return { errors, warnings };
+  if (!result.success || errors.length || !etcd) return { errors, warnings, refusals };
 
-  const data = result.data;
-  warnings.push(...semanticWarnings(data));
-  const config = build(data, etcd, binDir);
+  const config = build(result.data, etcd, binDir);
   if (source) config.source = source;
-  return { config, errors, warnings };
-}
-
-function semanticWarnings(data: ParsedFile): string[] {
-  const out: string[] = [];
-  const method = data.bootstrap.method;
-  if (method && method !== 'initdb') {
-    out.push(
-      `bootstrap.method: "${method}" is not supported by pgha; a new cluster can only be created with initdb`,
-    );
-  }
-  const others = data.postgresql.create_replica_methods.filter((m) => m !== 'basebackup');
-  if (others.length) {
-    out.push(
-      `postgresql.create_replica_methods: ${others.join(', ')} not supported by pgha, only basebackup is used`,
-    );
-  }
-  return out;
+  return { config, errors, warnings, refusals };
 }
 
 /** Drops keys whose value is undefined, so optional fields are absent rather than present-but-undefined. */
@@ -409,18 +388,21 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
 
 /**
  * Like `loadConfig`, but returns the config or throws a `ConfigError` listing every problem. Warnings go to
- * `onWarning` (the agent logs them once its logger exists).
+ * `onWarning` (the agent logs them once its logger exists), keys the agent must refuse to run with to
+ * `onRefusal` (only the agent refuses; other commands leave it out).
  */
 export function loadConfigOrThrow(
   path: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
   onWarning: (warning: string) => void = () => undefined,
+  onRefusal: (refusal: string) => void = () => undefined,
 ): PghaConfig {
   const result = loadConfig(path, env);
   if (!result.config || result.errors.length) {
     throw new ConfigError(result.errors, result.config?.source ?? path ?? 'configuration');
   }
   result.warnings.forEach((w) => onWarning(w));
+  result.refusals?.forEach((r) => onRefusal(r));
   return result.config;
 }
 

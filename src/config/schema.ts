@@ -3,7 +3,7 @@
  * validation, coercion and defaults. Field names follow Patroni's on purpose.
  *
  * Objects are strict so unknown keys surface as `unrecognized_keys` issues; `load.ts` turns those into
- * warnings (see `UNSUPPORTED_KEYS`) rather than errors.
+ * warnings rather than errors. Whether pgha acts on a key Patroni knows is said in `keys.ts`.
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -245,7 +245,7 @@ export const dynamicConfigSchema = z.looseObject({
     'Bytes a replica may be behind the last published leader position and still be promoted automatically.',
   ),
   primary_start_timeout: int(0, 300).describe(
-    'Seconds a leader whose PostgreSQL went down may spend restarting it in place before the cluster fails over (0: fail over at once).',
+    'Seconds a leader whose PostgreSQL went down may spend starting it in place before it releases the key to a member that can take over (0: release at once when one can). A start that fails releases the key at once.',
   ),
   primary_stop_timeout: int(0, 0).describe(
     'Seconds a fast stop of PostgreSQL may take before it is escalated (0: 30 s).',
@@ -269,7 +269,7 @@ export const dynamicConfigSchema = z.looseObject({
     "pgha: fail over without waiting for the leader key to expire when the leader's agent and PostgreSQL are proven gone.",
   ),
   check_timeline: bool(false).describe(
-    "Patroni: refuse to promote a replica whose timeline is behind the leader's last known one; pgha accepts the key but does not act on it yet.",
+    "Refuse to promote a replica whose timeline is behind the cluster's last known one (the history key), as Patroni; a primary behind it never takes the key back, whatever this says.",
   ),
   pause: bool(false).describe(
     'Maintenance mode: the agents do not start, stop, promote or fail over anything (pgha ctl pause / resume).',
@@ -801,6 +801,28 @@ export const fileSchema = z.strictObject({
       'Directory of the log file patroni.log; default: standard error (the journal under systemd).',
     ),
   }).describe('Logging.'),
+  ctl: section({
+    authentication: z
+      .preprocess(
+        blank,
+        z
+          .strictObject({
+            username: text().describe('User name sent to the REST API.'),
+            password: optText().describe('Its password.'),
+          })
+          .optional(),
+      )
+      .describe("HTTP Basic credentials for the REST API's writes (default: restapi.authentication)."),
+    insecure: optBool().describe("Do not verify the REST API's TLS certificates (as -k/--insecure)."),
+    cacert: optText().describe("CA that signed the REST API's certificates (default: restapi.cafile)."),
+    certfile: optText().describe(
+      'Client certificate (PEM) sent to the REST API (default: restapi.certfile).',
+    ),
+    keyfile: optText().describe('Private key of certfile (default: restapi.keyfile).'),
+    keyfile_password: optText().describe(
+      'Password of an encrypted keyfile (default: restapi.keyfile_password).',
+    ),
+  }).describe('pgha ctl (patronictl): how it talks to the REST API; the agent does not read it.'),
   router: routerSection.describe("pgha router: HAProxy's part (pgha extension)."),
   vip: z
     .preprocess(blank, vipSection.optional())
@@ -808,75 +830,6 @@ export const fileSchema = z.strictObject({
 });
 
 export type ParsedFile = z.output<typeof fileSchema>;
-
-/**
- * Keys Patroni knows that pgha accepts but does not act on (patterns, `*` = one key). Anything else
- * unrecognised is reported as "unknown key".
- */
-export const UNSUPPORTED_KEYS: readonly string[] = [
-  'ctl',
-  'citus',
-  'consul',
-  'zookeeper',
-  'exhibitor',
-  'kubernetes',
-  'raft',
-  'etcd3.proxy',
-  'etcd3.srv',
-  'etcd3.srv_suffix',
-  'etcd3.use_proxies',
-  'etcd3.retry_timeout',
-  'etcd.proxy',
-  'etcd.srv',
-  'etcd.srv_suffix',
-  'etcd.use_proxies',
-  'restapi.https_extra_headers',
-  'restapi.request_queue_size',
-  'restapi.ciphers',
-  'restapi.server_tokens',
-  'restapi.proxy_address',
-  'postgresql.authentication.*.ssl*',
-  'postgresql.authentication.*.gssencmode',
-  'postgresql.authentication.*.channel_binding',
-  'postgresql.proxy_address',
-  'postgresql.custom_conf',
-  'postgresql.recovery_conf',
-  'postgresql.pg_ctl_timeout',
-  'postgresql.use_pg_rewind',
-  'postgresql.use_slots',
-  'postgresql.use_unix_socket_repl',
-  'postgresql.pre_promote',
-  'postgresql.before_stop',
-  'postgresql.bin_name',
-  'watchdog.driver',
-  'log.format',
-  'log.dateformat',
-  'log.traceback_level',
-  'log.max_queue_size',
-  'log.file_num',
-  'log.file_size',
-  'log.loggers',
-  'log.static_fields',
-  'log.mode',
-  'log.deduplicate_heartbeat_logs',
-];
-
-const UNSUPPORTED_RE = UNSUPPORTED_KEYS.map(
-  (p) =>
-    new RegExp(
-      '^' +
-        p
-          .split('.')
-          .map((s) => s.replace(/[|\\{}()[\]^$+?]/g, '\\$&').replaceAll('*', '[^.]*'))
-          .join('\\.') +
-        '$',
-    ),
-);
-
-/** True when `dottedPath` is a Patroni key that pgha knowingly ignores. */
-export function isUnsupportedKey(dottedPath: string): boolean {
-  return UNSUPPORTED_RE.some((re) => re.test(dottedPath));
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Issue formatting

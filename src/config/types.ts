@@ -224,6 +224,11 @@ export interface DynamicConfig {
     recovery_conf?: Record<string, string | number | boolean>;
   };
   raw: Record<string, unknown>;
+  /**
+   * Set when the configuration holds a key pgha cannot honour safely (`standby_cluster`; see
+   * `config/keys.ts`): why the agents must not act on PostgreSQL while it is there.
+   */
+  hold?: string;
 }
 
 export interface LoadResult {
@@ -232,4 +237,9 @@ export interface LoadResult {
   errors: string[];
   /** Keys that are valid Patroni but not acted on by pgha yet, and other non-fatal remarks. */
   warnings: string[];
+  /**
+   * Keys pgha cannot safely ignore (`standby_cluster`, `postgresql.pre_promote`, ...): the agent refuses
+   * to start on any of them; other commands (pgha ctl, router) carry on.
+   */
+  refusals?: string[];
 }

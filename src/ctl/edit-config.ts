@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
+import { changedNotes, editMessage, keyNotes } from '../config/keys.js';
 import { isExecutable } from '../config/load.js';
 import { parseDynamicConfig } from '../config/schema.js';
 import type { PghaConfig } from '../config/types.js';
@@ -185,6 +186,9 @@ export function registerConfigCommands(ctl: Command): void {
           }
           await checkParameters(ctx.config, data, changed);
           if (!o.quiet) for (const line of unifiedDiff(before, after)) console.log(colour(line));
+          // Keys the edit adds or changes that pgha agents do not act on (or refuse to run with).
+          for (const n of changedNotes(keyNotes(data, 'dynamic'), keyNotes(changed, 'dynamic')))
+            console.error(`note: ${editMessage(n)}`);
           if ((o.apply === '-' || o.replace === '-') && !o.force) {
             console.log('Use --force option to apply changes');
             return;

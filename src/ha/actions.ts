@@ -171,6 +171,18 @@ export async function adopt(
 }
 
 export async function clone(c: RunnerContext, d: Of<'clone'>, cluster: ClusterState): Promise<void> {
+  // Listing only other methods means "never pg_basebackup from the leader" (a large database, an
+  // archive to restore from): pgha runs no other method, so it does not clone at all.
+  const methods = c.d.config.postgresql.create_replica_methods;
+  if (!methods.includes('basebackup')) {
+    await c.setHold(
+      `postgresql.create_replica_methods is [${methods.join(', ')}]: pgha clones with pg_basebackup only, ` +
+        'and basebackup is not listed; refusing to clone. Create the data directory by hand (e.g. restore a ' +
+        'backup) and start the agent again, or add basebackup to create_replica_methods',
+      false,
+    );
+    return c.say(d, 'not cloning', 'error');
+  }
   const source = findMember(cluster, d.from);
   const target = source ? connTarget(source) : null;
   if (!target) return c.say(d, `leader ${d.from} publishes no usable conn_url`, 'warn');

@@ -310,7 +310,8 @@ export class HaRunner implements RunnerContext {
       local: {
         removeDataOnDivergedTimelines: this.d.config.postgresql.remove_data_directory_on_diverged_timelines,
       },
-      operatorHold: this.st.operatorHold,
+      // A key in the dynamic configuration pgha cannot honour (standby_cluster) holds like an operator.
+      operatorHold: this.st.operatorHold ?? this.dyn.hold ?? null,
     });
     this.snapshot.lastDecision = decision;
     try {

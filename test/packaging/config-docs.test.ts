@@ -1,15 +1,28 @@
 /**
  * docs/configuration.md is generated from the zod schema (`npm run docs:config`): this fails when the
  * committed file no longer matches the schema, and checks that every key the schema knows is
- * documented with a description.
+ * documented with a description. The list of keys pgha does not act on in
+ * docs/migration-from-patroni.md is generated from src/config/keys.ts by the same command.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_DOCS, renderConfigDocs } from '../../scripts/gen-config-docs.js';
+import {
+  CONFIG_DOCS,
+  MIGRATION_DOCS,
+  renderConfigDocs,
+  renderMigrationDocs,
+} from '../../scripts/gen-config-docs.js';
 
 describe('docs/configuration.md', () => {
   it('matches the schema (run `npm run docs:config` after changing src/config/schema.ts)', async () => {
     expect(readFileSync(CONFIG_DOCS, 'utf8')).toBe(await renderConfigDocs());
+  });
+
+  it('docs/migration-from-patroni.md lists the keys of src/config/keys.ts (run `npm run docs:config`)', async () => {
+    const text = readFileSync(MIGRATION_DOCS, 'utf8');
+    expect(text).toBe(await renderMigrationDocs());
+    expect(text).toContain('- `standby_cluster` (dynamic): pgha cannot run a standby cluster yet');
+    expect(text).toContain('- `slots` (dynamic): pgha creates no permanent slots');
   });
 
   it('describes every key', async () => {
