@@ -142,13 +142,18 @@ function mkdirOwned(path: string, mode: number): void {
   if (u) chownSync(path, u.uid, u.gid);
 }
 
-/** With `PGHA_TEST_LOGS=<dir>`, copies the agents' logs of a base there before it is removed. */
+/** With `PGHA_TEST_LOGS=<dir>`, copies the agents' and servers' logs of a base there before it is removed. */
 function keepLogs(dir: string): void {
   const to = process.env.PGHA_TEST_LOGS;
   if (!to) return;
   const dest = join(to, basename(dir));
   mkdirSync(dest, { recursive: true });
-  for (const f of readdirSync(dir)) if (f.endsWith('.log')) copyFileSync(join(dir, f), join(dest, f));
+  for (const f of readdirSync(dir)) {
+    if (f.endsWith('.log')) copyFileSync(join(dir, f), join(dest, f));
+    // PostgreSQL's own server log of a node, `<node>/data.log` (pg_ctl -l): kept as `<node>-server.log`.
+    const server = join(dir, f, 'data.log');
+    if (existsSync(server)) copyFileSync(server, join(dest, `${f}-server.log`));
+  }
 }
 
 /** Creates `/tmp/pgha-test-XXXX` (traversable, owned by the PostgreSQL OS user). */
