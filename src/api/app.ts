@@ -9,7 +9,6 @@
  * wrong type, a body too large, a compare-and-set conflict) gets `{"error": "..."}` with a 4xx code.
  */
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { timingSafeEqual } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import type { IncomingMessage } from 'node:http';
@@ -234,6 +233,42 @@ async function defaultResolve(host: string): Promise<string[]> {
   return all.map((a) => a.address);
 }
 
+/** How much of an oversized request body is read and thrown away so the client gets its 413. */
+const DRAIN_LIMIT = 64 * 1024 * 1024;
+
+/**
+ * Reads a request body of at most `max` bytes. A longer one is read on and thrown away up to
+ * `drain` bytes ('too large'), or left unread past that ('far too large'). Null: no body.
+ */
+async function readLimited(
+  req: Request,
+  max: number,
+  drain: number,
+): Promise<Uint8Array | null | 'too large' | 'far too large'> {
+  if (!req.body) return null;
+  const reader: ReadableStreamDefaultReader<Uint8Array> = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > drain) {
+      await reader.cancel().catch(() => undefined);
+      return 'far too large';
+    }
+    if (size <= max) chunks.push(value);
+  }
+  if (size > max) return 'too large';
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const ch of chunks) {
+    out.set(ch, at);
+    at += ch.length;
+  }
+  return out;
+}
+
 export function createApi(deps: ApiDeps): Hono {
   const app = new Hono();
   const { runner, operator, restapi, version } = deps;
@@ -263,17 +298,20 @@ export function createApi(deps: ApiDeps): Hono {
   }
 
   const maxBody = deps.maxBodyBytes ?? DEFAULT_MAX_BODY;
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: maxBody,
-      onError: (c) => {
-        // The rest of the upload is not read: make sure the client does not reuse the connection.
-        c.header('Connection', 'close');
-        return c.json({ error: `request body too large: at most ${maxBody} bytes` }, 413);
-      },
-    }),
-  );
+  app.use('*', async (c, next) => {
+    const body = await readLimited(c.req.raw, maxBody, DRAIN_LIMIT);
+    if (body === 'too large') {
+      // The whole upload was read (up to DRAIN_LIMIT) before answering: a client still writing
+      // when the server closes would see a broken pipe instead of this answer.
+      return c.json({ error: `request body too large: at most ${maxBody} bytes` }, 413);
+    }
+    if (body === 'far too large') {
+      c.header('Connection', 'close');
+      return c.json({ error: `request body too large: at most ${maxBody} bytes` }, 413);
+    }
+    if (body) c.req.raw = new Request(c.req.raw, { body });
+    return next();
+  });
 
   /** Is the client on the allowlist (CIDRs, addresses, host names; members' API hosts if enabled)? */
   async function allowed(ip: string | undefined): Promise<boolean> {

@@ -66,6 +66,7 @@ export class HaRunner implements RunnerContext {
   private startingSince: number | null = null;
   private notStreamingSince: number | null = null;
   private replayWatch: { lsn: number; since: number } | null = null;
+  private aheadSince: number | null = null;
   private replayErrors: SeenReplayError[] = [];
   private historyCache: { timeline: number; switches: LocalPostgres['history'] } | null = null;
   /** Replica side of failsafe_mode: the leader's last `POST /failsafe`. */
@@ -528,12 +529,21 @@ export class HaRunner implements RunnerContext {
       this.replayErrors.push({ ...e, atMono: now });
     this.replayErrors = this.replayErrors.filter((e) => now - e.atMono < 4 * DIVERGENCE_GRACE_MS).slice(-50);
     const leader = cluster.leader ? findMember(cluster, cluster.leader.name) : undefined;
+    // Streaming, yet replay stays past everything received: the leader has less WAL than this
+    // replica replayed on the same timeline (a healthy replica receives before it replays).
+    const ahead =
+      replay !== undefined &&
+      status.receiveLsn !== undefined &&
+      status.replicationState === 'streaming' &&
+      status.receiveLsn < replay;
+    this.aheadSince = ahead ? (this.aheadSince ?? now) : null;
     return divergenceEvidence({
       receiveLsn: status.receiveLsn,
       replayLsn: replay,
       timeline: status.timeline,
       streaming: status.replicationState === 'streaming',
       replayStuckSince: this.replayWatch?.since ?? null,
+      aheadSince: this.aheadSince,
       notStreamingForMs: this.notStreamingSince === null ? 0 : now - this.notStreamingSince,
       errors: this.replayErrors,
       leaderTimeline: leader?.data.timeline,

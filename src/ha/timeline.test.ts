@@ -138,6 +138,7 @@ describe('divergenceEvidence', () => {
     timeline: 1,
     streaming: true,
     replayStuckSince: 0,
+    aheadSince: null,
     notStreamingForMs: 0,
     errors: [
       { lsn: 0x3000060, message: 'record with incorrect prev-link 0/3000028 at 0/3000060', atMono: 5000 },
@@ -159,18 +160,20 @@ describe('divergenceEvidence', () => {
       divergenceEvidence({ ...base, errors: base.errors.map((e) => ({ ...e, lsn: 0x2000000 })) }),
     ).toBeNull();
   });
-  it('names WAL past the leader’s on the same timeline when not streaming', () => {
+  it('names WAL replayed past all the leader sends, once that lasts', () => {
     const ahead = {
       ...base,
       errors: [],
-      streaming: false,
-      notStreamingForMs: 20_000,
-      receiveLsn: 0x5000000,
+      receiveLsn: 0x4000000,
       replayLsn: 0x5000000,
       leaderPosition: 0x4000000,
+      aheadSince: 1000,
     };
-    expect(divergenceEvidence(ahead)).toMatch(/past the leader's 0\/4000000 on the same timeline 1/);
-    expect(divergenceEvidence({ ...ahead, leaderTimeline: 2 })).toBeNull();
+    expect(divergenceEvidence(ahead)).toMatch(
+      /my WAL ends at 0\/5000000, past all the leader sends \(0\/4000000\) on the same timeline 1/,
+    );
+    expect(divergenceEvidence({ ...ahead, aheadSince: 10_000 })).toBeNull();
+    expect(divergenceEvidence({ ...ahead, aheadSince: null })).toBeNull();
   });
 });
 

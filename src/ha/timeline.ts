@@ -112,7 +112,8 @@ export interface SeenReplayError {
  * - replay has been stuck at one position for `graceMs` while WAL keeps arriving, and the server
  *   log reports that very record as unreadable (`incorrect prev-link`, `invalid record length`) at
  *   least twice since; or
- * - it has not streamed for `graceMs` and its WAL ends past the leader's on the same timeline.
+ * - it streams from the leader, yet for `graceMs` its replay stayed past everything received: the
+ *   leader has less WAL than this replica replayed on the same timeline.
  */
 export function divergenceEvidence(opts: {
   receiveLsn: number | undefined;
@@ -121,6 +122,11 @@ export function divergenceEvidence(opts: {
   streaming: boolean;
   /** Since when (monotonic) replay has stayed at `replayLsn`; null when it moves. */
   replayStuckSince: number | null;
+  /**
+   * Since when (monotonic) this replica, streaming from its leader, has replayed past everything
+   * it received from it; null when it has not.
+   */
+  aheadSince: number | null;
   notStreamingForMs: number;
   errors: SeenReplayError[];
   leaderTimeline: number | undefined;
@@ -141,15 +147,10 @@ export function divergenceEvidence(opts: {
     if (here.length >= 2)
       return `replay stuck at ${formatLsnShort(replayLsn)}: ${here[here.length - 1]?.message ?? ''}`;
   }
-  const mine = Math.max(receiveLsn ?? 0, replayLsn ?? 0);
-  if (
-    !opts.streaming &&
-    opts.notStreamingForMs >= opts.graceMs &&
-    opts.leaderTimeline === opts.timeline &&
-    opts.leaderPosition !== undefined &&
-    mine > opts.leaderPosition
-  )
-    return `my WAL ends at ${formatLsnShort(mine)}, past the leader's ${formatLsnShort(opts.leaderPosition)} on the same timeline ${opts.timeline}`;
+  // WAL replayed here that the leader does not have: records of another history on the same
+  // timeline number.
+  if (opts.aheadSince !== null && opts.nowMono - opts.aheadSince >= opts.graceMs && replayLsn !== undefined)
+    return `my WAL ends at ${formatLsnShort(replayLsn)}, past all the leader sends (${formatLsnShort(receiveLsn ?? 0)}) on the same timeline ${opts.timeline}`;
   return null;
 }
 

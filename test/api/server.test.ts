@@ -234,6 +234,12 @@ describe('plain HTTP on a real socket', () => {
     expect((JSON.parse(bad.body) as { error: string }).error).toMatch(/not valid JSON/);
     const huge = await call(port, 'PATCH', '/config', { body: 'x'.repeat(2 * 1024 * 1024) });
     expect(huge.status).toBe(413);
+    // A client that is still sending when the limit is hit still reads the answer (fetch).
+    const fetched = await fetch(`http://127.0.0.1:${port}/config`, {
+      method: 'PATCH',
+      body: 'x'.repeat(2 * 1024 * 1024),
+    });
+    expect(fetched.status).toBe(413);
     expect((await call(port, 'GET', '/liveness')).status).toBe(200);
     // Broken HTTP gets 400 from the server, and a silent client is not waited for forever.
     const raw = await new Promise<string>((resolve) => {
