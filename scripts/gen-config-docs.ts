@@ -6,6 +6,7 @@
  * generated part of docs/migration-from-patroni.md. `npm run docs:config` rewrites both files; `--check`
  * only says whether they are current (test/packaging/config-docs.test.ts runs the same comparison).
  */
+import { RULES } from '../src/ha/decide.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -323,10 +324,35 @@ export async function renderMigrationDocs(): Promise<string> {
   return format(text, { ...options, parser: 'markdown' });
 }
 
+export const HA_DOCS = join(import.meta.dirname, '..', 'docs', 'ha-loop.md');
+const RULES_BEGIN = '<!-- rules:begin -->';
+const RULES_END = '<!-- rules:end -->';
+
+/** docs/ha-loop.md with its rule table generated from the HA decision's RULES. */
+export async function renderHaDocs(): Promise<string> {
+  const current = readFileSync(HA_DOCS, 'utf8');
+  const start = current.indexOf(RULES_BEGIN);
+  const end = current.indexOf(RULES_END);
+  if (start < 0 || end < start)
+    throw new Error(`${HA_DOCS}: the markers ${RULES_BEGIN} and ${RULES_END} are missing`);
+  const cell = (t: string) => t.replace(/\|/g, '\\|');
+  const table = [
+    '| #   | rule | seen | step |',
+    '| --- | ---- | ---- | ---- |',
+    ...RULES.map((r, i) => `| ${i + 1} | \`${r.id}\` | ${cell(r.when)} | ${cell(r.then)} |`),
+  ];
+  const text = [current.slice(0, start + RULES_BEGIN.length), '', ...table, '', current.slice(end)].join(
+    '\n',
+  );
+  const options = (await resolveConfig(HA_DOCS)) ?? {};
+  return format(text, { ...options, parser: 'markdown' });
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const outputs: Array<[string, string]> = [
     [CONFIG_DOCS, await renderConfigDocs()],
     [MIGRATION_DOCS, await renderMigrationDocs()],
+    [HA_DOCS, await renderHaDocs()],
   ];
   for (const [file, text] of outputs) {
     if (process.argv.includes('--check')) {

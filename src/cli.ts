@@ -11,6 +11,7 @@ import { registerCtl } from './ctl/index.js';
 import { runDemo } from './demo/demo.js';
 import { registerRouter } from './router/command.js';
 import { registerVip } from './vip/command.js';
+import { registerWatchdog } from './watchdog/access.js';
 import { ConfigError, DcsError, PghaError } from './util/errors.js';
 import { VERSION } from './version.js';
 
@@ -52,6 +53,7 @@ function buildProgram(): Command {
   registerRouter(program);
   registerVip(program);
   registerBacula(program);
+  registerWatchdog(program);
   return program;
 }
 

@@ -3,8 +3,10 @@
  * key, race, promote, demote, follow, rewind, reinitialise. Each carries out a decision the pure
  * planners made (decide.ts, race.ts, recovery.ts) and says what it did.
  */
-import type { ClusterState } from '../dcs/types.js';
+import type { ClusterState, Member } from '../dcs/types.js';
+import { failsafePeers } from './failsafe.js';
 import type { ConnTarget } from '../postgres/types.js';
+import type { PeerStatus } from './types.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { urlHostPort } from '../util/net.js';
@@ -469,4 +471,39 @@ export async function reinit(c: RunnerContext, d: Of<'reinit'>): Promise<void> {
   if (await c.d.pg.isRunning()) await c.d.pg.stop('immediate', 10_000);
   await c.d.pg.removeDataDirectory();
   c.wake();
+}
+
+/** `reinit` by an operator: remove the data (never the leader's) and clone on the next cycle. */
+export async function reinitializeNow(c: RunnerContext): Promise<string> {
+  if (c.snapshot.isLeader) throw new Error('I am the leader; reinitialising the leader is not allowed');
+  const cluster = c.snapshot.cluster;
+  if (!cluster?.leader) throw new Error('there is no leader to clone from');
+  await c.setHold(null);
+  if (await c.d.pg.isRunning()) await c.d.pg.stop('immediate', 10_000);
+  await c.d.pg.removeDataDirectory();
+  c.log.info(`reinitialise requested: data directory removed, will clone from ${cluster.leader.name}`);
+  c.wake();
+  return `reinitialize started: cloning from ${cluster.leader.name}`;
+}
+
+/** Every other member's `GET /patroni`: members of the store, remembered ones, failsafe ones. */
+export async function fetchPeers(
+  c: RunnerContext,
+  cluster: ClusterState,
+  only?: string | null,
+): Promise<PeerStatus[]> {
+  const known = new Map<string, Member>();
+  for (const k of c.st.knownMembers.values()) known.set(k.member.name, k.member);
+  for (const m of cluster.members) known.set(m.name, m);
+  // Under failsafe_mode, members whose keys expired still count when the last leader knew them.
+  if (c.dynamic().failsafe_mode && cluster.failsafe)
+    for (const m of failsafePeers(cluster.failsafe, c.me)) if (!known.has(m.name)) known.set(m.name, m);
+  const others = [...known.values()].filter(
+    (m) => m.name !== c.me && m.data.api_url && (!only || m.name === only),
+  );
+  return Promise.all(
+    others.map((m) =>
+      c.d.fetchPeer(m, c.clock.timeout(2000)).catch((): PeerStatus => ({ name: m.name, reachable: false })),
+    ),
+  );
 }

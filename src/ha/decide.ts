@@ -208,7 +208,7 @@ export const RULES: readonly Rule[] = [
   {
     id: 'down-leader',
     when: 'PostgreSQL down, I hold the leader key',
-    then: "data last run as a primary: **start_primary** in place (no failover; with `primary_start_timeout: 0` release the key instead when another member can take over); a replica's data: **start_replica** read-only, then promote (never started as a primary: that would fork its timeline)",
+    then: "data last run as a primary: **start_primary** in place (no failover; with `primary_start_timeout: 0` release the key instead when another member can take over); a replica's data: started read-only, then promoted (never started as a primary: that would fork its timeline)",
     decide: (i, c) => {
       if (i.pg.running || !c.iAmLeader) return null;
       const readOnly = !i.pg.wasPrimary;

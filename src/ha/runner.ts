@@ -5,7 +5,7 @@
  * loop runs against real etcd and PostgreSQL in the agent and against simulations in the model test.
  */
 import type { DynamicConfig } from '../config/types.js';
-import type { ClusterState, Member, MemberData } from '../dcs/types.js';
+import type { ClusterState } from '../dcs/types.js';
 import type { RoleConfig } from '../postgres/types.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
@@ -18,22 +18,16 @@ import {
   type RunnerDeps,
   type RunnerState,
 } from './context.js';
-import { decide, DIVERGENCE_GRACE_MS } from './decide.js';
-import {
-  failsafeApplies,
-  failsafePeers,
-  failsafeVerdict,
-  FailsafeHeartbeats,
-  withFailsafeLeader,
-  type FailsafeAnswer,
-  type FailsafeLeader,
-} from './failsafe.js';
+import { decide } from './decide.js';
+import { withFailsafeLeader, type FailsafeLeader } from './failsafe.js';
+import { FailsafeGuard } from './failsafe-run.js';
 import { leaderDuties, maintainSlots, myApiUrl, myConnUrl } from './leader.js';
 import { LeaseGuard } from './lease.js';
+import { memberData } from './member.js';
+import { Observer } from './observe.js';
 import { LeaderProbe } from './probe.js';
 import { findMember } from './rules.js';
 import { switchover } from './switchover-run.js';
-import { divergenceEvidence, type SeenReplayError } from './timeline.js';
 import type { Decision, LocalPostgres, PeerStatus } from './types.js';
 
 export type { AgentSnapshot, RunnerDeps } from './context.js';
@@ -63,15 +57,8 @@ export class HaRunner implements RunnerContext {
   private loopDone: Promise<void> = Promise.resolve();
   private mutex: Promise<void> = Promise.resolve();
   private currentOperation: string | null = null;
-  private startingSince: number | null = null;
-  private notStreamingSince: number | null = null;
-  private replayWatch: { lsn: number; since: number } | null = null;
-  private aheadSince: number | null = null;
-  private replayErrors: SeenReplayError[] = [];
-  private historyCache: { timeline: number; switches: LocalPostgres['history'] } | null = null;
-  /** Replica side of failsafe_mode: the leader's last `POST /failsafe`. */
-  private readonly failsafeHeartbeats = new FailsafeHeartbeats();
-  private lastFailsafeReport = '';
+  private readonly observer: Observer;
+  private readonly failsafe: FailsafeGuard;
   /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
   scheduledRestart: Record<string, unknown> | null = null;
 
@@ -113,6 +100,8 @@ export class HaRunner implements RunnerContext {
       fence: (reason) => this.fence(reason),
     });
     this.probe = new LeaderProbe(this);
+    this.observer = new Observer(this);
+    this.failsafe = new FailsafeGuard(this);
   }
 
   get me(): string {
@@ -252,30 +241,30 @@ export class HaRunner implements RunnerContext {
       this.dcsFailing = false;
     } catch (err) {
       this.onDcsFailure(err);
-      await this.failsafeRound();
+      await this.failsafe.round(this.stopping);
       return;
     }
     cluster = await this.probe.releaseGone(cluster);
     this.snapshot.dcsLastSeen = Math.floor(this.clock.now() / 1000);
     this.snapshot.failsafeActive = false;
-    this.lastFailsafeReport = '';
+    this.failsafe.reset();
     this.applyDynamic(cluster);
     if (this.dyn.failsafe_mode && !cluster.leader) {
       // A leader that lost the store but still calls us over POST /failsafe is alive: follow it.
-      const vouched = this.failsafeHeartbeats.leader(this.clock.now(), this.dyn.ttl);
+      const vouched = this.failsafe.heartbeats.leader(this.clock.now(), this.dyn.ttl);
       if (vouched && vouched.name !== this.me) cluster = withFailsafeLeader(cluster, vouched);
     }
     this.remember(cluster);
     this.snapshot.cluster = cluster;
 
-    const pg = await this.observe(cluster);
+    const pg = await this.observer.observe(cluster);
     if (cluster.leader?.name === this.me) {
       let sent: number | null;
       try {
         sent = await this.d.dcs.renewLeader(deadline());
       } catch (err) {
         this.onDcsFailure(err);
-        await this.failsafeRound();
+        await this.failsafe.round(this.stopping);
         return;
       }
       const noWatchdog = sent !== null && !this.dyn.pause ? act.watchdogRefusal(this) : null;
@@ -448,142 +437,8 @@ export class HaRunner implements RunnerContext {
     this.snapshot.paused = next.pause;
   }
 
-  /** Reads the local PostgreSQL state. */
-  private async observe(cluster: ClusterState): Promise<LocalPostgres> {
-    const pg = this.d.pg;
-    const now = this.clock.mono();
-    const dataState = await pg.dataDirectoryState();
-    const running = dataState === 'initialized' && (await pg.isRunning());
-    const status = running ? await pg.status() : null;
-    const control = status
-      ? {
-          systemIdentifier: status.systemIdentifier,
-          clusterState: status.inRecovery ? 'in archive recovery' : 'in production',
-          timeline: status.timeline,
-          checkpointLsn: 0,
-          minRecoveryLsn: 0,
-          dataChecksums: false,
-          walLogHints: false,
-          raw: {},
-        }
-      : dataState === 'initialized'
-        ? await pg.controlData()
-        : null;
-    const timeline = status?.timeline ?? control?.timeline;
-    let history: LocalPostgres['history'];
-    if (timeline !== undefined) {
-      if (this.historyCache?.timeline !== timeline)
-        this.historyCache = { timeline, switches: await pg.timelineHistory(timeline).catch(() => undefined) };
-      history = this.historyCache.switches;
-    }
-    this.snapshot.running = running;
-    this.snapshot.status = status;
-    this.snapshot.sysid = control?.systemIdentifier ?? null;
-    if (status) {
-      this.snapshot.role = status.inRecovery ? 'replica' : 'primary';
-      if (!this.st.upstreamKnown) {
-        // After an agent restart, learn which member the running replica streams from.
-        this.st.configuredUpstream = status.inRecovery
-          ? this.memberAt(cluster, status.receiverUpstream)
-          : null;
-        this.st.upstreamKnown = true;
-      }
-    } else if (!running) {
-      this.snapshot.role = dataState === 'initialized' ? this.snapshot.role : 'uninitialized';
-    }
-    this.startingSince = running && !status ? (this.startingSince ?? now) : null;
-    const receiverDown = status !== null && status.inRecovery && status.replicationState !== 'streaming';
-    this.notStreamingSince = receiverDown ? (this.notStreamingSince ?? now) : null;
-    const diverged = status?.inRecovery ? await this.watchReplay(cluster, status, now) : null;
-    this.snapshot.diverged = diverged;
-    const wasPrimary =
-      !running && control !== null && ['in production', 'shut down'].includes(control.clusterState)
-        ? !(await pg.recoverySignalled())
-        : false;
-    return {
-      dataState,
-      control,
-      running,
-      status,
-      connectionError: running && !status ? (pg.lastConnectionError ?? null) : null,
-      configuredUpstream: this.st.configuredUpstream,
-      notStreamingForMs: this.notStreamingSince === null ? 0 : now - this.notStreamingSince,
-      ...(history !== undefined ? { history } : {}),
-      wasPrimary,
-      startFailure: this.st.startFailure,
-      startingForMs: this.startingSince === null ? 0 : now - this.startingSince,
-      diverged,
-    };
-  }
-
-  /** Follows a replica's replay progress and its server log for a same-timeline fork. */
-  private async watchReplay(
-    cluster: ClusterState,
-    status: NonNullable<LocalPostgres['status']>,
-    now: number,
-  ): Promise<string | null> {
-    const replay = status.replayLsn;
-    if (replay === undefined || this.replayWatch?.lsn !== replay)
-      this.replayWatch = replay === undefined ? null : { lsn: replay, since: now };
-    for (const e of await this.d.pg.replayErrors().catch(() => []))
-      this.replayErrors.push({ ...e, atMono: now });
-    this.replayErrors = this.replayErrors.filter((e) => now - e.atMono < 4 * DIVERGENCE_GRACE_MS).slice(-50);
-    const leader = cluster.leader ? findMember(cluster, cluster.leader.name) : undefined;
-    // Streaming, yet replay stays past everything received: the leader has less WAL than this
-    // replica replayed on the same timeline (a healthy replica receives before it replays).
-    const ahead =
-      replay !== undefined &&
-      status.receiveLsn !== undefined &&
-      status.replicationState === 'streaming' &&
-      status.receiveLsn < replay;
-    this.aheadSince = ahead ? (this.aheadSince ?? now) : null;
-    return divergenceEvidence({
-      receiveLsn: status.receiveLsn,
-      replayLsn: replay,
-      timeline: status.timeline,
-      streaming: status.replicationState === 'streaming',
-      replayStuckSince: this.replayWatch?.since ?? null,
-      aheadSince: this.aheadSince,
-      notStreamingForMs: this.notStreamingSince === null ? 0 : now - this.notStreamingSince,
-      errors: this.replayErrors,
-      leaderTimeline: leader?.data.timeline,
-      leaderPosition: leader?.data.xlog_location,
-      nowMono: now,
-      graceMs: DIVERGENCE_GRACE_MS,
-    });
-  }
-
-  private memberAt(
-    cluster: ClusterState,
-    addr: { host: string; port: number } | null | undefined,
-  ): string | null {
-    if (!addr) return null;
-    const loopback = (h: string) => h === 'localhost' || h.startsWith('127.') || h === '::1';
-    for (const m of cluster.members) {
-      const t = act.connTarget(m);
-      if (t && t.port === addr.port && (t.host === addr.host || loopback(t.host) === loopback(addr.host)))
-        return m.name;
-    }
-    return null;
-  }
-
-  async fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
-    const known = new Map<string, Member>();
-    for (const k of this.st.knownMembers.values()) known.set(k.member.name, k.member);
-    for (const m of cluster.members) known.set(m.name, m);
-    // Under failsafe_mode, members whose keys expired still count when the last leader knew them.
-    if (this.dyn.failsafe_mode && cluster.failsafe)
-      for (const m of failsafePeers(cluster.failsafe, this.me)) if (!known.has(m.name)) known.set(m.name, m);
-    const others = [...known.values()].filter(
-      (m) => m.name !== this.me && m.data.api_url && (!only || m.name === only),
-    );
-    return Promise.all(
-      others.map((m) =>
-        this.d
-          .fetchPeer(m, this.clock.timeout(2000))
-          .catch((): PeerStatus => ({ name: m.name, reachable: false })),
-      ),
-    );
+  fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
+    return act.fetchPeers(this, cluster, only);
   }
 
   // ---- fencing ------------------------------------------------------------------------------
@@ -614,76 +469,9 @@ export class HaRunner implements RunnerContext {
     }
   }
 
-  // ---- failsafe_mode ------------------------------------------------------------------------
-
-  /**
-   * The store is unreachable: a leader running as primary with failsafe_mode asks every member of
-   * the last known `failsafe` key to confirm it. Only if all do is the fence re-armed, from the
-   * moment the round started; otherwise the fence armed by the last renewal stops PostgreSQL.
-   */
-  private async failsafeRound(): Promise<void> {
-    const s = this.snapshot;
-    const primary = s.running && s.status !== null && !s.status.inRecovery;
-    if (
-      !failsafeApplies({
-        enabled: this.dyn.failsafe_mode,
-        paused: this.dyn.pause,
-        primary,
-        leader: s.isLeader,
-        stopping: this.stopping,
-      })
-    ) {
-      s.failsafeActive = false;
-      return;
-    }
-    const failsafe = s.cluster?.failsafe ?? null;
-    const started = this.clock.mono();
-    let answers: FailsafeAnswer[] | null = null;
-    if (failsafe && this.me in failsafe) {
-      const leader: FailsafeLeader = { name: this.me, conn_url: myConnUrl(this), api_url: myApiUrl(this) };
-      answers = await Promise.all(
-        failsafePeers(failsafe, this.me).map((m) =>
-          this.d.postFailsafe
-            ? this.d
-                .postFailsafe(m, leader, this.clock.timeout(2000))
-                .catch((err: unknown): FailsafeAnswer => ({
-                  name: m.name,
-                  accepted: false,
-                  detail: errorMessage(err),
-                }))
-            : Promise.resolve<FailsafeAnswer>({ name: m.name, accepted: false, detail: 'no REST client' }),
-        ),
-      );
-    }
-    const verdict = failsafeVerdict(this.me, failsafe, answers);
-    if (!verdict.confirmed || this.stopping || !this.snapshot.isLeader) {
-      s.failsafeActive = false;
-      if (!verdict.confirmed) this.reportFailsafe(verdict.level, verdict.message);
-      return;
-    }
-    this.lease.arm(started);
-    s.failsafeActive = true;
-    this.reportFailsafe('warn', verdict.message);
-  }
-
-  private reportFailsafe(level: 'warn' | 'error', message: string): void {
-    if (message === this.lastFailsafeReport) return;
-    this.lastFailsafeReport = message;
-    this.log[level]({ event: 'failsafe' }, message);
-  }
-
-  /**
-   * `POST /failsafe` from a leader that lost the store (Patroni's `update_failsafe`): a primary
-   * refuses it; a replica records the heartbeat and answers with its WAL position.
-   */
+  /** `POST /failsafe` from a leader that lost the store (see failsafe-run.ts). */
   acceptFailsafe(leader: FailsafeLeader): { status: number; text: string; lsn?: number } {
-    if (!this.dyn.failsafe_mode) return { status: 502, text: 'failsafe_mode is not enabled' };
-    const s = this.snapshot;
-    if (s.running && s.status && !s.status.inRecovery && s.state === 'running')
-      return { status: 500, text: 'Running as a leader' };
-    this.failsafeHeartbeats.record(leader, this.clock.now());
-    const lsn = s.status?.walPosition;
-    return lsn === undefined ? { status: 200, text: 'Accepted' } : { status: 200, text: 'Accepted', lsn };
+    return this.failsafe.accept(leader);
   }
 
   // ---- publishing ---------------------------------------------------------------------------
@@ -698,48 +486,26 @@ export class HaRunner implements RunnerContext {
     this.log[level]({ decision: decision.kind }, line);
   }
 
-  private memberState(): string {
-    if (this.st.busyState) return this.st.busyState;
-    if (!this.snapshot.running) return this.snapshot.state === 'crashed' ? 'crashed' : 'stopped';
-    const s = this.snapshot.status;
-    if (!s) return 'starting';
-    if (s.inRecovery && this.snapshot.diverged) return 'diverged';
-    if (s.inRecovery && s.replicationState === 'streaming') return 'streaming';
-    if (s.inRecovery) return 'in archive recovery';
-    return 'running';
-  }
-
   /** Writes `members/<me>` when anything in it changed (it lives on our lease either way). */
   async publish(): Promise<void> {
     const status = this.snapshot.running ? await this.d.pg.status().catch(() => null) : null;
     this.snapshot.status = status;
     if (status) this.snapshot.role = status.inRecovery ? 'replica' : 'primary';
-    this.snapshot.state = this.memberState();
-    const data: MemberData = {
-      conn_url: myConnUrl(this),
-      api_url: myApiUrl(this),
-      state: this.snapshot.state,
+    const data = memberData({
+      running: this.snapshot.running,
+      busyState: this.st.busyState,
+      previousState: this.snapshot.state,
+      status,
       role: this.snapshot.role,
+      diverged: this.snapshot.diverged,
+      connUrl: myConnUrl(this),
+      apiUrl: myApiUrl(this),
       version: this.d.version,
-    };
-    if (status) {
-      // A diverged replica's received WAL is not what the leader has: show how far it really got.
-      data.xlog_location = this.snapshot.diverged
-        ? (status.replayLsn ?? status.walPosition)
-        : status.walPosition;
-      data.timeline = status.timeline;
-      if (status.inRecovery) {
-        if (this.snapshot.diverged) data.replication_state = 'diverged';
-        else if (status.replicationState) data.replication_state = status.replicationState;
-        if (status.receiveLsn !== undefined) data.receive_lsn = status.receiveLsn;
-        if (status.replayLsn !== undefined) data.replay_lsn = status.replayLsn;
-      }
-      if (status.pendingRestart) data.pending_restart = true;
-    }
-    const tags = publishedTags(this.d.config.tags);
-    if (Object.keys(tags).length > 0) data.tags = tags;
-    if (this.dyn.pause) data.pause = true;
-    if (this.scheduledRestart) data.scheduled_restart = this.scheduledRestart;
+      tags: this.d.config.tags,
+      pause: this.dyn.pause,
+      scheduledRestart: this.scheduledRestart,
+    });
+    this.snapshot.state = data.state ?? 'stopped';
     // A new lease (ttl changed, or the old one expired) needs the key put again on it.
     const text = `${this.d.dcs.leaseId ?? ''} ${JSON.stringify(data)}`;
     if (text === this.lastPublished) return;
@@ -786,18 +552,7 @@ export class HaRunner implements RunnerContext {
   /** Replaces this node's data with a fresh copy of the leader (`reinit`); allowed on a non-leader. */
   async reinitialize(force: boolean): Promise<string> {
     if (!force && this.busy) throw new Error(`an operation is in progress (${this.busy}); use force`);
-    return this.exclusive('reinitialize', async () => {
-      if (this.snapshot.isLeader)
-        throw new Error('I am the leader; reinitialising the leader is not allowed');
-      const cluster = this.snapshot.cluster;
-      if (!cluster?.leader) throw new Error('there is no leader to clone from');
-      await this.setHold(null);
-      if (await this.d.pg.isRunning()) await this.d.pg.stop('immediate', 10_000);
-      await this.d.pg.removeDataDirectory();
-      this.log.info(`reinitialise requested: data directory removed, will clone from ${cluster.leader.name}`);
-      this.wake();
-      return `reinitialize started: cloning from ${cluster.leader.name}`;
-    });
+    return this.exclusive('reinitialize', () => act.reinitializeNow(this));
   }
 
   private parameters(): Record<string, string | number | boolean> {
@@ -832,13 +587,4 @@ export class HaRunner implements RunnerContext {
       ? this.roleConfig('primary', null, null)
       : this.roleConfig('replica', s.cluster, this.st.configuredUpstream);
   }
-}
-
-function publishedTags(tags: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(tags)) {
-    if (v === false || v === undefined || v === null) continue;
-    out[k] = v;
-  }
-  return out;
 }

@@ -13,6 +13,7 @@
  *   closed when it is still unfit `replica_grace` seconds later, as HAProxy's `on-marked-down
  *   shutdown-sessions` does after its checks fail; a replica that became the leader loses them at once.
  */
+import { staleViewDeadline } from '../ha/timing.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -119,6 +120,7 @@ export class Router {
   private verifying: Backend | null = null;
   private reading = false;
   private readAgain = false;
+  /** Monotonic send time of the last good read (every deadline is on the monotonic clock). */
   private lastReadSentAt: number | null = null;
   private lastReadOkAt: number | null = null;
   private etcdError: string | null = null;
@@ -228,7 +230,7 @@ export class Router {
   }
 
   private async readOnce(): Promise<void> {
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     let cluster: ClusterState;
     try {
       cluster = await this.opts.source.readCluster();
@@ -236,7 +238,7 @@ export class Router {
       const msg = errorMessage(err);
       if (this.etcdError === null) {
         this.log.warn(
-          { err: msg, leaseDeadline: this.leaseDeadline() && new Date(this.leaseDeadline()!).toISOString() },
+          { err: msg, leaseDeadline: wallIso(this.leaseDeadline()) },
           'etcd unreachable: routing to the last known primary until its lease could have expired',
         );
       }
@@ -254,7 +256,7 @@ export class Router {
   /** When the leader's lease could have expired if it was not renewed after our last read. */
   private leaseDeadline(): number | null {
     if (this.lastReadSentAt === null || this.topology === null) return null;
-    return this.lastReadSentAt + this.topology.ttl * 1000;
+    return staleViewDeadline(this.lastReadSentAt, this.topology.ttl);
   }
 
   private apply(t: Topology): void {
@@ -387,7 +389,10 @@ export class Router {
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     const deadline = this.leaseDeadline();
     if (deadline === null) return;
-    this.leaseTimer = setTimeout(() => this.leaseExpired(deadline), Math.max(0, deadline - Date.now()));
+    this.leaseTimer = setTimeout(
+      () => this.leaseExpired(deadline),
+      Math.max(0, deadline - performance.now()),
+    );
     this.leaseTimer.unref();
   }
 
@@ -616,7 +621,7 @@ export class Router {
       etcd: {
         reachable: this.etcdError === null && this.lastReadOkAt !== null,
         lastGoodRead: this.lastReadOkAt ? new Date(this.lastReadOkAt).toISOString() : null,
-        leaseDeadline: deadline ? new Date(deadline).toISOString() : null,
+        leaseDeadline: wallIso(deadline),
         ...(this.etcdError ? { error: this.etcdError } : {}),
       },
       lastTopologyChange: this.lastChange,
@@ -668,4 +673,9 @@ export interface RouterStatus {
   };
   bytes: { fromClients: number; toClients: number };
   stats: RouterStats;
+}
+
+/** A monotonic moment (performance.now) as a wall-clock ISO time, for logs and /status. */
+function wallIso(mono: number | null): string | null {
+  return mono === null ? null : new Date(Date.now() + (mono - performance.now())).toISOString();
 }

@@ -10,7 +10,7 @@ import { createEtcdDcs } from '../dcs/etcd.js';
 import { PghaError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { loadVipConfig } from './config.js';
-import { safetyMarginS } from './decide.js';
+import { safetyMarginMs } from '../ha/timing.js';
 import { probeHttp } from './health.js';
 import { IpRoute } from './iproute.js';
 import { VipManager } from './manager.js';
@@ -35,7 +35,7 @@ export async function startVip(config: PghaConfig & { vip: VipConfig }, logger: 
   });
   await net.preflight();
   // Every etcd request must give up well before the deadline, so the loop can notice in time.
-  const budgetMs = (v.ttl - safetyMarginS(v.ttl)) * 1000;
+  const budgetMs = v.ttl * 1000 - safetyMarginMs(v.ttl);
   const dcs = createEtcdDcs(config, {
     ttl: v.ttl,
     requestTimeoutMs: Math.round(Math.max(500, Math.min(3000, budgetMs / 3))),

@@ -6,7 +6,6 @@ import {
   heldUntil,
   keyStep,
   nextHealth,
-  safetyMarginS,
   type AddressInput,
   type HealthState,
 } from './decide.js';
@@ -116,8 +115,6 @@ describe('addressStep: the address is up only while the key is ours and not past
   });
 
   it('the deadline is renewal send time + ttl − 2 s (at most ttl / 2 early)', () => {
-    expect(safetyMarginS(10)).toBe(2);
-    expect(safetyMarginS(3)).toBe(1.5);
     expect(heldUntil(1000, 10)).toBe(9000);
   });
 });

@@ -9,19 +9,16 @@
  * the key next finds the address free.
  */
 
+import { fenceDeadline, safetyMarginMs } from '../ha/timing.js';
+
 export type VipMode = 'leader' | 'router';
 
-/** Seconds before the lease could expire at which the address is dropped (at most ttl / 2). */
-export const VIP_SAFETY_MARGIN_S = 2;
-
-/** The deadline margin for a lease of `ttl` seconds (as the agent's fence: 2 s, at most ttl / 2). */
-export function safetyMarginS(ttl: number): number {
-  return Math.min(VIP_SAFETY_MARGIN_S, ttl / 2);
-}
-
-/** Until when (ms) a key confirmed on a lease renewed at `leaseSentAt` may be relied on. */
+/**
+ * Until when (monotonic ms) a key confirmed on a lease renewed at `leaseSentAt` may be relied on:
+ * the agent's fence deadline, with the same margin (ha/timing.ts).
+ */
 export function heldUntil(leaseSentAt: number, ttl: number): number {
-  return leaseSentAt + (ttl - safetyMarginS(ttl)) * 1000;
+  return fenceDeadline(leaseSentAt, ttl, safetyMarginMs(ttl));
 }
 
 export interface Eligibility {

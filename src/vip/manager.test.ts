@@ -3,6 +3,7 @@
  * watch) and fake interfaces that record every change: the address must never be on two nodes,
  * through a switchover, an etcd partition, a router death and a shutdown.
  */
+import { systemClock } from '../util/clock.js';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { VipConfig } from '../config/types.js';
@@ -157,6 +158,8 @@ describe('VipManager', () => {
       store,
       net: nic,
       log,
+      // The fake etcd stamps its renewals with the faked Date; the manager's deadlines use the same.
+      clock: { ...systemClock, mono: () => Date.now(), now: () => Date.now() },
       ...(probe ? { probe } : {}),
     });
     managers.push(m);

@@ -7,6 +7,8 @@
  */
 import type { VipConfig } from '../config/types.js';
 import type { Dcs } from '../dcs/types.js';
+import { vipRenewWithinMs } from '../ha/timing.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import {
@@ -16,7 +18,6 @@ import {
   heldUntil as heldUntilFor,
   keyStep,
   nextHealth,
-  safetyMarginS,
   type HealthState,
   type ProbeResult,
 } from './decide.js';
@@ -37,7 +38,8 @@ export interface VipManagerDeps {
   /** Router mode: checks the local router. */
   probe?: () => Promise<ProbeResult>;
   log: Logger;
-  now?: () => number;
+  /** Monotonic time for every deadline, wall time for what is shown (default: the process's). */
+  clock?: Clock;
 }
 
 /** What `GET /status` shows and the metrics read. */
@@ -70,7 +72,7 @@ export function vipKey(address: string): string {
 /** Runs the VIP loop for one address on one node. */
 export class VipManager {
   private readonly d: VipManagerDeps;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly key: string;
   private health: HealthState = INITIAL_HEALTH;
   private leader: string | null | undefined = undefined;
@@ -100,7 +102,7 @@ export class VipManager {
 
   constructor(d: VipManagerDeps) {
     this.d = d;
-    this.now = d.now ?? Date.now;
+    this.clock = d.clock ?? systemClock;
     this.key = vipKey(d.config.address);
   }
 
@@ -121,8 +123,10 @@ export class VipManager {
 
   status(): VipStatus {
     const c = this.d.config;
-    const now = this.now();
-    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    const now = this.clock.mono();
+    // Monotonic moments shown as wall-clock times.
+    const iso = (t: number | null) =>
+      t === null ? null : new Date(this.clock.now() + (t - this.clock.mono())).toISOString();
     return {
       node: this.d.me,
       address: c.address,
@@ -236,13 +240,13 @@ export class VipManager {
   /** Makes the interface agree with the decision. Runs under the address lock. */
   private async applyAddress(): Promise<void> {
     const step = addressStep({
-      now: this.now(),
+      now: this.clock.mono(),
       eligible: this.eligible && !this.stopping,
       heldUntil: this.keyHeldUntil,
       sameNameElsewhere: this.sameNameElsewhere,
       present: this.present,
       lifetimeEndsAt: this.lifetimeEndsAt,
-      renewWithinMs: ((this.d.config.ttl - safetyMarginS(this.d.config.ttl)) * 1000) / 2,
+      renewWithinMs: vipRenewWithinMs(this.d.config.ttl),
       why: this.stopping ? 'pgha vip is stopping' : this.why,
       holder: this.holder,
     });
@@ -250,8 +254,8 @@ export class VipManager {
       case 'add':
         await this.d.net.add(step.lifetimeS);
         this.present = true;
-        this.lifetimeEndsAt = this.now() + step.lifetimeS * 1000;
-        this.lastChange = this.now();
+        this.lifetimeEndsAt = this.clock.mono() + step.lifetimeS * 1000;
+        this.lastChange = this.clock.mono();
         this.takeoversCount++;
         this.d.net.announce();
         this.lastMessage = '';
@@ -264,19 +268,19 @@ export class VipManager {
           this.present = false;
           this.lifetimeEndsAt = null;
           this.dadFailed = false;
-          this.lastChange = this.now();
+          this.lastChange = this.clock.mono();
           this.say('error', `another host on the link answers for ${this.d.config.address}; removed it here`);
           break;
         }
         await this.d.net.renew(step.lifetimeS);
-        this.lifetimeEndsAt = this.now() + step.lifetimeS * 1000;
+        this.lifetimeEndsAt = this.clock.mono() + step.lifetimeS * 1000;
         break;
       }
       case 'remove':
         await this.d.net.remove();
         this.present = false;
         this.lifetimeEndsAt = null;
-        this.lastChange = this.now();
+        this.lastChange = this.clock.mono();
         this.lastMessage = '';
         this.d.log.info(`released the VIP ${this.d.net.label}: ${step.why}`);
         break;
@@ -317,13 +321,13 @@ export class VipManager {
           if (this.keyHeldUntil !== t) return; // renewed meanwhile
           this.say(
             'error',
-            `could not renew the VIP key since ${this.lastRenewal === null ? 'start' : new Date(this.lastRenewal).toISOString()}; ` +
+            `could not renew the VIP key for ${this.lastRenewal === null ? 'ever' : `${Math.round((this.clock.mono() - this.lastRenewal) / 1000)} s`}; ` +
               'removing the address before another node may take it',
           );
           await this.applyAddress();
         }).catch((err: unknown) => this.say('error', `removing the VIP failed: ${errorMessage(err)}`));
       },
-      Math.max(0, t - this.now()),
+      Math.max(0, t - this.clock.mono()),
     );
   }
 

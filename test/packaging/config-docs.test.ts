@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   CONFIG_DOCS,
+  HA_DOCS,
   MIGRATION_DOCS,
   renderConfigDocs,
+  renderHaDocs,
   renderMigrationDocs,
 } from '../../scripts/gen-config-docs.js';
 
@@ -23,6 +25,12 @@ describe('docs/configuration.md', () => {
     expect(text).toBe(await renderMigrationDocs());
     expect(text).toContain('- `standby_cluster` (dynamic): pgha cannot run a standby cluster yet');
     expect(text).toContain('- `slots` (dynamic): pgha creates no permanent slots');
+  });
+
+  it('docs/ha-loop.md lists the rules of src/ha/decide.ts in their order (run `npm run docs:config`)', async () => {
+    const text = readFileSync(HA_DOCS, 'utf8');
+    expect(text).toBe(await renderHaDocs());
+    expect(text).toMatch(/\| 1 +\| `operator-hold` +\|/);
   });
 
   it('describes every key', async () => {

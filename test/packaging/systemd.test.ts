@@ -5,7 +5,15 @@
  * systemd-analyze only the structural checks run.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -84,16 +92,52 @@ describe('systemd units', () => {
       // The agent stops PostgreSQL itself; systemd must not kill the postmaster under it.
       expect(service.get('KillMode')).toEqual(['process']);
       expect(Number.parseInt(service.get('TimeoutStopSec')![0]!, 10)).toBeGreaterThanOrEqual(60);
+      // The agent runs as postgres; root hands it the watchdog device first when one is configured.
+      expect(service.get('ExecStartPre')).toEqual([`+pgha watchdog-access ${config} --user postgres`]);
     }
+  });
+
+  it('watchdog-access gives the agent user the device only when watchdog.mode is set', async () => {
+    const device = join(tmp, 'watchdog');
+    writeFileSync(device, '');
+    const yml = (mode: string) => {
+      const path = join(tmp, `wd-${mode}.yml`);
+      writeFileSync(
+        path,
+        [
+          'scope: s',
+          'name: node1',
+          'restapi: {listen: 127.0.0.1:8008}',
+          'etcd3: {hosts: 127.0.0.1:2379}',
+          'postgresql: {listen: 127.0.0.1:5432, data_dir: /tmp/x, authentication: {superuser: {username: a}, replication: {username: b}}}',
+          `watchdog: {mode: ${mode}, device: ${device}}`,
+        ].join('\n'),
+      );
+      return path;
+    };
+    const run = async (mode: string) =>
+      (
+        await promisify(execFile)(process.execPath, [
+          PGHA,
+          'watchdog-access',
+          yml(mode),
+          '--user',
+          'postgres',
+        ])
+      ).stdout;
+    expect(await run('off')).toMatch(/watchdog.mode is off: nothing to do/);
+    expect(statSync(device).uid).toBe(0);
+    expect(await run('automatic')).toMatch(/now belongs to postgres/);
+    expect(statSync(device).uid).not.toBe(0);
+    expect(await run('required')).toMatch(/already belongs to postgres/);
   });
 
   it.runIf(hasSystemdAnalyze())('pass systemd-analyze verify', async () => {
     for (const file of units) {
       // Verify needs an executable it can find: this checkout's bin/pgha stands in for the installed one.
-      const text = readFileSync(join(UNITS_DIR, file), 'utf8').replace(
-        /^ExecStart=pgha /m,
-        `ExecStart=${PGHA} `,
-      );
+      const text = readFileSync(join(UNITS_DIR, file), 'utf8')
+        .replace(/^ExecStart=pgha /m, `ExecStart=${PGHA} `)
+        .replace(/^ExecStartPre=\+pgha /m, `ExecStartPre=+${PGHA} `);
       const name = file === 'pgha-agent@.service' ? 'pgha-agent@15-main.service' : file;
       writeFileSync(join(tmp, name), text);
       if (name !== file) copyFileSync(join(tmp, name), join(tmp, file));
