@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { startCluster, type TestCluster } from '../support/cluster.js';
+import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 
 const TTL = 10;
@@ -75,6 +75,11 @@ describe('a three-node cluster', () => {
     expect(slots.map((s) => s.slot_name)).toEqual(
       c.nodes.filter((n) => n.name !== leader).map((n) => n.name),
     );
+    // cluster_name is the scope on every member, as Patroni sets it.
+    for (const n of c.nodes) {
+      const [cn] = await c.query<{ s: string }>(n.name, "SELECT current_setting('cluster_name') AS s");
+      expect(cn?.s).toBe(SCOPE);
+    }
   });
 
   it("is listed correctly by Debian's patronictl and by pgha ctl", async () => {

@@ -48,3 +48,57 @@ describe('model scenarios', () => {
     expectClean();
   });
 });
+
+describe('model scenarios: the store, starts, pause, holds', () => {
+  it('a wiped store: the primary re-registers without a restart and no replica ever runs writable', async () => {
+    await healthyWorld({ seed: 12 });
+    const old = leader()!;
+    const pid = w.node(old).server.pid;
+    w.store.deleteAll();
+    await run(20_000);
+    expect(leader()).toBe(old);
+    expect(w.node(old).server.pid).toBe(pid);
+    expect(w.store.read().initialize).toBe(w.node(old).server.sysid);
+    expectClean();
+  });
+
+  it('a leader whose PostgreSQL cannot start hands over within seconds', async () => {
+    await healthyWorld({ seed: 13 });
+    const old = leader()!;
+    w.node(old).server.failStart = true;
+    w.node(old).server.stop(false);
+    await run(8_000);
+    expect(leader()).not.toBe(old);
+    expect(leader()).not.toBeNull();
+    expectClean();
+  });
+
+  it('in pause, an agent restart leaves the primary running and takes the key back', async () => {
+    await healthyWorld({ seed: 14 });
+    const old = leader()!;
+    const cfg = JSON.parse(w.store.get('config')!.value) as Record<string, unknown>;
+    w.store.put('config', JSON.stringify({ ...cfg, pause: true }));
+    await run(3_000);
+    const pid = w.node(old).server.pid;
+    await w.stopAgent(old);
+    expect(w.node(old).server.running).toBe(true);
+    w.startAgent(old);
+    await run(5_000);
+    expect(leader()).toBe(old);
+    expect(w.node(old).server.pid).toBe(pid);
+    expectClean();
+  });
+
+  it('a hold written beside the data directory survives an agent restart', async () => {
+    await healthyWorld({ seed: 15 });
+    const replica = w.nodes.find((n) => n.name !== leader())!;
+    replica.server.hold = 'pg_rewind from n1 failed: could not find common ancestor';
+    w.killAgent(replica.name);
+    replica.server.stop(true);
+    w.startAgent(replica.name);
+    await run(5_000);
+    expect(replica.server.running).toBe(false);
+    expect(replica.log.join('\n')).toMatch(/waiting for an operator .*could not find common ancestor/);
+    expectClean();
+  });
+});
