@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoNodeConfig } from '../src/demo/demo.js';
 import { EtcdDcs } from '../src/dcs/etcd.js';
-import type { ClusterState } from '../src/dcs/types.js';
+import { isStreamingMember, type ClusterState } from '../src/dcs/types.js';
 import { isAlive, stopProcess } from '../src/util/process.js';
 import { SCOPE, startCluster, type TestCluster } from '../test/support/cluster.js';
 import { PG_BIN } from '../test/support/postgres.js';
@@ -325,7 +325,7 @@ async function sample(c: TestCluster, dcs: EtcdDcs, samplesFile: string): Promis
     const lead = cluster.members.find((m) => m.name === s.leader);
     s.timeline = typeof lead?.data.timeline === 'number' ? lead.data.timeline : null;
     s.history = cluster.history.length;
-    s.streaming = cluster.members.filter((m) => m.name !== s.leader && m.data.state === 'streaming').length;
+    s.streaming = cluster.members.filter((m) => m.name !== s.leader && isStreamingMember(m.data)).length;
   }
   appendFileSync(samplesFile, `${JSON.stringify(s)}\n`);
   return s;
@@ -589,9 +589,7 @@ async function main(): Promise<number> {
   let endStreaming: number | null = null;
   try {
     const end = await c.waitHealthy(2, 60_000);
-    endStreaming = end.members.filter(
-      (m) => m.name !== end.leader?.name && m.data.state === 'streaming',
-    ).length;
+    endStreaming = end.members.filter((m) => m.name !== end.leader?.name && isStreamingMember(m.data)).length;
   } catch (e) {
     incident(`the cluster was not healthy at the end: ${errorText(e)}`);
   }

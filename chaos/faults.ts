@@ -12,6 +12,7 @@ import { CLI } from '../test/support/cluster.js';
 import { isAlive, run, signalPid } from '../src/util/process.js';
 import type { FaultRecord, SyncMode } from './checker.js';
 import { createRng, type Rng } from './rng.js';
+import { isStreamingMember } from '../src/dcs/types.js';
 
 export const FAULT_KINDS = [
   'kill-agent',
@@ -128,7 +129,7 @@ async function currentLeader(c: NetCluster): Promise<string> {
 async function replicas(c: NetCluster): Promise<{ sync: string[]; all: string[] }> {
   const state = await c.readCluster();
   const all = state.members
-    .filter((m) => m.name !== state.leader?.name && m.data.state === 'streaming')
+    .filter((m) => m.name !== state.leader?.name && isStreamingMember(m.data))
     .map((m) => m.name)
     .sort();
   const named = (state.sync?.sync_standby ?? '').split(',').filter((x) => x !== '');

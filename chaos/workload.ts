@@ -20,6 +20,7 @@ import pg from 'pg';
 import type { NetCluster } from '../test/support/netns-cluster.js';
 import { NET_PORTS } from '../test/support/netns-cluster.js';
 import type { HealthSample, ProbeRecord, WriteRecord } from './checker.js';
+import { shownState } from '../src/dcs/types.js';
 
 export const WRITES_TABLE = 'chaos_writes';
 export const PROBES_TABLE = 'chaos_probes';
@@ -380,8 +381,12 @@ export class HealthMonitor {
       leader: state.leader?.name ?? null,
       members: state.members.map((m) => ({
         name: m.name,
-        ...(typeof m.data.role === 'string' ? { role: m.data.role } : {}),
-        ...(typeof m.data.state === 'string' ? { state: m.data.state } : {}),
+        ...(typeof m.data.role === 'string'
+          ? { role: m.data.role === 'master' ? 'primary' : m.data.role }
+          : {}),
+        ...(typeof m.data.state === 'string'
+          ? { state: shownState(m.data, m.name === state.leader?.name) }
+          : {}),
         ...(typeof m.data.timeline === 'number' ? { timeline: m.data.timeline } : {}),
       })),
       sync: (state.sync?.sync_standby ?? '').split(',').filter((x) => x !== ''),

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import type { ClusterState, Member } from '../../src/dcs/types.js';
+import { isStreamingMember, type ClusterState, type Member } from '../../src/dcs/types.js';
 import { waitFor } from './util.js';
 
 /** HA timings shared by both agents in one run (Patroni's dynamic `ttl`, `loop_wait`, `retry_timeout`). */
@@ -58,11 +58,11 @@ export function healthyLeader(state: ClusterState, replicas: number): string | n
 }
 
 /**
- * pgha publishes state "streaming"; Patroni 3.0.2 publishes a replica as "running" (later versions
- * add replication_state "streaming").
+ * pgha and Patroni 4 publish a streaming replica as "running" with replication_state "streaming";
+ * Patroni 3.0.2 publishes only "running".
  */
 function isStreaming(m: Member): boolean {
-  if (m.data.state === 'streaming') return true;
+  if (isStreamingMember(m.data)) return true;
   return (
     m.data.state === 'running' &&
     m.data.role === 'replica' &&

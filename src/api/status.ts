@@ -4,11 +4,11 @@
  */
 import type { AgentSnapshot } from '../ha/runner.js';
 import { memberRows } from '../ctl/members.js';
+import { publishedRole, publishedState } from '../ha/member.js';
 
 /** PostgreSQL's state as Patroni's API reports it: `running` for any server that accepts connections. */
 export function apiState(s: AgentSnapshot): string {
-  if (s.state === 'streaming' || s.state === 'in archive recovery') return 'running';
-  return s.state;
+  return publishedState(s.state);
 }
 
 /** Extra fields of the status document that live outside the snapshot. */
@@ -29,7 +29,7 @@ export function statusBody(
   const body: Record<string, unknown> = { state: apiState(s) };
   if (st && s.running) {
     body.postmaster_start_time = st.postmasterStartTime;
-    body.role = st.inRecovery ? 'replica' : 'primary';
+    body.role = publishedRole(st.inRecovery ? 'replica' : 'primary');
     body.server_version = st.serverVersion;
     body.xlog = st.inRecovery
       ? {
@@ -56,7 +56,7 @@ export function statusBody(
       body.sync_standby = true;
     }
   } else {
-    body.role = s.role === 'primary' ? 'primary' : s.role;
+    body.role = publishedRole(s.role);
   }
   if (!s.cluster || !s.cluster.leader) body.cluster_unlocked = true;
   if (extras.tags && Object.keys(extras.tags).length > 0) body.tags = extras.tags;

@@ -3,7 +3,7 @@
  * every rule is unit-tested with plain objects): a healthy streaming replica with the least lag,
  * so the Director's primary does no dump work, else the leader.
  */
-import type { ClusterState, Member } from '../dcs/types.js';
+import { isStreamingMember, type ClusterState, type Member } from '../dcs/types.js';
 import { connKwargs } from '../ctl/members.js';
 
 /** One member a dump may read from, best first. */
@@ -69,7 +69,7 @@ export function chooseDumpSources(cluster: ClusterState, opts: SourceOptions): S
       continue;
     }
     if (opts.leaderOnly) continue;
-    if (m.data.state !== 'streaming') {
+    if (!isStreamingMember(m.data)) {
       skipped.push({ name: m.name, reason: `state ${m.data.state ?? 'unknown'}, not streaming` });
       continue;
     }

@@ -2,7 +2,7 @@
  * `list` and `topology`: the member table patronictl users know, built from the keys in etcd
  * exactly as Patroni's `cluster_as_json` + `output_members` build it.
  */
-import type { ClusterState, Member } from '../dcs/types.js';
+import { shownState, type ClusterState, type Member } from '../dcs/types.js';
 import { formatOutput, pyRound, type Cell, type OutputFormat } from './table.js';
 
 export interface MemberRow {
@@ -84,7 +84,7 @@ export function memberRows(cluster: ClusterState): MemberRow[] {
     const row: MemberRow = {
       name: m.name,
       role,
-      state: typeof m.data.state === 'string' ? m.data.state : '',
+      state: shownState(m.data, m.name === leader),
     };
     if (m.data.api_url) row.api_url = m.data.api_url;
     const kw = connKwargs(m);

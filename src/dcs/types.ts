@@ -172,3 +172,16 @@ export interface Dcs {
   /** Revokes this node's lease (its member and leader keys vanish at once) and closes connections. */
   close(opts?: { revokeLease?: boolean }): Promise<void>;
 }
+
+/**
+ * Whether a member key says its PostgreSQL streams from an upstream. Patroni (and pgha) publish
+ * `state: running` with `replication_state: streaming`; pgha before 0.2 published `state: streaming`.
+ */
+export function isStreamingMember(d: MemberData): boolean {
+  return d.state === 'streaming' || (d.state === 'running' && d.replication_state === 'streaming');
+}
+
+/** What `patronictl list` shows as State: a replica's replication state when it has one, else its state. */
+export function shownState(d: MemberData, isLeader: boolean): string {
+  return (!isLeader && typeof d.replication_state === 'string' && d.replication_state) || (d.state ?? '');
+}

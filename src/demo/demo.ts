@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { EtcdDcs } from '../dcs/etcd.js';
-import type { ClusterState } from '../dcs/types.js';
+import { isStreamingMember, type ClusterState } from '../dcs/types.js';
 import { PghaError, errorMessage } from '../util/errors.js';
 import { startEtcd, type EtcdCluster } from '../util/etcd-server.js';
 import { isAlive, runAsUser, stopProcess } from '../util/process.js';
@@ -118,7 +118,7 @@ function ready(cluster: ClusterState, nodes: number): boolean {
   const leader = cluster.leader?.name;
   if (!leader) return false;
   const lead = cluster.members.find((m) => m.name === leader);
-  const streaming = cluster.members.filter((m) => m.name !== leader && m.data.state === 'streaming');
+  const streaming = cluster.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
   return lead?.data.state === 'running' && streaming.length === nodes - 1;
 }
 

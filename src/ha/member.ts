@@ -22,7 +22,10 @@ export interface MemberFacts {
   scheduledRestart: Record<string, unknown> | null;
 }
 
-/** Patroni's member state: running, streaming (pgha), starting, stopped, crashed, diverged, ... */
+/**
+ * The node's own state: running, streaming, in archive recovery, diverged, starting, stopped,
+ * crashed, ... The member key and REST API publish it as Patroni does ({@link publishedState}).
+ */
 export function memberState(f: MemberFacts): string {
   if (f.busyState) return f.busyState;
   if (!f.running) return f.previousState === 'crashed' ? 'crashed' : 'stopped';
@@ -34,13 +37,30 @@ export function memberState(f: MemberFacts): string {
   return 'running';
 }
 
+/**
+ * A state as Patroni publishes it: `running` for any PostgreSQL that accepts connections, the
+ * replica's progress going to `replication_state` instead.
+ */
+export function publishedState(state: string): string {
+  return state === 'streaming' || state === 'in archive recovery' || state === 'diverged' ? 'running' : state;
+}
+
+/**
+ * A role as Patroni 3 publishes it in the member key, the REST API and callback arguments: the
+ * primary is `master`. Patroni 4 and its tools read both names; the scripts and checks written for
+ * Debian's Patroni 3 read only this one.
+ */
+export function publishedRole(role: string): string {
+  return role === 'primary' ? 'master' : role;
+}
+
 /** The member key's JSON. */
 export function memberData(f: MemberFacts): MemberData {
   const data: MemberData = {
     conn_url: f.connUrl,
     api_url: f.apiUrl,
-    state: memberState(f),
-    role: f.role,
+    state: publishedState(memberState(f)),
+    role: publishedRole(f.role),
     version: f.version,
   };
   const status = f.status;

@@ -1,11 +1,12 @@
 /**
  * User callbacks (`postgresql.callbacks`): `<cmd> <action> <role> <scope>`, run without a shell as
- * the agent's own user, as Patroni runs them. Like Patroni's CallbackExecutor, starting a callback
+ * the agent's own user from the agent's working directory (so relative paths work), as Patroni runs them. Like Patroni's CallbackExecutor, starting a callback
  * kills the previous one if it is still running, so a slow script never sees events out of order.
  */
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { CallbackName } from '../config/types.js';
+import { publishedRole } from '../ha/member.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { isAlive, startProcess } from '../util/process.js';
@@ -51,7 +52,7 @@ export async function runCallback(
   let child: ChildProcess;
   try {
     // Own process group, so killing it also kills what the script started.
-    child = startProcess(file, args, { detached: true });
+    child = startProcess(file, args, { detached: true, cwd: process.cwd() });
   } catch (e) {
     logger.error({ cmd: file, action, err: errorMessage(e) }, 'cannot run callback');
     return null;
@@ -95,6 +96,6 @@ export function createCallbackRunner(
   logger: Logger,
 ): (action: CallbackName, role: string) => void {
   return (action, role) => {
-    void runCallback(callbacks[action], action, role, scope, logger);
+    void runCallback(callbacks[action], action, publishedRole(role), scope, logger);
   };
 }

@@ -5,7 +5,7 @@
  * `noloadbalance`, within the lag cap), so the router agrees with what HAProxy would have chosen.
  */
 import { parseDynamicConfig } from '../config/schema.js';
-import type { ClusterState, Member } from '../dcs/types.js';
+import { isStreamingMember, type ClusterState, type Member } from '../dcs/types.js';
 import { urlHostPort } from '../util/net.js';
 
 /** A PostgreSQL server the router can connect to. */
@@ -108,10 +108,7 @@ export function computeTopology(cluster: ClusterState, opts: TopologyOptions): T
       exclude(`role ${String(d.role)}`);
       continue;
     }
-    // pgha and Patroni publish `streaming`; older Patroni publish `running` + replication_state.
-    const streaming =
-      d.state === 'streaming' || (d.state === 'running' && d.replication_state === 'streaming');
-    if (!streaming) {
+    if (!isStreamingMember(d)) {
       exclude(`not streaming (state ${String(d.state)})`);
       continue;
     }

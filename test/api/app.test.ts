@@ -198,7 +198,7 @@ describe('health checks', () => {
     expect(await head.text()).toBe('');
     const get = await req('/replica');
     expect(get.status).toBe(503);
-    expect(((await get.json()) as { role: string }).role).toBe('primary');
+    expect(((await get.json()) as { role: string }).role).toBe('master');
   });
 
   it('an unknown path is a failing health check (503), and so is HEAD /patroni, as in Patroni', async () => {
@@ -228,7 +228,7 @@ describe('status documents', () => {
     const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({
       state: 'running',
-      role: 'primary',
+      role: 'master',
       server_version: 150004,
       timeline: 1,
       xlog: { location: 1000 },

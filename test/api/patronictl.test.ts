@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 let c: TestCluster;
 
@@ -36,7 +37,7 @@ it('patronictl switchover --force moves the leader to the candidate', async () =
     async () => {
       const s = await c.readCluster();
       return (
-        s.leader?.name === candidate && s.members.find((m) => m.name === old)?.data.state === 'streaming'
+        s.leader?.name === candidate && isStreamingMember(s.members.find((m) => m.name === old)?.data ?? {})
       );
     },
     60_000,

@@ -157,7 +157,7 @@ describe('TLS', () => {
     const port = await serve(tlsFiles());
     expect(await call(port, 'OPTIONS', '/primary', { tls: {} })).toEqual({ status: 200, body: '' });
     const st = await call(port, 'GET', '/patroni', { tls: {} });
-    expect(JSON.parse(st.body)).toMatchObject({ role: 'primary' });
+    expect(JSON.parse(st.body)).toMatchObject({ role: 'master' });
     await expect(call(port, 'GET', '/patroni')).rejects.toThrow();
   });
 

@@ -42,6 +42,7 @@ import {
   type BaculaDaemons,
   type Localisation,
 } from './debian.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 const PGHA = join(import.meta.dirname, '..', '..', 'bin', 'pgha');
 /** The doc's passwords (catalog01.yml, create-catalog.sql). */
@@ -330,7 +331,7 @@ describe('Bacula with its catalog on pgha', () => {
   it('runs the next backup after a switchover, on the new primary', async () => {
     const old = await leader();
     const state = await cluster.waitHealthy(2);
-    const candidate = state.members.find((m) => m.name !== old && m.data.state === 'streaming')!.name;
+    const candidate = state.members.find((m) => m.name !== old && isStreamingMember(m.data))!.name;
     const sw = await pgha([
       'ctl',
       '-c',

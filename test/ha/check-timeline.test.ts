@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { primaryStartsInServerLog, RoleSampler } from '../support/observe.js';
 import { waitFor } from '../support/postgres.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 const TTL = 8;
 const A = 'pg1';
@@ -143,7 +144,7 @@ it('a member behind the last known cluster timeline does not take the leader key
       const s = await c.readCluster();
       const lead = s.members.find((m) => m.name === s.leader?.name);
       const tl = lead?.data.timeline;
-      const streaming = s.members.filter((m) => m.name !== lead?.name && m.data.state === 'streaming');
+      const streaming = s.members.filter((m) => m.name !== lead?.name && isStreamingMember(m.data));
       return s.leader?.name === B &&
         lead?.data.state === 'running' &&
         streaming.length === 2 &&

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 const TTL = 10;
 let c: TestCluster;
@@ -170,7 +171,12 @@ describe('a three-node cluster', () => {
       async () => {
         const s = await c.readCluster();
         const m = s.members.find((x) => x.name === old);
-        return m?.data.state === 'streaming' && m.data.role === 'replica' && s.leader?.name === newLeader;
+        return (
+          m !== undefined &&
+          isStreamingMember(m.data) &&
+          m.data.role === 'replica' &&
+          s.leader?.name === newLeader
+        );
       },
       90_000,
     );

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 const TTL = 10;
 let c: TestCluster;
@@ -77,7 +78,7 @@ it('a leader cut off from etcd demotes itself before another node is promoted', 
     async () => {
       const s = await c.readCluster();
       const m = s.members.find((x) => x.name === old);
-      return m?.data.state === 'streaming' && s.leader?.name === newLeader;
+      return m !== undefined && isStreamingMember(m.data) && s.leader?.name === newLeader;
     },
     60_000,
   );

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
 import { CLI, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 const TTL = 8;
 /** How far behind the leader's current position a kept slot may be: one WAL segment. */
@@ -78,7 +79,7 @@ it('after a switchover the former primary keeps no replication slot with a resta
       return (
         s.leader?.name === candidate &&
         s.members.find((m) => m.name === candidate)?.data.state === 'running' &&
-        s.members.filter((m) => m.name !== candidate && m.data.state === 'streaming').length === 2
+        s.members.filter((m) => m.name !== candidate && isStreamingMember(m.data)).length === 2
       );
     },
     90_000,

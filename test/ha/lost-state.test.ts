@@ -14,7 +14,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BENCH_TABLE_SQL, Writer } from '../../bench/support/writer.js';
-import type { ClusterState, Member } from '../../src/dcs/types.js';
+import { isStreamingMember, type ClusterState, type Member } from '../../src/dcs/types.js';
 import { run, runAsUser } from '../../src/util/process.js';
 import { CLI, SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { primaryStartsInServerLog, RoleSampler } from '../support/observe.js';
@@ -48,9 +48,7 @@ function claimsHealthyReplica(m: Member | undefined): boolean {
   if (!m) return false;
   if (/diverg/i.test(JSON.stringify(m.data))) return false;
   const replica = m.data.role === 'replica';
-  const streaming =
-    m.data.state === 'streaming' || (m.data.state === 'running' && m.data.replication_state === 'streaming');
-  return replica && streaming;
+  return replica && isStreamingMember(m.data);
 }
 
 interface ListRow {
@@ -123,7 +121,7 @@ async function waitSteady(forMs: number, timeoutMs: number): Promise<ClusterStat
           !!s.initialize &&
           lead?.data.role === 'primary' &&
           lead.data.state === 'running' &&
-          s.members.filter((m) => m.name !== lead.name && m.data.state === 'streaming').length === 2;
+          s.members.filter((m) => m.name !== lead.name && isStreamingMember(m.data)).length === 2;
         if (!ok) since = 0;
         else since ||= Date.now();
         return ok && Date.now() - since >= forMs ? s : null;

@@ -14,6 +14,7 @@ import { isAlive } from '../../src/util/process.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { describeLeaderSamples, logLines, sleep, tryQuery, watchLeader } from '../support/ha-probes.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 const TTL = 10;
 let c: TestCluster;
@@ -84,7 +85,7 @@ it('with primary_start_timeout 0, a crashed leader fails over at once and rejoin
     async () => {
       const s = await c.readCluster();
       const m = s.members.find((x) => x.name === leader);
-      return s.leader?.name === newLeader && m?.data.role === 'replica' && m.data.state === 'streaming';
+      return s.leader?.name === newLeader && m?.data.role === 'replica' && isStreamingMember(m.data);
     },
     90_000,
   );

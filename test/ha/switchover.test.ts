@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 let c: TestCluster;
 
@@ -106,7 +107,7 @@ it('switches over to the named candidate quickly, and the old leader follows wit
     `${old} streaming from ${candidate}`,
     async () => {
       const s = await c.readCluster();
-      return s.members.find((m) => m.name === old)?.data.state === 'streaming';
+      return isStreamingMember(s.members.find((m) => m.name === old)?.data ?? {});
     },
     30_000,
   );

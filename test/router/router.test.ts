@@ -13,6 +13,7 @@ import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { cancelSleep, client, makeCertificate, one, startTestRouter, type TestRouter } from './helpers.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
 
 let cluster: TestCluster;
 let router: TestRouter;
@@ -284,7 +285,7 @@ describe('pgha router', () => {
   it('reroutes on switchover: old sessions cut, new connections wait and reach the new primary fast', async () => {
     const before = await cluster.readCluster();
     const old = before.leader!.name;
-    const candidate = before.members.find((m) => m.name !== old && m.data.state === 'streaming')!.name;
+    const candidate = before.members.find((m) => m.name !== old && isStreamingMember(m.data))!.name;
     const oldSession = await client(router.rw);
     const oldClosed = new Promise<void>((resolve) => oldSession.on('end', () => resolve()));
 

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { demoNodeConfig } from '../../src/demo/demo.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import type { ClusterState } from '../../src/dcs/types.js';
+import { isStreamingMember, type ClusterState } from '../../src/dcs/types.js';
 import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
 import { startEtcd, type EtcdCluster } from './etcd.js';
 import { freePorts } from './net.js';
@@ -159,7 +159,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           const c = await watcher.readCluster();
           const leader = c.leader?.name;
           const lead = c.members.find((m) => m.name === leader);
-          const streaming = c.members.filter((m) => m.name !== leader && m.data.state === 'streaming');
+          const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
             lead.data.role === 'primary' &&
             streaming.length >= replicas

@@ -26,7 +26,7 @@ import pg from 'pg';
 import { stringify } from 'yaml';
 import { demoNodeConfig } from '../../src/demo/demo.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import type { ClusterState } from '../../src/dcs/types.js';
+import { isStreamingMember, type ClusterState } from '../../src/dcs/types.js';
 import { isAlive, stopProcess } from '../../src/util/process.js';
 import { CLI, SCOPE } from './cluster.js';
 import { createNetLab, type LabHost, type NetLab } from './netns.js';
@@ -280,7 +280,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const c = await cluster.readCluster();
           const leader = c.leader?.name;
           const lead = c.members.find((m) => m.name === leader);
-          const streaming = c.members.filter((m) => m.name !== leader && m.data.state === 'streaming');
+          const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
             lead.data.role === 'primary' &&
             streaming.length >= replicas
@@ -305,7 +305,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
             lead.data.state === 'running' &&
             tl >= (o.minTimeline ?? 0) &&
             c.members.filter(
-              (m) => m.name !== lead.name && m.data.state === 'streaming' && Number(m.data.timeline) === tl,
+              (m) => m.name !== lead.name && isStreamingMember(m.data) && Number(m.data.timeline) === tl,
             ).length >= replicas;
           if (!ok) since = 0;
           else since ||= Date.now();
