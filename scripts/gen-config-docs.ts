@@ -213,7 +213,7 @@ function markdown(): string {
     'Shared by every member and stored in etcd under `/<namespace>/<scope>/config`: written from',
     '`bootstrap.dcs` when the cluster is created, then changed with `pgha ctl edit-config` (or',
     '`patronictl edit-config`) or `PATCH /config`. A bad value there never stops the agents: it is',
-    'reported and its default used. Rule across keys: `ttl ≥ loop_wait + 2 × retry_timeout`.',
+    'reported and its default used. Rule across keys: `loop_wait + 2 × retry_timeout ≤ ttl`; values that break it are lowered to fit (loop_wait first), with a warning in the agent log, as Patroni does.',
     '',
     table(dynamic),
     '',

@@ -117,12 +117,17 @@ async function refusalsInEtcd(dcs: Dcs, retryTimeout: number, logger: Logger): P
 function dynamicParser(config: PghaConfig, logger: Logger): (raw: Record<string, unknown>) => DynamicConfig {
   const reported = new NoteMemory();
   let lastErrors = '';
+  let lastAdjusted = '';
   return (raw) => {
-    const { config: dyn, errors } = parseDynamicConfig(raw);
+    const { config: dyn, errors, warnings } = parseDynamicConfig(raw);
     const problems = errors.join('; ');
     if (problems !== lastErrors && problems !== '')
       logger.warn(`dynamic configuration has problems, defaults used for them: ${problems}`);
     lastErrors = problems;
+    const adjusted = warnings.join('; ');
+    if (adjusted !== lastAdjusted && adjusted !== '')
+      logger.warn(`dynamic configuration adjusted: ${adjusted}`);
+    lastAdjusted = adjusted;
     const notes = keyNotes(raw, 'dynamic');
     // bootstrap.dcs (read until the cluster has a config key) was reported by the loader already; a
     // refused key is reported by the HA loop, which holds on it (`hold`).

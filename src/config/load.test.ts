@@ -224,10 +224,9 @@ postgresql:
         'postgresql.use_unix_socket: expected a boolean, got "sometimes"',
         'postgresql.authentication.replication.username: required (or set PATRONI_REPLICATION_USERNAME)',
         expect.stringMatching(/^etcd3: required: add an etcd3 section/),
-        'bootstrap.dcs.ttl: must be at least loop_wait + 2 × retry_timeout (10 + 2 × 10 = 30), got 20',
       ]),
     );
-    expect(errors).toHaveLength(7);
+    expect(errors).toHaveLength(6);
   });
 
   it('names a bad etcd host and a bad port', () => {

@@ -229,7 +229,7 @@ const synchronousMode = z.preprocess(
 
 /**
  * Dynamic configuration with Patroni's defaults. Minimums are looser than Patroni's documented ones
- * (ttl 20, retry_timeout 3) so tests can run fast clusters; the cross-field rule is `checkTimeouts`.
+ * (ttl 20, retry_timeout 3) so tests can run fast clusters; the cross-field rule is `adjustTimeouts`.
  */
 export const dynamicConfigSchema = z.looseObject({
   ttl: int(2, 30).describe(
@@ -239,7 +239,7 @@ export const dynamicConfigSchema = z.looseObject({
     'Seconds between two cycles of the HA loop (a watch event on the leader, failover, config or sync key starts one sooner).',
   ),
   retry_timeout: int(1, 10).describe(
-    'Seconds an etcd or PostgreSQL operation is retried before the cycle gives up; ttl must be at least loop_wait + 2 × retry_timeout.',
+    'Seconds an etcd or PostgreSQL operation is retried before the cycle gives up. When loop_wait + 2 × retry_timeout exceeds ttl, loop_wait (then retry_timeout) is lowered to fit, with a warning, as Patroni does.',
   ),
   maximum_lag_on_failover: int(0, 1048576).describe(
     'Bytes a replica may be behind the last published leader position and still be promoted automatically.',
@@ -277,16 +277,39 @@ export const dynamicConfigSchema = z.looseObject({
   postgresql: dynamicPostgresql.describe('PostgreSQL settings shared by every member.'),
 });
 
-/** Cross-field timing rule: the leader lease must outlive one loop plus two retry timeouts. */
-export function checkTimeouts(
-  c: Pick<DynamicConfig, 'ttl' | 'loop_wait' | 'retry_timeout'>,
-): string | undefined {
-  const min = c.loop_wait + 2 * c.retry_timeout;
-  if (c.ttl >= min) return undefined;
-  return (
-    `ttl: must be at least loop_wait + 2 × retry_timeout (${c.loop_wait} + 2 × ${c.retry_timeout} = ${min}), ` +
-    `got ${c.ttl}`
-  );
+/**
+ * Cross-field timing rule `loop_wait + 2 × retry_timeout <= ttl`: the leader lease must outlive one
+ * loop plus two retry timeouts. Values that break it are adjusted as Patroni adjusts them (loop_wait
+ * shrinks first, down to 1 s; then retry_timeout to (ttl - 1) / 2) and the returned warning says so.
+ */
+export function adjustTimeouts(c: Pick<DynamicConfig, 'ttl' | 'loop_wait' | 'retry_timeout'>): {
+  loop_wait: number;
+  retry_timeout: number;
+  warning?: string;
+} {
+  const { ttl, loop_wait, retry_timeout } = c;
+  const minLoop = 1;
+  if (minLoop + 2 * retry_timeout > ttl) {
+    const retry = Math.max(1, Math.floor((ttl - minLoop) / 2));
+    return {
+      loop_wait: minLoop,
+      retry_timeout: retry,
+      warning:
+        `loop_wait + 2 × retry_timeout must not exceed ttl (${ttl}): ` +
+        `loop_wait ${loop_wait} → ${minLoop}, retry_timeout ${retry_timeout} → ${retry}`,
+    };
+  }
+  if (loop_wait + 2 * retry_timeout > ttl) {
+    const loop = ttl - 2 * retry_timeout;
+    return {
+      loop_wait: loop,
+      retry_timeout,
+      warning:
+        `loop_wait + 2 × retry_timeout must not exceed ttl (${ttl}, retry_timeout ${retry_timeout}): ` +
+        `loop_wait ${loop_wait} → ${loop}`,
+    };
+  }
+  return { loop_wait, retry_timeout };
 }
 
 /**
@@ -294,7 +317,12 @@ export function checkTimeouts(
  * defaults. A field that is invalid falls back to its default, so a bad value written to etcd cannot stop
  * the loop; every problem is returned as `key: what is wrong` for the caller to report or refuse.
  */
-export function parseDynamicConfig(raw: unknown): { config: DynamicConfig; errors: string[] } {
+export function parseDynamicConfig(raw: unknown): {
+  config: DynamicConfig;
+  errors: string[];
+  /** Values changed to keep the timing rule ({@link adjustTimeouts}); accepted, worth a log line. */
+  warnings: string[];
+} {
   const errors: string[] = [];
   const input = raw === null || raw === undefined ? {} : raw;
   if (typeof input !== 'object' || Array.isArray(input)) {
@@ -346,9 +374,10 @@ export function parseDynamicConfig(raw: unknown): { config: DynamicConfig; error
     },
     raw: rawObj,
   };
-  const timeouts = checkTimeouts(config);
-  if (timeouts) errors.push(timeouts);
-  return { config, errors };
+  const timeouts = adjustTimeouts(config);
+  config.loop_wait = timeouts.loop_wait;
+  config.retry_timeout = timeouts.retry_timeout;
+  return { config, errors, warnings: timeouts.warning ? [timeouts.warning] : [] };
 }
 
 // ---------------------------------------------------------------------------------------------------
