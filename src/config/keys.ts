@@ -18,6 +18,7 @@
  * reads from older files. `test/fixtures/config/patroni-keys.yml` lists every key for the tests.
  */
 import { parseBool } from './schema.js';
+import { LIBPQ_TLS_KEYS } from './types.js';
 
 export type KeySource = 'local' | 'dynamic';
 
@@ -77,20 +78,6 @@ const NO_THREADS = 'pgha runs on Node.js and has no thread pool to size';
 const OTHER_DCS = "pgha keeps the cluster's state in etcd only (the etcd3 section); this section is not read";
 const LOG_ROTATION =
   'pgha appends to <dir>/patroni.log and never rotates it: rotate it with logrotate (copytruncate)';
-const TLS_PARAMS =
-  "pgha's replication and pg_rewind connections use libpq's defaults (sslmode=prefer, no client certificate) and its own SQL connections no TLS";
-const AUTH_TLS_KEYS = [
-  'sslmode',
-  'sslkey',
-  'sslpassword',
-  'sslcert',
-  'sslrootcert',
-  'sslcrl',
-  'sslcrldir',
-  'sslnegotiation',
-  'gssencmode',
-  'channel_binding',
-] as const;
 const ROLES = ['primary', 'replica', 'standby_leader'] as const;
 const RECOVERY_CONF =
   'pgha writes only primary_conninfo, primary_slot_name and recovery_target_timeline for a replica: put restore_command and other recovery settings in postgresql.parameters';
@@ -289,7 +276,12 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   ),
   acted('postgresql.authentication.*.username', 'postgres/postgres.ts'),
   acted('postgresql.authentication.*.password', 'postgres/postgres.ts (and the pgpass file)'),
-  ...AUTH_TLS_KEYS.map((k) => ignored(`postgresql.authentication.*.${k}`, TLS_PARAMS)),
+  ...LIBPQ_TLS_KEYS.map((k) =>
+    acted(
+      `postgresql.authentication.*.${k}`,
+      'postgres/tls.ts (replication, pg_rewind and the agent’s own connections)',
+    ),
+  ),
   acted('postgresql.callbacks', 'postgres/callbacks.ts'),
   ...['on_reload', 'on_restart', 'on_role_change', 'on_start', 'on_stop'].map((c) =>
     acted(`postgresql.callbacks.${c}`, 'postgres/callbacks.ts'),

@@ -371,3 +371,36 @@ describe('loadCtlConfig', () => {
     expect(() => loadCtlConfig(undefined, undefined, {})).toThrow(ConfigError);
   });
 });
+
+describe('loadConfig: TLS settings of the PostgreSQL roles', () => {
+  it('reads sslmode, certificates and keys per role, from the file and from PATRONI_<ROLE>_<KEY>', () => {
+    const yaml = MINIMAL.replace(
+      'replicator}',
+      'replicator, sslmode: verify-ca, sslrootcert: /tls/ca.crt, sslcert: /tls/r.crt, sslkey: /tls/r.key}',
+    );
+    const { config, errors } = loadConfig(file(yaml), {
+      PATRONI_SUPERUSER_SSLMODE: 'require',
+      PATRONI_SUPERUSER_SSLCERT: '/tls/su.crt',
+      PATRONI_REWIND_USERNAME: 'rewinder',
+      PATRONI_REWIND_CHANNEL_BINDING: 'require',
+    });
+    expect(errors).toEqual([]);
+    const a = config!.postgresql.authentication;
+    expect(a.replication).toEqual({
+      username: 'replicator',
+      sslmode: 'verify-ca',
+      sslrootcert: '/tls/ca.crt',
+      sslcert: '/tls/r.crt',
+      sslkey: '/tls/r.key',
+    });
+    expect(a.superuser).toMatchObject({ sslmode: 'require', sslcert: '/tls/su.crt' });
+    expect(a.rewind).toMatchObject({ channel_binding: 'require' });
+  });
+
+  it('names an sslmode libpq does not know', () => {
+    const yaml = MINIMAL.replace('replicator}', 'replicator, sslmode: verify}');
+    expect(loadConfig(file(yaml), {}).errors).toEqual([
+      expect.stringMatching(/^postgresql\.authentication\.replication\.sslmode: .*verify-ca/),
+    ]);
+  });
+});

@@ -20,7 +20,14 @@ import {
   type ParsedFile,
 } from './schema.js';
 import { findKeyRow, keyNotes } from './keys.js';
-import type { Credentials, EtcdConfig, LoadResult, PghaConfig, TagsConfig } from './types.js';
+import {
+  LIBPQ_TLS_KEYS,
+  type Credentials,
+  type EtcdConfig,
+  type LoadResult,
+  type PghaConfig,
+  type TagsConfig,
+} from './types.js';
 
 type Raw = Record<string, unknown>;
 
@@ -69,6 +76,12 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['REPLICATION_PASSWORD', ['postgresql', 'authentication', 'replication', 'password']],
   ['REWIND_USERNAME', ['postgresql', 'authentication', 'rewind', 'username']],
   ['REWIND_PASSWORD', ['postgresql', 'authentication', 'rewind', 'password']],
+  // PATRONI_SUPERUSER_SSLMODE, PATRONI_REPLICATION_SSLCERT, ... (Patroni reads the same names).
+  ...(['superuser', 'replication', 'rewind'] as const).flatMap((role) =>
+    LIBPQ_TLS_KEYS.filter((k) => k !== 'sslnegotiation').map(
+      (k) => [`${role.toUpperCase()}_${k.toUpperCase()}`, ['postgresql', 'authentication', role, k]] as const,
+    ),
+  ),
   ['LOG_LEVEL', ['log', 'level']],
   ['LOG_TYPE', ['log', 'type']],
   // Patroni's log.format is a format string, not the plain/json switch; kept so it is reported as ignored.
@@ -303,8 +316,8 @@ function compact<T extends object>(obj: T): T {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
 }
 
-function credentials(c: { username: string; password?: string | undefined }): Credentials {
-  return compact({ username: c.username, password: c.password });
+function credentials(c: Credentials): Credentials {
+  return compact({ ...c });
 }
 
 function build(d: ParsedFile, etcd: PghaConfig['etcd'], detectedBinDir: string | undefined): PghaConfig {

@@ -455,10 +455,34 @@ export function normaliseEtcd(s: EtcdSection): { etcd?: EtcdConfig; errors: stri
   return { etcd, errors };
 }
 
+const libpqChoice = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() : blank(v)), z.enum(values).optional());
 const credentialsShape = () =>
   z.strictObject({
     username: text().describe('PostgreSQL role name.'),
     password: optText().describe('Its password.'),
+    sslmode: libpqChoice(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']).describe(
+      "libpq's sslmode for this role's connections (default prefer: TLS when the server offers it).",
+    ),
+    sslcert: optText().describe('Client certificate (PEM) presented as this role.'),
+    sslkey: optText().describe(
+      "The client certificate's private key (PEM; owned by the agent's user, mode 0600).",
+    ),
+    sslpassword: optText().describe('Passphrase of an encrypted sslkey.'),
+    sslrootcert: optText().describe(
+      "PEM file of the CA that signed the servers' certificates (verify-ca, verify-full).",
+    ),
+    sslcrl: optText().describe('Certificate revocation list (PEM) checked against the server certificate.'),
+    sslcrldir: optText().describe('Directory of revocation lists (libpq tools only).'),
+    sslnegotiation: libpqChoice(['postgres', 'direct']).describe(
+      "libpq's sslnegotiation (PostgreSQL 17 tools; pgha's own connections always negotiate as postgres).",
+    ),
+    gssencmode: libpqChoice(['disable', 'prefer', 'require']).describe(
+      "libpq's gssencmode for replication and pg_rewind connections.",
+    ),
+    channel_binding: libpqChoice(['disable', 'prefer', 'require']).describe(
+      "libpq's channel_binding for replication and pg_rewind connections.",
+    ),
   });
 const credentials = () => z.preprocess(asMap, credentialsShape());
 const optCredentials = () => z.preprocess(blank, credentialsShape().optional());

@@ -15,7 +15,25 @@ export interface ListenAddress {
   port: number;
 }
 
-export interface Credentials {
+/**
+ * libpq's TLS and GSS connection settings a role may carry under `postgresql.authentication.<role>`
+ * (Patroni passes them to every connection it makes as that role).
+ */
+export const LIBPQ_TLS_KEYS = [
+  'sslmode',
+  'sslkey',
+  'sslpassword',
+  'sslcert',
+  'sslrootcert',
+  'sslcrl',
+  'sslcrldir',
+  'sslnegotiation',
+  'gssencmode',
+  'channel_binding',
+] as const;
+export type LibpqTlsKey = (typeof LIBPQ_TLS_KEYS)[number];
+
+export interface Credentials extends Partial<Record<LibpqTlsKey, string>> {
   username: string;
   password?: string;
 }

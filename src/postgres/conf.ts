@@ -4,6 +4,7 @@
  */
 import type { PostgresqlConfig } from '../config/types.js';
 import type { RoleConfig } from './types.js';
+import { libpqTls } from './tls.js';
 
 /** First line of every postgresql.conf pgha writes; how `configure` recognises its own file. */
 export const PGHA_CONF_HEADER = '# Do not edit: managed by pgha';
@@ -186,6 +187,7 @@ export function serverParameters(inp: ConfInputs): { params: Map<string, string>
           sslmode: 'prefer',
           gssencmode: 'prefer',
           channel_binding: 'prefer',
+          ...libpqTls(repl),
         }),
       );
       if (role.slotName) params.set('primary_slot_name', role.slotName);

@@ -58,6 +58,7 @@ import {
   timelineFromWalFileName,
 } from './lsn.js';
 import { isValidSlotName } from './slots.js';
+import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts } from './tls.js';
 import type {
   ConnTarget,
   ControlData,
@@ -530,26 +531,45 @@ export class Postgres implements PostgresNode {
     };
   }
 
+  /**
+   * Opens a connection to the local server as the superuser, with the role's TLS settings followed
+   * as libpq follows them (`prefer` tries TLS, then plain). Rejects with the most telling error.
+   */
+  private async openClient(): Promise<pg.Client> {
+    const attempts = tlsAttempts(this.cfg.authentication.superuser, this.localHost().startsWith('/'));
+    let first: unknown = null;
+    for (const [i, attempt] of attempts.entries()) {
+      const client = new pg.Client({ ...this.clientConfig(), ssl: attempt.tls ? attempt.options : false });
+      client.on('error', () => undefined); // replaced by the caller's handler once connected
+      try {
+        await client.connect();
+        return client;
+      } catch (e) {
+        void client.end().catch(() => undefined);
+        if (first === null || noTlsOnServer(first)) first = e;
+        if (i === attempts.length - 1 || !mayTryNext(e)) throw first;
+      }
+    }
+    throw new Error('no connection attempt was made');
+  }
+
   private async connect(): Promise<pg.Client> {
     if (this.client) return this.client;
     if (this.connecting) return this.connecting;
-    const client = new pg.Client(this.clientConfig());
-    const drop = () => {
-      if (this.client === client) this.client = null;
-    };
-    client.on('error', (e) => {
-      this.log.debug({ err: errorMessage(e) }, 'local PostgreSQL connection lost');
-      drop();
-    });
-    client.on('end', drop);
-    this.connecting = client
-      .connect()
-      .then(() => {
+    this.connecting = this.openClient()
+      .then((client) => {
+        const drop = () => {
+          if (this.client === client) this.client = null;
+        };
+        client.on('error', (e) => {
+          this.log.debug({ err: errorMessage(e) }, 'local PostgreSQL connection lost');
+          drop();
+        });
+        client.on('end', drop);
         this.client = client;
         return client;
       })
       .catch((e: unknown) => {
-        void client.end().catch(() => undefined);
         throw new PostgresConnectionError(
           `cannot connect to PostgreSQL at ${this.localHost()}:${this.cfg.listen.port}: ${errorMessage(e)}`,
           e,
@@ -824,20 +844,19 @@ export class Postgres implements PostgresNode {
    * connection and is not awaited, so the HA loop is not held up by a long checkpoint.
    */
   private checkpointInBackground(): void {
-    const client = new pg.Client(this.clientConfig());
-    client.on('error', () => undefined);
-    const timer = setTimeout(() => void client.end().catch(() => undefined), CHECKPOINT_TIMEOUT_MS);
-    timer.unref();
     const done = (async () => {
+      let client: pg.Client | null = null;
+      const timer = setTimeout(() => void client?.end().catch(() => undefined), CHECKPOINT_TIMEOUT_MS);
+      timer.unref();
       try {
-        await client.connect();
+        client = await this.openClient();
         await client.query('CHECKPOINT');
         this.log.info('checkpoint after promotion done');
       } catch (e) {
         this.log.warn({ err: errorMessage(e) }, 'checkpoint after promotion failed');
       } finally {
         clearTimeout(timer);
-        await client.end().catch(() => undefined);
+        await client?.end().catch(() => undefined);
       }
     })();
     this.postPromoteCheckpoint = done;
@@ -922,6 +941,10 @@ export class Postgres implements PostgresNode {
       repl.username,
       '-w',
     ];
+    // The replication role's TLS settings go in as a connection string (-d), which libpq merges with -h/-p/-U.
+    const tls = libpqTls(repl);
+    if (Object.keys(tls).length > 0 && !names.has('dbname') && !names.has('d'))
+      args.push('-d', conninfo(tls));
     if (!names.has('wal-method') && !names.has('X')) args.push('-X', 'stream');
     if (!names.has('checkpoint') && !names.has('c')) args.push('-c', 'fast');
     if (!names.has('progress') && !names.has('P')) args.push('--progress');
@@ -967,7 +990,13 @@ export class Postgres implements PostgresNode {
     await this.writePgpass();
     const a = this.cfg.authentication;
     const user = a.rewind ?? a.superuser;
-    const src = conninfo({ host: source.host, port: source.port, user: user.username, dbname: 'postgres' });
+    const src = conninfo({
+      host: source.host,
+      port: source.port,
+      user: user.username,
+      dbname: 'postgres',
+      ...libpqTls(user),
+    });
     const saved = await this.saveConfigFiles();
     this.log.info({ source: source.member, host: source.host, port: source.port }, 'running pg_rewind');
     const tail: string[] = [];
