@@ -38,6 +38,7 @@ import type { PostgresqlConfig } from '../config/types.js';
 import { PostgresError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { run, runAsUser, signalPid, type OsUser, type RunResult } from '../util/process.js';
+import { splitCommandLine } from '../util/shell.js';
 import {
   conninfo,
   isManagedConf,
@@ -59,6 +60,7 @@ import {
 } from './lsn.js';
 import { isValidSlotName } from './slots.js';
 import type {
+  CommandResult,
   ConnTarget,
   ControlData,
   PhysicalSlot,
@@ -1157,6 +1159,11 @@ export class Postgres implements PostgresNode {
     if (role.role === 'replica') {
       await this.writeOwned(standby, '', 0o600);
       await rm(join(this.dataDir, 'recovery.signal'), { force: true });
+    } else if (role.signal === 'keep') {
+      // a restored backup keeps the recovery configuration its restore left
+    } else if (role.signal === 'recovery') {
+      await rm(standby, { force: true });
+      await this.writeOwned(join(this.dataDir, 'recovery.signal'), '', 0o600);
     } else {
       await rm(standby, { force: true });
       await rm(join(this.dataDir, 'recovery.signal'), { force: true });
@@ -1287,6 +1294,102 @@ export class Postgres implements PostgresNode {
       for (const fn of REWIND_FUNCTIONS)
         await this.query(`GRANT EXECUTE ON FUNCTION ${fn} TO ${id(rw.username)}`);
     }
+  }
+
+  async createBootstrapUsers(
+    users: Record<string, { password?: string; options?: string[] }>,
+  ): Promise<void> {
+    const a = this.cfg.authentication;
+    const own = new Set([a.superuser.username, a.replication.username, a.rewind?.username]);
+    for (const [name, u] of Object.entries(users)) {
+      if (own.has(name)) continue;
+      const options = (u.options ?? []).map((o) => o.trim().toUpperCase()).filter((o) => o !== '');
+      for (const o of options)
+        if (!/^[A-Z_]+( [A-Z0-9_]+)*$/.test(o))
+          throw new PostgresError(`bootstrap.users.${name}.options: "${o}" is not a role option`);
+      if (!options.includes('LOGIN') && !options.includes('NOLOGIN')) options.push('LOGIN');
+      const pw = u.password !== undefined ? ` PASSWORD ${pg.escapeLiteral(u.password)}` : '';
+      const exists = (await this.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length > 0;
+      await this.query(
+        `${exists ? 'ALTER' : 'CREATE'} ROLE ${pg.escapeIdentifier(name)} WITH ${options.join(' ')}${pw}`,
+      );
+      this.log.info({ role: name }, `${exists ? 'updated' : 'created'} role ${name} (bootstrap.users)`);
+    }
+  }
+
+  async runCommand(
+    command: string,
+    args: string[],
+    opts: { env?: Record<string, string>; onLine?: (line: string) => void; signal?: AbortSignal } = {},
+  ): Promise<CommandResult> {
+    const argv = [...splitCommandLine(command), ...args];
+    const file = argv[0];
+    if (file === undefined) throw new PostgresError('empty command');
+    const tail: string[] = [];
+    this.log.info({ cmd: argv.join(' ') }, 'running command');
+    let res: RunResult;
+    try {
+      res = await run(file, argv.slice(1), {
+        user: this.user,
+        cwd: process.cwd(),
+        signal: opts.signal,
+        env: { ...process.env, ...opts.env },
+        onLine: (line) => {
+          tail.push(line);
+          if (tail.length > 20) tail.shift();
+          opts.onLine?.(line);
+        },
+      });
+    } catch (e) {
+      return { code: null, output: errorMessage(e) };
+    }
+    return { code: res.code, output: lastLines(tail.join('\n')) };
+  }
+
+  async adoptRestoredDataDirectory(): Promise<void> {
+    if (!(await exists(this.dataDir))) return;
+    const u = this.user;
+    if (u) {
+      const st = await stat(this.dataDir);
+      if (st.uid !== u.uid || st.gid !== u.gid) await chown(this.dataDir, u.uid, u.gid);
+    }
+    await chmod(this.dataDir, 0o700);
+  }
+
+  get dataDirectory(): string {
+    return this.dataDir;
+  }
+
+  async replicationConnection(source: ConnTarget): Promise<{ connstring: string; env: Record<string, string> }> {
+    await this.writePgpass();
+    const connstring = conninfo({
+      dbname: 'postgres',
+      user: this.cfg.authentication.replication.username,
+      host: source.host,
+      port: source.port,
+    });
+    return { connstring, env: { PGPASSFILE: this.cfg.pgpass, PGAPPNAME: this.name } };
+  }
+
+  async localConnection(): Promise<{ connstring: string; env: Record<string, string> }> {
+    await this.writePgpass();
+    const su = this.cfg.authentication.superuser;
+    const host = this.cfg.use_unix_socket
+      ? (this.cfg.unix_socket_directories?.split(',')[0]?.trim() ?? undefined)
+      : (this.cfg.listen.hosts.find((h) => h !== '*' && h !== '0.0.0.0' && h !== '::') ?? '127.0.0.1');
+    const connstring = conninfo({
+      dbname: 'postgres',
+      user: su.username,
+      host,
+      port: this.cfg.listen.port,
+    });
+    return { connstring, env: { PGPASSFILE: this.cfg.pgpass, PGOPTIONS: '-c synchronous_commit=local' } };
+  }
+
+  async saveDynamicCache(json: string): Promise<boolean> {
+    if ((await this.dataDirectoryState()) !== 'initialized') return false;
+    await this.writeOwned(join(this.dataDir, 'patroni.dynamic.json'), json, 0o600);
+    return true;
   }
 
   async physicalSlots(): Promise<PhysicalSlot[]> {
