@@ -104,6 +104,7 @@ async function restoreBackup(
   const pg = c.d.pg;
   if ((await pg.dataDirectoryState()) !== 'empty')
     throw new Error(`bootstrap method ${method}: the data directory ${pg.dataDirectory} is not empty`);
+  await pg.prepareForRestore();
   const res = await pg.runCommand(m.command, bootstrapArgs(m.no_params, c.d.config.scope, pg.dataDirectory), {
     onLine: (line) => c.log.info(`${method}: ${line}`),
   });
@@ -223,7 +224,10 @@ export async function createReplicaData(
         c.log.info(`running pg_basebackup from ${target.host}:${target.port}`);
         await pg.basebackup(target, c.d.config.postgresql.basebackup, (line) => c.log.info(`pg_basebackup: ${line}`));
       } else {
-        if (!step.keepData && (await pg.dataDirectoryState()) !== 'empty') await pg.removeDataDirectory();
+        if (!step.keepData) {
+          if ((await pg.dataDirectoryState()) !== 'empty') await pg.removeDataDirectory();
+          await pg.prepareForRestore();
+        }
         const res = await pg.runCommand(step.command, step.args, {
           env: conn?.env ?? {},
           onLine: (line) => c.log.info(`${step.method}: ${line}`),

@@ -349,6 +349,11 @@ export const RULES: readonly Rule[] = [
           rewind: false,
           why: 'I hold the leader key of a standby cluster; following the standby_cluster source as the standby leader',
         };
+      if (i.cluster.failover)
+        return {
+          kind: 'cancel_switchover',
+          why: 'a switchover was requested in a standby cluster, where pgha does not hand the standby leader over',
+        };
       return { kind: 'renew', why: 'I am the standby leader with the lock' };
     },
   },

@@ -26,6 +26,7 @@ import {
   realpath,
   rename,
   rm,
+  rmdir,
   stat,
   unlink,
   writeFile,
@@ -41,6 +42,7 @@ import { run, runAsUser, signalPid, type OsUser, type RunResult } from '../util/
 import { splitCommandLine } from '../util/shell.js';
 import {
   conninfo,
+  PATRONI_DEFAULT_PARAMETERS,
   isManagedConf,
   optionNames,
   renderLinesFile,
@@ -254,6 +256,15 @@ async function readText(p: string): Promise<string | null> {
 }
 
 /** A PostgreSQL server managed through its data directory, as `PostgresNode` describes. */
+/** Parameters a replica needs at least as high as its primary had, and their pg_controldata names. */
+const RECOVERY_MINIMUMS: ReadonlyArray<[string, string]> = [
+  ['max_connections', 'max_connections setting'],
+  ['max_worker_processes', 'max_worker_processes setting'],
+  ['max_wal_senders', 'max_wal_senders setting'],
+  ['max_prepared_transactions', 'max_prepared_xacts setting'],
+  ['max_locks_per_transaction', 'max_locks_per_xact setting'],
+];
+
 export class Postgres implements PostgresNode {
   readonly name: string;
   /** Where `pg_ctl -l` writes the server's output. */
@@ -1106,7 +1117,9 @@ export class Postgres implements PostgresNode {
     else await this.ensureDataDir();
     if (split) await this.adoptConfigFromDataDir();
 
-    const parameters = await this.checkedParameters(role.parameters);
+    const parameters = await this.checkedParameters(
+      role.role === 'replica' || role.signal ? await this.withRecoveryMinimums(role.parameters) : role.parameters,
+    );
     const userHba = parameters.hba_file;
     const userIdent = parameters.ident_file;
     const hbaPath =
@@ -1296,6 +1309,43 @@ export class Postgres implements PostgresNode {
     }
   }
 
+  /**
+   * A server in recovery refuses to run with fewer connections, workers, WAL senders, prepared
+   * transactions or locks than the primary whose WAL it replays had (pg_control records them): those
+   * parameters are raised to the recorded values, as Patroni does.
+   */
+  private async withRecoveryMinimums(
+    params: Record<string, string | number | boolean>,
+  ): Promise<Record<string, string | number | boolean>> {
+    const cd = await this.controlData().catch(() => null);
+    if (!cd) return params;
+    const out = { ...params };
+    for (const [param, key] of RECOVERY_MINIMUMS) {
+      const recorded = Number(cd.raw[key]);
+      if (!Number.isInteger(recorded)) continue;
+      const given = out[param] ?? PATRONI_DEFAULT_PARAMETERS[param];
+      const mine = Number(given);
+      if (given === undefined || !Number.isFinite(mine) || mine < recorded) {
+        if (given !== undefined)
+          this.log.info(`${param} raised from ${String(given)} to ${recorded}, the value the primary ran with`);
+        out[param] = recorded;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes an empty data directory so that a restore command can create it (as Patroni, whose data
+   * directory does not exist before one runs); a mount point that cannot go stays.
+   */
+  async prepareForRestore(): Promise<void> {
+    try {
+      if ((await readdir(this.dataDir)).length === 0) await rmdir(this.dataDir);
+    } catch {
+      // absent, not empty, or a mount point: the command gets it as it is
+    }
+  }
+
   async createBootstrapUsers(
     users: Record<string, { password?: string; options?: string[] }>,
   ): Promise<void> {
@@ -1326,7 +1376,8 @@ export class Postgres implements PostgresNode {
     const file = argv[0];
     if (file === undefined) throw new PostgresError('empty command');
     const tail: string[] = [];
-    this.log.info({ cmd: argv.join(' ') }, 'running command');
+    // Connection strings on command lines may carry a password: never into the log.
+    this.log.info({ cmd: argv.join(' ').replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***') }, 'running command');
     let res: RunResult;
     try {
       res = await run(file, argv.slice(1), {

@@ -185,6 +185,8 @@ export interface PostgresNode {
     args: string[],
     opts?: { env?: Record<string, string>; onLine?: (line: string) => void; signal?: AbortSignal },
   ): Promise<CommandResult>;
+  /** Removes the data directory when it is empty, so a restore command can create it. */
+  prepareForRestore(): Promise<void>;
   /** Makes a data directory a restore command created fit to start (owner, mode 0700). */
   adoptRestoredDataDirectory(): Promise<void>;
   /** Creates the roles of `bootstrap.users` (name → password, options), skipping pgha's own. */

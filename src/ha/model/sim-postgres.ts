@@ -436,6 +436,10 @@ export class SimPostgres implements PostgresNode {
     return Promise.resolve({ code: 1, output: 'the simulated server runs no commands' });
   }
 
+  prepareForRestore(): Promise<void> {
+    return Promise.resolve();
+  }
+
   adoptRestoredDataDirectory(): Promise<void> {
     return Promise.resolve();
   }
