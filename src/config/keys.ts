@@ -289,7 +289,7 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('postgresql.{create_replica_methods}', 'config/methods.ts, postgres/postgres.ts (runReplicaMethod)', {
     keys: ['command', 'keep_data', 'no_params', 'no_leader', 'no_master', '*'],
   }),
-  ...['command', 'keep_data', 'no_params', 'no_leader', 'no_master', '*'].map((k) =>
+  ...['command', 'keep_data', 'no_params', 'no_leader', 'no_master'].map((k) =>
     acted(`postgresql.{create_replica_methods}.${k}`, 'ha/replica-methods.ts'),
   ),
   ignored('postgresql.bin_name', 'pgha runs the programs under their standard names from bin_dir', {
@@ -300,7 +300,6 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
     unless: isFalse,
   }),
   acted('postgresql.recovery_conf', 'postgres/conf.ts (written for every replica)'),
-  acted('postgresql.recovery_conf.*', 'postgres/conf.ts (written for every replica)'),
   ignored(
     'postgresql.custom_conf',
     'pgha includes postgresql.base.conf (the file initdb wrote) from postgresql.conf, not this file: move its settings into postgresql.parameters',
@@ -399,7 +398,10 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
     'pgha leaves logical slots alone but drops inactive physical slots that belong to no member, listed here or not (see slots)',
     { unless: emptyList, keys: ['name', 'type', 'database', 'plugin'] },
   ),
-  acted('standby_cluster', 'ha/standby.ts, ha/decide.ts (no member runs as a writable primary while it is set)'),
+  acted(
+    'standby_cluster',
+    'ha/standby.ts, ha/decide.ts (no member runs as a writable primary while it is set)',
+  ),
   ...[
     'host',
     'port',
@@ -415,7 +417,6 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
   acted('postgresql.parameters', 'postgres/conf.ts (under the local postgresql.parameters)'),
   acted('postgresql.pg_hba', 'ha/runner.ts (pgHba)'),
   acted('postgresql.recovery_conf', 'postgres/conf.ts (under the local postgresql.recovery_conf)'),
-  acted('postgresql.recovery_conf.*', 'postgres/conf.ts'),
   ...perRole('postgresql.parameters', 'parameters'),
   ...perRole('postgresql.pg_hba', 'pg_hba'),
   ignored('postgresql.pg_ident', "pgha writes pg_ident.conf from each node's postgresql.pg_ident only"),

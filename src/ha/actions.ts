@@ -57,7 +57,9 @@ export async function startAs(
   callback: 'on_start' | 'on_restart',
 ): Promise<void> {
   if (opts.role === 'primary' && c.dynamic().standby_cluster)
-    throw new Error('refusing to start as a primary: standby_cluster is set (a standby cluster has no writable primary)');
+    throw new Error(
+      'refusing to start as a primary: standby_cluster is set (a standby cluster has no writable primary)',
+    );
   c.markServerConfigApplied();
   const rc =
     opts.role === 'primary'
@@ -284,7 +286,8 @@ export async function race(
     // A standby cluster's leader never promotes: it replicates from the standby_cluster source.
     c.say(d, `took the leader key (${verdict.why}); becoming the standby leader`);
     if (cluster.initialize === null) await registerCluster(c, cluster, status.systemIdentifier);
-    if (!status.inRecovery) return demote(c, { kind: 'demote', upstream: REMOTE_UPSTREAM, why: d.why }, cluster);
+    if (!status.inRecovery)
+      return demote(c, { kind: 'demote', upstream: REMOTE_UPSTREAM, why: d.why }, cluster);
     if (c.st.configuredUpstream !== REMOTE_UPSTREAM || c.st.configuredRemote !== c.remoteKey())
       await follow(c, { kind: 'follow', upstream: REMOTE_UPSTREAM, rewind: false, why: d.why }, cluster);
     return;
@@ -300,7 +303,9 @@ export async function race(
 
 export async function promote(c: RunnerContext, cluster: ClusterState): Promise<void> {
   if (c.dynamic().standby_cluster)
-    throw new Error('refusing to promote: standby_cluster is set (a standby cluster has no writable primary)');
+    throw new Error(
+      'refusing to promote: standby_cluster is set (a standby cluster has no writable primary)',
+    );
   const started = c.clock.mono();
   // The keeper keeps the lease while a long replay finishes (it may take longer than ttl).
   await c.during(

@@ -58,7 +58,10 @@ export async function bootstrap(c: RunnerContext, d: Of<'bootstrap'>, cluster: C
       await bootstrapStandbyLeader(c, cluster);
       return;
     }
-    c.say(d, `won the initialisation race; ${custom ? `running bootstrap method ${method}` : 'running initdb'}`);
+    c.say(
+      d,
+      `won the initialisation race; ${custom ? `running bootstrap method ${method}` : 'running initdb'}`,
+    );
     await c.during(custom ? 'running custom bootstrap script' : 'initializing new cluster', async () => {
       if (custom) await restoreBackup(c, method, custom);
       else {
@@ -109,7 +112,9 @@ async function restoreBackup(
     onLine: (line) => c.log.info(`${method}: ${line}`),
   });
   if (res.code !== 0)
-    throw new Error(`bootstrap method ${method} (${m.command}) failed with exit code ${res.code}: ${res.output}`);
+    throw new Error(
+      `bootstrap method ${method} (${m.command}) failed with exit code ${res.code}: ${res.output}`,
+    );
   if ((await pg.dataDirectoryState()) !== 'initialized')
     throw new Error(
       `bootstrap method ${method} (${m.command}) succeeded but left no PostgreSQL data directory in ${pg.dataDirectory}`,
@@ -123,7 +128,10 @@ async function restoreBackup(
   if (m.recovery_conf) {
     rc.signal = 'recovery';
     rc.recovery = Object.fromEntries(
-      Object.entries(m.recovery_conf).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)]),
+      Object.entries(m.recovery_conf).map(([k, v]) => [
+        k,
+        typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v),
+      ]),
     );
   } else if (m.keep_existing_recovery_conf) rc.signal = 'keep';
   await pg.configure(rc);
@@ -222,7 +230,9 @@ export async function createReplicaData(
       if (step.kind === 'basebackup') {
         const target = source as ConnTarget;
         c.log.info(`running pg_basebackup from ${target.host}:${target.port}`);
-        await pg.basebackup(target, c.d.config.postgresql.basebackup, (line) => c.log.info(`pg_basebackup: ${line}`));
+        await pg.basebackup(target, c.d.config.postgresql.basebackup, (line) =>
+          c.log.info(`pg_basebackup: ${line}`),
+        );
       } else {
         if (!step.keepData) {
           if ((await pg.dataDirectoryState()) !== 'empty') await pg.removeDataDirectory();
@@ -232,8 +242,7 @@ export async function createReplicaData(
           env: conn?.env ?? {},
           onLine: (line) => c.log.info(`${step.method}: ${line}`),
         });
-        if (res.code !== 0)
-          throw new Error(`${step.command} exited with code ${res.code}: ${res.output}`);
+        if (res.code !== 0) throw new Error(`${step.command} exited with code ${res.code}: ${res.output}`);
         if ((await pg.dataDirectoryState()) !== 'initialized')
           throw new Error(`${step.command} succeeded but left no PostgreSQL data directory`);
         await pg.adoptRestoredDataDirectory();

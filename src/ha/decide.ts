@@ -433,7 +433,12 @@ export const RULES: readonly Rule[] = [
       const up = c.upstream;
       if (i.pg.configuredUpstream === up) return null;
       if (up === null)
-        return { kind: 'follow', upstream: null, rewind: false, why: 'nostream: replaying WAL from the archive only' };
+        return {
+          kind: 'follow',
+          upstream: null,
+          rewind: false,
+          why: 'nostream: replaying WAL from the archive only',
+        };
       const m = findMember(i.cluster, up);
       if (!m?.data.conn_url) return { kind: 'idle', why: `${up} has not published its address yet` };
       if (up === leader && !isPrimaryRole(m.data.role)) return null;

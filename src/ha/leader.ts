@@ -57,8 +57,13 @@ export async function leaderDuties(
  * The standby leader's upkeep: register the cluster, keep slots for the members that stream from it,
  * publish its position. No history, sync or failsafe key: its PostgreSQL is a replica of the source.
  */
-async function standbyLeaderDuties(c: RunnerContext, cluster: ClusterState, status: ServerStatus): Promise<void> {
-  if (cluster.initialize === null || !cluster.config) await registerCluster(c, cluster, status.systemIdentifier);
+async function standbyLeaderDuties(
+  c: RunnerContext,
+  cluster: ClusterState,
+  status: ServerStatus,
+): Promise<void> {
+  if (cluster.initialize === null || !cluster.config)
+    await registerCluster(c, cluster, status.systemIdentifier);
   await maintainSlots(c, cluster, 'primary');
   const key = JSON.stringify({ optime: status.walPosition });
   if (key !== c.st.lastStatusKey) {

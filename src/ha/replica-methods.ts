@@ -39,7 +39,13 @@ export function planReplicaMethods(input: {
         `--connstring=${input.connstring ?? ''}`,
       );
     }
-    steps.push({ method, kind: 'command', command: sec?.command ?? method, args, keepData: sec?.keep_data ?? false });
+    steps.push({
+      method,
+      kind: 'command',
+      command: sec?.command ?? method,
+      args,
+      keepData: sec?.keep_data ?? false,
+    });
   }
   return steps;
 }

@@ -102,7 +102,11 @@ const rows: Row[] = [
   {
     name: 'a switchover request is cancelled',
     in: {
-      cluster: cluster({ leader: leaderIs('n1'), members: [member('n1')], failover: { member: 'n2', modRevision: '3' } }),
+      cluster: cluster({
+        leader: leaderIs('n1'),
+        members: [member('n1')],
+        failover: { member: 'n2', modRevision: '3' },
+      }),
       pg: pg({ configuredUpstream: REMOTE_UPSTREAM }),
     },
     want: { kind: 'cancel_switchover' },
@@ -157,13 +161,21 @@ describe('upstreamFor', () => {
   const c = cluster({ leader: leaderIs('n2'), members: [member('n2'), member('n3')] });
   it.each([
     ['the leader', { me: 'n1', cluster: c, standby: undefined, tags }, 'n2'],
-    ['the replicatefrom member', { me: 'n1', cluster: c, standby: undefined, tags: { ...tags, replicatefrom: 'n3' } }, 'n3'],
+    [
+      'the replicatefrom member',
+      { me: 'n1', cluster: c, standby: undefined, tags: { ...tags, replicatefrom: 'n3' } },
+      'n3',
+    ],
     [
       'the leader when the replicatefrom member is gone',
       { me: 'n1', cluster: c, standby: undefined, tags: { ...tags, replicatefrom: 'n9' } },
       'n2',
     ],
-    ['nobody with nostream', { me: 'n1', cluster: c, standby: undefined, tags: { ...tags, nostream: true } }, null],
+    [
+      'nobody with nostream',
+      { me: 'n1', cluster: c, standby: undefined, tags: { ...tags, nostream: true } },
+      null,
+    ],
     ['the source as standby leader', { me: 'n2', cluster: c, standby: {}, tags }, REMOTE_UPSTREAM],
     ['the source with no leader', { me: 'n1', cluster: cluster(), standby: {}, tags }, REMOTE_UPSTREAM],
     ['the standby leader for others', { me: 'n1', cluster: c, standby: {}, tags }, 'n2'],
@@ -205,7 +217,10 @@ describe('cloneSource and slotMembers', () => {
   it('standby recovery settings: the standby leader gets the apply delay, replicas the archive', () => {
     const s = { restore_command: 'cp %f %p', archive_cleanup_command: 'x', recovery_min_apply_delay: '1min' };
     expect(standbyRecoveryParams(s, true)).toEqual(s);
-    expect(standbyRecoveryParams(s, false)).toEqual({ restore_command: 'cp %f %p', archive_cleanup_command: 'x' });
+    expect(standbyRecoveryParams(s, false)).toEqual({
+      restore_command: 'cp %f %p',
+      archive_cleanup_command: 'x',
+    });
     expect(standbyRecoveryParams(undefined, true)).toEqual({});
   });
 });
@@ -217,7 +232,13 @@ describe('planReplicaMethods', () => {
       ...base,
       methods: ['restore', 'basebackup'],
       sections: {
-        restore: { command: 'restore.sh --x', keep_data: true, no_params: false, no_leader: false, options: { a: '1' } },
+        restore: {
+          command: 'restore.sh --x',
+          keep_data: true,
+          no_params: false,
+          no_leader: false,
+          options: { a: '1' },
+        },
       },
     });
     expect(steps).toEqual([
@@ -237,7 +258,9 @@ describe('planReplicaMethods', () => {
       ...base,
       connstring: null,
       methods: ['basebackup', 'wal_e', 'restore'],
-      sections: { restore: { command: 'r', keep_data: false, no_params: true, no_leader: true, options: {} } },
+      sections: {
+        restore: { command: 'r', keep_data: false, no_params: true, no_leader: true, options: {} },
+      },
     });
     expect(steps).toEqual([{ method: 'restore', kind: 'command', command: 'r', args: [], keepData: false }]);
   });

@@ -23,7 +23,10 @@ function truthy(v: unknown): boolean {
 }
 
 /** A member's `replicatefrom` tag, when it names another member. */
-export function replicatefromOf(m: { name: string; data: { tags?: Record<string, unknown> } }): string | null {
+export function replicatefromOf(m: {
+  name: string;
+  data: { tags?: Record<string, unknown> };
+}): string | null {
   const v = m.data.tags?.replicatefrom;
   return typeof v === 'string' && v !== '' && v !== m.name ? v : null;
 }
@@ -49,7 +52,8 @@ export function upstreamFor(input: {
   const leader = cluster.leader?.name ?? null;
   if (isNoStream(tags)) return null;
   if (standby && (leader === null || leader === me)) return REMOTE_UPSTREAM;
-  const from = typeof tags.replicatefrom === 'string' && tags.replicatefrom !== me ? tags.replicatefrom : null;
+  const from =
+    typeof tags.replicatefrom === 'string' && tags.replicatefrom !== me ? tags.replicatefrom : null;
   if (from && findMember(cluster, from)) return from;
   return leader === me ? null : leader;
 }

@@ -1118,7 +1118,9 @@ export class Postgres implements PostgresNode {
     if (split) await this.adoptConfigFromDataDir();
 
     const parameters = await this.checkedParameters(
-      role.role === 'replica' || role.signal ? await this.withRecoveryMinimums(role.parameters) : role.parameters,
+      role.role === 'replica' || role.signal
+        ? await this.withRecoveryMinimums(role.parameters)
+        : role.parameters,
     );
     const userHba = parameters.hba_file;
     const userIdent = parameters.ident_file;
@@ -1327,7 +1329,9 @@ export class Postgres implements PostgresNode {
       const mine = Number(given);
       if (given === undefined || !Number.isFinite(mine) || mine < recorded) {
         if (given !== undefined)
-          this.log.info(`${param} raised from ${String(given)} to ${recorded}, the value the primary ran with`);
+          this.log.info(
+            `${param} raised from ${String(given)} to ${recorded}, the value the primary ran with`,
+          );
         out[param] = recorded;
       }
     }
@@ -1377,7 +1381,10 @@ export class Postgres implements PostgresNode {
     if (file === undefined) throw new PostgresError('empty command');
     const tail: string[] = [];
     // Connection strings on command lines may carry a password: never into the log.
-    this.log.info({ cmd: argv.join(' ').replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***') }, 'running command');
+    this.log.info(
+      { cmd: argv.join(' ').replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***') },
+      'running command',
+    );
     let res: RunResult;
     try {
       res = await run(file, argv.slice(1), {
@@ -1411,7 +1418,9 @@ export class Postgres implements PostgresNode {
     return this.dataDir;
   }
 
-  async replicationConnection(source: ConnTarget): Promise<{ connstring: string; env: Record<string, string> }> {
+  async replicationConnection(
+    source: ConnTarget,
+  ): Promise<{ connstring: string; env: Record<string, string> }> {
     await this.writePgpass();
     const connstring = conninfo({
       dbname: 'postgres',
