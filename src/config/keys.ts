@@ -384,11 +384,7 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
   acted('loop_wait', 'ha/runner.ts'),
   acted('retry_timeout', 'ha/runner.ts, dcs/etcd.ts'),
   acted('maximum_lag_on_failover', 'ha/rules.ts'),
-  ignored(
-    'maximum_lag_on_syncnode',
-    'pgha keeps a lagging synchronous standby and replaces one only when it stops streaming',
-    { unless: when('it is `0` or less', (v) => Number(v) <= 0) },
-  ),
+  acted('maximum_lag_on_syncnode', 'ha/sync.ts'),
   ignored('max_timelines_history', 'pgha keeps the whole timeline history in the history key', {
     unless: isZero,
   }),

@@ -244,6 +244,9 @@ export const dynamicConfigSchema = z.looseObject({
   maximum_lag_on_failover: int(0, 1048576).describe(
     'Bytes a replica may be behind the last published leader position and still be promoted automatically.',
   ),
+  maximum_lag_on_syncnode: int(-1, -1).describe(
+    'Bytes a synchronous standby may fall behind the most advanced standby (the primary when it is the only one) before another standby replaces it; 0 or less: never replaced for lag.',
+  ),
   primary_start_timeout: int(0, 300).describe(
     'Seconds a leader whose PostgreSQL went down may spend starting it in place before it releases the key to a member that can take over (0: release at once when one can). A start that fails releases the key at once.',
   ),
@@ -356,6 +359,7 @@ export function parseDynamicConfig(raw: unknown): {
     loop_wait: d.loop_wait,
     retry_timeout: d.retry_timeout,
     maximum_lag_on_failover: d.maximum_lag_on_failover,
+    maximum_lag_on_syncnode: d.maximum_lag_on_syncnode,
     primary_start_timeout: d.primary_start_timeout,
     primary_stop_timeout: d.primary_stop_timeout,
     synchronous_mode: d.synchronous_mode,

@@ -203,6 +203,8 @@ export interface DynamicConfig {
   loop_wait: number;
   retry_timeout: number;
   maximum_lag_on_failover: number;
+  /** Bytes a synchronous standby may lag before it is replaced; 0 or less: never. */
+  maximum_lag_on_syncnode: number;
   primary_start_timeout: number;
   primary_stop_timeout: number;
   synchronous_mode: boolean | 'quorum';
