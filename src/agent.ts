@@ -167,6 +167,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   const watchdog = new Watchdog({
     mode: config.watchdog.mode,
     device: config.watchdog.device,
+    driver: config.watchdog.driver,
     safetyMargin: config.watchdog.safety_margin,
     logger,
   });

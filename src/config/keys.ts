@@ -355,7 +355,7 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('watchdog.mode', 'watchdog/watchdog.ts'),
   acted('watchdog.device', 'watchdog/watchdog.ts'),
   acted('watchdog.safety_margin', 'ha/runner.ts'),
-  ignored('watchdog.driver', 'pgha uses the Linux watchdog device (watchdog.device) only'),
+  acted('watchdog.driver', 'watchdog/watchdog.ts'),
 
   acted('tags', 'the member key (ha/runner.ts)'),
   acted('tags.nofailover', 'ha/rules.ts, ha/race.ts'),

@@ -816,6 +816,11 @@ export const fileSchema = z.strictObject({
       'off; automatic: use the device when it can be opened; required: refuse to lead without it.',
     ),
     device: z.preprocess(asText, z.string().min(1).default('/dev/watchdog')).describe('The watchdog device.'),
+    driver: z
+      .preprocess(asText, z.string().min(1).default('default'))
+      .describe(
+        "default: the Linux watchdog device; testing: Patroni's test device, a named pipe whose reader notes pings and the timeout. Another name, as Patroni: no watchdog (mode required then refuses to lead).",
+      ),
     safety_margin: int(-1, 5).describe(
       'Seconds before its leader key can expire at which a leader that could not renew it stops PostgreSQL (at least 2, at most ttl / 2).',
     ),

@@ -109,6 +109,8 @@ export interface TagsConfig {
 export interface WatchdogConfig {
   mode: 'off' | 'automatic' | 'required';
   device: string;
+  /** `default` (Linux device) or `testing` (Patroni's named-pipe test device); others: no watchdog. */
+  driver: string;
   safety_margin: number;
 }
 
