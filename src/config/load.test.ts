@@ -67,7 +67,12 @@ describe('loadConfig: the seed catalog01 patroni.yml', () => {
     expect(c.postgresql.os_user).toBe('postgres');
     expect(c.tags).toEqual({ nofailover: false, noloadbalance: false, clonefrom: false, nosync: false });
     expect(c.log).toEqual({ type: 'plain', level: 'DEBUG', dir: '/var/log/patroni' });
-    expect(c.watchdog).toEqual({ mode: 'automatic', device: '/dev/watchdog', safety_margin: 5 });
+    expect(c.watchdog).toEqual({
+      mode: 'automatic',
+      device: '/dev/watchdog',
+      driver: 'default',
+      safety_margin: 5,
+    });
   });
 
   it('keeps bootstrap.dcs as written', () => {
@@ -128,7 +133,12 @@ describe('loadConfig: defaults', () => {
 
   it('accepts watchdog modes as Patroni spells them', () => {
     const c = loadConfig(file(MINIMAL + 'watchdog:\n  mode: false\n  safety_margin: "-1"\n'), {}).config!;
-    expect(c.watchdog).toEqual({ mode: 'off', device: '/dev/watchdog', safety_margin: -1 });
+    expect(c.watchdog).toEqual({
+      mode: 'off',
+      device: '/dev/watchdog',
+      driver: 'default',
+      safety_margin: -1,
+    });
     expect(loadConfig(file(MINIMAL + 'watchdog: {mode: require}\n'), {}).config!.watchdog.mode).toBe(
       'required',
     );
