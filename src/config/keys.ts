@@ -122,11 +122,26 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('ctl.authentication', 'pgha ctl (ctl/context.ts)'),
   acted('ctl.authentication.username', 'pgha ctl (ctl/context.ts)'),
   acted('ctl.authentication.password', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.insecure', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.cacert', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.certfile', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.keyfile', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.keyfile_password', 'pgha ctl (ctl/context.ts)'),
+  acted(
+    'ctl.insecure',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.cacert',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.certfile',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.keyfile',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.keyfile_password',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
 
   acted('restapi', 'api/server.ts, api/app.ts'),
   acted('restapi.listen', 'api/server.ts'),

@@ -947,7 +947,9 @@ export const fileSchema = z.strictObject({
     keyfile_password: optText().describe(
       'Password of an encrypted keyfile (default: restapi.keyfile_password).',
     ),
-  }).describe('pgha ctl (patronictl): how it talks to the REST API; the agent does not read it.'),
+  }).describe(
+    "pgha ctl (patronictl): how it talks to the REST API; the agent uses its TLS keys for requests to other members' REST APIs, as Patroni does.",
+  ),
   router: routerSection.describe("pgha router: HAProxy's part (pgha extension)."),
   vip: z
     .preprocess(blank, vipSection.optional())

@@ -64,6 +64,15 @@ export interface RestApiConfig {
   http_extra_headers?: Record<string, string>;
 }
 
+/** The `ctl:` keys that decide how REST API clients use TLS (the agent's requests to peers too). */
+export interface CtlTlsConfig {
+  insecure?: boolean;
+  cacert?: string;
+  certfile?: string;
+  keyfile?: string;
+  keyfile_password?: string;
+}
+
 export type CallbackName = 'on_start' | 'on_stop' | 'on_restart' | 'on_reload' | 'on_role_change';
 
 export interface PostgresqlConfig {
@@ -249,6 +258,11 @@ export interface PghaConfig {
   tags: TagsConfig;
   watchdog: WatchdogConfig;
   log: LogConfig;
+  /**
+   * `ctl:` TLS settings, which the agent also uses for its requests to other members' REST APIs
+   * (as Patroni's): a client certificate and key, the CA, and `insecure` (no host name check).
+   */
+  ctl?: CtlTlsConfig;
   /** `router:` section; only `pgha router` reads it (`loadRouterConfig` in `src/router/command.ts`). */
   router?: RouterConfig;
   /** `vip:` section; only `pgha vip` reads it (`loadVipConfig` in `src/vip/config.ts`). */
