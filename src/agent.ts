@@ -24,7 +24,7 @@ import { Postgres } from './postgres/postgres.js';
 import { slotNameForMember } from './postgres/slots.js';
 import { errorMessage, PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
-import { getJson, httpRequestText } from './util/http.js';
+import { getJson, httpRequestText, peerTls, type HttpOptions } from './util/http.js';
 import { probePort } from './util/net.js';
 import { VERSION } from './version.js';
 import { Watchdog } from './watchdog/watchdog.js';
@@ -41,11 +41,11 @@ export interface Agent {
 export async function fetchPeerStatus(
   member: Member,
   signal: AbortSignal,
-  cafile?: string,
+  tls: HttpOptions = {},
 ): Promise<PeerStatus> {
   const url = member.data.api_url;
   if (!url) return { name: member.name, reachable: false };
-  return peerStatusFromBody(member, await getJson<PeerBody>(url, { signal, cafile }));
+  return peerStatusFromBody(member, await getJson<PeerBody>(url, { ...tls, signal }));
 }
 
 /** `POST /failsafe` to a peer, with the cluster's REST credentials (Patroni's `call_failsafe_member`). */
@@ -62,7 +62,7 @@ export async function postFailsafe(
     method: 'POST',
     json: leader,
     signal,
-    cafile: config.restapi.cafile,
+    ...peerTls(config),
     ...(auth ? { auth } : {}),
   });
   const accepted = res.status === 200 && res.text === 'Accepted';
@@ -167,6 +167,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   const watchdog = new Watchdog({
     mode: config.watchdog.mode,
     device: config.watchdog.device,
+    driver: config.watchdog.driver,
     safetyMargin: config.watchdog.safety_margin,
     logger,
   });
@@ -177,7 +178,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     logger,
     watchdog,
     parseDynamic: dynamicParser(config, logger),
-    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, peerTls(config)),
     postFailsafe: (m, leader, signal) => postFailsafe(m, leader, signal, config),
     probePort: (host, port) => probePort(host, port),
     runCallback: callbacks,
@@ -189,7 +190,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     dcs,
     pg,
     logger,
-    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, peerTls(config)),
     runCallback: callbacks,
     validateDynamic: async (raw) => {
       const params = await pg.parameterProblems(parseDynamicConfig(raw).config.postgresql.parameters);

@@ -122,11 +122,26 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('ctl.authentication', 'pgha ctl (ctl/context.ts)'),
   acted('ctl.authentication.username', 'pgha ctl (ctl/context.ts)'),
   acted('ctl.authentication.password', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.insecure', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.cacert', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.certfile', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.keyfile', 'pgha ctl (ctl/context.ts)'),
-  acted('ctl.keyfile_password', 'pgha ctl (ctl/context.ts)'),
+  acted(
+    'ctl.insecure',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.cacert',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.certfile',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.keyfile',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
+  acted(
+    'ctl.keyfile_password',
+    'pgha ctl (ctl/context.ts); the agent, for requests to other members (util/http.ts peerTls)',
+  ),
 
   acted('restapi', 'api/server.ts, api/app.ts'),
   acted('restapi.listen', 'api/server.ts'),
@@ -329,7 +344,7 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('watchdog.mode', 'watchdog/watchdog.ts'),
   acted('watchdog.device', 'watchdog/watchdog.ts'),
   acted('watchdog.safety_margin', 'ha/runner.ts'),
-  ignored('watchdog.driver', 'pgha uses the Linux watchdog device (watchdog.device) only'),
+  acted('watchdog.driver', 'watchdog/watchdog.ts'),
 
   acted('tags', 'the member key (ha/runner.ts)'),
   acted('tags.nofailover', 'ha/rules.ts, ha/race.ts'),
@@ -355,11 +370,7 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
   acted('loop_wait', 'ha/runner.ts'),
   acted('retry_timeout', 'ha/runner.ts, dcs/etcd.ts'),
   acted('maximum_lag_on_failover', 'ha/rules.ts'),
-  ignored(
-    'maximum_lag_on_syncnode',
-    'pgha keeps a lagging synchronous standby and replaces one only when it stops streaming',
-    { unless: when('it is `0` or less', (v) => Number(v) <= 0) },
-  ),
+  acted('maximum_lag_on_syncnode', 'ha/sync.ts'),
   ignored('max_timelines_history', 'pgha keeps the whole timeline history in the history key', {
     unless: isZero,
   }),

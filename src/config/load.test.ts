@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../util/errors.js';
+import { peerTls } from '../util/http.js';
 import { detectBinDir, loadConfig, loadConfigOrThrow, loadCtlConfig } from './load.js';
 
 const SEED = resolve(import.meta.dirname, '../../test/fixtures/config/seed-catalog01.yml');
@@ -67,7 +68,12 @@ describe('loadConfig: the seed catalog01 patroni.yml', () => {
     expect(c.postgresql.os_user).toBe('postgres');
     expect(c.tags).toEqual({ nofailover: false, noloadbalance: false, clonefrom: false, nosync: false });
     expect(c.log).toEqual({ type: 'plain', level: 'DEBUG', dir: '/var/log/patroni' });
-    expect(c.watchdog).toEqual({ mode: 'automatic', device: '/dev/watchdog', safety_margin: 5 });
+    expect(c.watchdog).toEqual({
+      mode: 'automatic',
+      device: '/dev/watchdog',
+      driver: 'default',
+      safety_margin: 5,
+    });
   });
 
   it('keeps bootstrap.dcs as written', () => {
@@ -128,7 +134,12 @@ describe('loadConfig: defaults', () => {
 
   it('accepts watchdog modes as Patroni spells them', () => {
     const c = loadConfig(file(MINIMAL + 'watchdog:\n  mode: false\n  safety_margin: "-1"\n'), {}).config!;
-    expect(c.watchdog).toEqual({ mode: 'off', device: '/dev/watchdog', safety_margin: -1 });
+    expect(c.watchdog).toEqual({
+      mode: 'off',
+      device: '/dev/watchdog',
+      driver: 'default',
+      safety_margin: -1,
+    });
     expect(loadConfig(file(MINIMAL + 'watchdog: {mode: require}\n'), {}).config!.watchdog.mode).toBe(
       'required',
     );
@@ -166,6 +177,38 @@ describe('loadConfig: environment overrides', () => {
     expect(c.postgresql.authentication.superuser).toEqual({ username: 'pat_admin', password: 'from-env' });
     expect(c.postgresql.authentication.rewind).toEqual({ username: 'rewinder' });
     expect(c.log).toMatchObject({ level: 'WARNING', type: 'json' });
+  });
+
+  it("reads PATRONI_CTL_* and hands the agent Patroni's TLS settings for requests to other members", () => {
+    const env = {
+      PATRONI_RESTAPI_CERTFILE: '/tls/rest.crt',
+      PATRONI_RESTAPI_KEYFILE: '/tls/rest.key',
+      PATRONI_RESTAPI_CAFILE: '/tls/ca.crt',
+      PATRONI_CTL_INSECURE: 'on',
+    };
+    const c = loadConfig(file(MINIMAL), env).config!;
+    expect(c.ctl).toEqual({ insecure: true });
+    expect(peerTls(c)).toEqual({
+      cafile: '/tls/ca.crt',
+      certfile: '/tls/rest.crt',
+      keyfile: '/tls/rest.key',
+      insecure: true,
+    });
+    const ctl = loadConfig(file(MINIMAL), {
+      ...env,
+      PATRONI_CTL_CACERT: '/tls/ctl-ca.crt',
+      PATRONI_CTL_CERTFILE: '/tls/ctl.crt',
+      PATRONI_CTL_KEYFILE: '/tls/ctl.key',
+      PATRONI_CTL_KEYFILE_PASSWORD: 'secret',
+      PATRONI_CTL_INSECURE: 'off',
+    }).config!;
+    expect(peerTls(ctl)).toEqual({
+      cafile: '/tls/ctl-ca.crt',
+      certfile: '/tls/ctl.crt',
+      keyfile: '/tls/ctl.key',
+      keyfile_password: 'secret',
+    });
+    expect(peerTls(loadConfig(file(MINIMAL), {}).config!)).toEqual({});
   });
 
   it('lets an etcd endpoint variable replace every endpoint key of the file', () => {

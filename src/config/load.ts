@@ -65,6 +65,11 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['RESTAPI_KEYFILE_PASSWORD', ['restapi', 'keyfile_password']],
   ['RESTAPI_CAFILE', ['restapi', 'cafile']],
   ['RESTAPI_VERIFY_CLIENT', ['restapi', 'verify_client']],
+  ['CTL_INSECURE', ['ctl', 'insecure']],
+  ['CTL_CACERT', ['ctl', 'cacert']],
+  ['CTL_CERTFILE', ['ctl', 'certfile']],
+  ['CTL_KEYFILE', ['ctl', 'keyfile']],
+  ['CTL_KEYFILE_PASSWORD', ['ctl', 'keyfile_password']],
   ['POSTGRESQL_LISTEN', ['postgresql', 'listen']],
   ['POSTGRESQL_CONNECT_ADDRESS', ['postgresql', 'connect_address']],
   ['POSTGRESQL_DATA_DIR', ['postgresql', 'data_dir']],
@@ -355,6 +360,13 @@ function build(d: ParsedFile, etcd: PghaConfig['etcd'], detectedBinDir: string |
     tags: compact<TagsConfig>(d.tags),
     watchdog: d.watchdog,
     log: compact(d.log),
+    ctl: compact({
+      insecure: d.ctl.insecure,
+      cacert: d.ctl.cacert,
+      certfile: d.ctl.certfile,
+      keyfile: d.ctl.keyfile,
+      keyfile_password: d.ctl.keyfile_password,
+    }),
   };
 }
 

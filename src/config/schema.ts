@@ -244,6 +244,9 @@ export const dynamicConfigSchema = z.looseObject({
   maximum_lag_on_failover: int(0, 1048576).describe(
     'Bytes a replica may be behind the last published leader position and still be promoted automatically.',
   ),
+  maximum_lag_on_syncnode: int(-1, -1).describe(
+    'Bytes a synchronous standby may fall behind the most advanced standby (the primary when it is the only one) before another standby replaces it; 0 or less: never replaced for lag.',
+  ),
   primary_start_timeout: int(0, 300).describe(
     'Seconds a leader whose PostgreSQL went down may spend starting it in place before it releases the key to a member that can take over (0: release at once when one can). A start that fails releases the key at once.',
   ),
@@ -408,6 +411,7 @@ export function parseDynamicConfig(raw: unknown): {
     loop_wait: d.loop_wait,
     retry_timeout: d.retry_timeout,
     maximum_lag_on_failover: d.maximum_lag_on_failover,
+    maximum_lag_on_syncnode: d.maximum_lag_on_syncnode,
     primary_start_timeout: d.primary_start_timeout,
     primary_stop_timeout: d.primary_stop_timeout,
     synchronous_mode: d.synchronous_mode,
@@ -899,6 +903,11 @@ export const fileSchema = z.strictObject({
       'off; automatic: use the device when it can be opened; required: refuse to lead without it.',
     ),
     device: z.preprocess(asText, z.string().min(1).default('/dev/watchdog')).describe('The watchdog device.'),
+    driver: z
+      .preprocess(asText, z.string().min(1).default('default'))
+      .describe(
+        "default: the Linux watchdog device; testing: Patroni's test device, a named pipe whose reader notes pings and the timeout. Another name, as Patroni: no watchdog (mode required then refuses to lead).",
+      ),
     safety_margin: int(-1, 5).describe(
       'Seconds before its leader key can expire at which a leader that could not renew it stops PostgreSQL (at least 2, at most ttl / 2).',
     ),
@@ -938,7 +947,9 @@ export const fileSchema = z.strictObject({
     keyfile_password: optText().describe(
       'Password of an encrypted keyfile (default: restapi.keyfile_password).',
     ),
-  }).describe('pgha ctl (patronictl): how it talks to the REST API; the agent does not read it.'),
+  }).describe(
+    "pgha ctl (patronictl): how it talks to the REST API; the agent uses its TLS keys for requests to other members' REST APIs, as Patroni does.",
+  ),
   router: routerSection.describe("pgha router: HAProxy's part (pgha extension)."),
   vip: z
     .preprocess(blank, vipSection.optional())

@@ -64,6 +64,15 @@ export interface RestApiConfig {
   http_extra_headers?: Record<string, string>;
 }
 
+/** The `ctl:` keys that decide how REST API clients use TLS (the agent's requests to peers too). */
+export interface CtlTlsConfig {
+  insecure?: boolean;
+  cacert?: string;
+  certfile?: string;
+  keyfile?: string;
+  keyfile_password?: string;
+}
+
 export type CallbackName = 'on_start' | 'on_stop' | 'on_restart' | 'on_reload' | 'on_role_change';
 
 export interface PostgresqlConfig {
@@ -170,6 +179,8 @@ export interface TagsConfig {
 export interface WatchdogConfig {
   mode: 'off' | 'automatic' | 'required';
   device: string;
+  /** `default` (Linux device) or `testing` (Patroni's named-pipe test device); others: no watchdog. */
+  driver: string;
   safety_margin: number;
 }
 
@@ -247,6 +258,11 @@ export interface PghaConfig {
   tags: TagsConfig;
   watchdog: WatchdogConfig;
   log: LogConfig;
+  /**
+   * `ctl:` TLS settings, which the agent also uses for its requests to other members' REST APIs
+   * (as Patroni's): a client certificate and key, the CA, and `insecure` (no host name check).
+   */
+  ctl?: CtlTlsConfig;
   /** `router:` section; only `pgha router` reads it (`loadRouterConfig` in `src/router/command.ts`). */
   router?: RouterConfig;
   /** `vip:` section; only `pgha vip` reads it (`loadVipConfig` in `src/vip/config.ts`). */
@@ -264,6 +280,8 @@ export interface DynamicConfig {
   loop_wait: number;
   retry_timeout: number;
   maximum_lag_on_failover: number;
+  /** Bytes a synchronous standby may lag before it is replaced; 0 or less: never. */
+  maximum_lag_on_syncnode: number;
   primary_start_timeout: number;
   primary_stop_timeout: number;
   synchronous_mode: boolean | 'quorum';

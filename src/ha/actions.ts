@@ -478,7 +478,10 @@ export async function fetchPeers(
   );
   return Promise.all(
     others.map((m) =>
-      c.d.fetchPeer(m, c.clock.timeout(2000)).catch((): PeerStatus => ({ name: m.name, reachable: false })),
+      c.d.fetchPeer(m, c.clock.timeout(2000)).catch((err: unknown): PeerStatus => {
+        c.log.info(`${m.name} did not answer at ${m.data.api_url}: ${errorMessage(err)}`);
+        return { name: m.name, reachable: false };
+      }),
     ),
   );
 }

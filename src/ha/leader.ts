@@ -132,6 +132,9 @@ async function manageSync(c: RunnerContext, cluster: ClusterState, status: Serve
     syncKey: cluster.sync,
     currentSsn: c.st.ssn,
     ssnSince: c.st.ssnSince,
+    maxLag: c.dynamic().maximum_lag_on_syncnode,
+    synchronousCommit: status.synchronousCommit,
+    primaryLsn: status.walPosition,
   };
   if (mode === 'quorum') {
     // Each change is made only after the one before it took effect: the order is the safety.

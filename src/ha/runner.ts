@@ -435,10 +435,11 @@ export class HaRunner implements RunnerContext {
   /**
    * Re-renders postgresql.conf and pg_hba.conf and reloads when the parameters in force changed
    * (`edit-config`, PATCH /config, a new local config), as Patroni does; parameters that need a
-   * restart then show as pending_restart.
+   * restart then show as pending_restart. In maintenance mode too, as Patroni: a reload starts,
+   * stops or promotes nothing.
    */
   private async applyServerConfig(): Promise<void> {
-    if (this.dyn.pause || !this.snapshot.running || !this.snapshot.status) return;
+    if (!this.snapshot.running || !this.snapshot.status) return;
     const key = this.serverConfigKey();
     if (key === this.st.appliedServerConfig) return;
     try {

@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import type { Member, SyncKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
-import { parseSsn, planQuorum, planSync, renderSsn, type SyncPlanInput } from './sync.js';
+import {
+  keyValue,
+  parseSsn,
+  planQuorum,
+  planSync,
+  renderSsn,
+  syncCandidates,
+  syncLsn,
+  type SyncPlanInput,
+} from './sync.js';
 
 const member = (name: string, tags?: Record<string, unknown>): Member => ({
   name,
@@ -44,6 +53,7 @@ function input(over: Partial<SyncPlanInput>): SyncPlanInput {
 describe('renderSsn', () => {
   it('renders FIRST and ANY lists, quoting odd names, and * for strict with nobody', () => {
     expect(renderSsn(true, ['n2'], 1, false)).toBe('FIRST 1 (n2)');
+    expect(renderSsn(true, ['n3', 'n2'], 2, false)).toBe('FIRST 2 (n2,n3)');
     expect(renderSsn('quorum', ['n2', 'db-3'], 1, false)).toBe('ANY 1 (n2,"db-3")');
     expect(renderSsn(true, [], 1, true)).toBe('*');
     expect(renderSsn(true, [], 1, false)).toBe('');
@@ -114,6 +124,138 @@ describe('planSync (synchronous_mode: on)', () => {
       syncKey: { leader: null, sync_standby: null, quorum: null },
       why: 'synchronous_mode is off',
     });
+  });
+});
+
+describe('which standbys are synchronous, as Patroni 3 picks them', () => {
+  // A standby whose replay is paused: it receives and flushes, but applies nothing.
+  const stuck = (name: string, flush: number, replay: number, sync_state = 'async'): Row => ({
+    ...row(name, flush, sync_state),
+    write_lsn: flush,
+    replay_lsn: replay,
+  });
+
+  it('compares the position synchronous_commit waits for: replay, write or flush', () => {
+    const r = { ...row('n2', 300), write_lsn: 400, replay_lsn: 100 };
+    expect(syncLsn(r, 'remote_apply')).toBe(100);
+    expect(syncLsn(r, 'remote_write')).toBe(400);
+    expect(syncLsn(r, 'on')).toBe(300);
+    expect(syncLsn(r, undefined)).toBe(300);
+    expect(syncLsn(undefined, 'on')).toBe(0);
+  });
+
+  it('writes the key with its members sorted and comma-separated', () => {
+    expect(keyValue(['n3', 'n2'])).toBe('n2,n3');
+    expect(keyValue([])).toBeNull();
+    const p = planSync(
+      input({
+        count: 2,
+        syncKey: key('n3'),
+        currentSsn: 'FIRST 2 (n2,n3)',
+        ssnSince: 100,
+        replication: [row('n2', 200, 'sync'), row('n3', 100, 'sync')],
+      }),
+    );
+    expect(p.syncKey).toEqual({ leader: 'n1', sync_standby: 'n2,n3', quorum: null });
+  });
+
+  it('rewrites a key holding the right members in another order', () => {
+    const p = planSync(
+      input({
+        count: 2,
+        syncKey: key('n3,n2'),
+        currentSsn: 'FIRST 2 (n3,n2)',
+        replication: [row('n2', 200, 'sync'), row('n3', 100, 'sync')],
+      }),
+    );
+    expect(p).toMatchObject({
+      ssn: 'FIRST 2 (n2,n3)',
+      syncKey: { leader: 'n1', sync_standby: 'n2,n3', quorum: null },
+    });
+  });
+
+  it.each([
+    {
+      what: 'a standby in the key lagging past maximum_lag_on_syncnode is left out',
+      over: { maxLag: 1000, synchronousCommit: 'remote_apply' },
+      replication: [stuck('n2', 9000, 9000), stuck('n3', 9000, 5000, 'sync')],
+      want: ['n2'],
+    },
+    {
+      what: 'with maximum_lag_on_syncnode -1 (the default) the standby in the key stays first',
+      over: { maxLag: -1, synchronousCommit: 'remote_apply' },
+      replication: [stuck('n2', 9000, 9000), stuck('n3', 9000, 5000, 'sync')],
+      want: ['n3', 'n2'],
+    },
+    {
+      what: 'with synchronous_commit on, a paused replay does not count as lag',
+      over: { maxLag: 1000, synchronousCommit: 'on' },
+      replication: [stuck('n2', 9000, 9000), stuck('n3', 9000, 5000, 'sync')],
+      want: ['n3', 'n2'],
+    },
+    {
+      what: 'when every standby is behind the primary alike, none is left out',
+      over: { maxLag: 1000, primaryLsn: 50_000 },
+      replication: [row('n2', 9000), row('n3', 9000, 'sync')],
+      want: ['n3', 'n2'],
+    },
+    {
+      what: 'a lone standby is measured against the primary',
+      over: { maxLag: 1000, primaryLsn: 50_000 },
+      replication: [row('n3', 9000, 'sync')],
+      want: [],
+    },
+    {
+      what: 'members tagged nofailover come last, whatever their position',
+      over: { members: [member('n1'), member('n2', { nofailover: true }), member('n3')] },
+      replication: [row('n2', 9000, 'sync'), row('n3', 100)],
+      want: ['n3', 'n2'],
+    },
+  ])('$what', ({ over, replication, want }) => {
+    expect(syncCandidates(input({ syncKey: key('n3'), replication, ...over }), ['n3'])).toEqual(want);
+  });
+
+  it('replaces a stuck synchronous standby: out of the key first, then the other one required, then listed', () => {
+    const base = { maxLag: 1000, synchronousCommit: 'remote_apply' };
+    const drop = planSync(
+      input({
+        ...base,
+        syncKey: key('n3'),
+        currentSsn: 'FIRST 1 (n3)',
+        replication: [stuck('n2', 9000, 9000), stuck('n3', 9000, 5000, 'sync')],
+      }),
+    );
+    expect(drop).toMatchObject({ ssn: 'FIRST 1 (n3)', syncKey: { leader: 'n1', sync_standby: null } });
+    const ask = planSync(
+      input({
+        ...base,
+        syncKey: key(null),
+        currentSsn: 'FIRST 1 (n3)',
+        replication: [stuck('n2', 9000, 9000), stuck('n3', 9000, 5000, 'sync')],
+      }),
+    );
+    expect(ask).toMatchObject({ ssn: 'FIRST 1 (n2)', syncKey: null });
+    // Listed once it reports sync and has applied what was committed when it was first required.
+    const notYet = planSync(
+      input({
+        ...base,
+        syncKey: key(null),
+        currentSsn: 'FIRST 1 (n2)',
+        ssnSince: 9500,
+        replication: [stuck('n2', 9600, 9400, 'sync'), stuck('n3', 9600, 5000)],
+      }),
+    );
+    expect(notYet.syncKey).toBeNull();
+    const listed = planSync(
+      input({
+        ...base,
+        syncKey: key(null),
+        currentSsn: 'FIRST 1 (n2)',
+        ssnSince: 9500,
+        replication: [stuck('n2', 9600, 9600, 'sync'), stuck('n3', 9600, 5000)],
+      }),
+    );
+    expect(listed.syncKey).toEqual({ leader: 'n1', sync_standby: 'n2', quorum: null });
   });
 });
 

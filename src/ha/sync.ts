@@ -7,6 +7,7 @@
 import type { Member, SyncKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
 import { quorumTransitions } from './quorum.js';
+import { isNoFailover } from './rules.js';
 
 export interface SyncPlanInput {
   me: string;
@@ -22,6 +23,15 @@ export interface SyncPlanInput {
   currentSsn: string;
   /** The primary's WAL position when `currentSsn` took effect. */
   ssnSince: number;
+  /**
+   * `maximum_lag_on_syncnode` (bytes): a standby further behind than this is not picked, and one
+   * in the key is replaced. 0 or less: never (Patroni's default, -1).
+   */
+  maxLag?: number;
+  /** synchronous_commit in force on the primary: which position of a standby counts (see syncLsn). */
+  synchronousCommit?: string;
+  /** The primary's current WAL position (the reference for the lag when one standby streams). */
+  primaryLsn?: number;
 }
 
 export interface SyncPlan {
@@ -47,9 +57,10 @@ function quote(name: string): string {
 /** Renders synchronous_standby_names for a set of members. */
 export function renderSsn(mode: boolean | 'quorum', names: string[], count: number, strict: boolean): string {
   if (names.length === 0) return strict ? '*' : '';
-  const list = names.map(quote).join(',');
-  if (mode === 'quorum') return `ANY ${Math.min(count, names.length)} (${list})`;
-  return `FIRST ${names.length} (${list})`;
+  if (mode === 'quorum') return `ANY ${Math.min(count, names.length)} (${names.map(quote).join(',')})`;
+  // Every name listed is required, so their order means nothing: sorted, the text changes (and
+  // PostgreSQL is reloaded) only when the set does.
+  return `FIRST ${names.length} (${[...names].sort().map(quote).join(',')})`;
 }
 
 /**
@@ -66,28 +77,20 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       why: 'synchronous_mode is off',
     };
   }
+  if (mode === 'quorum') throw new Error('quorum mode is planned by planQuorum');
   const rows = new Map(input.replication.map((r) => [r.application_name, r]));
-  const eligible = input.members
-    .filter((m) => m.name !== me && m.data.tags?.nosync !== true && rows.get(m.name)?.state === 'streaming')
-    .sort(
-      (a, b) =>
-        (rows.get(b.name)?.flush_lsn ?? 0) - (rows.get(a.name)?.flush_lsn ?? 0) ||
-        a.name.localeCompare(b.name),
-    )
-    .map((m) => m.name);
+  const lsnOf = (n: string) => syncLsn(rows.get(n), input.synchronousCommit);
   const key = input.syncKey && input.syncKey.leader === me ? syncNames(input.syncKey.sync_standby) : [];
+  const eligible = syncCandidates(input, key);
   const confirmed = new Set(
     input.replication
       .filter((r) => r.sync_state === 'sync' || r.sync_state === 'quorum')
       .map((r) => r.application_name),
   );
 
-  if (mode === 'quorum') throw new Error('quorum mode is planned by planQuorum');
-
   // FIRST n: every listed standby acknowledges every commit, so each one listed in the key may
-  // be promoted. Keep standbys already in the key while they stream; fill up by WAL position.
-  const kept = key.filter((n) => eligible.includes(n)).slice(0, count);
-  const desired = [...kept, ...eligible.filter((n) => !kept.includes(n))].slice(0, count);
+  // be promoted. The first `count` candidates (standbys already in the key come first) are wanted.
+  const desired = eligible.slice(0, count);
   const target = renderSsn(true, desired, count, strict);
   const dropped = key.filter((n) => !desired.includes(n));
   if (dropped.length > 0) {
@@ -95,8 +98,8 @@ export function planSync(input: SyncPlanInput): SyncPlan {
     const remaining = key.filter((n) => desired.includes(n));
     return {
       ssn: input.currentSsn,
-      syncKey: { leader: me, sync_standby: remaining.join(',') || null, quorum: null },
-      why: `${dropped.join(', ')} no longer synchronous (not streaming, nosync, or above synchronous_node_count)`,
+      syncKey: { leader: me, sync_standby: keyValue(remaining), quorum: null },
+      why: `${dropped.join(', ')} no longer synchronous (not streaming, nosync, lagging more than maximum_lag_on_syncnode, or above synchronous_node_count)`,
     };
   }
   const added = desired.filter((n) => !key.includes(n));
@@ -107,11 +110,11 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       return { ssn: both, syncKey: null, why: `asking ${added.join(', ')} to acknowledge commits` };
     // Commits from before the change are only on the old set: a new standby must also have
     // flushed everything up to the moment it was first required.
-    const caughtUp = (n: string) => confirmed.has(n) && (rows.get(n)?.flush_lsn ?? 0) >= input.ssnSince;
+    const caughtUp = (n: string) => confirmed.has(n) && lsnOf(n) >= input.ssnSince;
     if (added.every(caughtUp)) {
       return {
         ssn: both,
-        syncKey: { leader: me, sync_standby: desired.join(','), quorum: null },
+        syncKey: { leader: me, sync_standby: keyValue(desired), quorum: null },
         why: `${added.join(', ')} now synchronous`,
       };
     }
@@ -119,6 +122,14 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       ssn: both,
       syncKey: null,
       why: `waiting for ${added.filter((n) => !caughtUp(n)).join(', ')} to report sync`,
+    };
+  }
+  if (input.syncKey?.leader === me && input.syncKey.sync_standby !== keyValue(desired)) {
+    // The same members written in another order (an older agent): rewrite it as Patroni does.
+    return {
+      ssn: target,
+      syncKey: { leader: me, sync_standby: keyValue(desired), quorum: null },
+      why: 'sync key sorted',
     };
   }
   if (input.syncKey?.leader !== me && desired.length === 0) {
@@ -133,6 +144,59 @@ export function planSync(input: SyncPlanInput): SyncPlan {
     syncKey: null,
     why: `synchronous: ${desired.join(', ') || (strict ? 'none (strict: writes wait)' : 'none')}`,
   };
+}
+
+/** The key's `sync_standby` as Patroni writes it: the names sorted, comma-separated; null for none. */
+export function keyValue(names: string[]): string | null {
+  return names.length === 0 ? null : [...names].sort().join(',');
+}
+
+/**
+ * The position of a standby that synchronous_commit waits for, as Patroni picks it: replay with
+ * `remote_apply`, write with `remote_write`, flush otherwise. 0 when the standby reports none.
+ */
+export function syncLsn(
+  row: ServerStatus['replication'][number] | undefined,
+  synchronousCommit?: string,
+): number {
+  if (!row) return 0;
+  const lsn =
+    synchronousCommit === 'remote_apply'
+      ? row.replay_lsn
+      : synchronousCommit === 'remote_write'
+        ? row.write_lsn
+        : row.flush_lsn;
+  return lsn ?? 0;
+}
+
+/**
+ * The members that may be synchronous standbys, best first, as Patroni's `current_state`: streaming
+ * from this leader and not tagged `nosync`; those already in the key first (so a healthy one is
+ * never swapped for one that merely got ahead), then by position (syncLsn), members that may be
+ * promoted before those tagged nofailover. With `maximum_lag_on_syncnode` above 0, a member further
+ * behind than that from the most advanced standby (from the primary when only one streams) is left
+ * out — a stuck standby in the key is thus replaced by one that keeps up.
+ */
+export function syncCandidates(input: SyncPlanInput, key: string[]): string[] {
+  const rows = new Map(input.replication.map((r) => [r.application_name, r]));
+  const lsnOf = (n: string) => syncLsn(rows.get(n), input.synchronousCommit);
+  const streaming = input.members.filter(
+    (m) => m.name !== input.me && m.data.tags?.nosync !== true && rows.get(m.name)?.state === 'streaming',
+  );
+  const ordered = streaming
+    .map((m) => ({ name: m.name, inKey: key.includes(m.name), noFailover: isNoFailover(m.data.tags) }))
+    .sort(
+      (a, b) =>
+        Number(a.noFailover) - Number(b.noFailover) ||
+        Number(b.inKey) - Number(a.inKey) ||
+        lsnOf(b.name) - lsnOf(a.name) ||
+        a.name.localeCompare(b.name),
+    );
+  const maxLag = input.maxLag ?? -1;
+  if (maxLag <= 0) return ordered.map((c) => c.name);
+  const reference =
+    ordered.length > 1 ? Math.max(...ordered.map((c) => lsnOf(c.name))) : (input.primaryLsn ?? 0);
+  return ordered.filter((c) => reference - lsnOf(c.name) <= maxLag).map((c) => c.name);
 }
 
 /** synchronous_standby_names as the leader wrote it: `ANY n (a,b)`, `FIRST n (a,b)`, `a`, `*`, ''. */

@@ -166,12 +166,13 @@ SELECT pg_is_in_recovery() AS in_recovery,
   to_char(pg_last_xact_replay_timestamp(), ${TS_FORMAT}) AS replay_timestamp,
   CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS replay_paused,
   (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
+  current_setting('synchronous_commit') AS synchronous_commit,
   r.status AS receiver_status, r.received_tli, r.sender_host, r.sender_port
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true`;
 
 const REPLICATION_SQL = `
 SELECT usename::text, application_name, client_addr::text, state, sync_state, sync_priority,
-  flush_lsn::text, replay_lsn::text
+  write_lsn::text, flush_lsn::text, replay_lsn::text
 FROM pg_stat_replication ORDER BY application_name, pid`;
 
 interface StatusRow {
@@ -187,6 +188,7 @@ interface StatusRow {
   replay_timestamp: string | null;
   replay_paused: boolean;
   checkpoint_timeline: number;
+  synchronous_commit: string;
   receiver_status: string | null;
   received_tli: number | null;
   sender_host: string | null;
@@ -200,6 +202,7 @@ interface ReplicationRow {
   state: string;
   sync_state: string;
   sync_priority: number;
+  write_lsn: string | null;
   flush_lsn: string | null;
   replay_lsn: string | null;
 }
@@ -1661,10 +1664,12 @@ function statusFromRows(row: StatusRow, replication: ReplicationRow[]): ServerSt
       state: r.state,
       sync_state: r.sync_state,
       sync_priority: r.sync_priority,
+      write_lsn: parseLsnOrUndefined(r.write_lsn),
       flush_lsn: parseLsnOrUndefined(r.flush_lsn),
       replay_lsn: parseLsnOrUndefined(r.replay_lsn),
     })),
   };
+  if (!row.in_recovery) st.synchronousCommit = row.synchronous_commit;
   if (row.in_recovery) {
     st.receiveLsn = receiveLsn;
     st.replayLsn = replayLsn;

@@ -75,9 +75,12 @@ export interface ServerStatus {
     state: string;
     sync_state: string;
     sync_priority: number;
+    write_lsn?: number;
     flush_lsn?: number;
     replay_lsn?: number;
   }>;
+  /** Primary: synchronous_commit in force (which standby position a commit waits for). */
+  synchronousCommit?: string;
 }
 
 /** How the server should run when (re)configured. */

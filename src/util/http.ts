@@ -1,11 +1,18 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
+import type { PghaConfig } from '../config/types.js';
 
 export interface HttpOptions {
   signal?: AbortSignal;
   /** PEM file of the CA that signed the peers' certificates; without it TLS peers are not verified. */
   cafile?: string;
+  /** Client certificate and key (PEM files) for peers that ask for one (`verify_client`). */
+  certfile?: string;
+  keyfile?: string;
+  keyfile_password?: string;
+  /** The peer's certificate need not name its host (still checked against `cafile` when given). */
+  insecure?: boolean;
   /** Largest body accepted, in bytes. */
   maxBytes?: number;
 }
@@ -24,17 +31,49 @@ export interface HttpResponse {
   text: string;
 }
 
-const caCache = new Map<string, Buffer>();
+const fileCache = new Map<string, Buffer>();
+
+function pemFile(path: string): Buffer {
+  const cached = fileCache.get(path);
+  if (cached) return cached;
+  const data = readFileSync(path);
+  fileCache.set(path, data);
+  return data;
+}
+
+/**
+ * How the agent's requests to other members use TLS, as Patroni's: `ctl.certfile`/`keyfile`
+ * (default: `restapi.certfile`/`keyfile`) as client certificate, `ctl.cacert` (default:
+ * `restapi.cafile`) as CA, and with `ctl.insecure` no host name check.
+ */
+export function peerTls(config: Pick<PghaConfig, 'restapi' | 'ctl'>): HttpOptions {
+  const ctl = config.ctl ?? {};
+  const certfile = ctl.certfile ?? config.restapi.certfile;
+  const keyfile = ctl.keyfile ?? config.restapi.keyfile;
+  const password = ctl.keyfile_password ?? config.restapi.keyfile_password;
+  const cafile = ctl.cacert ?? config.restapi.cafile;
+  return {
+    ...(cafile ? { cafile } : {}),
+    ...(certfile ? { certfile } : {}),
+    ...(certfile && keyfile ? { keyfile } : {}),
+    ...(certfile && password ? { keyfile_password: password } : {}),
+    ...(ctl.insecure ? { insecure: true } : {}),
+  };
+}
 
 /** One HTTP(S) request to a peer's REST API, with a deadline and a size cap on the answer. */
 export function httpRequestText(url: string, opts: HttpRequestOptions = {}): Promise<HttpResponse> {
   const u = new URL(url);
   const tls = u.protocol === 'https:';
-  let ca: Buffer | undefined;
-  if (tls && opts.cafile) {
-    ca = caCache.get(opts.cafile) ?? readFileSync(opts.cafile);
-    caCache.set(opts.cafile, ca);
-  }
+  const ca = tls && opts.cafile ? pemFile(opts.cafile) : undefined;
+  const client =
+    tls && opts.certfile
+      ? {
+          cert: pemFile(opts.certfile),
+          key: pemFile(opts.keyfile ?? opts.certfile),
+          ...(opts.keyfile_password ? { passphrase: opts.keyfile_password } : {}),
+        }
+      : {};
   const max = opts.maxBytes ?? 1024 * 1024;
   const body = opts.json === undefined ? undefined : Buffer.from(JSON.stringify(opts.json));
   const headers: Record<string, string> = { accept: 'application/json' };
@@ -53,7 +92,14 @@ export function httpRequestText(url: string, opts: HttpRequestOptions = {}): Pro
         method: opts.method ?? 'GET',
         headers,
         signal: opts.signal,
-        ...(tls ? { ca, rejectUnauthorized: ca !== undefined } : {}),
+        ...(tls
+          ? {
+              ca,
+              ...client,
+              rejectUnauthorized: ca !== undefined,
+              ...(opts.insecure ? { checkServerIdentity: () => undefined } : {}),
+            }
+          : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -493,6 +493,7 @@ export function statusOf(
         state: 'streaming',
         sync_state: syncState,
         sync_priority: syncState === 'async' ? 0 : 1,
+        write_lsn: flushed,
         flush_lsn: flushed,
         replay_lsn: flushed,
       });

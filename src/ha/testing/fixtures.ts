@@ -15,6 +15,7 @@ export const dynamic: DynamicConfig = {
   loop_wait: 10,
   retry_timeout: 10,
   maximum_lag_on_failover: 1048576,
+  maximum_lag_on_syncnode: -1,
   primary_start_timeout: 300,
   primary_stop_timeout: 0,
   synchronous_mode: false,
