@@ -5,6 +5,7 @@
 import { appendFileSync, createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createApi } from './api/app.js';
+import { LocalCheck } from './api/live.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { loadConfigOrThrow } from './config/load.js';
 import { applyReloadedConfig } from './config/reload.js';
@@ -203,8 +204,12 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
       return `re-read ${config.source}: ${applyReloadedConfig(config, next)}`;
     },
   });
+  // The REST API checks PostgreSQL per request over a connection of its own (api/live.ts).
+  const apiPg = new Postgres(config.postgresql, { name: config.name, scope: config.scope, logger });
+  const local = new LocalCheck({ pg: apiPg, busyState: () => runner.st.busyState });
   const app = createApi({
     runner,
+    liveCheck: () => local.check(),
     operator,
     restapi: config.restapi,
     tags: config.tags,
@@ -217,6 +222,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   } catch (err) {
     await dcs.close().catch(() => undefined);
     await pg.close();
+    await apiPg.close();
     throw err;
   }
   logger.info(
@@ -231,6 +237,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
       operator.close();
       await runner.shutdown(opts);
       await api.close();
+      await apiPg.close();
     },
   };
 }

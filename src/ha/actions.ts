@@ -95,14 +95,16 @@ export async function bootstrap(c: RunnerContext, d: Of<'bootstrap'>, cluster: C
       await pg.initdb(c.d.config.bootstrap.initdb);
       await pg.configure(c.roleConfig('primary', null, null));
       await pg.start(c.dynamic().primary_start_timeout * 1000);
-      if (!(await c.d.dcs.attemptToAcquireLeader()))
-        throw new Error('could not take the leader key after initdb');
       await pg.createUsers();
       const control = await pg.controlData();
       if (!control) throw new Error('pg_controldata gave nothing after initdb');
       await c.d.dcs.initialize(control.systemIdentifier, false);
       if (!cluster.config) await c.d.dcs.setConfig(c.d.config.bootstrap.dcs);
     });
+    // The leader key last, as Patroni: whoever sees it finds a running primary with its users made.
+    if (!(await c.d.dcs.attemptToAcquireLeader()))
+      throw new Error('could not take the leader key after initdb');
+    c.snapshot.isLeader = true;
   } catch (err) {
     c.log.error(
       `bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`,
