@@ -177,6 +177,74 @@ const rows: Row[] = [
     want: { kind: 'idle' },
     rule: 'pause-other',
   },
+  {
+    name: 'in pause, a leader running as primary hands over to the named candidate of a switchover',
+    in: {
+      config: paused,
+      cluster: cluster({
+        leader: leaderIs('n1'),
+        failover: { leader: 'n1', member: 'n2', modRevision: '3' },
+      }),
+      pg: pg({ status: primaryStatus() }),
+    },
+    want: { kind: 'switchover', candidate: 'n2' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, a switchover without a candidate is dropped (as Patroni)',
+    in: {
+      config: paused,
+      cluster: cluster({ leader: leaderIs('n1'), failover: { leader: 'n1', modRevision: '3' } }),
+      pg: pg({ status: primaryStatus() }),
+    },
+    want: { kind: 'cancel_switchover' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, a switchover scheduled for later waits',
+    in: {
+      config: paused,
+      now: Date.parse('2026-01-01T00:00:00Z'),
+      cluster: cluster({
+        leader: leaderIs('n1'),
+        failover: { leader: 'n1', member: 'n2', scheduled_at: '2026-01-01T01:00:00Z', modRevision: '3' },
+      }),
+      pg: pg({ status: primaryStatus() }),
+    },
+    want: { kind: 'renew' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, the candidate that took the key keeps it while its promotion runs',
+    in: {
+      config: paused,
+      cluster: cluster({ leader: leaderIs('n1'), failover: { member: 'n1', modRevision: '3' } }),
+    },
+    want: { kind: 'idle' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, the replica a switchover names races once the leader key is free',
+    in: { config: paused, cluster: cluster({ failover: { leader: 'n2', member: 'n1', modRevision: '3' } }) },
+    want: { kind: 'race' },
+    rule: 'pause-other',
+  },
+  {
+    name: 'in pause, a replica not named by the switchover does not race',
+    in: { config: paused, cluster: cluster({ failover: { leader: 'n2', member: 'n3', modRevision: '3' } }) },
+    want: { kind: 'idle' },
+    rule: 'pause-other',
+  },
+  {
+    name: 'in pause, a nofailover replica named by a switchover does not race',
+    in: {
+      config: paused,
+      tags: { nofailover: true, noloadbalance: false, clonefrom: false, nosync: false },
+      cluster: cluster({ failover: { leader: 'n2', member: 'n1', modRevision: '3' } }),
+    },
+    want: { kind: 'idle' },
+    rule: 'pause-other',
+  },
   // ---- PostgreSQL down
   {
     name: 'restarts in place as primary while holding the lock (no failover)',

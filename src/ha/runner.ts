@@ -359,7 +359,7 @@ export class HaRunner implements RunnerContext {
       case 'reinit':
         return act.reinit(this, d);
       case 'switchover':
-        return switchover(this, d, cluster, pg);
+        return switchover(this, d, cluster, pg, leaseSent);
       case 'cancel_switchover':
         await this.d.dcs.clearFailover();
         return this.say(d, 'cleared it', 'warn');
