@@ -259,13 +259,30 @@ postgresql:
     expect(warnings).toEqual([
       'postgresql.foo: unknown key, ignored',
       'log.colour: unknown key, ignored',
-      expect.stringMatching(
-        /^postgresql\.pgbackrest: not acted on by pgha; pgha does not run custom replica methods/,
-      ),
-      expect.stringMatching(
-        /^postgresql\.create_replica_methods: not acted on by pgha; pgha clones with pg_basebackup only/,
-      ),
       expect.stringMatching(/^log\.format: not acted on by pgha; /),
+    ]);
+    // A custom replica method's section is kept for the agent.
+    expect(config?.postgresql.replica_methods?.pgbackrest?.command).toBe('restore');
+  });
+
+  it('keeps the custom bootstrap method, and says what is missing from one', () => {
+    const ok = loadConfig(
+      file(
+        MINIMAL +
+          'bootstrap:\n  method: restore\n  restore: {command: "r.sh --x", recovery_conf: {restore_command: "cp %f %p"}}\n',
+      ),
+      {},
+    );
+    expect(ok.errors).toEqual([]);
+    expect(ok.config?.bootstrap.methods?.restore).toEqual({
+      command: 'r.sh --x',
+      no_params: false,
+      keep_existing_recovery_conf: false,
+      recovery_conf: { restore_command: 'cp %f %p' },
+    });
+    const bad = loadConfig(file(MINIMAL + 'bootstrap:\n  method: restore\n'), {});
+    expect(bad.errors).toEqual([
+      expect.stringMatching(/^bootstrap\.restore: bootstrap\.method is "restore" but/),
     ]);
   });
 
@@ -279,9 +296,6 @@ postgresql:
     expect(refusals).toEqual([
       expect.stringMatching(
         /^postgresql\.pre_promote is set: pgha does not run the pre_promote fencing script/,
-      ),
-      expect.stringMatching(
-        /^bootstrap\.dcs\.standby_cluster is set: pgha cannot run a standby cluster yet; refusing to start/,
       ),
     ]);
     expect(warnings).toEqual([expect.stringMatching(/^bootstrap\.dcs\.slots: not acted on by pgha; /)]);
@@ -369,5 +383,38 @@ describe('loadCtlConfig', () => {
     expect(c.scope).toBe('bacula_cluster');
     expect(c.etcd.hosts).toEqual(['10.1.1.1:2379']);
     expect(() => loadCtlConfig(undefined, undefined, {})).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig: TLS settings of the PostgreSQL roles', () => {
+  it('reads sslmode, certificates and keys per role, from the file and from PATRONI_<ROLE>_<KEY>', () => {
+    const yaml = MINIMAL.replace(
+      'replicator}',
+      'replicator, sslmode: verify-ca, sslrootcert: /tls/ca.crt, sslcert: /tls/r.crt, sslkey: /tls/r.key}',
+    );
+    const { config, errors } = loadConfig(file(yaml), {
+      PATRONI_SUPERUSER_SSLMODE: 'require',
+      PATRONI_SUPERUSER_SSLCERT: '/tls/su.crt',
+      PATRONI_REWIND_USERNAME: 'rewinder',
+      PATRONI_REWIND_CHANNEL_BINDING: 'require',
+    });
+    expect(errors).toEqual([]);
+    const a = config!.postgresql.authentication;
+    expect(a.replication).toEqual({
+      username: 'replicator',
+      sslmode: 'verify-ca',
+      sslrootcert: '/tls/ca.crt',
+      sslcert: '/tls/r.crt',
+      sslkey: '/tls/r.key',
+    });
+    expect(a.superuser).toMatchObject({ sslmode: 'require', sslcert: '/tls/su.crt' });
+    expect(a.rewind).toMatchObject({ channel_binding: 'require' });
+  });
+
+  it('names an sslmode libpq does not know', () => {
+    const yaml = MINIMAL.replace('replicator}', 'replicator, sslmode: verify}');
+    expect(loadConfig(file(yaml), {}).errors).toEqual([
+      expect.stringMatching(/^postgresql\.authentication\.replication\.sslmode: .*verify-ca/),
+    ]);
   });
 });

@@ -20,7 +20,15 @@ import {
   type ParsedFile,
 } from './schema.js';
 import { findKeyRow, keyNotes } from './keys.js';
-import type { Credentials, EtcdConfig, LoadResult, PghaConfig, TagsConfig } from './types.js';
+import { extractMethods } from './methods.js';
+import {
+  LIBPQ_TLS_KEYS,
+  type Credentials,
+  type EtcdConfig,
+  type LoadResult,
+  type PghaConfig,
+  type TagsConfig,
+} from './types.js';
 
 type Raw = Record<string, unknown>;
 
@@ -69,6 +77,12 @@ const ENV_KEYS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['REPLICATION_PASSWORD', ['postgresql', 'authentication', 'replication', 'password']],
   ['REWIND_USERNAME', ['postgresql', 'authentication', 'rewind', 'username']],
   ['REWIND_PASSWORD', ['postgresql', 'authentication', 'rewind', 'password']],
+  // PATRONI_SUPERUSER_SSLMODE, PATRONI_REPLICATION_SSLCERT, ... (Patroni reads the same names).
+  ...(['superuser', 'replication', 'rewind'] as const).flatMap((role) =>
+    LIBPQ_TLS_KEYS.filter((k) => k !== 'sslnegotiation').map(
+      (k) => [`${role.toUpperCase()}_${k.toUpperCase()}`, ['postgresql', 'authentication', role, k]] as const,
+    ),
+  ),
   ['LOG_LEVEL', ['log', 'level']],
   ['LOG_TYPE', ['log', 'type']],
   // Patroni's log.format is a format string, not the plain/json switch; kept so it is reported as ignored.
@@ -239,6 +253,8 @@ export function validateConfig(
 
   // Unknown keys: record a warning, strip them, parse again. Strict objects report them as issues.
   const input = structuredClone(raw);
+  const methods = extractMethods(input);
+  errors.push(...methods.errors);
   let result = fileSchema.safeParse(input, { error: errorMap });
   const unknown = result.success ? [] : result.error.issues.filter((i) => i.code === 'unrecognized_keys');
   for (const issue of unknown) {
@@ -294,6 +310,8 @@ export function validateConfig(
   if (!result.success || errors.length || !etcd) return { errors, warnings, refusals };
 
   const config = build(result.data, etcd, binDir);
+  if (Object.keys(methods.bootstrap).length > 0) config.bootstrap.methods = methods.bootstrap;
+  config.postgresql.replica_methods = methods.replica;
   if (source) config.source = source;
   return { config, errors, warnings, refusals };
 }
@@ -303,8 +321,8 @@ function compact<T extends object>(obj: T): T {
   return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
 }
 
-function credentials(c: { username: string; password?: string | undefined }): Credentials {
-  return compact({ username: c.username, password: c.password });
+function credentials(c: Credentials): Credentials {
+  return compact({ ...c });
 }
 
 function build(d: ParsedFile, etcd: PghaConfig['etcd'], detectedBinDir: string | undefined): PghaConfig {

@@ -4,6 +4,7 @@
  */
 import type { PostgresqlConfig } from '../config/types.js';
 import type { RoleConfig } from './types.js';
+import { libpqTls } from './tls.js';
 
 /** First line of every postgresql.conf pgha writes; how `configure` recognises its own file. */
 export const PGHA_CONF_HEADER = '# Do not edit: managed by pgha';
@@ -186,11 +187,20 @@ export function serverParameters(inp: ConfInputs): { params: Map<string, string>
           sslmode: 'prefer',
           gssencmode: 'prefer',
           channel_binding: 'prefer',
+          ...libpqTls(repl),
         }),
       );
       if (role.slotName) params.set('primary_slot_name', role.slotName);
     }
     params.set('recovery_target_timeline', 'latest');
+  }
+  // Recovery settings of a replica, or of a restored backup starting in archive recovery.
+  if (role.role === 'replica' || role.signal === 'recovery') {
+    for (const [k, v] of Object.entries(role.recovery ?? {})) {
+      if (!isValidParamName(k) || k === 'standby_mode' || k === 'primary_conninfo') continue;
+      if (role.role === 'replica' && RECOVERY_PARAMETERS.has(k)) continue;
+      params.set(k, v);
+    }
   }
   return { params, ignored };
 }
