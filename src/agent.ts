@@ -25,7 +25,7 @@ import { Postgres } from './postgres/postgres.js';
 import { slotNameForMember } from './postgres/slots.js';
 import { errorMessage, PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
-import { getJson, httpRequestText } from './util/http.js';
+import { getJson, httpRequestText, type HttpOptions } from './util/http.js';
 import { probePort } from './util/net.js';
 import { VERSION } from './version.js';
 import { Watchdog } from './watchdog/watchdog.js';
@@ -38,15 +38,29 @@ export interface Agent {
   stop(opts?: { stopPostgres?: boolean }): Promise<void>;
 }
 
+/**
+ * How this agent calls its peers' REST APIs over HTTPS, as Patroni does: with `restapi.certfile` as
+ * client certificate (peers may require one, `verify_client`), checking the peer against
+ * `restapi.cafile` when set.
+ */
+export function peerTls(restapi: PghaConfig['restapi']): HttpOptions {
+  const out: HttpOptions = {};
+  if (restapi.cafile) out.cafile = restapi.cafile;
+  if (restapi.certfile) out.certfile = restapi.certfile;
+  if (restapi.keyfile) out.keyfile = restapi.keyfile;
+  if (restapi.keyfile_password !== undefined) out.keyfilePassword = restapi.keyfile_password;
+  return out;
+}
+
 /** Reads a peer's `GET /patroni` and keeps what the leader race needs. */
 export async function fetchPeerStatus(
   member: Member,
   signal: AbortSignal,
-  cafile?: string,
+  tls: HttpOptions = {},
 ): Promise<PeerStatus> {
   const url = member.data.api_url;
   if (!url) return { name: member.name, reachable: false };
-  return peerStatusFromBody(member, await getJson<PeerBody>(url, { signal, cafile }));
+  return peerStatusFromBody(member, await getJson<PeerBody>(url, { ...tls, signal }));
 }
 
 /** `POST /failsafe` to a peer, with the cluster's REST credentials (Patroni's `call_failsafe_member`). */
@@ -60,10 +74,10 @@ export async function postFailsafe(
   if (!url) return { name: member.name, accepted: false, detail: 'no api_url' };
   const auth = config.restapi.authentication;
   const res = await httpRequestText(new URL('/failsafe', url).toString(), {
+    ...peerTls(config.restapi),
     method: 'POST',
     json: leader,
     signal,
-    cafile: config.restapi.cafile,
     ...(auth ? { auth } : {}),
   });
   const accepted = res.status === 200 && res.text === 'Accepted';
@@ -178,7 +192,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     logger,
     watchdog,
     parseDynamic: dynamicParser(config, logger),
-    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, peerTls(config.restapi)),
     postFailsafe: (m, leader, signal) => postFailsafe(m, leader, signal, config),
     probePort: (host, port) => probePort(host, port),
     runCallback: callbacks,
@@ -190,7 +204,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     dcs,
     pg,
     logger,
-    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, config.restapi.cafile),
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, peerTls(config.restapi)),
     runCallback: callbacks,
     validateDynamic: async (raw) => {
       const params = await pg.parameterProblems(parseDynamicConfig(raw).config.postgresql.parameters);

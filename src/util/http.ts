@@ -4,8 +4,18 @@ import { readFileSync } from 'node:fs';
 
 export interface HttpOptions {
   signal?: AbortSignal;
-  /** PEM file of the CA that signed the peers' certificates; without it TLS peers are not verified. */
+  /**
+   * PEM file of the CA that signed the peers' certificates; without it TLS peers are not verified.
+   * A peer's certificate is checked against it but not against the host name, as the members'
+   * certificates need not name the addresses they are reached at.
+   */
   cafile?: string;
+  /** Client certificate (PEM) shown to peers that require one (`restapi.verify_client`). */
+  certfile?: string;
+  /** Private key of `certfile` (default: in certfile). */
+  keyfile?: string;
+  /** Password of an encrypted `keyfile`. */
+  keyfilePassword?: string;
   /** Largest body accepted, in bytes. */
   maxBytes?: number;
 }
@@ -24,17 +34,33 @@ export interface HttpResponse {
   text: string;
 }
 
-const caCache = new Map<string, Buffer>();
+const fileCache = new Map<string, Buffer>();
+
+function pem(path: string): Buffer {
+  const cached = fileCache.get(path) ?? readFileSync(path);
+  fileCache.set(path, cached);
+  return cached;
+}
+
+/** The TLS options of a request to a peer: its CA, and the client certificate when one is set. */
+function tlsOptions(opts: HttpOptions): Record<string, unknown> {
+  const out: Record<string, unknown> = { rejectUnauthorized: opts.cafile !== undefined };
+  if (opts.cafile) {
+    out.ca = pem(opts.cafile);
+    out.checkServerIdentity = () => undefined;
+  }
+  if (opts.certfile) {
+    out.cert = pem(opts.certfile);
+    out.key = pem(opts.keyfile ?? opts.certfile);
+    if (opts.keyfilePassword !== undefined) out.passphrase = opts.keyfilePassword;
+  }
+  return out;
+}
 
 /** One HTTP(S) request to a peer's REST API, with a deadline and a size cap on the answer. */
 export function httpRequestText(url: string, opts: HttpRequestOptions = {}): Promise<HttpResponse> {
   const u = new URL(url);
   const tls = u.protocol === 'https:';
-  let ca: Buffer | undefined;
-  if (tls && opts.cafile) {
-    ca = caCache.get(opts.cafile) ?? readFileSync(opts.cafile);
-    caCache.set(opts.cafile, ca);
-  }
   const max = opts.maxBytes ?? 1024 * 1024;
   const body = opts.json === undefined ? undefined : Buffer.from(JSON.stringify(opts.json));
   const headers: Record<string, string> = { accept: 'application/json' };
@@ -53,7 +79,7 @@ export function httpRequestText(url: string, opts: HttpRequestOptions = {}): Pro
         method: opts.method ?? 'GET',
         headers,
         signal: opts.signal,
-        ...(tls ? { ca, rejectUnauthorized: ca !== undefined } : {}),
+        ...(tls ? tlsOptions(opts) : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];
