@@ -63,6 +63,24 @@ const rows: Row[] = [
     rule: 'clone',
   },
   {
+    name: 'without a leader, creates its data with a replica method that needs none (no_leader)',
+    in: { pg: pg(emptyData), local: { cloneWithoutLeader: true } },
+    want: { kind: 'clone', from: null },
+    rule: 'clone',
+  },
+  {
+    name: 'a no_leader method waits while another member initialises the cluster',
+    in: { pg: pg(emptyData), local: { cloneWithoutLeader: true }, cluster: cluster({ initialize: '' }) },
+    want: { kind: 'idle' },
+    rule: 'clone',
+  },
+  {
+    name: 'with a running leader, clones from it even when a no_leader method exists',
+    in: { cluster: newLeader(1), pg: pg(emptyData), local: { cloneWithoutLeader: true } },
+    want: { kind: 'clone', from: 'n2' },
+    rule: 'clone',
+  },
+  {
     name: 'a leader whose data directory is gone releases the key',
     in: { cluster: cluster({ leader: leaderIs('n1') }), pg: pg(emptyData) },
     want: { kind: 'release_leader', stop: 'immediate' },

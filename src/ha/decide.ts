@@ -126,7 +126,7 @@ export const RULES: readonly Rule[] = [
   {
     id: 'clone',
     when: 'cluster exists, data directory empty',
-    then: '**clone** (create_replica_methods) from a running member tagged `clonefrom`, else the running leader, and start as a replica; or wait for one',
+    then: '**clone** (create_replica_methods) from a running member tagged `clonefrom`, else the running leader, and start as a replica; with none, a `no_leader` method creates the data from nothing (a backup); or wait for one',
     decide: (i, c) => {
       if (i.pg.dataState !== 'empty') return null;
       if (i.cluster.initialize === '' && !c.iAmLeader)
@@ -137,6 +137,13 @@ export const RULES: readonly Rule[] = [
           kind: 'clone',
           from: source.name,
           why: `my data directory is empty; cloning from ${source.name === c.leader ? 'leader ' : ''}${source.name}`,
+        };
+      // As Patroni: a replica method marked no_leader (a backup restore) needs no member to copy.
+      if (i.local?.cloneWithoutLeader && i.cluster.initialize !== '')
+        return {
+          kind: 'clone',
+          from: null,
+          why: 'my data directory is empty and there is no running leader to clone from; creating it with a no_leader replica method',
         };
       return { kind: 'idle', why: 'my data directory is empty and there is no running leader to clone from' };
     },
