@@ -5,6 +5,7 @@
 import { appendFileSync, createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createApi } from './api/app.js';
+import { LocalCheck } from './api/live.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { loadConfigOrThrow } from './config/load.js';
 import { applyReloadedConfig } from './config/reload.js';
@@ -37,6 +38,15 @@ export interface Agent {
   stop(opts?: { stopPostgres?: boolean }): Promise<void>;
 }
 
+/**
+ * TLS of the agent's own requests to its peers. As Patroni's agent, it does not check that a peer's
+ * certificate names the address it is reached at (members' certificates often name none); the
+ * certificate is still checked against the CA when one is configured.
+ */
+export function agentPeerTls(config: Pick<PghaConfig, 'restapi' | 'ctl'>): HttpOptions {
+  return { ...peerTls(config), insecure: true };
+}
+
 /** Reads a peer's `GET /patroni` and keeps what the leader race needs. */
 export async function fetchPeerStatus(
   member: Member,
@@ -62,7 +72,7 @@ export async function postFailsafe(
     method: 'POST',
     json: leader,
     signal,
-    ...peerTls(config),
+    ...agentPeerTls(config),
     ...(auth ? { auth } : {}),
   });
   const accepted = res.status === 200 && res.text === 'Accepted';
@@ -178,7 +188,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     logger,
     watchdog,
     parseDynamic: dynamicParser(config, logger),
-    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, peerTls(config)),
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, agentPeerTls(config)),
     postFailsafe: (m, leader, signal) => postFailsafe(m, leader, signal, config),
     probePort: (host, port) => probePort(host, port),
     runCallback: callbacks,
@@ -190,7 +200,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     dcs,
     pg,
     logger,
-    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, peerTls(config)),
+    fetchPeer: (m, signal) => fetchPeerStatus(m, signal, agentPeerTls(config)),
     runCallback: callbacks,
     validateDynamic: async (raw) => {
       const params = await pg.parameterProblems(parseDynamicConfig(raw).config.postgresql.parameters);
@@ -204,8 +214,12 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
       return `re-read ${config.source}: ${applyReloadedConfig(config, next)}`;
     },
   });
+  // The REST API checks PostgreSQL per request over a connection of its own (api/live.ts).
+  const apiPg = new Postgres(config.postgresql, { name: config.name, scope: config.scope, logger });
+  const local = new LocalCheck({ pg: apiPg, busyState: () => runner.st.busyState });
   const app = createApi({
     runner,
+    liveCheck: () => local.check(),
     operator,
     restapi: config.restapi,
     tags: config.tags,
@@ -218,6 +232,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
   } catch (err) {
     await dcs.close().catch(() => undefined);
     await pg.close();
+    await apiPg.close();
     throw err;
   }
   logger.info(
@@ -232,6 +247,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
       operator.close();
       await runner.shutdown(opts);
       await api.close();
+      await apiPg.close();
     },
   };
 }

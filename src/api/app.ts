@@ -19,7 +19,7 @@ import type { Operator, OperatorResult, RestartRequest, SwitchoverRequest } from
 import type { FailsafeLeader } from '../ha/failsafe.js';
 import type { AgentSnapshot } from '../ha/runner.js';
 import { PghaError, errorMessage } from '../util/errors.js';
-import { clusterBody, healthCode, metricsBody, statusBody } from './status.js';
+import { clusterBody, healthCode, metricsBody, statusBody, withLiveCheck, type LiveCheck } from './status.js';
 import { createUiRoutes, type UiOptions } from '../ui/routes.js';
 
 /** What the API reads from the HA runner (`HaRunner` satisfies it; tests pass plain data). */
@@ -58,6 +58,11 @@ export interface ApiDeps {
   maxBodyBytes?: number;
   /** The dashboard at `GET /ui` (router status URLs). */
   ui?: UiOptions;
+  /**
+   * Checks the local PostgreSQL for one request (api/live.ts); the health endpoints, `/patroni` and
+   * `/metrics` answer from it merged over the snapshot. Without it they answer from the snapshot.
+   */
+  liveCheck?: () => Promise<LiveCheck>;
 }
 
 /** A request the API cannot take; answered with 400 and `{"error": message}`. */
@@ -279,8 +284,13 @@ export function createApi(deps: ApiDeps): Hono {
   const https = Boolean(restapi.certfile);
   const needClientCert =
     https && (restapi.verify_client === 'required' || restapi.verify_client === 'optional');
-  const status = () =>
-    statusBody(snap(), version, { tags: tags(), scheduledRestart: runner.scheduledRestart });
+  const status = (s: AgentSnapshot) =>
+    statusBody(s, version, { tags: tags(), scheduledRestart: runner.scheduledRestart });
+  /** The snapshot with PostgreSQL as it answers now (Patroni queries it for every such request). */
+  const current = async (): Promise<AgentSnapshot> => {
+    if (!deps.liveCheck) return snap();
+    return withLiveCheck(snap(), await deps.liveCheck());
+  };
 
   app.onError((err, c) => {
     if (err instanceof ApiInputError) return c.json({ error: err.message }, err.status);
@@ -369,7 +379,7 @@ export function createApi(deps: ApiDeps): Hono {
     return next();
   });
 
-  function healthStatus(requestUrl: string): number {
+  function healthStatus(requestUrl: string, s: AgentSnapshot): number {
     const url = new URL(requestUrl);
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const q: { lag?: string; replication_state?: string; tags: Record<string, string> } = { tags: {} };
@@ -379,13 +389,13 @@ export function createApi(deps: ApiDeps): Hono {
     const rs = url.searchParams.get('replication_state');
     if (lag !== null) q.lag = lag;
     if (rs !== null) q.replication_state = rs;
-    return healthCode(path, snap(), q, tags());
+    return healthCode(path, s, q, tags());
   }
 
   // HEAD and OPTIONS: the health check of the path, status line only (HAProxy's `OPTIONS /primary`).
   app.use('*', async (c, next) => {
     if (c.req.method !== 'HEAD' && c.req.method !== 'OPTIONS') return next();
-    return c.body(null, healthStatus(c.req.url) as 200);
+    return c.body(null, healthStatus(c.req.url, await current()) as 200);
   });
 
   // The dashboard; its writes have passed the access checks above.
@@ -396,8 +406,9 @@ export function createApi(deps: ApiDeps): Hono {
     switch (firstSegment(c.req.path)) {
       case 'patroni':
         // Fresh, as Patroni's: a switchover waits on the candidate's received WAL through this.
+        if (deps.liveCheck) return c.json(status(await current()));
         await runner.refreshStatus?.();
-        return c.json(status());
+        return c.json(status(snap()));
       case 'cluster':
         return c.json(clusterBody(s));
       case 'history':
@@ -409,7 +420,9 @@ export function createApi(deps: ApiDeps): Hono {
         return fs ? c.json(fs) : c.json({ error: 'failsafe mode is not active' }, 502);
       }
       case 'metrics':
-        return c.text(metricsBody(s, version), 200, { 'Content-Type': 'text/plain; charset=utf-8' });
+        return c.text(metricsBody(await current(), version), 200, {
+          'Content-Type': 'text/plain; charset=utf-8',
+        });
       case 'liveness': {
         // Patroni: the loop ran within ttl (primary) or 2×ttl (replica); always fine while paused.
         const primary = s.running && s.status !== null && !s.status.inRecovery;
@@ -423,8 +436,10 @@ export function createApi(deps: ApiDeps): Hono {
         const ok = s.isLeader || (s.running && s.status !== null && s.cluster !== null);
         return c.body(null, ok ? 200 : 503);
       }
-      default:
-        return c.json(status(), healthStatus(c.req.url) as 200);
+      default: {
+        const now = await current();
+        return c.json(status(now), healthStatus(c.req.url, now) as 200);
+      }
     }
   });
 

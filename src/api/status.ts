@@ -4,11 +4,48 @@
  */
 import type { AgentSnapshot } from '../ha/runner.js';
 import { memberRows } from '../ctl/members.js';
-import { publishedRole, publishedState } from '../ha/member.js';
+import { memberState, publishedRole, publishedState } from '../ha/member.js';
+import type { ServerStatus } from '../postgres/types.js';
 
 /** PostgreSQL's state as Patroni's API reports it: `running` for any server that accepts connections. */
 export function apiState(s: AgentSnapshot): string {
   return publishedState(s.state);
+}
+
+/** What the REST API checks of the local PostgreSQL for one request (api/live.ts does the checking). */
+export interface LiveCheck {
+  /** Whether a postmaster of this node's data directory runs. */
+  alive: boolean;
+  /** The status query's answer; null when it failed or did not answer within the deadline. */
+  status: ServerStatus | null;
+  /** The state an action in progress shows (`starting`, `stopping`, ...); null when none runs. */
+  busyState: string | null;
+}
+
+/** Member states of a PostgreSQL that accepts connections. */
+const RUNNING_STATES = new Set(['running', 'streaming', 'in archive recovery', 'diverged']);
+
+/**
+ * The snapshot as one request sees it, as Patroni's `get_postgresql_status` queries PostgreSQL for
+ * every request: PostgreSQL's answer replaces the last HA cycle's, so a node that just became
+ * leader shows `running` at once. When PostgreSQL does not answer although the last cycle saw it
+ * running, the state is `unknown` (Patroni's word), so no health check passes on a server that
+ * just went away; the role stays the last one known.
+ */
+export function withLiveCheck(s: AgentSnapshot, live: LiveCheck): AgentSnapshot {
+  const st = live.alive ? live.status : null;
+  if (st) {
+    const state = memberState({
+      running: true,
+      busyState: live.busyState,
+      previousState: s.state,
+      status: st,
+      diverged: s.diverged,
+    });
+    return { ...s, running: true, status: st, role: st.inRecovery ? 'replica' : 'primary', state };
+  }
+  const state = live.busyState ?? (RUNNING_STATES.has(s.state) ? 'unknown' : s.state);
+  return { ...s, running: live.alive, status: null, state };
 }
 
 /** Extra fields of the status document that live outside the snapshot. */
@@ -61,6 +98,7 @@ export function statusBody(
     body.role = publishedRole(s.role);
   }
   if (!s.cluster || !s.cluster.leader) body.cluster_unlocked = true;
+  if (s.failsafeActive) body.failsafe_mode_is_active = true;
   if (extras.tags && Object.keys(extras.tags).length > 0) body.tags = extras.tags;
   if (extras.scheduledRestart) body.scheduled_restart = { ...extras.scheduledRestart };
   if (s.paused) body.pause = true;

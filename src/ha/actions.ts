@@ -54,7 +54,7 @@ function progressLogger(log: Logger, tool: string, now: () => number): (line: st
 export async function startAs(
   c: RunnerContext,
   opts: { role: 'primary' } | { role: 'replica'; cluster: ClusterState; upstream: string | null },
-  callback: 'on_start' | 'on_restart',
+  callback: 'on_start' | 'on_restart' | 'on_role_change',
 ): Promise<void> {
   if (opts.role === 'primary' && c.dynamic().standby_cluster)
     throw new Error(
@@ -136,15 +136,20 @@ export async function adopt(
 }
 
 export async function clone(c: RunnerContext, d: Of<'clone'>, cluster: ClusterState): Promise<void> {
-  const source = findMember(cluster, d.from);
+  const source = d.from === null ? undefined : findMember(cluster, d.from);
   const target = source ? connTarget(source) : null;
-  if (!target) return c.say(d, `${d.from} publishes no usable conn_url`, 'warn');
-  c.say(d, `creating my data from ${d.from} (${target.host}:${target.port})`);
+  if (d.from !== null && !target) return c.say(d, `${d.from} publishes no usable conn_url`, 'warn');
+  c.say(
+    d,
+    target
+      ? `creating my data from ${d.from} (${target.host}:${target.port})`
+      : 'creating my data (no_leader)',
+  );
   const ok = await c.during('creating replica', () =>
     createReplicaData(c, target, c.d.config.postgresql.create_replica_methods),
   );
   if (!ok) {
-    c.log.error(`could not create a replica from ${d.from}; will retry`);
+    c.log.error(`could not create a replica from ${d.from ?? 'nothing (no_leader)'}; will retry`);
     return;
   }
   await c.setHold(null);
@@ -155,7 +160,9 @@ export async function clone(c: RunnerContext, d: Of<'clone'>, cluster: ClusterSt
     tags: c.d.config.tags,
   });
   await startAs(c, { role: 'replica', cluster, upstream }, 'on_start');
-  c.log.info(`replica created from ${d.from}; streaming from ${upstream ?? 'nobody (WAL from the archive)'}`);
+  c.log.info(
+    `replica created from ${d.from ?? 'a no_leader method'}; streaming from ${upstream ?? 'nobody (WAL from the archive)'}`,
+  );
 }
 
 /** Starts as primary while holding the key; with primary_start_timeout 0, fails over first when it can. */

@@ -69,9 +69,6 @@ export async function bootstrap(c: RunnerContext, d: Of<'bootstrap'>, cluster: C
         await pg.configure(c.roleConfig('primary', null, null));
         await pg.start(c.dynamic().primary_start_timeout * 1000);
       }
-      if (!(await c.d.dcs.attemptToAcquireLeader()))
-        throw new Error(`could not take the leader key after ${custom ? method : 'initdb'}`);
-      c.snapshot.isLeader = true;
       if (custom) await waitForEndOfRecovery(c);
       await postBootstrap(c, Boolean(custom));
       const control = await pg.controlData();
@@ -79,6 +76,10 @@ export async function bootstrap(c: RunnerContext, d: Of<'bootstrap'>, cluster: C
       await c.d.dcs.initialize(control.systemIdentifier, false);
       if (!cluster.config) await c.d.dcs.setConfig(bs.dcs);
     });
+    // The leader key last, as Patroni: whoever sees it finds a running primary with its users made.
+    if (!(await c.d.dcs.attemptToAcquireLeader()))
+      throw new Error(`could not take the leader key after ${custom ? method : 'initdb'}`);
+    c.snapshot.isLeader = true;
   } catch (err) {
     c.log.error(
       `bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`,

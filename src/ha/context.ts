@@ -99,6 +99,8 @@ export interface RunnerState {
   uninitializedSince: number | null;
   /** The leader before the key vanished (its failover_priority does not count in the race). */
   formerLeader: string | null;
+  /** Leader: the `failsafe` key it wrote (or tried to: a write that timed out may have landed), until read back. */
+  failsafeWritten: Record<string, string> | null;
 }
 
 export function initialState(): RunnerState {
@@ -121,6 +123,7 @@ export function initialState(): RunnerState {
     knownMembers: new Map(),
     uninitializedSince: null,
     formerLeader: null,
+    failsafeWritten: null,
   };
 }
 

@@ -63,6 +63,24 @@ const rows: Row[] = [
     rule: 'clone',
   },
   {
+    name: 'without a leader, creates its data with a replica method that needs none (no_leader)',
+    in: { pg: pg(emptyData), local: { cloneWithoutLeader: true } },
+    want: { kind: 'clone', from: null },
+    rule: 'clone',
+  },
+  {
+    name: 'a no_leader method waits while another member initialises the cluster',
+    in: { pg: pg(emptyData), local: { cloneWithoutLeader: true }, cluster: cluster({ initialize: '' }) },
+    want: { kind: 'idle' },
+    rule: 'clone',
+  },
+  {
+    name: 'with a running leader, clones from it even when a no_leader method exists',
+    in: { cluster: newLeader(1), pg: pg(emptyData), local: { cloneWithoutLeader: true } },
+    want: { kind: 'clone', from: 'n2' },
+    rule: 'clone',
+  },
+  {
     name: 'a leader whose data directory is gone releases the key',
     in: { cluster: cluster({ leader: leaderIs('n1') }), pg: pg(emptyData) },
     want: { kind: 'release_leader', stop: 'immediate' },
@@ -174,6 +192,74 @@ const rows: Row[] = [
   {
     name: 'in pause, a replica without a leader does not race',
     in: { config: paused },
+    want: { kind: 'idle' },
+    rule: 'pause-other',
+  },
+  {
+    name: 'in pause, a leader running as primary hands over to the named candidate of a switchover',
+    in: {
+      config: paused,
+      cluster: cluster({
+        leader: leaderIs('n1'),
+        failover: { leader: 'n1', member: 'n2', modRevision: '3' },
+      }),
+      pg: pg({ status: primaryStatus() }),
+    },
+    want: { kind: 'switchover', candidate: 'n2' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, a switchover without a candidate is dropped (as Patroni)',
+    in: {
+      config: paused,
+      cluster: cluster({ leader: leaderIs('n1'), failover: { leader: 'n1', modRevision: '3' } }),
+      pg: pg({ status: primaryStatus() }),
+    },
+    want: { kind: 'cancel_switchover' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, a switchover scheduled for later waits',
+    in: {
+      config: paused,
+      now: Date.parse('2026-01-01T00:00:00Z'),
+      cluster: cluster({
+        leader: leaderIs('n1'),
+        failover: { leader: 'n1', member: 'n2', scheduled_at: '2026-01-01T01:00:00Z', modRevision: '3' },
+      }),
+      pg: pg({ status: primaryStatus() }),
+    },
+    want: { kind: 'renew' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, the candidate that took the key keeps it while its promotion runs',
+    in: {
+      config: paused,
+      cluster: cluster({ leader: leaderIs('n1'), failover: { member: 'n1', modRevision: '3' } }),
+    },
+    want: { kind: 'idle' },
+    rule: 'pause-leader',
+  },
+  {
+    name: 'in pause, the replica a switchover names races once the leader key is free',
+    in: { config: paused, cluster: cluster({ failover: { leader: 'n2', member: 'n1', modRevision: '3' } }) },
+    want: { kind: 'race' },
+    rule: 'pause-other',
+  },
+  {
+    name: 'in pause, a replica not named by the switchover does not race',
+    in: { config: paused, cluster: cluster({ failover: { leader: 'n2', member: 'n3', modRevision: '3' } }) },
+    want: { kind: 'idle' },
+    rule: 'pause-other',
+  },
+  {
+    name: 'in pause, a nofailover replica named by a switchover does not race',
+    in: {
+      config: paused,
+      tags: { nofailover: true, noloadbalance: false, clonefrom: false, nosync: false },
+      cluster: cluster({ failover: { leader: 'n2', member: 'n1', modRevision: '3' } }),
+    },
     want: { kind: 'idle' },
     rule: 'pause-other',
   },

@@ -4,7 +4,7 @@
  * whose condition holds decides. Steps that need the peers' opinion (the race, "can anyone take
  * over?") return a kind the runner completes with the pure planners in race.ts.
  */
-import { findMember, isPrimaryRole } from './rules.js';
+import { findMember, isNoFailover, isPrimaryRole } from './rules.js';
 import { cloneSource, REMOTE_UPSTREAM, upstreamFor } from './standby.js';
 import { needsRewind } from './timeline.js';
 import type { Decision, HaInput } from './types.js';
@@ -54,6 +54,42 @@ function rewindFor(input: HaInput, leader: string, running: boolean): boolean {
   });
 }
 
+/**
+ * The leader's answer to the `failover` key (Patroni's `process_manual_failover_from_leader`): a
+ * request from this leader (or from no named leader, to another member) that is due is carried
+ * out; one scheduled more than 1.5 × loop_wait ago is dropped. In maintenance mode only a request
+ * naming another member as candidate is carried out; any other is dropped, as Patroni.
+ */
+function leaderSwitchover(i: HaInput, paused: boolean, standby: boolean): Decision | null {
+  const fo = i.cluster.failover;
+  if (!fo || !(fo.leader === i.me || (fo.leader === undefined && fo.member && fo.member !== i.me)))
+    return null;
+  if (standby)
+    return {
+      kind: 'cancel_switchover',
+      why: 'a switchover was requested in a standby cluster, where pgha does not hand the standby leader over',
+    };
+  const at = fo.scheduled_at === undefined ? undefined : Date.parse(fo.scheduled_at);
+  if (at !== undefined && at < i.now - i.config.loop_wait * 1500)
+    return { kind: 'cancel_switchover', why: `found a stale switchover scheduled at ${fo.scheduled_at}` };
+  if (at !== undefined && at > i.now) return null;
+  if (paused && !fo.member)
+    return {
+      kind: 'cancel_switchover',
+      why: 'maintenance mode: a switchover is possible only to a specific candidate',
+    };
+  if (paused && fo.member === i.me)
+    return {
+      kind: 'cancel_switchover',
+      why: 'maintenance mode: the requested candidate is already the leader',
+    };
+  return {
+    kind: 'switchover',
+    candidate: fo.member ?? null,
+    why: `${paused ? 'maintenance mode: ' : ''}a switchover was requested${fo.member ? ` to ${fo.member}` : ''}`,
+  };
+}
+
 /** The rules, in the order they are checked. */
 export const RULES: readonly Rule[] = [
   {
@@ -90,7 +126,7 @@ export const RULES: readonly Rule[] = [
   {
     id: 'clone',
     when: 'cluster exists, data directory empty',
-    then: '**clone** (create_replica_methods) from a running member tagged `clonefrom`, else the running leader, and start as a replica; or wait for one',
+    then: '**clone** (create_replica_methods) from a running member tagged `clonefrom`, else the running leader, and start as a replica; with none, a `no_leader` method creates the data from nothing (a backup); or wait for one',
     decide: (i, c) => {
       if (i.pg.dataState !== 'empty') return null;
       if (i.cluster.initialize === '' && !c.iAmLeader)
@@ -101,6 +137,13 @@ export const RULES: readonly Rule[] = [
           kind: 'clone',
           from: source.name,
           why: `my data directory is empty; cloning from ${source.name === c.leader ? 'leader ' : ''}${source.name}`,
+        };
+      // As Patroni: a replica method marked no_leader (a backup restore) needs no member to copy.
+      if (i.local?.cloneWithoutLeader && i.cluster.initialize !== '')
+        return {
+          kind: 'clone',
+          from: null,
+          why: 'my data directory is empty and there is no running leader to clone from; creating it with a no_leader replica method',
         };
       return { kind: 'idle', why: 'my data directory is empty and there is no running leader to clone from' };
     },
@@ -176,13 +219,20 @@ export const RULES: readonly Rule[] = [
   {
     id: 'pause-leader',
     when: '`pause`, I hold the leader key',
-    then: 'primary: **renew** (no fence, no watchdog); not running as primary: **release_leader**, as Patroni',
+    then: 'primary: a due switchover to a named candidate: **switchover**, else **renew** (no fence, no watchdog); not running as primary: **release_leader**, as Patroni, unless the `failover` key names me (a promotion in progress)',
     decide: (i, c) => {
       if (!i.config.pause || !c.iAmLeader) return null;
       if (i.pg.running && i.pg.status && !i.pg.status.inRecovery)
-        return { kind: 'renew', why: 'maintenance mode: keeping the leader key, not acting on PostgreSQL' };
+        return (
+          leaderSwitchover(i, true, c.standby) ?? {
+            kind: 'renew',
+            why: 'maintenance mode: keeping the leader key, not acting on PostgreSQL',
+          }
+        );
       if (i.pg.running && !i.pg.status)
         return { kind: 'idle', why: 'maintenance mode: PostgreSQL is starting' };
+      if (i.pg.running && i.cluster.failover?.member === i.me)
+        return { kind: 'idle', why: 'maintenance mode: waiting to become primary after the promotion' };
       return {
         kind: 'release_leader',
         why: 'maintenance mode: PostgreSQL is not running as primary here',
@@ -194,12 +244,25 @@ export const RULES: readonly Rule[] = [
   {
     id: 'pause-other',
     when: '`pause`, I do not hold the leader key',
-    then: "a running primary with this cluster's data and no leader: **race** (take the key, restart nothing); otherwise do nothing",
+    then: "a running primary with this cluster's data and no leader: **race** (take the key, restart nothing); a running replica named by an unscheduled switchover, no leader: **race** (then promote); otherwise do nothing",
     decide: (i, c) => {
       if (!i.config.pause) return null;
       const s = i.pg.status;
       if (!c.leader && i.pg.running && s && !s.inRecovery)
         return { kind: 'race', why: 'maintenance mode: I run as primary and nobody holds the leader key' };
+      const fo = i.cluster.failover;
+      if (
+        !c.leader &&
+        i.pg.running &&
+        s?.inRecovery &&
+        fo?.member === i.me &&
+        fo.scheduled_at === undefined &&
+        !isNoFailover(i.tags)
+      )
+        return {
+          kind: 'race',
+          why: 'maintenance mode: a switchover names me as the candidate and the leader key is free',
+        };
       return { kind: 'idle', why: 'maintenance mode: not acting on PostgreSQL' };
     },
   },
@@ -361,26 +424,7 @@ export const RULES: readonly Rule[] = [
     id: 'leader-switchover',
     when: 'I hold the leader key, a due `failover` request',
     then: '**switchover**; one scheduled more than 1.5 × loop_wait ago: **cancel_switchover** (as Patroni)',
-    decide: (i, c) => {
-      if (!c.iAmLeader) return null;
-      const fo = i.cluster.failover;
-      if (!fo || !(fo.leader === i.me || (fo.leader === undefined && fo.member && fo.member !== i.me)))
-        return null;
-      if (c.standby)
-        return {
-          kind: 'cancel_switchover',
-          why: 'a switchover was requested in a standby cluster, where pgha does not hand the standby leader over',
-        };
-      const at = fo.scheduled_at === undefined ? undefined : Date.parse(fo.scheduled_at);
-      if (at !== undefined && at < i.now - i.config.loop_wait * 1500)
-        return { kind: 'cancel_switchover', why: `found a stale switchover scheduled at ${fo.scheduled_at}` };
-      if (at !== undefined && at > i.now) return null;
-      return {
-        kind: 'switchover',
-        candidate: fo.member ?? null,
-        why: `a switchover was requested${fo.member ? ` to ${fo.member}` : ''}`,
-      };
-    },
+    decide: (i, c) => (c.iAmLeader ? leaderSwitchover(i, false, c.standby) : null),
   },
   {
     id: 'leader',

@@ -6,6 +6,7 @@ import { errorMessage } from '../util/errors.js';
 import type { RunnerContext } from './context.js';
 import {
   failsafeApplies,
+  failsafeMembers,
   failsafePeers,
   failsafeVerdict,
   FailsafeHeartbeats,
@@ -13,6 +14,8 @@ import {
   type FailsafeLeader,
 } from './failsafe.js';
 import { myApiUrl, myConnUrl } from './leader.js';
+import { startAs } from './actions.js';
+import { emptyCluster } from '../dcs/keys.js';
 
 export class FailsafeGuard {
   /** Replica side: the leader's last `POST /failsafe`. */
@@ -24,6 +27,11 @@ export class FailsafeGuard {
   /** The store answered again: forget the last report. */
   reset(): void {
     this.lastReport = '';
+  }
+
+  /** Whether a leader called this member over `POST /failsafe` within ttl (shown by the REST API). */
+  heardFromLeader(): boolean {
+    return this.heartbeats.active(this.c.clock.now(), this.c.dynamic().ttl, this.c.me);
   }
 
   /**
@@ -43,10 +51,10 @@ export class FailsafeGuard {
         stopping: stopping,
       })
     ) {
-      s.failsafeActive = false;
+      s.failsafeActive = this.heardFromLeader();
       return;
     }
-    const failsafe = s.cluster?.failsafe ?? null;
+    const failsafe = failsafeMembers(s.cluster?.failsafe, this.c.st.failsafeWritten);
     const started = this.c.clock.mono();
     let answers: FailsafeAnswer[] | null = null;
     if (failsafe && this.c.me in failsafe) {
@@ -72,12 +80,41 @@ export class FailsafeGuard {
     const verdict = failsafeVerdict(this.c.me, failsafe, answers);
     if (!verdict.confirmed || stopping || !this.c.snapshot.isLeader) {
       s.failsafeActive = false;
-      if (!verdict.confirmed) this.report(verdict.level, verdict.message);
+      if (!verdict.confirmed) {
+        this.report(verdict.level, verdict.message);
+        if (!stopping && this.c.snapshot.isLeader) await this.demote();
+      }
       return;
     }
     this.c.lease.arm(started);
     s.failsafeActive = true;
     this.report('warn', verdict.message);
+  }
+
+  /**
+   * Patroni's `demote('offline')`: no more writes (the fence is disarmed, as the lease is no longer
+   * ours to keep), fast stop, then start again as a standby of nobody. Once the store answers, the
+   * HA loop takes it from there: a leader key still ours promotes it again, another leader is followed.
+   */
+  private async demote(): Promise<void> {
+    const c = this.c;
+    c.lease.disarm();
+    c.snapshot.isLeader = false;
+    c.st.ledBefore = false;
+    await c.during('stopping', () => c.stopFastOrImmediate());
+    c.snapshot.running = false;
+    c.snapshot.status = null;
+    c.snapshot.role = 'demoted';
+    const cluster = c.snapshot.cluster ?? emptyCluster('0');
+    try {
+      await startAs(c, { role: 'replica', cluster, upstream: null }, 'on_role_change');
+      c.log.warn(
+        { event: 'failsafe' },
+        'failsafe_mode: demoted to a read-only standby until the store answers',
+      );
+    } catch (err) {
+      c.log.error(`failsafe_mode: could not start as a read-only standby: ${errorMessage(err)}`);
+    }
   }
 
   private report(level: 'warn' | 'error', message: string): void {
@@ -96,6 +133,7 @@ export class FailsafeGuard {
     if (s.running && s.status && !s.status.inRecovery && s.state === 'running')
       return { status: 500, text: 'Running as a leader' };
     this.heartbeats.record(leader, this.c.clock.now());
+    s.failsafeActive = true;
     const lsn = s.status?.walPosition;
     return lsn === undefined ? { status: 200, text: 'Accepted' } : { status: 200, text: 'Accepted', lsn };
   }

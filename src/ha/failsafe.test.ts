@@ -2,11 +2,15 @@ import { describe, expect, it } from 'vitest';
 import type { ClusterState, Member } from '../dcs/types.js';
 import { emptyCluster } from '../dcs/keys.js';
 import {
+  failsafeApplies,
+  failsafeMembers,
   failsafePeers,
+  failsafeVerdict,
   failsafeTopology,
   FailsafeHeartbeats,
   sameTopology,
   withFailsafeLeader,
+  type FailsafeAnswer,
 } from './failsafe.js';
 
 function member(name: string, api?: string): Member {
@@ -56,6 +60,57 @@ describe('failsafe', () => {
     hb.record({ name: 'pg1' }, 20_000);
     hb.clear();
     expect(hb.leader(20_001, 10)).toBeNull();
+  });
+
+  it('asks the members of the key it read and of the one it wrote since, together', () => {
+    expect(failsafeMembers({ pg1: 'u1', pg2: 'u2' }, { pg1: 'u1', pg2: 'u2', pg3: 'u3' })).toEqual({
+      pg1: 'u1',
+      pg2: 'u2',
+      pg3: 'u3',
+    });
+    expect(failsafeMembers({ pg1: 'u1', pg2: 'u2' }, null)).toEqual({ pg1: 'u1', pg2: 'u2' });
+    expect(failsafeMembers(null, { pg1: 'u1' })).toEqual({ pg1: 'u1' });
+    expect(failsafeMembers(undefined, null)).toBeNull();
+  });
+
+  it('reports failsafe mode active on a member a leader called within ttl, never for itself', () => {
+    const hb = new FailsafeHeartbeats();
+    expect(hb.active(1000, 10, 'pg2')).toBe(false);
+    hb.record({ name: 'pg1' }, 1000);
+    expect(hb.active(5000, 10, 'pg2')).toBe(true);
+    expect(hb.active(5000, 10, 'pg1')).toBe(false);
+    expect(hb.active(11_000, 10, 'pg2')).toBe(false);
+  });
+
+  const fs = { pg1: 'u1', pg2: 'u2', pg3: 'u3' };
+  const yes = (name: string) => ({ name, accepted: true, detail: 'accepted' });
+  const no = (name: string) => ({ name, accepted: false, detail: 'connect ECONNREFUSED' });
+  it.each<{
+    name: string;
+    failsafe: Record<string, string> | null;
+    answers: FailsafeAnswer[] | null;
+    confirmed: boolean;
+  }>([
+    { name: 'every other member accepted', failsafe: fs, answers: [yes('pg2'), yes('pg3')], confirmed: true },
+    { name: 'a single-member cluster needs nobody', failsafe: { pg1: 'u1' }, answers: [], confirmed: true },
+    { name: 'one member did not answer', failsafe: fs, answers: [yes('pg2'), no('pg3')], confirmed: false },
+    { name: 'this member is not in the key', failsafe: { pg2: 'u2' }, answers: null, confirmed: false },
+    { name: 'there is no failsafe key', failsafe: null, answers: null, confirmed: false },
+  ])('a leader cut off from the store stays primary only when confirmed: $name', (row) => {
+    const v = failsafeVerdict('pg1', row.failsafe, row.answers);
+    expect(v.confirmed).toBe(row.confirmed);
+    if (!v.confirmed) expect(v.message).toMatch(/demoting to a read-only standby/);
+  });
+
+  it.each([
+    [{ enabled: true, paused: false, primary: true, leader: true, stopping: false }, true],
+    [{ enabled: false, paused: false, primary: true, leader: true, stopping: false }, false],
+    [{ enabled: true, paused: true, primary: true, leader: true, stopping: false }, false],
+    [{ enabled: true, paused: false, primary: false, leader: true, stopping: false }, false],
+    [{ enabled: true, paused: false, primary: true, leader: false, stopping: false }, false],
+    [{ enabled: true, paused: false, primary: true, leader: true, stopping: true }, false],
+  ])('runs failsafe rounds only as a running, unpaused leader with failsafe_mode: %o', (opts, want) => {
+    expect(failsafeApplies(opts)).toBe(want);
   });
 
   it('puts the vouched-for leader back into a view without one, and leaves a real leader alone', () => {

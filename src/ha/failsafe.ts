@@ -1,8 +1,9 @@
 /**
  * `failsafe_mode`, as Patroni: while the store is unreachable, a primary keeps running only as long
- * as every member in the `failsafe` key confirms it over REST (`POST /failsafe`). A replica takes
- * each confirmation as a heartbeat of the leader and, for `ttl` seconds after it, sees that leader
- * even when the `leader` key has expired, so it does not start a race.
+ * as every member in the `failsafe` key confirms it over REST (`POST /failsafe`); the first round
+ * that misses one demotes it to a read-only standby. A replica takes each confirmation as a
+ * heartbeat of the leader and, for `ttl` seconds after it, sees that leader even when the `leader`
+ * key has expired, so it does not start a race, and reports failsafe mode active.
  *
  * Why every member and not a quorum (Patroni's reasoning): the etcd quorum and the members may be
  * spread differently; only hearing from all of them proves no one of them can be promoted.
@@ -36,6 +37,20 @@ export function failsafeTopology(
   for (const m of cluster.members) if (m.data.api_url) out[m.name] = m.data.api_url;
   out[me] = myApiUrl;
   return out;
+}
+
+/**
+ * The members a leader cut off from the store must hear from: those of the `failsafe` key it last
+ * read and of the one it last wrote (or tried to), together. The key it wrote may not have been
+ * read back before the store went away, yet a member it added there may race once the store
+ * answers again, so that member must confirm too.
+ */
+export function failsafeMembers(
+  read: Record<string, string> | null | undefined,
+  written: Record<string, string> | null,
+): Record<string, string> | null {
+  if (!read && !written) return null;
+  return { ...(read ?? {}), ...(written ?? {}) };
 }
 
 /** Whether two topologies name the same members at the same URLs. */
@@ -72,6 +87,12 @@ export class FailsafeHeartbeats {
 
   clear(): void {
     this.last = null;
+  }
+
+  /** Whether a leader other than `me` called within `ttlS` (Patroni's `failsafe_is_active` on a replica). */
+  active(now: number, ttlS: number, me: string): boolean {
+    const l = this.leader(now, ttlS);
+    return l !== null && l.name !== me;
   }
 
   /** The leader still vouched for at `now`, or null once `ttlS` passed since its last call. */
@@ -126,7 +147,9 @@ export type FailsafeVerdict =
 
 /**
  * A failsafe round's outcome: the primary keeps running (its fence re-armed from the round's
- * start) only if every other member of the last `failsafe` key accepted it.
+ * start) only if every other member of the last `failsafe` key accepted it; otherwise it demotes
+ * itself to a read-only standby at once (Patroni's `demote('offline')`), without waiting for the
+ * fence: a member that did not answer may be about to take over once the store is back.
  */
 export function failsafeVerdict(
   me: string,
@@ -138,7 +161,7 @@ export function failsafeVerdict(
       confirmed: false,
       level: 'warn',
       message:
-        'failsafe_mode is on but the last failsafe key read does not list this member; the fence applies',
+        'failsafe_mode is on but the last failsafe key read does not list this member; demoting to a read-only standby',
     };
   const refused = (answers ?? []).filter((a) => !a.accepted);
   if (answers === null || refused.length > 0)
@@ -147,7 +170,7 @@ export function failsafeVerdict(
       level: 'error',
       message:
         `failsafe_mode: not every member confirmed this primary (${refused.map((a) => `${a.name}: ${a.detail}`).join('; ')}); ` +
-        'the fence will stop PostgreSQL at the lease deadline',
+        'demoting to a read-only standby',
     };
   const names = failsafePeers(failsafe, me)
     .map((p) => p.name)

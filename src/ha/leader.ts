@@ -198,7 +198,11 @@ async function maintainFailsafeKey(c: RunnerContext, cluster: ClusterState): Pro
       return;
     }
     const topology = failsafeTopology(cluster, c.me, myApiUrl(c));
-    if (!sameTopology(cluster.failsafe, topology)) await c.d.dcs.setFailsafe(topology);
+    if (sameTopology(cluster.failsafe, topology)) c.st.failsafeWritten = null;
+    else {
+      c.st.failsafeWritten = topology;
+      await c.d.dcs.setFailsafe(topology);
+    }
   } catch (err) {
     c.log.warn(`could not write the failsafe key: ${errorMessage(err)}`);
   }

@@ -66,6 +66,11 @@ export class LeaseGuard {
     return this.armedFrom === null ? null : fenceDeadline(this.armedFrom, this.d.ttlS(), this.marginMs());
   }
 
+  /** When a fence armed from a renewal sent at `sentMono` would fire (monotonic). */
+  deadlineFrom(sentMono: number): number {
+    return fenceDeadline(sentMono, this.d.ttlS(), this.marginMs());
+  }
+
   /** When the lease renewed at `armedAt` can expire at the earliest (monotonic), or null. */
   expiresNotBefore(): number | null {
     return this.armedFrom === null ? null : leaseExpiresNotBefore(this.armedFrom, this.d.ttlS());

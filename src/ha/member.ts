@@ -26,7 +26,9 @@ export interface MemberFacts {
  * The node's own state: running, streaming, in archive recovery, diverged, starting, stopped,
  * crashed, ... The member key and REST API publish it as Patroni does ({@link publishedState}).
  */
-export function memberState(f: MemberFacts): string {
+export function memberState(
+  f: Pick<MemberFacts, 'running' | 'busyState' | 'previousState' | 'status' | 'diverged'>,
+): string {
   if (f.busyState) return f.busyState;
   if (!f.running) return f.previousState === 'crashed' ? 'crashed' : 'stopped';
   const s = f.status;

@@ -50,6 +50,19 @@ export function planReplicaMethods(input: {
   return steps;
 }
 
+/**
+ * Whether a method of `create_replica_methods` can create the data with no member to copy from
+ * (Patroni's `can_create_replica_without_replication_connection`): one marked `no_leader`.
+ */
+export function canCloneWithoutLeader(pg: {
+  create_replica_methods: readonly string[];
+  replica_methods?: Readonly<Record<string, ReplicaMethodConfig>>;
+}): boolean {
+  return pg.create_replica_methods.some(
+    (m) => m !== 'basebackup' && pg.replica_methods?.[m]?.no_leader === true,
+  );
+}
+
 /** The arguments of a custom bootstrap command (Patroni's `_custom_bootstrap`). */
 export function bootstrapArgs(noParams: boolean, scope: string, dataDir: string): string[] {
   return noParams ? [] : [`--scope=${scope}`, `--datadir=${dataDir}`];

@@ -24,6 +24,7 @@ import { withFailsafeLeader, type FailsafeLeader } from './failsafe.js';
 import { FailsafeGuard } from './failsafe-run.js';
 import { leaderDuties, maintainSlots, myApiUrl, myConnUrl } from './leader.js';
 import { LeaseGuard } from './lease.js';
+import { canCloneWithoutLeader } from './replica-methods.js';
 import { memberData } from './member.js';
 import { Observer } from './observe.js';
 import { LeaderProbe } from './probe.js';
@@ -249,7 +250,7 @@ export class HaRunner implements RunnerContext {
     }
     cluster = await this.probe.releaseGone(cluster);
     this.snapshot.dcsLastSeen = Math.floor(this.clock.now() / 1000);
-    this.snapshot.failsafeActive = false;
+    this.snapshot.failsafeActive = this.failsafe.heardFromLeader();
     this.failsafe.reset();
     this.applyDynamic(cluster);
     if (this.dyn.failsafe_mode && !cluster.leader) {
@@ -302,6 +303,7 @@ export class HaRunner implements RunnerContext {
       },
       local: {
         removeDataOnDivergedTimelines: this.d.config.postgresql.remove_data_directory_on_diverged_timelines,
+        cloneWithoutLeader: canCloneWithoutLeader(this.d.config.postgresql),
       },
       // A key in the dynamic configuration pgha cannot honour (standby_cluster) holds like an operator.
       operatorHold: this.st.operatorHold ?? this.dyn.hold ?? null,
@@ -401,7 +403,7 @@ export class HaRunner implements RunnerContext {
       case 'reinit':
         return act.reinit(this, d);
       case 'switchover':
-        return switchover(this, d, cluster, pg);
+        return switchover(this, d, cluster, pg, leaseSent);
       case 'cancel_switchover':
         await this.d.dcs.clearFailover();
         return this.say(d, 'cleared it', 'warn');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decide, decidingRule } from './decide.js';
-import { planReplicaMethods, bootstrapArgs } from './replica-methods.js';
+import { planReplicaMethods, bootstrapArgs, canCloneWithoutLeader } from './replica-methods.js';
 import { cloneSource, REMOTE_UPSTREAM, slotMembers, standbyRecoveryParams, upstreamFor } from './standby.js';
 import {
   cluster,
@@ -271,5 +271,23 @@ describe('planReplicaMethods', () => {
     });
     expect(bootstrapArgs(false, 's', '/d')).toEqual(['--scope=s', '--datadir=/d']);
     expect(bootstrapArgs(true, 's', '/d')).toEqual([]);
+  });
+});
+
+describe('canCloneWithoutLeader', () => {
+  const m = (no_leader: boolean) => ({
+    command: 'r',
+    keep_data: false,
+    no_params: false,
+    no_leader,
+    options: {},
+  });
+  it.each([
+    [['basebackup'], {}, false],
+    [['restore', 'basebackup'], { restore: m(true) }, true],
+    [['restore'], { restore: m(false) }, false],
+    [[], { restore: m(true) }, false],
+  ])('methods %j, sections %j: %s', (methods, sections, want) => {
+    expect(canCloneWithoutLeader({ create_replica_methods: methods, replica_methods: sections })).toBe(want);
   });
 });

@@ -43,6 +43,7 @@ export async function switchover(
   d: SwitchoverDecision,
   cluster: ClusterState,
   pg: LocalPostgres,
+  leaseSent: number | null = null,
 ): Promise<void> {
   const peers = await c.fetchPeers(cluster, d.candidate);
   const choice = chooseCandidate({
@@ -81,7 +82,9 @@ export async function switchover(
   c.say(d, `switching over to ${candidate.name}: checkpoint, then fast stop`);
   await c.d.pg.checkpoint();
   // The lease is not renewed from here on: the wait below must end while it is still ours.
-  const fenceAt = c.lease.deadline() ?? c.clock.mono();
+  // In maintenance mode no fence is armed; the last renewal bounds the wait all the same.
+  const fenceAt =
+    c.lease.deadline() ?? (leaseSent !== null ? c.lease.deadlineFrom(leaseSent) : c.clock.mono());
   c.lease.disarm();
   await c.during('stopping', () => c.stopFastOrImmediate());
   // Peers read GET /patroni during the race: it must not show the stopped primary as running.

@@ -63,7 +63,11 @@ export interface HaInput {
   pg: LocalPostgres;
   memory?: HaMemory;
   /** Local settings the rules read (postgresql.remove_data_directory_on_*). */
-  local?: { removeDataOnDivergedTimelines?: boolean };
+  local?: {
+    removeDataOnDivergedTimelines?: boolean;
+    /** A method of `create_replica_methods` can create the data without a member to copy (`no_leader`). */
+    cloneWithoutLeader?: boolean;
+  };
   /** Set while the agent is waiting for an operator (a refused join); the loop only reports. */
   operatorHold?: string | null;
 }
@@ -93,7 +97,8 @@ export type Decision =
   | { kind: 'refuse'; why: string }
   | { kind: 'bootstrap'; why: string }
   | { kind: 'adopt'; why: string }
-  | { kind: 'clone'; from: string; why: string }
+  /** `from` null: no member to copy from; only `no_leader` replica methods run. */
+  | { kind: 'clone'; from: string | null; why: string }
   /**
    * Bring the leader's PostgreSQL back: as the primary it was, or read-only (`readOnly`: its data
    * is a replica's, to be promoted next); with `failoverFirst` hand over instead when someone can.

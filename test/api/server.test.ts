@@ -11,9 +11,11 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentPeerTls, fetchPeerStatus, postFailsafe } from '../../src/agent.js';
 import { createApi, type ApiOperator } from '../../src/api/app.js';
 import { startApiServer, type ApiServer } from '../../src/api/server.js';
-import type { RestApiConfig } from '../../src/config/types.js';
+import type { PghaConfig, RestApiConfig } from '../../src/config/types.js';
+import type { Member } from '../../src/dcs/types.js';
 import { snapshot } from './fixtures.js';
 
 let dir: string;
@@ -63,6 +65,16 @@ beforeAll(() => {
       ].concat(['-out', `${name}.crt`, '-extfile', 'san.cnf']),
     );
   }
+  // One self-signed certificate as CA, server and client certificate, naming no address (as
+  // Patroni's acceptance suite makes it).
+  openssl(
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=batman.patroni'].concat([
+      '-keyout',
+      'self.key',
+      '-out',
+      'self.crt',
+    ]),
+  );
   // A client certificate from a CA the server does not trust.
   openssl(
     ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=rogue'].concat([
@@ -254,5 +266,37 @@ describe('plain HTTP on a real socket', () => {
     silent.on('error', () => undefined);
     expect((await call(port, 'GET', '/liveness')).status).toBe(200);
     silent.destroy();
+  });
+});
+
+describe('the agent calling its peers over HTTPS, as Patroni', () => {
+  it('shows restapi.certfile as client certificate to a peer that requires one, whatever the host name', async () => {
+    const restapi: RestApiConfig = {
+      listen: { hosts: ['127.0.0.1'], port: 0 },
+      connect_address: '127.0.0.1:0',
+      certfile: join(dir, 'self.crt'),
+      keyfile: join(dir, 'self.key'),
+      cafile: join(dir, 'self.crt'),
+      verify_client: 'required',
+    };
+    const port = await serve(restapi);
+    const peer: Member = {
+      name: 'pg2',
+      data: { api_url: `https://127.0.0.1:${port}/patroni` },
+      modRevision: '1',
+      lease: '0',
+    };
+    const status = await fetchPeerStatus(peer, AbortSignal.timeout(5000), agentPeerTls({ restapi }));
+    expect(status).toMatchObject({ name: 'pg2', reachable: true, inRecovery: false });
+    // The peer answered (it runs no failsafe_mode here): the handshake went through.
+    const answer = await postFailsafe(peer, { name: 'pg1' }, AbortSignal.timeout(5000), {
+      restapi,
+    } as PghaConfig);
+    expect(answer).toMatchObject({ name: 'pg2', accepted: false });
+    expect(answer.detail).toMatch(/^\d{3} /);
+    // Without a client certificate the peer refuses the handshake.
+    await expect(
+      fetchPeerStatus(peer, AbortSignal.timeout(5000), { cafile: restapi.cafile }),
+    ).rejects.toThrow();
   });
 });

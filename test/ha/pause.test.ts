@@ -240,3 +240,55 @@ it('after resume, the leader of the whole test still leads and nothing failed ov
   expect(settled.history).toEqual(initial.history);
   expect(await insert(leader, 'resumed')).toBeNull();
 });
+
+it('in pause, a switchover to a named candidate hands over and the old leader follows it; a scheduled one is refused', async () => {
+  const { leader } = await pausedPrimary();
+  const candidate = c.nodes.find((n) => n.name !== leader)!.name;
+  const post = async (body: Record<string, unknown>) => {
+    const res = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/switchover`, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json' },
+      signal: AbortSignal.timeout(60_000),
+    });
+    return [res.status, await res.text()];
+  };
+  const at = new Date(Date.now() + 60_000).toISOString();
+  expect(await post({ leader, candidate, scheduled_at: at })).toEqual([
+    400,
+    "Can't schedule switchover in the paused state",
+  ]);
+  expect(await post({ leader })).toEqual([
+    400,
+    'Switchover is possible only to a specific candidate in a paused state',
+  ]);
+  expect(await post({ leader, candidate })).toEqual([200, `Successfully switched over to "${candidate}"`]);
+  const log = () => logLines(c.node(leader).logPath, /switch|maintenance|follow|start/i);
+  await waitFor(
+    `${candidate} to run as primary`,
+    async () => {
+      const rows = await c.query<{ r: boolean }>(candidate, 'SELECT pg_is_in_recovery() AS r');
+      return rows[0]?.r === false;
+    },
+    20_000,
+  );
+  await waitFor(
+    `${leader} to stream from ${candidate}`,
+    async () => {
+      const s = await c.readCluster();
+      const m = s.members.find((x) => x.name === leader);
+      return (
+        s.leader?.name === candidate &&
+        m?.data.state === 'running' &&
+        m.data.replication_state === 'streaming'
+      );
+    },
+    30_000,
+  ).catch((err: unknown) => {
+    throw new Error(`${String(err)}\n${leader}'s log:\n${log()}`, { cause: err });
+  });
+  const s = await c.readCluster();
+  expect(s.config?.value.pause).toBe(true);
+  expect(s.failover?.member ?? null).toBeNull();
+  expect(await insert(candidate, 'after switchover in pause')).toBeNull();
+});

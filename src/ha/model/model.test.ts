@@ -22,7 +22,9 @@ describe('model: the HA runner under random faults', () => {
       const r = await runModel({ ...c, steps: STEPS });
       if (r.violations.length > 0) console.error(`seed ${c.seed}:\n${r.report}`);
       expect(r.violations).toEqual([]);
-      expect(r.stats.faults).toBeGreaterThan(STEPS / 20);
+      // Faults were really injected: about 1 step in 8 draws one, fewer land (a major fault waits for a
+      // healthy cluster), and how many depends on the whole trajectory, which any change reshuffles.
+      expect(r.stats.faults).toBeGreaterThan(STEPS / 25);
       expect(r.stats.acked).toBeGreaterThan(0);
     },
     300_000,
