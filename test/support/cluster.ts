@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { demoNodeConfig } from '../../src/demo/demo.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { isStreamingMember, type ClusterState } from '../../src/dcs/types.js';
+import { isPrimaryRole } from './roles.js';
 import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
 import { startEtcd, type EtcdCluster } from './etcd.js';
 import { freePorts } from './net.js';
@@ -161,7 +162,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
-            lead.data.role === 'primary' &&
+            isPrimaryRole(lead.data.role) &&
             streaming.length >= replicas
             ? c
             : null;
