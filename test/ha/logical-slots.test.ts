@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseLsn } from '../../src/postgres/lsn.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
-import { isPrimaryRole } from '../support/roles.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 const TTL = 8;
 const MEMBER_SLOTS_TTL = 15;

@@ -11,12 +11,12 @@ import { stringify } from 'yaml';
 import { demoNodeConfig } from '../../src/demo/demo.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { isStreamingMember, type ClusterState } from '../../src/dcs/types.js';
-import { isPrimaryRole } from './roles.js';
 import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
 import { startEtcd, type EtcdCluster } from './etcd.js';
 import { freePorts } from './net.js';
 import { createPgTestBase, killPostmaster, waitFor, type PgTestBase } from './postgres.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 export const SCOPE = 'demo';

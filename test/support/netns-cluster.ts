@@ -27,11 +27,11 @@ import { stringify } from 'yaml';
 import { demoNodeConfig } from '../../src/demo/demo.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { isStreamingMember, type ClusterState } from '../../src/dcs/types.js';
-import { isPrimaryRole } from './roles.js';
 import { isAlive, stopProcess } from '../../src/util/process.js';
 import { CLI, SCOPE } from './cluster.js';
 import { createNetLab, type LabHost, type NetLab } from './netns.js';
 import { createPgTestBase, killPostmaster, waitFor, type PgTestBase } from './postgres.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 const ETCD_BIN = process.env.PGHA_TEST_ETCD ?? '/usr/bin/etcd';
 export const NET_PASSWORD = 'test-pw';
@@ -302,8 +302,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === c.leader?.name);
           const tl = Number(lead?.data.timeline);
           const ok =
-            lead !== undefined &&
-            isPrimaryRole(lead.data.role) &&
+            lead !== undefined && isPrimaryRole(lead.data.role) &&
             lead.data.state === 'running' &&
             tl >= (o.minTimeline ?? 0) &&
             c.members.filter(
@@ -324,7 +323,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const c = await cluster.readCluster();
           const name = c.leader?.name;
           const m = c.members.find((x) => x.name === name);
-          return name && name !== not && isPrimaryRole(m?.data.role) && m?.data.state === 'running'
+          return name && name !== not && m !== undefined && isPrimaryRole(m.data.role) && m.data.state === 'running'
             ? name
             : null;
         },
