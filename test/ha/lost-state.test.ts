@@ -120,7 +120,8 @@ async function waitSteady(forMs: number, timeoutMs: number): Promise<ClusterStat
         const lead = member(s, s.leader?.name ?? '');
         const ok =
           !!s.initialize &&
-          lead !== undefined && isPrimaryRole(lead.data.role) &&
+          lead !== undefined &&
+          isPrimaryRole(lead.data.role) &&
           lead.data.state === 'running' &&
           s.members.filter((m) => m.name !== lead.name && isStreamingMember(m.data)).length === 2;
         if (!ok) since = 0;

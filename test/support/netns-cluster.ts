@@ -302,7 +302,8 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === c.leader?.name);
           const tl = Number(lead?.data.timeline);
           const ok =
-            lead !== undefined && isPrimaryRole(lead.data.role) &&
+            lead !== undefined &&
+            isPrimaryRole(lead.data.role) &&
             lead.data.state === 'running' &&
             tl >= (o.minTimeline ?? 0) &&
             c.members.filter(
@@ -323,7 +324,11 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const c = await cluster.readCluster();
           const name = c.leader?.name;
           const m = c.members.find((x) => x.name === name);
-          return name && name !== not && m !== undefined && isPrimaryRole(m.data.role) && m.data.state === 'running'
+          return name &&
+            name !== not &&
+            m !== undefined &&
+            isPrimaryRole(m.data.role) &&
+            m.data.state === 'running'
             ? name
             : null;
         },
