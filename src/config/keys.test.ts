@@ -239,20 +239,24 @@ describe('NoteMemory: a key read every cycle is reported when it appears or chan
   it('reports new and changed keys once', () => {
     const memory = new NoteMemory();
     const notes = (v: Record<string, unknown>) => keyNotes(v, 'dynamic');
-    expect(memory.fresh(notes({ slots: { a: { type: 'physical' } } })).map((n) => n.path)).toEqual(['slots']);
-    expect(memory.fresh(notes({ slots: { a: { type: 'physical' } } }))).toEqual([]);
-    const both = { slots: { a: { type: 'physical' } }, member_slots_ttl: '1h' };
-    expect(memory.fresh(notes(both)).map((n) => n.path)).toEqual(['member_slots_ttl']);
-    expect(memory.fresh(notes({ ...both, member_slots_ttl: '2h' })).map((n) => n.path)).toEqual([
-      'member_slots_ttl',
+    expect(memory.fresh(notes({ max_timelines_history: 5 })).map((n) => n.path)).toEqual([
+      'max_timelines_history',
+    ]);
+    expect(memory.fresh(notes({ max_timelines_history: 5 }))).toEqual([]);
+    const both = { max_timelines_history: 5, primary_race_backoff: 1 };
+    expect(memory.fresh(notes(both)).map((n) => n.path)).toEqual(['primary_race_backoff']);
+    expect(memory.fresh(notes({ ...both, primary_race_backoff: 2 })).map((n) => n.path)).toEqual([
+      'primary_race_backoff',
     ]);
     expect(memory.fresh(notes({}))).toEqual([]);
-    expect(memory.fresh(notes({ member_slots_ttl: '2h' })).map((n) => n.path)).toEqual(['member_slots_ttl']);
+    expect(memory.fresh(notes({ primary_race_backoff: 2 })).map((n) => n.path)).toEqual([
+      'primary_race_backoff',
+    ]);
   });
 
   it('changedNotes compares two configurations', () => {
-    const before = keyNotes({ slots: { a: {} } }, 'dynamic');
-    const after = keyNotes({ slots: { a: {} }, ignore_slots: [{ name: 'x' }] }, 'dynamic');
-    expect(changedNotes(before, after).map((n) => n.path)).toEqual(['ignore_slots']);
+    const before = keyNotes({ max_timelines_history: 5 }, 'dynamic');
+    const after = keyNotes({ max_timelines_history: 5, primary_race_backoff: 1 }, 'dynamic');
+    expect(changedNotes(before, after).map((n) => n.path)).toEqual(['primary_race_backoff']);
   });
 });

@@ -71,8 +71,6 @@ const when = (text: string, test: (v: unknown) => boolean): Unless => ({ text, t
 const isFalse = when('it is `false`', (v) => parseBool(v) === false);
 const isTrue = when('it is `true`', (v) => parseBool(v) === true);
 const isZero = when('it is `0`', (v) => Number(v) === 0);
-const emptyMap = when('it is empty', (v) => isRecord(v) && Object.keys(v).length === 0);
-const emptyList = when('it is empty', (v) => Array.isArray(v) && v.length === 0);
 
 const NO_THREADS = 'pgha runs on Node.js and has no thread pool to size';
 const OTHER_DCS = "pgha keeps the cluster's state in etcd only (the etcd3 section); this section is not read";
@@ -82,7 +80,6 @@ const ROLES = ['primary', 'replica', 'standby_leader'] as const;
 const PG_CTL_TIMEOUT =
   'pgha bounds starts and stops with its own timeouts (primary_start_timeout, primary_stop_timeout)';
 const REWIND_OPTIONS = 'pgha runs pg_rewind with its own options only';
-const SLOT_RETENTION = 'max(5 min, 10 × ttl)';
 
 /** The role-specific variants Patroni 4.1 added (`parameters_primary`, `pg_hba_replica`, ...). */
 function perRole(prefix: string, base: string): KeyRow[] {
@@ -388,19 +385,19 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
   acted('check_timeline', 'ha/race.ts (leader race)'),
   acted('pause', 'ha/decide.ts'),
   acted('fast_failover', 'ha/runner.ts', { pgha: true }),
-  ignored('member_slots_ttl', `pgha keeps the slot of a member whose key is gone for ${SLOT_RETENTION}`),
-  ...['slots', 'permanent_slots', 'permanent_replication_slots'].map((k) =>
-    ignored(
-      k,
-      `pgha creates no permanent slots: the leader keeps one physical slot per member and drops other inactive physical slots ${SLOT_RETENTION} after it last saw them (logical slots are left alone)`,
-      { unless: emptyMap, keys: ['*.type', '*.database', '*.plugin', '*.cluster_type'] },
+  acted('member_slots_ttl', 'ha/slot-plan.ts'),
+  ...['slots', 'permanent_slots', 'permanent_replication_slots'].flatMap((k) => [
+    acted(k, 'config/slots.ts, ha/slot-plan.ts, ha/slots-run.ts'),
+    acted(`${k}.*`, 'config/slots.ts (a permanent slot)'),
+    acted(`${k}.*.type`, 'config/slots.ts'),
+    acted(`${k}.*.database`, 'config/slots.ts (logical slots)'),
+    acted(`${k}.*.plugin`, 'config/slots.ts (logical slots)'),
+    acted(
+      `${k}.*.cluster_type`,
+      'ha/slot-plan.ts (primary: only in a primary cluster, standby: only on a standby leader)',
     ),
-  ),
-  ignored(
-    'ignore_slots',
-    'pgha leaves logical slots alone but drops inactive physical slots that belong to no member, listed here or not (see slots)',
-    { unless: emptyList, keys: ['name', 'type', 'database', 'plugin'] },
-  ),
+  ]),
+  acted('ignore_slots', 'ha/slot-plan.ts', { keys: ['name', 'type', 'database', 'plugin'] }),
   acted(
     'standby_cluster',
     'ha/standby.ts, ha/decide.ts (no member runs as a writable primary while it is set)',

@@ -332,7 +332,7 @@ postgresql:
   it('names the keys pgha cannot safely ignore as refusals, not errors', () => {
     const yaml =
       MINIMAL.replace('postgresql:', 'postgresql:\n  pre_promote: /usr/local/bin/fence') +
-      'bootstrap:\n  dcs:\n    standby_cluster: {host: 10.0.0.1, port: 5432}\n    slots: {keep: {type: physical}}\n';
+      'bootstrap:\n  dcs:\n    standby_cluster: {host: 10.0.0.1, port: 5432}\n    max_timelines_history: 5\n';
     const { config, errors, warnings, refusals } = loadConfig(file(yaml), {});
     expect(errors).toEqual([]);
     expect(config).toBeDefined();
@@ -341,7 +341,9 @@ postgresql:
         /^postgresql\.pre_promote is set: pgha does not run the pre_promote fencing script/,
       ),
     ]);
-    expect(warnings).toEqual([expect.stringMatching(/^bootstrap\.dcs\.slots: not acted on by pgha; /)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^bootstrap\.dcs\.max_timelines_history: not acted on by pgha; /),
+    ]);
     const seen: string[] = [];
     loadConfigOrThrow(file(yaml), {}, undefined, (r) => seen.push(r));
     expect(seen).toEqual(refusals);

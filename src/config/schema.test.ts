@@ -66,10 +66,69 @@ describe('parseDynamicConfig', () => {
       fast_failover: true,
       check_timeline: false,
       pause: false,
+      slots: [],
+      ignore_slots: [],
+      member_slots_ttl: 1800,
       postgresql: { use_pg_rewind: false, use_slots: true, parameters: {} },
       raw: {},
     });
     expect(parseDynamicConfig(undefined).config.ttl).toBe(30);
+  });
+
+  it('reads permanent slots, ignore_slots and member_slots_ttl as Patroni does', () => {
+    const { config, errors } = parseDynamicConfig({
+      slots: {
+        phys: null,
+        phys2: { type: 'physical', cluster_type: 'primary' },
+        cdc: { database: 'app', plugin: 'pgoutput' },
+        cdc2: { type: 'logical', database: 'postgres', plugin: 'test_decoding' },
+      },
+      ignore_slots: [{ name: 'keep' }, { type: 'logical', database: 'app' }, {}],
+      member_slots_ttl: '30min',
+    });
+    expect(errors).toEqual([]);
+    expect(config.slots).toEqual([
+      { name: 'phys', type: 'physical' },
+      { name: 'phys2', type: 'physical', cluster_type: 'primary' },
+      { name: 'cdc', type: 'logical', database: 'app', plugin: 'pgoutput' },
+      { name: 'cdc2', type: 'logical', database: 'postgres', plugin: 'test_decoding' },
+    ]);
+    expect(config.ignore_slots).toEqual([{ name: 'keep' }, { type: 'logical', database: 'app' }, {}]);
+    expect(config.member_slots_ttl).toBe(1800);
+    expect(parseDynamicConfig({ member_slots_ttl: 0 }).config.member_slots_ttl).toBe(0);
+    expect(parseDynamicConfig({ member_slots_ttl: '1h' }).config.member_slots_ttl).toBe(3600);
+    // Patroni reads permanent_replication_slots, then permanent_slots, then slots.
+    expect(
+      parseDynamicConfig({ slots: { a: null }, permanent_slots: { b: null } }).config.slots.map(
+        (s) => s.name,
+      ),
+    ).toEqual(['b']);
+  });
+
+  it('names each bad slot entry and keeps the good ones', () => {
+    const { config, errors } = parseDynamicConfig({
+      slots: {
+        'Bad-Name': null,
+        half: { type: 'logical', database: 'app' },
+        odd: { type: 'other' },
+        text: 'yes',
+        ok: { type: 'physical' },
+      },
+      ignore_slots: [{ name: 'a' }, 'b', { name: 3 }],
+      member_slots_ttl: '-5',
+    });
+    expect(errors).toEqual([
+      'member_slots_ttl: must be at least 0, got -5',
+      'slots.Bad-Name: not a valid slot name (1 to 63 of a-z, 0-9 and _)',
+      'slots.half: a logical slot needs both database and plugin',
+      'slots.odd.type: expected physical or logical, got "other"',
+      'slots.text: expected type, database and plugin, got "yes"',
+      'ignore_slots.1: expected a mapping of name, type, database and plugin, got "b"',
+      'ignore_slots.2.name: expected text, got 3',
+    ]);
+    expect(config.slots).toEqual([{ name: 'ok', type: 'physical' }]);
+    expect(config.ignore_slots).toEqual([{ name: 'a' }]);
+    expect(config.member_slots_ttl).toBe(1800);
   });
 
   it('coerces strings as Patroni does and keeps unknown keys in raw', () => {

@@ -7,6 +7,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parsePgInt } from '../postgres/guc.js';
+import { ignoreSlotsFrom, permanentSlotsFrom } from './slots.js';
 import type { DynamicConfig, EtcdConfig, HostPort, ListenAddress, StandbyClusterConfig } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -108,6 +110,12 @@ const asBool = (v: unknown): unknown => parseBool(v) ?? blank(v);
 const asInt = (v: unknown): unknown =>
   typeof v === 'string' && /^\s*[-+]?\d+\s*$/.test(v) ? Number(v) : blank(v);
 const asMap = (v: unknown): unknown => blank(v) ?? {};
+/** Seconds, from a number or a PostgreSQL-style duration (`30min`, `1h`), as Patroni's `get_int(base_unit='s')`. */
+const asSeconds = (v: unknown): unknown => {
+  if (typeof v !== 'string') return blank(v);
+  const r = parsePgInt(v.trim(), 's');
+  return r !== 'unknown-unit' && r.ok ? r.value : v;
+};
 const withoutNulls = (v: unknown): unknown =>
   isRecord(v)
     ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined))
@@ -277,6 +285,23 @@ export const dynamicConfigSchema = z.looseObject({
   pause: bool(false).describe(
     'Maintenance mode: the agents do not start, stop, promote or fail over anything (pgha ctl pause / resume).',
   ),
+  member_slots_ttl: z
+    .preprocess(asSeconds, z.number().int().min(0).default(1800))
+    .describe(
+      'How long the replication slots of a member whose key is gone are kept (seconds, or with a unit: 30min, 1h), on the leader and on the replicas that may replace it (Patroni 4). 0: dropped at once, and replicas keep no slots for the other members (as Patroni 3).',
+    ),
+  slots: z
+    .unknown()
+    .optional()
+    .describe(
+      'Permanent replication slots, by name: `{type: physical}` (also `null`), or `{type: logical, database: db, plugin: test_decoding}`. Physical ones are kept on every member (not on the member of that name); logical ones are created on the leader and copied to the replicas, whose copies follow the position the leader publishes, so logical consumers carry on after a failover. Patroni also reads `permanent_slots` and `permanent_replication_slots`.',
+    ),
+  ignore_slots: z
+    .unknown()
+    .optional()
+    .describe(
+      'Slots the agents leave alone: a list of matchers with any of name, type, database and plugin; a slot matching every attribute of one matcher is never dropped.',
+    ),
   postgresql: dynamicPostgresql.describe('PostgreSQL settings shared by every member.'),
   standby_cluster: z
     .preprocess(
@@ -406,6 +431,9 @@ export function parseDynamicConfig(raw: unknown): {
   }
   if (!result.success) throw new Error(`dynamic config defaults failed to parse: ${result.error.message}`);
   const d = result.data;
+  const permanent = permanentSlotsFrom(rawObj);
+  const ignore = ignoreSlotsFrom(rawObj);
+  errors.push(...permanent.errors, ...ignore.errors);
   const config: DynamicConfig = {
     ttl: d.ttl,
     loop_wait: d.loop_wait,
@@ -421,6 +449,9 @@ export function parseDynamicConfig(raw: unknown): {
     fast_failover: d.fast_failover,
     check_timeline: d.check_timeline,
     pause: d.pause,
+    slots: permanent.slots,
+    ignore_slots: ignore.matchers,
+    member_slots_ttl: d.member_slots_ttl,
     postgresql: {
       use_pg_rewind: d.postgresql.use_pg_rewind,
       use_slots: d.postgresql.use_slots,

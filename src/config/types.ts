@@ -271,6 +271,24 @@ export interface PghaConfig {
   source?: string;
 }
 
+/** One permanent replication slot of the dynamic configuration (`slots.<name>`). */
+export type PermanentSlot =
+  | {
+      name: string;
+      type: 'physical';
+      /** Only in a primary (`primary`) or a standby (`standby`) cluster; absent: both. */
+      cluster_type?: 'primary' | 'standby';
+    }
+  | { name: string; type: 'logical'; database: string; plugin: string };
+
+/** One `ignore_slots` entry: a slot matching every attribute given (any subset) is ignored. */
+export interface IgnoreSlotMatcher {
+  name?: string;
+  type?: string;
+  database?: string;
+  plugin?: string;
+}
+
 /**
  * The dynamic configuration stored in the `config` key, with defaults applied.
  * Unknown keys are kept in `raw` so a round trip through pgha never drops what Patroni wrote.
@@ -295,6 +313,15 @@ export interface DynamicConfig {
   fast_failover: boolean;
   check_timeline: boolean;
   pause: boolean;
+  /**
+   * Permanent replication slots (`slots`; Patroni also reads `permanent_slots` and
+   * `permanent_replication_slots`), valid entries only, in the order written.
+   */
+  slots: PermanentSlot[];
+  /** `ignore_slots`: slots matching any of these are never dropped. */
+  ignore_slots: IgnoreSlotMatcher[];
+  /** Seconds the slot of a member whose key is gone is kept (Patroni 4; default 30 min, 0: at once). */
+  member_slots_ttl: number;
   postgresql: {
     use_pg_rewind: boolean;
     use_slots: boolean;

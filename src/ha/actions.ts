@@ -322,6 +322,7 @@ export async function promote(c: RunnerContext, cluster: ClusterState): Promise<
   );
   c.st.configuredUpstream = null;
   c.snapshot.role = 'primary';
+  c.slots.onPromote(c);
   // Tell routers and peers at once that this member now runs as primary.
   await c.publish();
   c.d.runCallback('on_role_change', 'primary');

@@ -12,6 +12,7 @@ import type { LeaderWatchdog } from '../watchdog/watchdog.js';
 import type { FailsafeAnswer, FailsafeLeader } from './failsafe.js';
 import type { ProbeResult } from './fast-failover.js';
 import type { LeaseGuard } from './lease.js';
+import type { SlotKeeper } from './slots-run.js';
 import type { Decision, PeerStatus } from './types.js';
 
 export interface RunnerDeps {
@@ -87,9 +88,7 @@ export interface RunnerState {
   ssnSince: number;
   lastSyncWhy: string;
   lastStatusKey: string;
-  /** Leader: replication slots and when their member was last seen (monotonic). */
-  slotSeen: Map<string, number>;
-  /** Whether this node was leader in the previous cycle (a new leader seeds its slot retention). */
+  /** Whether this node was leader in the previous cycle (a new leader restarts its slot retention). */
   ledBefore: boolean;
   /** A switchover waiting for its candidate to stream from us: which request, since when. */
   switchoverWait: { key: string; since: number } | null;
@@ -117,7 +116,6 @@ export function initialState(): RunnerState {
     ssnSince: 0,
     lastSyncWhy: '',
     lastStatusKey: '',
-    slotSeen: new Map(),
     ledBefore: false,
     switchoverWait: null,
     knownMembers: new Map(),
@@ -134,6 +132,8 @@ export interface RunnerContext {
   readonly st: RunnerState;
   readonly snapshot: AgentSnapshot;
   readonly lease: LeaseGuard;
+  /** Replication slot upkeep and its memory (slots-run.ts). */
+  readonly slots: SlotKeeper;
   readonly me: string;
   dynamic(): DynamicConfig;
   /** Logs what a decision led to (repeated info lines go to debug). */

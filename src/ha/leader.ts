@@ -1,17 +1,15 @@
 /**
  * The leader's upkeep each cycle, as Patroni's: register the cluster when the store lost it
  * (`initialize`, `config`), publish `status` (optime) and `history` (from its own timeline history
- * file), keep the member slots (slot-plan.ts), run synchronous replication one step (sync.ts), keep
- * the `failsafe` key. And the replica side of slots: a replica keeps no member slots.
+ * file), keep the replication slots (slot-plan.ts, slots-run.ts), run synchronous replication one
+ * step (sync.ts), keep the `failsafe` key. Replicas keep their slots with the same code.
  */
-import type { ClusterState } from '../dcs/types.js';
+import type { ClusterState, StatusKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
 import { errorMessage } from '../util/errors.js';
 import type { RunnerContext } from './context.js';
 import { failsafeTopology, sameTopology } from './failsafe.js';
 import { historyMatches, mergeTimelineHistory } from './history.js';
-import { planSlots, slotRetentionMs } from './slot-plan.js';
-import { slotMembers } from './standby.js';
 import { planQuorum, planSync } from './sync.js';
 
 /**
@@ -44,11 +42,17 @@ export async function leaderDuties(
     await registerCluster(c, cluster, status.systemIdentifier);
   await maintainFailsafeKey(c, cluster);
   await maintainHistory(c, cluster, status);
-  await maintainSlots(c, cluster, 'primary');
+  await maintainSlots(c, cluster, 'primary', status);
   await manageSync(c, cluster, status);
-  const key = JSON.stringify({ optime: status.walPosition });
+  // Patroni's `status`: the optime, the positions of the slots the leader keeps (replicas keep
+  // theirs there) and the member slots it retains; empty parts are left out, as Patroni does.
+  const pub = c.slots.published;
+  const value: StatusKey = { optime: status.walPosition };
+  if (pub && Object.keys(pub.slots).length > 0) value.slots = pub.slots;
+  if (pub && pub.retainSlots.length > 0) value.retain_slots = pub.retainSlots;
+  const key = JSON.stringify(value);
   if (key !== c.st.lastStatusKey) {
-    await c.d.dcs.setStatus({ optime: status.walPosition });
+    await c.d.dcs.setStatus(value);
     c.st.lastStatusKey = key;
   }
 }
@@ -64,7 +68,7 @@ async function standbyLeaderDuties(
 ): Promise<void> {
   if (cluster.initialize === null || !cluster.config)
     await registerCluster(c, cluster, status.systemIdentifier);
-  await maintainSlots(c, cluster, 'primary');
+  await maintainSlots(c, cluster, 'standby_leader', status);
   const key = JSON.stringify({ optime: status.walPosition });
   if (key !== c.st.lastStatusKey) {
     await c.d.dcs.setStatus({ optime: status.walPosition });
@@ -83,37 +87,15 @@ async function maintainHistory(c: RunnerContext, cluster: ClusterState, status: 
   }
 }
 
-/** Creates and drops physical member slots as slot-plan.ts says, for a leader or a replica. */
+/** One cycle of slot upkeep (slots-run.ts), for a leader or a replica; problems are logged, never thrown. */
 export async function maintainSlots(
   c: RunnerContext,
   cluster: ClusterState,
-  role: 'primary' | 'replica',
+  role: 'primary' | 'standby_leader' | 'replica',
+  status: ServerStatus | null,
 ): Promise<void> {
   try {
-    const existing = await c.d.pg.physicalSlots();
-    const plan = planSlots({
-      role,
-      useSlots: c.dynamic().postgresql.use_slots,
-      memberSlots: slotMembers(cluster, c.me, true).map((m) => c.d.slotName(m)),
-      serve: slotMembers(cluster, c.me, false).map((m) => c.d.slotName(m)),
-      mySlot: c.d.slotName(c.me),
-      existing,
-      seen: c.st.slotSeen,
-      nowMono: c.clock.mono(),
-      retainMs: slotRetentionMs(c.dynamic().ttl),
-      newLeader: role === 'primary' && !c.st.ledBefore,
-    });
-    c.st.slotSeen = plan.seen;
-    for (const name of plan.create) await c.d.pg.createPhysicalSlot(name);
-    for (const name of plan.drop) {
-      c.log.info(
-        { slot: name },
-        role === 'primary'
-          ? `dropping replication slot ${name}: its member has been gone longer than the retention`
-          : `dropping replication slot ${name}: a replica serves no member from it`,
-      );
-      await c.d.pg.dropSlot(name);
-    }
+    await c.slots.maintain(c, cluster, role, status);
   } catch (err) {
     c.log.warn(`replication slots: ${errorMessage(err)}`);
   }

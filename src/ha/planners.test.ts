@@ -1,9 +1,8 @@
-/** Table tests of the small planners: switchover steps, rewind policy, fast failover, slots, failsafe. */
+/** Table tests of the small planners: switchover steps, rewind policy, fast failover, failsafe. */
 import { describe, expect, it } from 'vitest';
 import { failsafeVerdict } from './failsafe.js';
 import { countRefusals, leaderGoneVerdict, silenceNeededMs } from './fast-failover.js';
 import { planRewind, planRewindFailure } from './recovery.js';
-import { planSlots } from './slot-plan.js';
 import { afterStop, chooseCandidate, connectStep, SWITCHOVER_CONNECT_WAIT_MS } from './switchover.js';
 import { cluster, peer } from './testing/fixtures.js';
 import { fenceDeadline, keeperMayRenew, leaseExpiresNotBefore, safetyMarginMs } from './timing.js';
@@ -105,64 +104,6 @@ describe('fast failover needs a witness a firewall cannot forge', () => {
   );
   it('says why a REJECT rule is not enough', () =>
     expect(v(3, 1000).why).toMatch(/renewed 1000 ms ago \(a firewall may be rejecting us\)/));
-});
-
-describe('slots', () => {
-  const base = {
-    useSlots: true,
-    memberSlots: ['n2', 'n3'],
-    mySlot: 'n1',
-    seen: new Map<string, number>(),
-    nowMono: 1_000_000,
-    retainMs: 300_000,
-    newLeader: false,
-  };
-  it('a leader keeps one per member and a vanished member’s for the retention time', () => {
-    const p = planSlots({
-      ...base,
-      role: 'primary',
-      existing: [
-        { name: 'n2', active: true },
-        { name: 'old', active: false },
-      ],
-      seen: new Map([['old', 900_000]]),
-    });
-    expect(p.create).toEqual(['n3']);
-    expect(p.drop).toEqual([]);
-    const later = planSlots({
-      ...base,
-      role: 'primary',
-      existing: [
-        { name: 'n2', active: true },
-        { name: 'n3', active: true },
-        { name: 'old', active: false },
-      ],
-      seen: p.seen,
-      nowMono: 1_250_000,
-    });
-    expect(later.drop).toEqual(['old']);
-  });
-  it('a new leader counts the slots it already has as seen now', () => {
-    const p = planSlots({
-      ...base,
-      role: 'primary',
-      newLeader: true,
-      existing: [{ name: 'x', active: false }],
-    });
-    expect(p.drop).toEqual([]);
-    expect(p.seen.get('x')).toBe(1_000_000);
-  });
-  it('a replica (a former primary) drops the member slots it no longer serves, never an active one', () => {
-    const p = planSlots({
-      ...base,
-      role: 'replica',
-      existing: [
-        { name: 'n2', active: false },
-        { name: 'n3', active: true },
-      ],
-    });
-    expect(p).toMatchObject({ create: [], drop: ['n2'] });
-  });
 });
 
 describe('failsafe verdict', () => {

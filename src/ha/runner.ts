@@ -23,12 +23,14 @@ import { decide } from './decide.js';
 import { withFailsafeLeader, type FailsafeLeader } from './failsafe.js';
 import { FailsafeGuard } from './failsafe-run.js';
 import { leaderDuties, maintainSlots, myApiUrl, myConnUrl } from './leader.js';
+import { needsHotStandbyFeedback } from './slot-plan.js';
+import { SlotKeeper } from './slots-run.js';
 import { LeaseGuard } from './lease.js';
 import { canCloneWithoutLeader } from './replica-methods.js';
 import { memberData } from './member.js';
 import { Observer } from './observe.js';
 import { LeaderProbe } from './probe.js';
-import { findMember } from './rules.js';
+import { findMember, isNoFailover } from './rules.js';
 import { REMOTE_UPSTREAM, standbyRecoveryParams } from './standby.js';
 import { switchover } from './switchover-run.js';
 import type { Decision, LocalPostgres, PeerStatus } from './types.js';
@@ -47,6 +49,7 @@ export class HaRunner implements RunnerContext {
   readonly st: RunnerState = initialState();
   readonly snapshot: AgentSnapshot;
   readonly lease: LeaseGuard;
+  readonly slots = new SlotKeeper();
   private readonly probe: LeaderProbe;
   private dyn: DynamicConfig;
   private stopping = false;
@@ -371,8 +374,8 @@ export class HaRunner implements RunnerContext {
   ): Promise<void> {
     switch (d.kind) {
       case 'idle':
-        if (!this.snapshot.isLeader && pg.running && pg.status?.inRecovery && !this.dyn.pause)
-          await maintainSlots(this, cluster, 'replica');
+        if (!this.snapshot.isLeader && pg.running && pg.status?.inRecovery)
+          await maintainSlots(this, cluster, 'replica', pg.status);
         return this.say(d, 'no action', d.why.includes('diverged') ? 'error' : 'info');
       case 'refuse':
         return this.say(d, 'waiting for an operator', 'error');
@@ -622,6 +625,11 @@ export class HaRunner implements RunnerContext {
     const params = { ...this.dyn.postgresql.parameters, ...this.d.config.postgresql.parameters };
     // The leader owns synchronous_standby_names (Patroni does the same); replicas run without it.
     params.synchronous_standby_names = this.snapshot.isLeader ? this.st.ssn : '';
+    // Copies of logical slots stay usable only if the primary keeps the catalog rows they need.
+    const nofailover = isNoFailover(this.d.config.tags);
+    const useSlots = this.dyn.postgresql.use_slots;
+    if (needsHotStandbyFeedback({ useSlots, nofailover, permanent: this.dyn.slots }))
+      params.hot_standby_feedback = 'on';
     return params;
   }
 

@@ -175,6 +175,22 @@ describe('divergenceEvidence', () => {
     expect(divergenceEvidence({ ...ahead, aheadSince: 10_000 })).toBeNull();
     expect(divergenceEvidence({ ...ahead, aheadSince: null })).toBeNull();
   });
+  it('sees no fork in a restarted stream that has nothing new to carry: the leader has the WAL', () => {
+    // After a replica's restart the receiver reports the segment it started streaming at until
+    // the leader writes past what the replica already replayed.
+    const restarted = {
+      ...base,
+      errors: [],
+      receiveLsn: 0x5000000,
+      replayLsn: 0x5026138,
+      leaderPosition: 0x5026138,
+      aheadSince: 1000,
+    };
+    expect(divergenceEvidence(restarted)).toBeNull();
+    expect(divergenceEvidence({ ...restarted, leaderPosition: 0x5026100 })).toMatch(
+      /past all the leader sends/,
+    );
+  });
 });
 
 describe('mergeTimelineHistory', () => {

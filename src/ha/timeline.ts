@@ -112,8 +112,9 @@ export interface SeenReplayError {
  * - replay has been stuck at one position for `graceMs` while WAL keeps arriving, and the server
  *   log reports that very record as unreadable (`incorrect prev-link`, `invalid record length`) at
  *   least twice since; or
- * - it streams from the leader, yet for `graceMs` its replay stayed past everything received: the
- *   leader has less WAL than this replica replayed on the same timeline.
+ * - it streams from the leader, yet for `graceMs` its replay stayed past everything received and
+ *   past the position the leader published: the leader has less WAL than this replica replayed on
+ *   the same timeline.
  */
 export function divergenceEvidence(opts: {
   receiveLsn: number | undefined;
@@ -148,8 +149,20 @@ export function divergenceEvidence(opts: {
       return `replay stuck at ${formatLsnShort(replayLsn)}: ${here[here.length - 1]?.message ?? ''}`;
   }
   // WAL replayed here that the leader does not have: records of another history on the same
-  // timeline number.
-  if (opts.aheadSince !== null && opts.nowMono - opts.aheadSince >= opts.graceMs && replayLsn !== undefined)
+  // timeline number. A leader that published a position at least as far has that WAL: a stream
+  // that restarted mid-segment reports its start as received until the leader writes past what
+  // this replica already replayed, which an idle leader does not.
+  const leaderHasIt =
+    opts.leaderPosition !== undefined &&
+    opts.leaderTimeline === opts.timeline &&
+    replayLsn !== undefined &&
+    opts.leaderPosition >= replayLsn;
+  if (
+    opts.aheadSince !== null &&
+    opts.nowMono - opts.aheadSince >= opts.graceMs &&
+    replayLsn !== undefined &&
+    !leaderHasIt
+  )
     return `my WAL ends at ${formatLsnShort(replayLsn)}, past all the leader sends (${formatLsnShort(receiveLsn ?? 0)}) on the same timeline ${opts.timeline}`;
   return null;
 }

@@ -54,6 +54,7 @@ import {
 } from './conf.js';
 import { describeConverted, describeDropped, settingFromRow, type SettingEntry } from './guc.js';
 import {
+  formatLsn,
   historyFileName,
   parseHistoryFile,
   parseLsn,
@@ -61,16 +62,18 @@ import {
   timelineFromWalFileName,
 } from './lsn.js';
 import { isValidSlotName } from './slots.js';
-import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts } from './tls.js';
+import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {
+  AdvanceResult,
   CommandResult,
   ConnTarget,
   ControlData,
-  PhysicalSlot,
   PostgresNode,
   ReplayError,
+  ReplicationSlot,
   RoleConfig,
   ServerStatus,
+  SlotCopy,
   StopMode,
   TimelineSwitch,
 } from './types.js';
@@ -229,6 +232,51 @@ function isSqlError(e: unknown): boolean {
   if (!(e instanceof pg.DatabaseError) || typeof e.code !== 'string') return false;
   // 08: connection exceptions; 57P: shutdown / crash of the server: the session is gone.
   return !e.code.startsWith('08') && !e.code.startsWith('57P');
+}
+
+/** The SQLSTATE of a server error (its `cause` chain followed), or undefined. */
+function sqlState(e: unknown): string | undefined {
+  for (let x: unknown = e; x; x = (x as { cause?: unknown }).cause) {
+    if (x instanceof pg.DatabaseError && typeof x.code === 'string') return x.code;
+    if (typeof x !== 'object') break;
+  }
+  return undefined;
+}
+
+/** fsync of a file or a directory (so a rename or a new entry in it is durable). */
+async function fsyncPath(p: string): Promise<void> {
+  const fh = await open(p, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A number from a JSON value of pg_replication_slots (xids and LSNs come as text). */
+function slotNumber(v: unknown, lsn: boolean): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string') return null;
+  return lsn ? (parseLsnOrUndefined(v) ?? null) : Number.isFinite(Number(v)) ? Number(v) : null;
+}
+
+/** One row of pg_replication_slots (as to_jsonb) as a `ReplicationSlot`. */
+export function slotFromRow(s: Record<string, unknown>): ReplicationSlot {
+  const text = (k: string) => (typeof s[k] === 'string' ? s[k] : null);
+  return {
+    name: String(s.slot_name),
+    type: s.slot_type === 'logical' ? 'logical' : 'physical',
+    active: s.active === true,
+    database: text('database'),
+    plugin: text('plugin'),
+    restartLsn: slotNumber(s.restart_lsn, true),
+    confirmedFlushLsn: slotNumber(s.confirmed_flush_lsn, true),
+    catalogXmin: slotNumber(s.catalog_xmin, false),
+    xmin: slotNumber(s.xmin, false),
+    walStatus: text('wal_status'),
+    failover: s.failover === true,
+  };
 }
 
 /** One-letter state of a process from /proc (`R`, `S`, `Z`, ...), or null when it does not exist. */
@@ -1483,17 +1531,12 @@ export class Postgres implements PostgresNode {
     return true;
   }
 
-  async physicalSlots(): Promise<PhysicalSlot[]> {
-    const rows = await this.query<{ slot_name: string; active: boolean; restart_lsn: string | null }>(
-      `SELECT slot_name::text, active, restart_lsn::text FROM pg_replication_slots
-       WHERE slot_type = 'physical' AND NOT temporary`,
+  async replicationSlots(): Promise<ReplicationSlot[]> {
+    // to_jsonb of the row: the view's columns differ between versions (wal_status 13+, failover 17+).
+    const rows = await this.query<{ s: Record<string, unknown> }>(
+      'SELECT to_jsonb(s) AS s FROM pg_replication_slots s WHERE NOT temporary ORDER BY slot_name',
     );
-    return rows.map((r) => {
-      const slot: PhysicalSlot = { name: r.slot_name, active: r.active };
-      const lsn = parseLsnOrUndefined(r.restart_lsn);
-      if (lsn !== undefined) slot.restartLsn = lsn;
-      return slot;
-    });
+    return rows.map(({ s }) => slotFromRow(s));
   }
 
   async createPhysicalSlot(name: string): Promise<void> {
@@ -1509,12 +1552,201 @@ export class Postgres implements PostgresNode {
     );
   }
 
-  async dropSlot(name: string): Promise<void> {
-    this.log.info({ slot: name }, 'dropping replication slot');
-    await this.query(
-      'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
+  async createLogicalSlot(name: string, database: string, plugin: string, timeoutMs: number): Promise<void> {
+    if (!isValidSlotName(name)) {
+      this.log.warn({ slot: name }, 'not a valid replication slot name; skipped');
+      return;
+    }
+    this.log.info({ slot: name, database, plugin }, 'creating logical replication slot');
+    await this.inDatabase(database, { statementTimeoutMs: timeoutMs }, (client) =>
+      client.query(
+        `SELECT pg_create_logical_replication_slot($1, $2)
+         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_type = 'logical' AND slot_name = $1)`,
+        [name, plugin],
+      ),
+    );
+  }
+
+  async advanceSlot(
+    name: string,
+    database: string | null,
+    lsn: number,
+    signal?: AbortSignal,
+  ): Promise<AdvanceResult> {
+    try {
+      await this.inDatabase(database ?? 'postgres', { statementTimeoutMs: 0, signal }, (client) =>
+        client.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [name, formatLsn(lsn)]),
+      );
+      return { ok: true };
+    } catch (e) {
+      const code = sqlState(e);
+      // 58P01: a WAL segment it needs is gone; 55000: the slot was invalidated.
+      return { ok: false, error: errorMessage(e), walGone: code === '58P01' || code === '55000' };
+    }
+  }
+
+  async dropSlot(name: string): Promise<boolean> {
+    const rows = await this.query<{ dropped: boolean }>(
+      `SELECT true AS dropped FROM (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+       WHERE slot_name = $1 AND NOT active) d`,
       [name],
     );
+    return rows.length > 0;
+  }
+
+  async leaderSlotCopies(leader: ConnTarget, names: string[]): Promise<SlotCopy[]> {
+    if (names.length === 0) return [];
+    const rows = await this.onLeader(leader, (client) =>
+      client.query<{
+        slot_name: string;
+        datname: string;
+        plugin: string;
+        catalog_xmin: string | null;
+        confirmed: string;
+        state: Buffer;
+      }>(
+        `SELECT slot_name::text, datname::text, plugin::text, catalog_xmin::text,
+           pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint::text AS confirmed,
+           pg_read_binary_file('pg_replslot/' || slot_name || '/state') AS state
+         FROM pg_get_replication_slots() JOIN pg_database ON datoid = oid
+         WHERE NOT pg_is_in_recovery() AND slot_type = 'logical' AND slot_name = ANY($1)`,
+        [names],
+      ),
+    );
+    return rows.rows.map((r) => ({
+      name: r.slot_name,
+      database: r.datname,
+      plugin: r.plugin,
+      confirmedFlushLsn: Number(r.confirmed),
+      catalogXmin: r.catalog_xmin === null ? null : Number(r.catalog_xmin),
+      state: new Uint8Array(r.state),
+    }));
+  }
+
+  async leaderCatalogXmins(leader: ConnTarget, names: string[]): Promise<Record<string, number | null>> {
+    const rows = await this.onLeader(leader, (client) =>
+      client.query<{ slot_name: string; catalog_xmin: string | null }>(
+        `SELECT slot_name::text, catalog_xmin::text FROM pg_get_replication_slots()
+         WHERE NOT pg_is_in_recovery() AND slot_name = ANY($1)`,
+        [names],
+      ),
+    );
+    const out: Record<string, number | null> = {};
+    for (const r of rows.rows) out[r.slot_name] = r.catalog_xmin === null ? null : Number(r.catalog_xmin);
+    return out;
+  }
+
+  /**
+   * Writes each copy as `pg_replslot/<name>/state`, as PostgreSQL keeps a slot: into `<name>.tmp`
+   * first (which PostgreSQL removes at start if left over), fsync'd, then renamed into place. The
+   * server must be stopped: it reads slot files only when it starts.
+   */
+  async installSlotCopies(copies: SlotCopy[]): Promise<void> {
+    if (copies.length === 0) return;
+    if (await this.isRunning()) throw new PostgresError('cannot install slot copies: PostgreSQL is running');
+    const replslot = join(this.dataDir, 'pg_replslot');
+    // Group access when the data directory allows it (initdb --allow-group-access), as PostgreSQL.
+    const group = ((await stat(this.dataDir)).mode & 0o070) !== 0;
+    const dirMode = group ? 0o750 : 0o700;
+    const fileMode = group ? 0o640 : 0o600;
+    for (const c of copies) {
+      if (!isValidSlotName(c.name)) throw new PostgresError(`not a valid replication slot name: ${c.name}`);
+      const dir = join(replslot, c.name);
+      const tmp = `${dir}.tmp`;
+      await rm(tmp, { recursive: true, force: true });
+      await mkdir(tmp, { mode: dirMode });
+      await this.chownToUser(tmp);
+      await chmod(tmp, dirMode);
+      const fh = await open(join(tmp, 'state'), 'w', fileMode);
+      try {
+        const u = this.user;
+        if (u) await fh.chown(u.uid, u.gid);
+        await fh.chmod(fileMode);
+        await fh.writeFile(c.state);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsyncPath(tmp);
+      await rm(dir, { recursive: true, force: true });
+      await rename(tmp, dir);
+      await fsyncPath(dir);
+    }
+    await fsyncPath(replslot);
+  }
+
+  /** Runs `fn` on a connection of its own to `database` of the local server, then closes it. */
+  private async inDatabase<T>(
+    database: string,
+    opts: { statementTimeoutMs: number; signal?: AbortSignal | undefined },
+    fn: (client: pg.Client) => Promise<T>,
+  ): Promise<T> {
+    const cfg: pg.ClientConfig = { ...this.clientConfig(), database };
+    if (opts.statementTimeoutMs > 0) cfg.statement_timeout = opts.statementTimeoutMs;
+    const tls = tlsAttempts(this.cfg.authentication.superuser, this.localHost().startsWith('/'));
+    const timeoutMs = opts.statementTimeoutMs > 0 ? opts.statementTimeoutMs + 5000 : 0;
+    return this.oneShot(cfg, tls, fn, timeoutMs, opts.signal);
+  }
+
+  /** Runs `fn` on the leader's `postgres` database as the rewind user (or the superuser), as Patroni. */
+  private async onLeader<T>(leader: ConnTarget, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const a = this.cfg.authentication;
+    const user = a.rewind ?? a.superuser;
+    const cfg: pg.ClientConfig = {
+      host: leader.host,
+      port: leader.port,
+      user: user.username,
+      password: user.password,
+      database: 'postgres',
+      application_name: 'pgha',
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      statement_timeout: QUERY_TIMEOUT_MS,
+    };
+    return this.oneShot(cfg, tlsAttempts(user, leader.host.startsWith('/')), fn, QUERY_TIMEOUT_MS + 5000);
+  }
+
+  /**
+   * One connection for one job: connect (with the role's TLS settings, as libpq follows them), run,
+   * close (also when it fails, times out or is aborted).
+   */
+  private async oneShot<T>(
+    cfg: pg.ClientConfig,
+    tls: TlsAttempt[],
+    fn: (client: pg.Client) => Promise<T>,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    let client: pg.Client | null = null;
+    const stop = () => void client?.end().catch(() => undefined);
+    const timer = timeoutMs > 0 ? setTimeout(stop, timeoutMs) : null;
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      let first: unknown = null;
+      for (const [i, attempt] of tls.entries()) {
+        const c = new pg.Client({ ...cfg, ssl: attempt.tls ? attempt.options : false });
+        c.on('error', () => undefined);
+        client = c;
+        try {
+          await c.connect();
+          break;
+        } catch (e) {
+          void c.end().catch(() => undefined);
+          client = null;
+          if (first === null || noTlsOnServer(first)) first = e;
+          if (i === tls.length - 1 || !mayTryNext(e) || signal?.aborted) throw first;
+        }
+      }
+      if (!client) throw new Error('no connection attempt was made');
+      return await fn(client);
+    } catch (e) {
+      if (signal?.aborted) throw new PostgresConnectionError('cancelled', e);
+      if (isSqlError(e)) throw new PostgresError(errorMessage(e), { cause: e });
+      throw new PostgresConnectionError(`${cfg.host ?? ''}:${cfg.port ?? ''}: ${errorMessage(e)}`, e);
+    } finally {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', stop);
+      stop();
+    }
   }
 
   async setting(name: string): Promise<string | null> {

@@ -36,12 +36,42 @@ export interface TimelineSwitch {
   reason?: string;
 }
 
-/** A physical replication slot on this server. */
-export interface PhysicalSlot {
+/** A replication slot on this server (temporary ones are left out), from pg_replication_slots. */
+export interface ReplicationSlot {
   name: string;
+  type: 'physical' | 'logical';
   active: boolean;
-  restartLsn?: number;
+  /** Logical: its database and output plugin. */
+  database: string | null;
+  plugin: string | null;
+  restartLsn: number | null;
+  /** Logical: how far its consumer confirmed. */
+  confirmedFlushLsn: number | null;
+  catalogXmin: number | null;
+  /** Physical: the xmin hot_standby_feedback set through it. */
+  xmin: number | null;
+  /** PostgreSQL 13+: reserved, extended, unreserved or lost. */
+  walStatus: string | null;
+  /** PostgreSQL 17+: a failover slot (PostgreSQL synchronises it to standbys itself). */
+  failover: boolean;
 }
+
+/** A logical slot on the leader, with its state file, for a replica to install as its own copy. */
+export interface SlotCopy {
+  name: string;
+  database: string;
+  plugin: string;
+  confirmedFlushLsn: number;
+  catalogXmin: number | null;
+  /** The content of `pg_replslot/<name>/state` on the leader. */
+  state: Uint8Array;
+}
+
+/** The outcome of pg_replication_slot_advance. */
+export type AdvanceResult =
+  | { ok: true }
+  /** `walGone`: the WAL it needs is gone or the slot was invalidated (a fresh copy is needed). */
+  | { ok: false; error: string; walGone: boolean };
 
 /** A record a replica could not apply, from its server log (a fork on the same timeline number). */
 export interface ReplayError {
@@ -154,12 +184,30 @@ export interface PostgresNode {
   query<T = Record<string, unknown>>(sql: string, params?: unknown[], signal?: AbortSignal): Promise<T[]>;
   /** Creates or updates the superuser, replication and rewind roles from the config. */
   createUsers(): Promise<void>;
-  /** The physical, non-temporary replication slots of the running server. */
-  physicalSlots(): Promise<PhysicalSlot[]>;
+  /** The non-temporary replication slots of the running server. */
+  replicationSlots(): Promise<ReplicationSlot[]>;
   /** Creates a physical slot that reserves WAL at once (as Patroni); no-op when it exists. */
   createPhysicalSlot(name: string): Promise<void>;
-  /** Drops a slot; no-op when it is gone. */
-  dropSlot(name: string): Promise<void>;
+  /**
+   * Creates a logical slot in `database` with output `plugin`; no-op when it exists. Gives up after
+   * `timeoutMs` (it waits for the transactions running when it starts).
+   */
+  createLogicalSlot(name: string, database: string, plugin: string, timeoutMs: number): Promise<void>;
+  /** pg_replication_slot_advance, in the slot's database for a logical one; no statement timeout. */
+  advanceSlot(
+    name: string,
+    database: string | null,
+    lsn: number,
+    signal?: AbortSignal,
+  ): Promise<AdvanceResult>;
+  /** Drops a slot unless it is in use; true when it was dropped (false: gone or in use). */
+  dropSlot(name: string): Promise<boolean>;
+  /** The leader's logical slots of these names with their state files (rewind or superuser credentials). */
+  leaderSlotCopies(leader: ConnTarget, names: string[]): Promise<SlotCopy[]>;
+  /** catalog_xmin of these slots on the leader (absent: no such slot, or the leader is not a primary). */
+  leaderCatalogXmins(leader: ConnTarget, names: string[]): Promise<Record<string, number | null>>;
+  /** Installs copies of the leader's logical slots into the stopped data directory (replacing any). */
+  installSlotCopies(copies: SlotCopy[]): Promise<void>;
   /** The value of a server setting (`SHOW`), or null when the server is not reachable. */
   setting(name: string): Promise<string | null>;
 

@@ -9,7 +9,9 @@ import type {
   CommandResult,
   ConnTarget,
   ControlData,
-  PhysicalSlot,
+  AdvanceResult,
+  ReplicationSlot,
+  SlotCopy,
   PostgresNode,
   ReplayError,
   RoleConfig,
@@ -123,7 +125,7 @@ export class SimServer {
   /** synchronous_standby_names written to the config, and the one in force (after a reload/start). */
   ssnConfigured = '';
   ssnActive = '';
-  slots = new Map<string, PhysicalSlot>();
+  slots = new Map<string, ReplicationSlot>();
   streaming = false;
   hold: string | null = null;
   /** Faults. */
@@ -193,6 +195,22 @@ export class SimServer {
 }
 
 /** The `PostgresNode` an agent incarnation sees; dead once its agent is killed. */
+function simSlot(name: string, type: 'physical' | 'logical', lsn: number): ReplicationSlot {
+  return {
+    name,
+    type,
+    active: false,
+    database: null,
+    plugin: null,
+    restartLsn: lsn,
+    confirmedFlushLsn: type === 'logical' ? lsn : null,
+    catalogXmin: null,
+    xmin: null,
+    walStatus: 'reserved',
+    failover: false,
+  };
+}
+
 export class SimPostgres implements PostgresNode {
   lastConnectionError: string | null = null;
   private dead = false;
@@ -389,21 +407,53 @@ export class SimPostgres implements PostgresNode {
     return this.op(() => undefined);
   }
 
-  physicalSlots(): Promise<PhysicalSlot[]> {
+  replicationSlots(): Promise<ReplicationSlot[]> {
     return this.op(() => [...this.s.slots.values()].map((x) => ({ ...x })));
   }
 
   createPhysicalSlot(name: string): Promise<void> {
     return this.op(() => {
-      if (!this.s.slots.has(name))
-        this.s.slots.set(name, { name, active: false, restartLsn: this.s.wal.end });
+      if (!this.s.slots.has(name)) this.s.slots.set(name, simSlot(name, 'physical', this.s.wal.end));
     });
   }
 
-  dropSlot(name: string): Promise<void> {
+  createLogicalSlot(name: string, database: string, plugin: string): Promise<void> {
     return this.op(() => {
-      if (!this.s.slots.get(name)?.active) this.s.slots.delete(name);
+      if (!this.s.slots.has(name))
+        this.s.slots.set(name, { ...simSlot(name, 'logical', this.s.wal.end), database, plugin });
     });
+  }
+
+  advanceSlot(name: string, _database: string | null, lsn: number): Promise<AdvanceResult> {
+    return this.op((): AdvanceResult => {
+      const slot = this.s.slots.get(name);
+      if (!slot) return { ok: false, error: `replication slot "${name}" does not exist`, walGone: false };
+      const to = Math.min(lsn, this.s.wal.end);
+      if (slot.type === 'logical') slot.confirmedFlushLsn = Math.max(slot.confirmedFlushLsn ?? 0, to);
+      slot.restartLsn = Math.max(slot.restartLsn ?? 0, to);
+      return { ok: true };
+    });
+  }
+
+  dropSlot(name: string): Promise<boolean> {
+    return this.op(() => {
+      const slot = this.s.slots.get(name);
+      if (!slot || slot.active) return false;
+      return this.s.slots.delete(name);
+    });
+  }
+
+  /** The simulation has no logical slots to copy (the model configures none). */
+  leaderSlotCopies(): Promise<SlotCopy[]> {
+    return this.op(() => []);
+  }
+
+  leaderCatalogXmins(): Promise<Record<string, number | null>> {
+    return this.op(() => ({}));
+  }
+
+  installSlotCopies(): Promise<void> {
+    return Promise.resolve();
   }
 
   setting(name: string): Promise<string | null> {

@@ -25,6 +25,9 @@ export const dynamic: DynamicConfig = {
   fast_failover: true,
   check_timeline: false,
   pause: false,
+  slots: [],
+  ignore_slots: [],
+  member_slots_ttl: 1800,
   postgresql: { use_pg_rewind: true, use_slots: true, parameters: {} },
   raw: {},
 };
