@@ -31,6 +31,7 @@ import { isAlive, stopProcess } from '../../src/util/process.js';
 import { CLI, SCOPE } from './cluster.js';
 import { createNetLab, type LabHost, type NetLab } from './netns.js';
 import { createPgTestBase, killPostmaster, waitFor, type PgTestBase } from './postgres.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 const ETCD_BIN = process.env.PGHA_TEST_ETCD ?? '/usr/bin/etcd';
 export const NET_PASSWORD = 'test-pw';
@@ -282,7 +283,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
-            lead.data.role === 'primary' &&
+            isPrimaryRole(lead.data.role) &&
             streaming.length >= replicas
             ? c
             : null;
@@ -301,7 +302,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === c.leader?.name);
           const tl = Number(lead?.data.timeline);
           const ok =
-            lead?.data.role === 'primary' &&
+            lead !== undefined && isPrimaryRole(lead.data.role) &&
             lead.data.state === 'running' &&
             tl >= (o.minTimeline ?? 0) &&
             c.members.filter(
@@ -322,7 +323,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const c = await cluster.readCluster();
           const name = c.leader?.name;
           const m = c.members.find((x) => x.name === name);
-          return name && name !== not && m?.data.role === 'primary' && m.data.state === 'running'
+          return name && name !== not && m !== undefined && isPrimaryRole(m.data.role) && m.data.state === 'running'
             ? name
             : null;
         },
