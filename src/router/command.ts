@@ -9,7 +9,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { loadCtlConfig, parseYaml } from '../config/load.js';
 import { errorMap, formatIssue, routerSection } from '../config/schema.js';
-import type { PghaConfig, RouterConfig } from '../config/types.js';
+import type { Credentials, PghaConfig, RouterConfig } from '../config/types.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
 import { ConfigError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
@@ -108,15 +108,10 @@ function tlsContext(tls: RouterConfig['tls']): SecureContext | null {
 
 /** The superuser of the YAML, which reads role verifiers so sessions can move (null: none configured). */
 function superuserOf(config: PghaConfig): RoleSecrets | null {
-  const su = (
-    config.postgresql as
-      { authentication?: { superuser?: { username?: string; password?: string } } } | undefined
-  )?.authentication?.superuser;
+  const su = (config.postgresql as { authentication?: { superuser?: Credentials } } | undefined)
+    ?.authentication?.superuser;
   if (!su?.username) return null;
-  return new RoleSecrets(
-    { username: su.username, ...(su.password !== undefined ? { password: su.password } : {}) },
-    (config.router?.connect_timeout ?? 5) * 1000,
-  );
+  return new RoleSecrets(su, (config.router?.connect_timeout ?? 5) * 1000);
 }
 
 /** Starts a router (and its status server) from a loaded configuration. */

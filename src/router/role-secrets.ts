@@ -1,18 +1,19 @@
 /**
  * The stored password verifiers of roles (`pg_authid.rolpassword`), read with the superuser
- * credentials of the router's YAML (`postgresql.authentication.superuser`, as the agents use): a
- * session's move needs its role's verifier once, to recover the SCRAM ClientKey from the exchange
- * the router saw, or to answer MD5. pg_authid is replicated, so any member can answer; a member
+ * credentials of the router's YAML (`postgresql.authentication.superuser`, with its sslmode and
+ * certificates, as the agents connect): a session's move needs its role's verifier once, to
+ * recover the SCRAM ClientKey from the exchange the router saw, or to answer MD5. pg_authid is replicated, so any member can answer; a member
  * that the session used first is asked first. Verifiers are cached for a minute per role (one
  * query for many sessions of one role) and re-read when one does not fit (a changed password).
  */
 import pg from 'pg';
+import type { Credentials } from '../config/types.js';
+import { mayTryNext, tlsAttempts } from '../postgres/tls.js';
 import { errorMessage } from '../util/errors.js';
 import type { Backend } from './topology.js';
 
-export interface SuperuserCredentials {
-  username: string;
-  password?: string;
+/** The superuser of the YAML, with its libpq TLS settings (sslmode, sslcert, ...). */
+export interface SuperuserCredentials extends Credentials {
   /** Database to connect to (default `postgres`). */
   database?: string;
 }
@@ -51,6 +52,20 @@ export class RoleSecrets {
       throw new Error('no superuser credentials in the configuration (postgresql.authentication.superuser)');
     const errors: string[] = [];
     for (const b of backends) {
+      try {
+        return await this.readFrom(su, b, role);
+      } catch (err) {
+        errors.push(`${b.name}: ${errorMessage(err)}`);
+      }
+    }
+    throw new Error(`could not read the verifier of role ${role}: ${errors.join('; ') || 'no member'}`);
+  }
+
+  /** One member's answer, connecting as libpq would with the superuser's sslmode. */
+  private async readFrom(su: SuperuserCredentials, b: Backend, role: string): Promise<string | null> {
+    const attempts = tlsAttempts(su, false);
+    for (let i = 0; ; i++) {
+      const attempt = attempts[i]!;
       const c = new pg.Client({
         host: b.host,
         port: b.port,
@@ -58,6 +73,7 @@ export class RoleSecrets {
         database: su.database ?? 'postgres',
         connectionTimeoutMillis: this.connectTimeoutMs,
         application_name: 'pgha router',
+        ssl: attempt.tls ? attempt.options : false,
         ...(su.password !== undefined ? { password: su.password } : {}),
       });
       c.on('error', () => undefined);
@@ -69,11 +85,10 @@ export class RoleSecrets {
         );
         return r.rows[0]?.rolpassword ?? null;
       } catch (err) {
-        errors.push(`${b.name}: ${errorMessage(err)}`);
+        if (i + 1 >= attempts.length || !mayTryNext(err)) throw err;
       } finally {
         await c.end().catch(() => undefined);
       }
     }
-    throw new Error(`could not read the verifier of role ${role}: ${errors.join('; ') || 'no member'}`);
   }
 }
