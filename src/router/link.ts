@@ -269,7 +269,9 @@ export class JsLink implements Link {
   hold(): boolean {
     if (this.tracker === null || this.stopped || this.ended) return false;
     this.holding = true;
-    this.checkHold();
+    // `held` follows later, never from inside hold() (as from the native relay): the caller
+    // records the hold first.
+    setImmediate(() => this.checkHold());
     return true;
   }
 
