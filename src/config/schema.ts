@@ -765,7 +765,7 @@ export const routerSection = section({
   ),
   connect_timeout: seconds(5).describe('Seconds to connect to a backend.'),
   replica_grace: seconds(10).describe(
-    'Seconds a replica may stay unfit for reads (gone, not streaming, lagging past max_lag) before its read-only sessions are closed.',
+    'Seconds a replica may stay unfit for reads (gone, not streaming, lagging past max_lag) before its read-only sessions move to another replica.',
   ),
   check_interval: z
     .preprocess(
@@ -783,6 +783,22 @@ export const routerSection = section({
     .preprocess(asInt, z.number().int().min(1).max(16).default(1))
     .describe(
       'Threads of the native data path, each with its own sessions. One thread spent 36–57 µs of CPU per select-only transaction in bench:router; add threads only on hosts with spare cores.',
+    ),
+  drain_timeout: seconds(5).describe(
+    'Seconds a switchover lets transactions in flight finish before it cuts their sessions (the others move to the new primary).',
+  ),
+  tls: z
+    .preprocess(
+      blank,
+      section({
+        certificate: z
+          .preprocess(asText, z.string().min(1))
+          .describe('Server certificate (PEM) clients see.'),
+        key: z.preprocess(asText, z.string().min(1)).describe('Private key of the certificate (PEM).'),
+      }).optional(),
+    )
+    .describe(
+      "The router terminates clients' TLS with this certificate (its own connections to PostgreSQL are plain), so TLS sessions can move on a switchover or failover; without it TLS passes through end to end and such sessions are cut.",
     ),
 });
 

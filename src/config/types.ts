@@ -218,6 +218,10 @@ export interface RouterConfig {
   replica_grace: number;
   /** Threads of the native data path (1 to 16). */
   relay_threads: number;
+  /** Seconds a switchover lets transactions finish before it cuts their sessions. */
+  drain_timeout: number;
+  /** The router terminates clients' TLS with this certificate and key (PEM files). */
+  tls?: { certificate: string; key: string };
 }
 
 /** `vip:` — `pgha vip`, the virtual IP (pgha extension; Keepalived's part in the seed). */

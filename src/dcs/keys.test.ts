@@ -91,3 +91,29 @@ describe('parseCluster', () => {
     expect(state.history).toEqual([]);
   });
 });
+
+describe('routers and the drain request (pgha extension)', () => {
+  it('reads registered routers with their drain answers, and the drain key', () => {
+    const c = parseCluster(
+      [
+        kv('routers/b', '{"drain_timeout_ms":3000}'),
+        kv(`routers/a`, '{"drain_timeout_ms":"x"}'),
+        kv(`routers/a/drained`, 'req-1'),
+        kv(`routers/ghost/drained`, 'req-1'),
+        kv(`drain`, '{"id":"req-1","from":"pg1","to":"pg2"}'),
+      ],
+      '9',
+    );
+    expect(c.routers).toEqual([
+      { id: 'a', drainTimeoutMs: 5000, drained: 'req-1' },
+      { id: 'b', drainTimeoutMs: 3000, drained: null },
+    ]);
+    expect(c.drain).toEqual({ id: 'req-1', from: 'pg1', to: 'pg2' });
+    expect(c.members).toEqual([]);
+  });
+  it('ignores an unreadable drain key and leaves routers out when none is registered', () => {
+    const c = parseCluster([kv(`drain`, '{"id":"x"}')], '9');
+    expect(c.drain).toBeNull();
+    expect(c.routers).toBeUndefined();
+  });
+});

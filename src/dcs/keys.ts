@@ -2,7 +2,16 @@
  * Patroni's key layout under `/<namespace>/<scope>/` and the parsing of its values into
  * `ClusterState`. Pure functions, so they are tested without etcd.
  */
-import type { ClusterState, FailoverKey, HistoryEntry, Member, StatusKey, SyncKey } from './types.js';
+import type {
+  ClusterState,
+  DrainKey,
+  FailoverKey,
+  HistoryEntry,
+  Member,
+  RouterKey,
+  StatusKey,
+  SyncKey,
+} from './types.js';
 
 /** Key names relative to the cluster prefix, exactly as Patroni names them. */
 export const KEYS = {
@@ -16,6 +25,9 @@ export const KEYS = {
   sync: 'sync',
   failsafe: 'failsafe',
   optimeLeader: 'optime/leader',
+  /** pgha extensions: routers and the switchover drain handshake. */
+  routers: 'routers/',
+  drain: 'drain',
 } as const;
 
 /**
@@ -145,6 +157,23 @@ function parseStatus(value: string): StatusKey | null {
   return status;
 }
 
+/** `routers/<id>` value: `{"drain_timeout_ms": n, ...}`. */
+function parseRouter(id: string, value: string): RouterKey {
+  const parsed = parseJson(value);
+  const ms = isObject(parsed) ? Number(parsed.drain_timeout_ms) : NaN;
+  return { id, drainTimeoutMs: Number.isFinite(ms) && ms >= 0 ? ms : 5000, drained: null };
+}
+
+/** `drain` value: `{"id": ..., "from": ..., "to": ...}`; null when unreadable. */
+export function parseDrain(value: string): DrainKey | null {
+  const parsed = parseJson(value);
+  if (!isObject(parsed)) return null;
+  const id = optString(parsed.id);
+  const from = optString(parsed.from);
+  const to = optString(parsed.to);
+  return id && from && to ? { id, from, to } : null;
+}
+
 function parseFailsafe(value: string): Record<string, string> | null {
   const parsed = parseJson(value);
   if (!isObject(parsed)) return null;
@@ -182,7 +211,16 @@ export function parseCluster(
   const state = emptyCluster(revision);
   let legacyOptime: number | null = null;
   const members: Member[] = [];
+  const routers = new Map<string, RouterKey>();
+  const drained = new Map<string, string>();
   for (const k of keys) {
+    if (k.key.startsWith(KEYS.routers)) {
+      const rest = k.key.slice(KEYS.routers.length);
+      const slash = rest.indexOf('/');
+      if (slash < 0 && rest !== '') routers.set(rest, parseRouter(rest, k.value));
+      else if (slash > 0 && rest.slice(slash) === '/drained') drained.set(rest.slice(0, slash), k.value);
+      continue;
+    }
     if (k.key.startsWith(KEYS.members)) {
       const name = k.key.slice(KEYS.members.length);
       if (name === '' || name.includes('/')) continue;
@@ -232,12 +270,22 @@ export function parseCluster(
       case KEYS.failsafe:
         state.failsafe = parseFailsafe(k.value);
         break;
+      case KEYS.drain:
+        state.drain = parseDrain(k.value);
+        break;
       default:
         break;
     }
   }
   // Patroni < 2.1 only wrote `optime/leader`; use it when there is no `status`.
   if (state.status === null && legacyOptime !== null) state.status = { optime: legacyOptime };
+  if (routers.size > 0) {
+    for (const [id, value] of drained) {
+      const r = routers.get(id);
+      if (r) r.drained = value;
+    }
+    state.routers = [...routers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
   state.members = members.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return state;
 }

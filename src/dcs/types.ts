@@ -65,6 +65,28 @@ export interface StatusKey {
   retain_slots?: string[];
 }
 
+/**
+ * `routers/<id>`: a running `pgha router` (on its own lease), and its `routers/<id>/drained` answer
+ * to a drain request (the request's id). pgha extension: Patroni ignores the keys.
+ */
+export interface RouterKey {
+  id: string;
+  /** How long the router lets transactions finish before it cuts them (ms). */
+  drainTimeoutMs: number;
+  /** The id of the last drain request it finished, or null. */
+  drained: string | null;
+}
+
+/** `drain`: a primary about to stop for a switchover asks the routers to drain its sessions. */
+export interface DrainKey {
+  /** Unique per switchover request. */
+  id: string;
+  /** The primary that will stop. */
+  from: string;
+  /** The member taking over. */
+  to: string;
+}
+
 /** Everything under `/<namespace>/<scope>/`, read at one etcd revision. */
 export interface ClusterState {
   /** Database system identifier from `initialize`; null when the cluster is not initialised. */
@@ -77,6 +99,10 @@ export interface ClusterState {
   history: HistoryEntry[];
   status: StatusKey | null;
   failsafe: Record<string, string> | null;
+  /** Registered routers (pgha extension; absent from states built without them). */
+  routers?: RouterKey[];
+  /** A switchover's drain request (pgha extension). */
+  drain?: DrainKey | null;
   /** etcd header revision the state was read at. */
   revision: string;
 }

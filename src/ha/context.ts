@@ -90,8 +90,11 @@ export interface RunnerState {
   lastStatusKey: string;
   /** Whether this node was leader in the previous cycle (a new leader restarts its slot retention). */
   ledBefore: boolean;
-  /** A switchover waiting for its candidate to stream from us: which request, since when. */
-  switchoverWait: { key: string; since: number } | null;
+  /**
+   * A switchover waiting for its candidate to stream from us (which request, since when), then for
+   * the routers to drain (since when the drain was requested).
+   */
+  switchoverWait: { key: string; since: number; drainSince?: number } | null;
   /** Members seen in earlier cycles, by name, with when (monotonic) they were last seen. */
   knownMembers: Map<string, { member: Member; seen: number }>;
   /** Since when (monotonic) the store has shown no `initialize` key while we hold data. */

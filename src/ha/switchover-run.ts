@@ -1,10 +1,13 @@
 /**
  * Carries out a graceful switchover as switchover.ts plans it: candidate, wait for it to stream,
- * checkpoint, fast stop, wait for it to hold our last WAL, then release and follow — or abort.
+ * let the routers drain (drain.ts), checkpoint, fast stop, wait for it to hold our last WAL, then
+ * release and follow — or abort.
  */
-import type { ClusterState, Member } from '../dcs/types.js';
+import { compactJson } from '../dcs/keys.js';
+import type { ClusterState, DrainKey, Member } from '../dcs/types.js';
 import type { RunnerContext } from './context.js';
 import { startAs } from './actions.js';
+import { drainStep } from './drain.js';
 import { findMember, syncModeActive } from './rules.js';
 import {
   afterStop,
@@ -38,6 +41,42 @@ async function waitForPeerWal(
   return false;
 }
 
+/**
+ * Step 2b (drain.ts): asks the routers to drain our sessions and waits, without holding the loop,
+ * until they have. Returns true once the switchover may stop PostgreSQL.
+ */
+async function routersDrained(
+  c: RunnerContext,
+  cluster: ClusterState,
+  want: DrainKey,
+  wait: { drainSince?: number },
+): Promise<boolean> {
+  const waitedMs = wait.drainSince === undefined ? 0 : c.clock.mono() - wait.drainSince;
+  const step = drainStep({ routers: cluster.routers ?? [], current: cluster.drain ?? null, want, waitedMs });
+  if (step.kind === 'proceed') {
+    if (step.late.length > 0)
+      c.log.warn(`switchover goes on without router(s) ${step.late.join(', ')}: ${step.why}`);
+    else if ((cluster.routers ?? []).length > 0) c.log.info(`routers drained: ${step.why}`);
+    return true;
+  }
+  if (step.kind === 'request') {
+    const value = compactJson(want);
+    const claim = await c.d.dcs.claimKey('drain', value).catch(() => null);
+    if (claim === null) c.log.warn('could not write the drain request; trying again');
+    // A request of ours left over from a switchover that did not happen: replace it.
+    else if (!claim.held && claim.holder !== null && claim.holder !== value)
+      await c.d.dcs.releaseKey('drain', claim.holder).catch(() => false);
+  }
+  wait.drainSince ??= c.clock.mono();
+  c.clock.setTimer(() => c.wake(), 50);
+  return false;
+}
+
+/** Removes this switchover's drain request: the routers then release what they still hold. */
+async function endDrain(c: RunnerContext, want: DrainKey): Promise<void> {
+  await c.d.dcs.releaseKey('drain', compactJson(want)).catch(() => undefined);
+}
+
 export async function switchover(
   c: RunnerContext,
   d: SwitchoverDecision,
@@ -66,6 +105,10 @@ export async function switchover(
   if (step === 'wait') {
     c.clock.setTimer(() => c.wake(), 100);
     return c.say(d, `waiting for ${candidate.name} to stream from this primary before stopping`);
+  }
+  const want: DrainKey = { id: key, from: c.me, to: candidate.name };
+  if (step === 'proceed' && !(await routersDrained(c, cluster, want, c.st.switchoverWait))) {
+    return c.say(d, `waiting for the routers to drain before stopping for ${candidate.name}`);
   }
   c.st.switchoverWait = null;
   if (step === 'cancel') {
@@ -103,6 +146,7 @@ export async function switchover(
   const next = afterStop({ candidateCaughtUp: caughtUp, keyStillOurs });
   if (next !== 'release_and_follow') {
     await c.d.dcs.clearFailover().catch(() => undefined);
+    await endDrain(c, want);
     c.log.error(
       `switchover to ${candidate.name} aborted: it did not receive the shutdown checkpoint ${target} ` +
         `within ${waitMs} ms; ${next === 'restart_as_primary' ? 'restarting as primary' : 'the leader key is no longer ours, leaving PostgreSQL stopped'}`,
@@ -116,6 +160,7 @@ export async function switchover(
     return;
   }
   await c.d.dcs.deleteLeader();
+  await endDrain(c, want);
   c.snapshot.isLeader = false;
   c.st.ledBefore = false;
   c.d.runCallback('on_role_change', 'replica');

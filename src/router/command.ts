@@ -5,13 +5,15 @@
  */
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { loadCtlConfig, parseYaml } from '../config/load.js';
 import { errorMap, formatIssue, routerSection } from '../config/schema.js';
-import type { PghaConfig, RouterConfig } from '../config/types.js';
+import type { Credentials, PghaConfig, RouterConfig } from '../config/types.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
 import { ConfigError } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
+import { RoleSecrets } from './role-secrets.js';
 import { Router } from './router.js';
 import { routerMetrics, startStatusServer, type StatusServer } from './status.js';
 
@@ -29,6 +31,7 @@ export interface RouterFlags {
   dataPath?: string;
   relayThreads?: string;
   replicaGrace?: string;
+  drainTimeout?: string;
   dcsUrl?: string;
 }
 
@@ -48,6 +51,7 @@ export function parseRouterSection(raw: unknown, flags: RouterFlags = {}): Route
     data_path: flags.dataPath,
     relay_threads: flags.relayThreads,
     replica_grace: flags.replicaGrace,
+    drain_timeout: flags.drainTimeout,
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) (base as Record<string, unknown>)[k] = v;
   const parsed = routerSection.safeParse(base, { error: errorMap });
@@ -64,7 +68,9 @@ export function parseRouterSection(raw: unknown, flags: RouterFlags = {}): Route
     data_path: r.data_path,
     relay_threads: r.relay_threads,
     replica_grace: r.replica_grace,
+    drain_timeout: r.drain_timeout,
   };
+  if (r.tls) out.tls = r.tls;
   if (r.replica_listen) out.replica_listen = r.replica_listen;
   if (r.status_listen) out.status_listen = r.status_listen;
   if (r.max_lag !== undefined) out.max_lag = r.max_lag;
@@ -90,13 +96,35 @@ export interface RunningRouter {
   stop(): Promise<void>;
 }
 
+/** `router.tls` as a TLS context; a file that cannot be read is a configuration error. */
+function tlsContext(tls: RouterConfig['tls']): SecureContext | null {
+  if (!tls) return null;
+  try {
+    return createSecureContext({ cert: readFileSync(tls.certificate), key: readFileSync(tls.key) });
+  } catch (err) {
+    throw new ConfigError([`router.tls: ${(err as Error).message}`]);
+  }
+}
+
+/** The superuser of the YAML, which reads role verifiers so sessions can move (null: none configured). */
+function superuserOf(config: PghaConfig): RoleSecrets | null {
+  const su = (config.postgresql as { authentication?: { superuser?: Credentials } } | undefined)
+    ?.authentication?.superuser;
+  if (!su?.username) return null;
+  return new RoleSecrets(su, (config.router?.connect_timeout ?? 5) * 1000);
+}
+
 /** Starts a router (and its status server) from a loaded configuration. */
 export async function startRouter(config: PghaConfig, logger: Logger): Promise<RunningRouter> {
   const rc = config.router ?? parseRouterSection(undefined);
+  const tls = tlsContext(rc.tls);
+  const id = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
   const dcs = createEtcdDcs(
-    { ...config, name: `router-${hostname()}` },
+    { ...config, name: `router-${id}` },
     {
-      ttl: 30, // unused: the router never holds a lease
+      // The lease of its registration (routers/<id>): an agent switching over waits only for
+      // routers whose key lives.
+      ttl: 10,
       requestTimeoutMs: Math.min(5000, Math.max(1000, rc.check_interval * 2000)),
       logger,
     },
@@ -116,6 +144,10 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
     dataPath: rc.data_path,
     relayThreads: rc.relay_threads,
     replicaGraceMs: rc.replica_grace * 1000,
+    drainTimeoutMs: rc.drain_timeout * 1000,
+    tls,
+    secrets: superuserOf(config),
+    id,
   });
   try {
     await router.start();
@@ -141,7 +173,7 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
     async stop() {
       await status?.close();
       await router.stop();
-      await dcs.close();
+      await dcs.close({ revokeLease: true });
     },
   };
 }
@@ -188,6 +220,10 @@ export function registerRouter(program: Command): void {
     .option('--data-path <path>', 'native, javascript or auto: who copies bytes after the startup phase')
     .option('--relay-threads <n>', 'threads of the native data path (default 1)')
     .option('--replica-grace <seconds>', 'seconds an unfit replica keeps its read-only sessions (default 10)')
+    .option(
+      '--drain-timeout <seconds>',
+      'seconds a switchover lets transactions finish before cutting (default 5)',
+    )
     .option('--dcs-url <url>', 'etcd3://host:port[,host:port], replaces the etcd3 section')
     .action(async (config: string | undefined, opts: RouterFlags) => {
       await runRouterCommand(config, opts);

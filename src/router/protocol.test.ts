@@ -129,8 +129,10 @@ describe('BackendStartupReader', () => {
     for (const chunks of splits(stream)) {
       const events = drainBackend(chunks);
       expect(events).toEqual([
+        { kind: 'auth', code: 0, data: Buffer.alloc(0) },
+        { kind: 'param', name: 'client_encoding', value: 'UTF8' },
         { kind: 'key', key: { pid: 4242, secret: hex('01020304') } },
-        { kind: 'ready' },
+        { kind: 'ready', status: 'I' },
       ]);
     }
     expect(backendKeyId({ pid: 4242, secret: hex('01020304') })).toBe('4242:01020304');
@@ -138,13 +140,14 @@ describe('BackendStartupReader', () => {
 
   it('stops at ReadyForQuery: later bytes are not parsed', () => {
     const events = drainBackend([Buffer.concat([READY, hex('ffffffffff')])]);
-    expect(events).toEqual([{ kind: 'ready' }]);
+    expect(events).toEqual([{ kind: 'ready', status: 'I' }]);
   });
 
   it('reports an ErrorResponse with its SQLSTATE', () => {
     const err = errorResponse('28P01', 'password authentication failed');
     expect(parseErrorFields(err.subarray(5))).toMatchObject({ C: '28P01', S: 'FATAL' });
     expect(drainBackend([AUTH_OK, err])).toEqual([
+      { kind: 'auth', code: 0, data: Buffer.alloc(0) },
       { kind: 'error', sqlstate: '28P01', message: 'password authentication failed' },
     ]);
   });

@@ -1,8 +1,9 @@
 /**
- * The few pieces of the PostgreSQL wire protocol the router reads. It parses only the start of a
- * session: the client's first packets (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage) and
- * the server's messages up to BackendKeyData / ReadyForQuery. Everything after that is copied as
- * bytes without looking at it.
+ * The pieces of the PostgreSQL wire protocol the router reads and writes: the start of a session
+ * (the client's first packets: SSLRequest, GSSENCRequest, CancelRequest, StartupMessage; the
+ * server's messages up to BackendKeyData / ReadyForQuery), a general message framer for the
+ * router's own conversations with servers, and the messages it builds. After the startup phase the
+ * data path only follows message headers (tracker.ts, native/relay.c).
  *
  * Both readers are incremental: they buffer partial chunks and frame by the length prefix, as
  * node-postgres' pg-protocol parser does, so a packet split anywhere across TCP reads parses the same.
@@ -124,10 +125,14 @@ export class FrontendStartupReader {
 }
 
 export type BackendStartupEvent =
+  /** An authentication request (`R`): its code (0 ok, 3 cleartext, 5 MD5, 10-12 SASL) and the rest. */
+  | { kind: 'auth'; code: number; data: Buffer }
+  /** ParameterStatus. */
+  | { kind: 'param'; name: string; value: string }
   /** BackendKeyData: the session's cancel key. */
   | { kind: 'key'; key: BackendKey }
   /** ReadyForQuery: the startup phase is over; everything after this is copied blindly. */
-  | { kind: 'ready' }
+  | { kind: 'ready'; status: string }
   /** ErrorResponse before ReadyForQuery: the server refuses the session (it then closes). */
   | { kind: 'error'; sqlstate: string | undefined; message: string | undefined }
   | { kind: 'invalid'; reason: string };
@@ -161,6 +166,22 @@ export class BackendStartupReader {
       const body = this.buf.subarray(5, len + 1);
       this.buf = this.buf.subarray(len + 1);
       switch (type) {
+        case 0x52 /* R */:
+          if (body.length < 4) {
+            this.done = true;
+            return { kind: 'invalid', reason: 'authentication request too short' };
+          }
+          return { kind: 'auth', code: body.readInt32BE(0), data: Buffer.from(body.subarray(4)) };
+        case 0x53 /* S */: {
+          const nul = body.indexOf(0);
+          const end = body.indexOf(0, nul + 1);
+          if (nul < 0 || end < 0) continue;
+          return {
+            kind: 'param',
+            name: body.toString('utf8', 0, nul),
+            value: body.toString('utf8', nul + 1, end),
+          };
+        }
         case 0x4b /* K */:
           if (body.length < 8) {
             this.done = true;
@@ -169,20 +190,102 @@ export class BackendStartupReader {
           return { kind: 'key', key: { pid: body.readInt32BE(0), secret: Buffer.from(body.subarray(4)) } };
         case 0x5a /* Z */:
           this.done = true;
-          return { kind: 'ready' };
+          return { kind: 'ready', status: body.length > 0 ? String.fromCharCode(body[0]!) : 'I' };
         case 0x45 /* E */: {
           this.done = true;
           const fields = parseErrorFields(body);
           return { kind: 'error', sqlstate: fields.C, message: fields.M };
         }
         default:
-          // R (authentication), S (ParameterStatus), N (notice), v (NegotiateProtocolVersion): skip.
+          // N (notice), v (NegotiateProtocolVersion): skip.
           continue;
       }
     }
     return null;
   }
 }
+
+/** One typed message (`Byte1 type`, `Int32 length`, body), as `MessageReader` frames it. */
+export interface Message {
+  type: string;
+  body: Buffer;
+  /** The whole message, header included. */
+  raw: Buffer;
+}
+
+/**
+ * Frames typed messages in either direction after the startup packet: `push` chunks, then drain
+ * `next()`. For the router's own conversations (authentication as a client, replaying a session)
+ * and the client's authentication messages; never on the data path.
+ */
+export class MessageReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly maxLength = 1 << 26) {}
+
+  push(chunk: Buffer): void {
+    this.buf = this.buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buf, chunk]);
+  }
+
+  /** The next complete message, null when more bytes are needed; throws on a nonsense length. */
+  next(): Message | null {
+    if (this.buf.length < 5) return null;
+    const len = this.buf.readInt32BE(1);
+    if (len < 4 || len > this.maxLength)
+      throw new Error(`invalid message length ${len} (type ${this.buf[0]})`);
+    if (this.buf.length < len + 1) return null;
+    const raw = this.buf.subarray(0, len + 1);
+    this.buf = this.buf.subarray(len + 1);
+    return { type: String.fromCharCode(raw[0]!), body: raw.subarray(5), raw };
+  }
+
+  /** Bytes received after the messages returned so far. */
+  takeRest(): Buffer {
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    return rest;
+  }
+}
+
+/** A typed message: type byte, length, body. */
+export function message(type: string, ...parts: Buffer[]): Buffer {
+  const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  const head = Buffer.alloc(5);
+  head[0] = type.charCodeAt(0);
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
+const int16 = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeInt16BE(n);
+  return b;
+};
+const int32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+
+/** Query (simple protocol). */
+export const queryMessage = (sql: string) => message('Q', cstr(sql));
+/** Parse: a prepared statement `name` (empty: unnamed) with parameter type OIDs (0: unspecified). */
+export const parseMessage = (name: string, sql: string, types: number[]) =>
+  message('P', cstr(name), cstr(sql), int16(types.length), ...types.map((t) => int32(t)));
+export const syncMessage = () => message('S', Buffer.alloc(0));
+export const terminateMessage = () => message('X', Buffer.alloc(0));
+/** PasswordMessage: a cleartext or MD5 password. */
+export const passwordMessage = (password: string) => message('p', cstr(password));
+/** SASLInitialResponse: the mechanism and the client-first-message. */
+export const saslInitialResponse = (mechanism: string, data: Buffer) =>
+  message('p', cstr(mechanism), int32(data.length), data);
+/** SASLResponse: the client-final-message. */
+export const saslResponse = (data: Buffer) => message('p', data);
+/** ParameterStatus, as the server sends it. */
+export const parameterStatus = (name: string, value: string) => message('S', cstr(name), cstr(value));
+/** ReadyForQuery with a transaction status (I, T or E). */
+export const readyForQuery = (status: string) => message('Z', Buffer.from(status, 'latin1'));
 
 /** ErrorResponse / NoticeResponse fields: `Byte1 code`, NUL-terminated string, ..., final NUL. */
 export function parseErrorFields(body: Buffer): Record<string, string> {
@@ -198,9 +301,15 @@ export function parseErrorFields(body: Buffer): Record<string, string> {
   return out;
 }
 
-/** Builds an ErrorResponse (`E`) as a server would send it: severity, SQLSTATE, message. */
-export function errorResponse(sqlstate: string, message: string, severity = 'FATAL'): Buffer {
+/** Builds an ErrorResponse (`E`) as a server would send it: severity, SQLSTATE, message, detail. */
+export function errorResponse(
+  sqlstate: string,
+  message: string,
+  severity = 'FATAL',
+  detail?: string,
+): Buffer {
   const parts = [`S${severity}`, `V${severity}`, `C${sqlstate}`, `M${message}`];
+  if (detail !== undefined) parts.push(`D${detail}`);
   const body = Buffer.concat([...parts.map((p) => Buffer.from(p + '\0', 'utf8')), Buffer.from([0])]);
   const head = Buffer.alloc(5);
   head[0] = 0x45;

@@ -9,20 +9,29 @@
  *   primary is closed at once. stolon-proxy does the same; HAProxy only with `shutdown-sessions`.
  * - No primary for a moment: new connections wait (up to `wait_timeout`), then go to the new one.
  * - Replicas: a replica that stops qualifying for reads (gone, not streaming, lagging past
- *   `max_lag`, tagged noloadbalance) gets no new sessions at once, and its read-only sessions are
- *   closed when it is still unfit `replica_grace` seconds later, as HAProxy's `on-marked-down
- *   shutdown-sessions` does after its checks fail; a replica that became the leader loses them at once.
+ *   `max_lag`, tagged noloadbalance) gets no new sessions at once, and its read-only sessions move
+ *   to another replica when it is still unfit `replica_grace` seconds later (HAProxy's
+ *   `on-marked-down shutdown-sessions` closes them); a replica that became the leader moves them at once.
+ * - Sessions move (session.ts): when the primary changes, sessions to the old one are stopped where
+ *   they stand (the fence) and re-attached to the new one. A switchover drains first: the old
+ *   primary's agent writes a `drain` key; the router holds its sessions at their next idle
+ *   boundary (new transactions wait), lets transactions in flight finish within `drain_timeout`,
+ *   reads each held session's state from the old server, cuts what cannot move, and answers
+ *   `routers/<id>/drained` (it registers as `routers/<id>` on its own lease); once the new primary
+ *   runs, the held sessions move to it.
  */
 import { staleViewDeadline } from '../ha/timing.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { connect } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { ListenAddress } from '../config/types.js';
-import type { ClusterState } from '../dcs/types.js';
+import type { ClusterState, DrainKey } from '../dcs/types.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import type { FrontendPacket } from './protocol.js';
+import { cancelRequest, type FrontendPacket } from './protocol.js';
 import { nativeRelay, type DataPath, type NativeRelay } from './native.js';
+import type { RoleSecrets } from './role-secrets.js';
 import { RouterRefusal, Session, type PortKind, type SessionHost } from './session.js';
 import {
   ReplicaPicker,
@@ -38,6 +47,14 @@ export interface TopologySource {
   readCluster(signal?: AbortSignal): Promise<ClusterState>;
   /** `onChange([])` means "changes may have been missed: re-read everything". */
   watch(onChange: (keys: string[]) => void): () => Promise<void>;
+  /** Keys on the router's own lease (registration, drain answers); absent: the router does not register. */
+  claimKey?(
+    rel: string,
+    value: string,
+    signal?: AbortSignal,
+  ): Promise<{ held: boolean; holder: string | null }>;
+  releaseKey?(rel: string, value: string): Promise<boolean>;
+  refreshLease?(signal?: AbortSignal): Promise<number>;
 }
 
 export interface RouterOptions {
@@ -67,6 +84,14 @@ export interface RouterOptions {
   dataPath?: 'auto' | DataPath;
   /** Threads of the native relay (default 1); the first router of a process sets it. */
   relayThreads?: number;
+  /** How long a switchover's drain lets transactions finish before it cuts them (default 5 s). */
+  drainTimeoutMs?: number;
+  /** `router.tls`: terminate clients' TLS (their sessions can then move); absent: pass it through. */
+  tls?: SecureContext | null;
+  /** Role verifiers, to authenticate as a client on another server; absent: sessions cannot move. */
+  secrets?: RoleSecrets | null;
+  /** The name this router registers under in etcd (`routers/<id>`). */
+  id?: string;
 }
 
 /** One change of where writes go, for the status endpoint and logs. */
@@ -87,6 +112,49 @@ export interface RouterStats {
   topologyChanges: number;
   closedBytesFromClients: number;
   closedBytesToClients: number;
+  /** Sessions moved to another server. */
+  moved: number;
+  /** Sessions that could not move and were closed, by kind of reason. */
+  cut: Record<string, number>;
+  /** The pause of the last move and the longest, in ms (from the stop to the new server). */
+  movePauseMs: { last: number | null; max: number | null };
+  /** Switchover drains this router took part in. */
+  drains: number;
+}
+
+/** A switchover's drain in progress (see the file comment). */
+interface ActiveDrain {
+  key: DrainKey;
+  startedAt: number;
+  /** Sessions asked to hold, until they are held and their state read. */
+  waiting: Set<Session>;
+  /** Sessions held (their state being read, or read). */
+  held: Set<Session>;
+  reading: number;
+  /** Cut at the end of the drain (encrypted end to end: they cannot be held). */
+  blind: Set<Session>;
+  timer: NodeJS.Timeout | null;
+  /** Set once the router answered `drained`. */
+  answered: boolean;
+  finishing: boolean;
+  expiry: NodeJS.Timeout | null;
+}
+
+/** A bounded label for a cut reason (metrics). */
+export function cutKind(reason: string): string {
+  const kinds: Array<[RegExp, string]> = [
+    [/temporary tables/, 'temporary_tables'],
+    [/LISTEN/, 'listen'],
+    [/advisory/, 'advisory_locks'],
+    [/WITH HOLD/, 'with_hold_cursors'],
+    [/COPY/, 'copy'],
+    [/open transaction/, 'open_transaction'],
+    [/still running/, 'statement_running'],
+    [/encrypted end to end/, 'tls'],
+    [/authenticat|verifier|SCRAM|password/i, 'authentication'],
+    [/no (primary|replica) available/, 'no_server'],
+  ];
+  return kinds.find(([re]) => re.test(reason))?.[1] ?? 'other';
 }
 
 interface Waiter {
@@ -98,7 +166,8 @@ export class Router {
   private readonly log: Logger;
   private readonly servers: Array<{ kind: PortKind; server: Server }> = [];
   private readonly sessions = new Map<number, Session>();
-  private readonly keys = new Map<string, Backend>();
+  /** Cancel keys the clients know → their session (whose server may have changed since). */
+  private readonly keys = new Map<string, Session>();
   private readonly waiters = new Set<Waiter>();
   private readonly lastConnectWarn = new Map<string, number>();
   private readonly picker: ReplicaPicker;
@@ -111,6 +180,12 @@ export class Router {
   private relay: NativeRelay | null = null;
   /** The data path in use, decided at start. */
   dataPath: DataPath = 'javascript';
+  private drain: ActiveDrain | null = null;
+  /** Drain requests already handled (so a lingering key is not drained twice). */
+  private readonly drainsSeen: string[] = [];
+  private registration: NodeJS.Timeout | null = null;
+  private registered: string | null = null;
+  readonly id: string;
 
   private topology: Topology | null = null;
   /** Where writes go now (verified); null while there is none. */
@@ -134,6 +209,10 @@ export class Router {
     topologyChanges: 0,
     closedBytesFromClients: 0,
     closedBytesToClients: 0,
+    moved: 0,
+    cut: {},
+    movePauseMs: { last: null, max: null },
+    drains: 0,
   };
   /** Called after every topology change (metrics, tests). */
   onChange: ((t: TopologyChange) => void) | null = null;
@@ -141,6 +220,11 @@ export class Router {
   constructor(private readonly opts: RouterOptions) {
     this.log = opts.logger;
     this.picker = new ReplicaPicker(opts.balance);
+    this.id = opts.id ?? `router-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  private get drainTimeoutMs(): number {
+    return this.opts.drainTimeoutMs ?? 5000;
   }
 
   /** Binds the listeners and starts following etcd. Connections arriving before the first read wait. */
@@ -158,6 +242,45 @@ export class Router {
     });
     this.interval = setInterval(() => this.refresh(), this.opts.checkIntervalMs);
     this.refresh();
+    this.register();
+  }
+
+  /**
+   * Keeps `routers/<id>` on the router's own lease (refreshed every second or two), so an agent
+   * switching over knows which routers to wait for; a router that dies drops out with its lease.
+   */
+  private register(): void {
+    const src = this.opts.source;
+    if (!src.claimKey || !src.refreshLease) return;
+    const value = JSON.stringify({
+      drain_timeout_ms: this.drainTimeoutMs,
+      listen: `${this.opts.listen.hosts.join(',')}:${this.port('rw') ?? this.opts.listen.port}`,
+      pid: process.pid,
+    });
+    const tick = async () => {
+      try {
+        await src.refreshLease!(AbortSignal.timeout(5000));
+        const r = await src.claimKey!(`routers/${this.id}`, value, AbortSignal.timeout(5000));
+        if (!r.held && this.registered !== 'conflict') {
+          this.log.warn({ id: this.id, holder: r.holder }, 'another router holds this router id in etcd');
+          this.registered = 'conflict';
+        } else if (r.held && this.registered !== 'ok') {
+          this.log.info({ id: this.id }, 'registered in etcd (switchovers wait for this router to drain)');
+          this.registered = 'ok';
+        }
+      } catch (err) {
+        if (this.registered !== 'failed')
+          this.log.warn({ err: errorMessage(err) }, 'could not register the router in etcd; retrying');
+        this.registered = 'failed';
+      }
+      if (!this.stopped)
+        this.registration = setTimeout(
+          () => void tick(),
+          Math.min(2000, Math.max(500, this.opts.checkIntervalMs)),
+        );
+      this.registration?.unref();
+    };
+    void tick();
   }
 
   private chooseDataPath(): void {
@@ -202,6 +325,11 @@ export class Router {
     this.stopped = true;
     if (this.interval) clearInterval(this.interval);
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    if (this.registration) clearTimeout(this.registration);
+    if (this.drain) {
+      if (this.drain.timer) clearTimeout(this.drain.timer);
+      if (this.drain.expiry) clearTimeout(this.drain.expiry);
+    }
     for (const timer of this.replicaCuts.values()) clearTimeout(timer);
     this.replicaCuts.clear();
     await this.stopWatch?.().catch(() => undefined);
@@ -251,6 +379,7 @@ export class Router {
     this.lastReadSentAt = sentAt;
     this.lastReadOkAt = Date.now();
     this.apply(computeTopology(cluster, { maxLagBytes: this.opts.maxLagBytes }));
+    this.followDrain(cluster.drain ?? null);
   }
 
   /** When the leader's lease could have expired if it was not renewed after our last read. */
@@ -266,7 +395,7 @@ export class Router {
 
     // Sessions on the read-only port to a member that became the leader: it is no longer a replica.
     if (prev && t.leaderName !== null && prev.leaderName !== t.leaderName) {
-      this.closeReplicaSessions(t.leaderName, 'replica promoted');
+      this.moveReplicaSessions(t.leaderName, `replica ${t.leaderName} promoted`);
     }
     this.watchReplicaSessions(t);
 
@@ -305,7 +434,7 @@ export class Router {
     }
   }
 
-  /** Closes the read-only sessions of a replica that is still unfit. */
+  /** Moves the read-only sessions of a replica that is still unfit. */
   private cutReplica(name: string): void {
     this.replicaCuts.delete(name);
     const t = this.topology;
@@ -313,12 +442,19 @@ export class Router {
     const why =
       t.excluded.find((e) => e.name === name)?.reason ??
       (t.leaderName === name ? 'became the leader' : 'no longer a member');
-    this.stats.replicaCut += this.closeReplicaSessions(name, `replica ${name} unfit for reads: ${why}`);
+    this.stats.replicaCut += this.moveReplicaSessions(name, `replica ${name} unfit for reads: ${why}`);
   }
 
-  /** Closes the read-only sessions on member `name`; returns how many. */
-  private closeReplicaSessions(name: string, reason: string): number {
-    return this.closeSessions((s) => s.role === 'replica' && s.backend?.name === name, reason);
+  /** Moves the read-only sessions on member `name` to another replica once idle; returns how many. */
+  private moveReplicaSessions(name: string, why: string): number {
+    let n = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.role !== 'replica' || s.backend?.name !== name) continue;
+      s.moveWhenIdle(why, this.drainTimeoutMs);
+      n++;
+    }
+    if (n > 0) this.log.info({ sessions: n, why }, 'moving read-only sessions');
+    return n;
   }
 
   /** Asks a new primary's agent whether it agrees (`GET /primary`: 200 only on the running leader). */
@@ -371,10 +507,17 @@ export class Router {
     this.lastChange = change;
     this.stats.topologyChanges++;
     if (old !== null) {
-      // The fence: nobody keeps writing to a server that is no longer (or may no longer be) the primary.
-      const n = this.closeSessions((s) => s.role === 'primary' && s.backend?.name === old.name, reason);
+      // The fence: nobody keeps writing to a server that is no longer (or may no longer be) the
+      // primary. Its sessions stop where they stand and move to the next primary.
+      let n = 0;
+      for (const s of [...this.sessions.values()]) {
+        if (s.role !== 'primary' || s.backend?.name !== old.name) continue;
+        n++;
+        if (s.isHeld) void s.moveHeld(`primary changed: ${reason}`);
+        else s.fence(`primary changed: ${reason}`);
+      }
       this.stats.fenced += n;
-      this.log.warn({ from: old.name, to: next?.name ?? null, reason, closedSessions: n }, 'primary changed');
+      this.log.warn({ from: old.name, to: next?.name ?? null, reason, sessions: n }, 'primary changed');
     } else {
       this.log.info({ to: next?.name ?? null, reason }, 'primary changed');
     }
@@ -411,15 +554,128 @@ export class Router {
     if (this.topology) this.topology = { ...this.topology, primary: null, primaryReason: reason };
   }
 
-  private closeSessions(match: (s: Session) => boolean, reason: string): number {
-    let n = 0;
-    for (const s of [...this.sessions.values()]) {
-      if (!match(s)) continue;
-      s.close();
-      n++;
+  // ---- switchover drain -------------------------------------------------------------------------
+
+  /** Starts, follows or ends a drain as the `drain` key says. */
+  private followDrain(key: DrainKey | null): void {
+    const d = this.drain;
+    if (key !== null && d?.key.id !== key.id) {
+      if (d) this.endDrain('another drain request');
+      if (!this.drainsSeen.includes(key.id)) this.startDrain(key);
+    } else if (key === null && d) {
+      this.endDrain('the switchover is over');
     }
-    if (n > 0) this.log.info({ sessions: n, reason }, 'closed sessions');
-    return n;
+  }
+
+  private startDrain(key: DrainKey): void {
+    this.drainsSeen.push(key.id);
+    if (this.drainsSeen.length > 20) this.drainsSeen.shift();
+    const d: ActiveDrain = {
+      key,
+      startedAt: performance.now(),
+      waiting: new Set(),
+      held: new Set(),
+      reading: 0,
+      blind: new Set(),
+      timer: null,
+      answered: false,
+      finishing: false,
+      expiry: null,
+    };
+    this.drain = d;
+    this.stats.drains++;
+    for (const s of this.sessions.values()) {
+      if (s.role !== 'primary' || s.backend?.name !== key.from) continue;
+      if (s.holdForDrain()) d.waiting.add(s);
+      else if (s.phase === 'tls') d.blind.add(s);
+    }
+    this.log.info(
+      { from: key.from, to: key.to, sessions: d.waiting.size, drainTimeoutMs: this.drainTimeoutMs },
+      'switchover: draining sessions of the old primary (new transactions wait)',
+    );
+    d.timer = setTimeout(() => this.finishDrain(d), this.drainTimeoutMs);
+    d.timer.unref();
+    this.maybeFinishDrain(d);
+  }
+
+  /** A session stopped at an idle boundary: read its state while its server still runs. */
+  private sessionHeld(s: Session): void {
+    const d = this.drain;
+    if (!d || !d.waiting.delete(s)) return;
+    d.held.add(s);
+    d.reading++;
+    void s.introspect().then((reason) => {
+      d.reading--;
+      if (reason !== null) {
+        d.held.delete(s);
+        s.cut(reason, `switchover to ${d.key.to}`);
+      }
+      this.maybeFinishDrain(d);
+    });
+  }
+
+  private maybeFinishDrain(d: ActiveDrain): void {
+    if (d.answered) return;
+    if (d.finishing ? d.reading === 0 : d.waiting.size === 0 && d.reading === 0) this.finishDrain(d);
+  }
+
+  /**
+   * Ends the drain's wait: sessions not idle by now are cut (an open transaction, a statement still
+   * running, a COPY), then the router answers `drained` once every held session's state is read.
+   */
+  private finishDrain(d: ActiveDrain): void {
+    if (d.answered || this.drain !== d) return;
+    if (d.timer) clearTimeout(d.timer);
+    d.timer = null;
+    d.finishing = true;
+    const why = `switchover to ${d.key.to}`;
+    for (const s of d.waiting) {
+      const state = s.pauseNow();
+      s.cut(s.busyReason(state, this.drainTimeoutMs), why, state);
+    }
+    d.waiting.clear();
+    for (const s of d.blind) s.cut('encrypted end to end (the router does not terminate TLS)', why);
+    d.blind.clear();
+    if (d.reading > 0) return; // answered when the last read ends
+    d.answered = true;
+    const ms = Math.round(performance.now() - d.startedAt);
+    this.log.info({ from: d.key.from, to: d.key.to, held: d.held.size, ms }, 'switchover: drained');
+    const src = this.opts.source;
+    if (src.claimKey)
+      src
+        .claimKey(`routers/${this.id}/drained`, d.key.id)
+        .catch((err: unknown) =>
+          this.log.warn({ err: errorMessage(err) }, 'could not answer the drain request'),
+        );
+    // Should the switchover never come, the held sessions go on after a while.
+    d.expiry = setTimeout(() => {
+      if (this.drain === d) this.endDrain('the switchover did not happen in time');
+    }, this.opts.waitTimeoutMs + this.drainTimeoutMs);
+    d.expiry.unref();
+  }
+
+  /** The drain is over: held sessions go on where they are, or move to the new primary. */
+  private endDrain(why: string): void {
+    const d = this.drain;
+    if (!d) return;
+    this.drain = null;
+    if (d.timer) clearTimeout(d.timer);
+    if (d.expiry) clearTimeout(d.expiry);
+    for (const s of d.waiting) s.cancelHold();
+    const src = this.opts.source;
+    if (d.answered && src.releaseKey)
+      void src.releaseKey(`routers/${this.id}/drained`, d.key.id).catch(() => false);
+    const stays = this.primary?.name === d.key.from;
+    this.log.info(
+      { why, sessions: d.held.size, to: stays ? d.key.from : (this.primary?.name ?? null) },
+      'switchover: drain ended',
+    );
+    for (const s of d.held) {
+      if (!s.isHeld) continue;
+      if (stays) s.resumeInPlace();
+      else void s.moveHeld(`switchover to ${d.key.to}`);
+    }
+    this.serveWaiters();
   }
 
   // ---- picking backends -------------------------------------------------------------------------
@@ -430,12 +686,19 @@ export class Router {
     return n;
   }
 
+  /** True while a drain holds new transactions for the current primary. */
+  private get draining(): boolean {
+    return this.drain !== null && this.primary?.name === this.drain.key.from;
+  }
+
   private tryPick(port: PortKind): { backend: Backend; role: 'primary' | 'replica' } | null {
-    if (port === 'rw') return this.primary ? { backend: this.primary, role: 'primary' } : null;
+    if (port === 'rw')
+      return this.primary && !this.draining ? { backend: this.primary, role: 'primary' } : null;
     const replicas = this.topology?.replicas ?? [];
     const r = this.picker.pick(replicas, (name) => this.sessionsOn(name));
     if (r) return { backend: r, role: 'replica' };
-    if (this.opts.fallbackToPrimary && this.primary) return { backend: this.primary, role: 'primary' };
+    if (this.opts.fallbackToPrimary && this.primary && !this.draining)
+      return { backend: this.primary, role: 'primary' };
     return null;
   }
 
@@ -515,7 +778,7 @@ export class Router {
       },
       register: (s) => this.sessions.set(s.id, s),
       keyLearned: (s, keyId) => {
-        if (s.backend) this.keys.set(keyId, s.backend);
+        this.keys.set(keyId, s);
       },
       unregister: (s) => {
         if (!this.sessions.delete(s.id)) return;
@@ -528,7 +791,46 @@ export class Router {
       startupTimeoutMs: this.opts.startupTimeoutMs ?? 30_000,
       waitTimeoutMs: this.opts.waitTimeoutMs,
       relay: this.relay,
+      tls: this.opts.tls ?? null,
+      secrets: this.opts.secrets ?? null,
+      members: (first) => {
+        const all = this.topology?.all ?? [];
+        return first ? [first, ...all.filter((b) => b.name !== first.name)] : all;
+      },
+      stillServing: (s) => {
+        const name = s.backend?.name;
+        if (name === undefined) return false;
+        if (s.role === 'primary') return this.primary?.name === name && !this.draining;
+        return (this.topology?.replicas ?? []).some((r) => r.name === name);
+      },
+      held: (s) => this.sessionHeld(s),
+      moved: (s, m) => {
+        this.stats.moved++;
+        this.stats.movePauseMs.last = m.ms;
+        this.stats.movePauseMs.max = Math.max(this.stats.movePauseMs.max ?? 0, m.ms);
+        this.log.info(
+          {
+            session: s.id,
+            client: s.clientAddress,
+            user: s.user,
+            from: m.from,
+            to: m.to,
+            ms: m.ms,
+            why: m.why,
+          },
+          'session moved',
+        );
+      },
+      cut: (s, reason, why) => {
+        const kind = cutKind(reason);
+        this.stats.cut[kind] = (this.stats.cut[kind] ?? 0) + 1;
+        this.log.warn(
+          { session: s.id, client: s.clientAddress, user: s.user, database: s.database, reason, why },
+          `session cut: ${reason}`,
+        );
+      },
       debug: (msg, details) => this.log.debug(details ?? {}, msg),
+      warn: (msg, details) => this.log.warn(details ?? {}, msg),
     };
     void new Session(port, sock, host).run();
   }
@@ -541,9 +843,14 @@ export class Router {
     const id = `${pkt.key.pid}:${pkt.key.secret.toString('hex')}`;
     const owner = this.keys.get(id);
     let targets: Backend[];
+    let raw = pkt.raw;
     if (owner) {
+      // The session may have moved since the client learned its key: the current server's key.
+      const t = owner.cancelTarget();
+      if (!t) return;
       this.stats.cancels.routed++;
-      targets = [owner];
+      targets = [t.backend];
+      raw = cancelRequest(t.key);
     } else {
       this.stats.cancels.broadcast++;
       targets = this.topology?.all ?? [];
@@ -554,7 +861,7 @@ export class Router {
         this.log.debug({ member: b.name, err: err.message }, 'cancel request not delivered'),
       );
       s.setTimeout(this.opts.connectTimeoutMs, () => s.destroy());
-      s.on('connect', () => s.end(pkt.raw));
+      s.on('connect', () => s.end(raw));
     }
   }
 
@@ -583,6 +890,7 @@ export class Router {
           role: s.role,
           phase: s.phase,
           dataPath: s.dataPath,
+          moves: s.moves,
           client: s.clientAddress,
           since: new Date(s.startedAt).toISOString(),
           bytesFromClient: s.bytesFromClient,
@@ -628,6 +936,17 @@ export class Router {
       dataPath: this.dataPath,
       relayThreads: this.relay?.threads ?? null,
       waiting: this.waiters.size,
+      id: this.id,
+      drain: this.drain
+        ? {
+            id: this.drain.key.id,
+            from: this.drain.key.from,
+            to: this.drain.key.to,
+            holding: this.drain.waiting.size,
+            held: this.drain.held.size,
+            drained: this.drain.answered,
+          }
+        : null,
       sessions: { open: this.sessions.size, list },
       bytes: { fromClients, toClients },
       stats: this.stats,
@@ -655,6 +974,10 @@ export interface RouterStatus {
   /** Threads of the native relay; null on the JavaScript data path. */
   relayThreads: number | null;
   waiting: number;
+  /** The name the router registers under in etcd. */
+  id: string;
+  /** A switchover drain in progress. */
+  drain: { id: string; from: string; to: string; holding: number; held: number; drained: boolean } | null;
   sessions: {
     open: number;
     list: Array<{
@@ -665,6 +988,8 @@ export interface RouterStatus {
       phase: string;
       /** null during the startup phase. */
       dataPath: DataPath | null;
+      /** Times the session moved to another server. */
+      moves: number;
       client: string;
       since: string;
       bytesFromClient: number;

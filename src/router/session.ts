@@ -1,30 +1,51 @@
 /**
- * One client connection through the router: the startup phase, parsed; then the two sockets are
- * relayed with no per-message parsing: by the native relay thread (native.ts) when the router has
- * it, else in JavaScript, each chunk written through as it is read. Server sockets read into one
- * shared buffer (`onread`), so the hot direction allocates nothing per read but the copy it writes.
+ * One client connection through the router.
  *
+ * Startup phase, parsed in JavaScript:
  *   client ── SSLRequest / GSSENCRequest ──▶ backend, its one-byte answer back (`S`/`G`: from here the
- *             session is TLS/GSS end to end and copied blindly)
- *          ── StartupMessage ──▶ backend; client→backend is spliced from here on
- *   backend ── R… S… K (cancel key, remembered) … Z ──▶ client; backend→client is spliced from `Z` on
+ *             session is TLS/GSS end to end and copied blindly) — or, with `router.tls`, the router
+ *             answers `S` itself and terminates TLS, so the session stays readable (and movable)
+ *          ── StartupMessage ──▶ backend; then the authentication messages both ways, read as they
+ *             pass (the SCRAM exchange, an MD5 salt, a cleartext password) and forwarded unchanged
+ *   backend ── R… S… K (cancel key, remembered) … Z ──▶ client
  *
- * At that point (or right after an encryption answer of `S`/`G`), a native session stops both
- * sockets, lets Node write out what it still holds for them, and gives their descriptors to the
- * relay with whatever the client sent meanwhile; from then on JavaScript only closes it (the fence).
+ * Then the data path (link.ts): the native relay thread or JavaScript, following message
+ * boundaries and transaction status for plaintext sessions (tracker.ts), and reporting the rare
+ * statements that change session state (recorded in session-state.ts).
+ *
+ * Moving a session to another server (the router decides when): on a switchover it is held at
+ * its next idle boundary (drain), its state read from the old server, then re-attached to the new
+ * primary; when its server goes away (failover, fence) it is stopped where it stands and
+ * re-attached, with a clean error for a statement that was in flight. Re-attaching opens a
+ * server connection as the client (attach.ts: SCRAM pass-through, MD5, cleartext), replays the
+ * startup parameters, settings and prepared statements, maps the client's cancel key to the new
+ * backend, and tells the client only the ParameterStatus values that changed. What cannot move
+ * (temporary tables, LISTEN, session advisory locks, WITH HOLD cursors, an unfinished COPY, TLS
+ * end to end, an authentication the router cannot repeat) is cut, with the reason logged.
  */
 import { connect, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import { AttachError, acceptsConnections, attachServer, simpleQuery, type Credentials } from './attach.js';
+import { JsLink, NativeLink, type Link, type LinkListener } from './link.js';
+import type { NativeRelay } from './native.js';
 import {
   BackendStartupReader,
   FrontendStartupReader,
+  MessageReader,
   backendKeyId,
   errorResponse,
+  parameterStatus,
   parseErrorFields,
+  readyForQuery,
+  type BackendKey,
   type FrontendPacket,
 } from './protocol.js';
-import type { NativeRelay } from './native.js';
+import type { RoleSecrets } from './role-secrets.js';
+import { ScramObserver, parseScramSecret, recoverClientKey } from './scram.js';
+import { INTROSPECTION, SessionRecord, parseIntrospection } from './session-state.js';
 import { splice } from './splice.js';
 import type { Backend } from './topology.js';
+import type { LinkState } from './tracker.js';
 
 /** Which listener a session came in on. */
 export type PortKind = 'rw' | 'ro';
@@ -43,11 +64,25 @@ export interface SessionHost {
   connectTimeoutMs: number;
   /** How long the client may take to send its first packet. */
   startupTimeoutMs: number;
-  /** Whole-session wait for a backend (pick + connect retries). */
+  /** Whole-session wait for a backend (pick + connect retries); also the longest a move waits. */
   waitTimeoutMs: number;
   /** The native relay that takes sessions after their startup phase; null: relay in JavaScript. */
   relay: NativeRelay | null;
+  /** `router.tls`: the router terminates TLS with this; null: TLS passes through end to end. */
+  tls: SecureContext | null;
+  /** Verifiers of roles, for authenticating as a client (null: sessions cannot move). */
+  secrets: RoleSecrets | null;
+  /** Members to read verifiers from, the session's own first. */
+  members(first: Backend | null): Backend[];
+  /** Whether `backend` is still where this port's sessions go (a FATAL from it may be deliberate). */
+  stillServing(session: Session): boolean;
+  /** A session stopped at an idle boundary because the router asked (drain). */
+  held(session: Session): void;
+  moved(session: Session, info: { from: string | null; to: string; ms: number; why: string }): void;
+  /** A session that could not move and was closed. */
+  cut(session: Session, reason: string, why: string): void;
   debug(msg: string, details?: Record<string, unknown>): void;
+  warn(msg: string, details?: Record<string, unknown>): void;
 }
 
 /** A refusal with a SQLSTATE the client sees in an ErrorResponse. */
@@ -78,6 +113,30 @@ const SHARED_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** How long a hand-off to the native relay waits for Node to write out what it holds. */
 const HANDOFF_FLUSH_MS = 2000;
+/** How long reading a held session's state from its server may take. */
+const INTROSPECT_TIMEOUT_MS = 5000;
+
+/** How the client authenticated, as seen passing by. */
+type SeenAuth =
+  | { method: 'none' }
+  | { method: 'password'; password: string | null }
+  | { method: 'md5' }
+  | { method: 'scram'; observer: ScramObserver }
+  | { method: 'other'; what: string };
+
+/** Where a session is in its life. */
+export type SessionPhase =
+  | 'startup'
+  /** Relayed, tracked: the router can move it. */
+  | 'relayed'
+  /** TLS or GSS end to end: copied blindly, cannot move. */
+  | 'tls'
+  /** Waiting for its next idle boundary. */
+  | 'holding'
+  /** Stopped at an idle boundary, its server connection parked. */
+  | 'held'
+  /** Being re-attached to another server. */
+  | 'moving';
 
 export class Session {
   readonly id = nextId++;
@@ -85,13 +144,23 @@ export class Session {
   backend: Backend | null = null;
   role: 'primary' | 'replica' | null = null;
   server: Socket | null = null;
+  /** The cancel key the client knows (from its first server); the router maps it to `serverKey`. */
   keyId: string | null = null;
-  /** `startup` until spliced; `tls` when encrypted end to end (no cancel key seen). */
-  phase: 'startup' | 'spliced' | 'tls' = 'startup';
+  /** The current server's cancel key. */
+  serverKey: BackendKey | null = null;
+  phase: SessionPhase = 'startup';
   /** Where the bytes go after the startup phase. */
   dataPath: 'native' | 'javascript' | null = null;
   /** The client's address, kept for the status after its socket moves to the native relay. */
   readonly clientAddress: string;
+  /** Times the session moved to another server. */
+  moves = 0;
+  /** The client's startup parameters (user, database, ...). */
+  params: Record<string, string> = {};
+  /** The router terminated the client's TLS. */
+  tlsTerminated = false;
+  readonly record = new SessionRecord();
+  private client: Socket;
   private closed = false;
   /** The whole session waits at most this long (ms since epoch) for a server that takes it. */
   private readonly deadline: number;
@@ -103,38 +172,42 @@ export class Session {
   private wake: (() => void) | null = null;
   /** Stops the JavaScript client → server copy (before a hand-off). */
   private unsplice: (() => void) | null = null;
-  /** The native relay's session, once handed off. */
-  private native: { relay: NativeRelay; handle: number } | null = null;
-  /** Bytes the relay wrote [to the server, to the client], less those Node had already counted. */
-  private relayed: [number, number] = [0, 0];
-  private handedToServer = 0;
+  private link: Link | null = null;
+  private startupRaw: Buffer | null = null;
+  private seenAuth: SeenAuth = { method: 'none' };
+  private credentials: Promise<Credentials> | null = null;
+  /** A held session's old server connection, kept until it moves or goes on. */
+  private parked: Socket | null = null;
+  /** Why the router asked for a hold: its own drain, or a move once idle. */
+  private holdFor: 'drain' | { why: string; timer: NodeJS.Timeout } | null = null;
+  /** The link state when the session stopped (held or paused). */
+  private stoppedState: LinkState | null = null;
+  private lastBytes: [number, number] = [0, 0];
 
   constructor(
     readonly port: PortKind,
-    readonly client: Socket,
+    client: Socket,
     private readonly host: SessionHost,
   ) {
+    this.client = client;
     this.deadline = Date.now() + host.waitTimeoutMs;
     this.clientAddress = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
   }
 
   /** Bytes read from the client / written to it. */
   get bytesFromClient(): number {
-    return this.client.bytesRead + this.relayedBytes()[0];
+    return this.link ? this.link.bytes()[0] + this.lastBytes[0] : this.client.bytesRead;
   }
   get bytesToClient(): number {
-    return this.client.bytesWritten + this.relayedBytes()[1];
+    return this.link ? this.link.bytes()[1] + this.lastBytes[1] : this.client.bytesWritten;
   }
 
-  private relayedBytes(): [number, number] {
-    const n = this.native;
-    if (n) this.noteRelayed(n.relay.bytes(n.handle));
-    return this.relayed;
+  get user(): string {
+    return this.params.user ?? '';
   }
 
-  /** Keeps the relay's byte counts [to the server, to the client], less what Node had counted. */
-  private noteRelayed(b: [number, number] | null): void {
-    if (b) this.relayed = [Math.max(0, b[0] - this.handedToServer), b[1]];
+  get database(): string {
+    return this.params.database ?? this.user;
   }
 
   /** Closes both sockets at once (the fence, router shutdown, or either side going away). */
@@ -143,11 +216,16 @@ export class Session {
     this.closed = true;
     this.abort.abort();
     this.wakeReader();
-    const n = this.native;
-    if (n) {
-      this.noteRelayed(n.relay.close(this.id, n.handle));
-      this.native = null;
+    if (this.holdFor !== null && this.holdFor !== 'drain') clearTimeout(this.holdFor.timer);
+    const l = this.link;
+    if (l) {
+      const b = l.bytes();
+      this.lastBytes = [this.lastBytes[0] + b[0], this.lastBytes[1] + b[1]];
+      l.close();
+      this.link = null;
     }
+    this.parked?.destroy();
+    this.parked = null;
     this.client.destroy();
     this.server?.destroy();
     this.host.unregister(this);
@@ -170,7 +248,9 @@ export class Session {
     client.on('error', (err) =>
       this.host.debug('client socket error', { session: this.id, err: err.message }),
     );
-    client.on('close', () => this.close());
+    client.on('close', () => {
+      if (this.link === null || this.phase === 'startup') this.close();
+    });
     this.host.register(this);
     try {
       await this.startup();
@@ -178,8 +258,8 @@ export class Session {
       if (this.closed) return;
       if (err instanceof RouterRefusal) {
         this.host.debug('refused a client', { session: this.id, port: this.port, reason: err.reason });
-        client.end(errorResponse(err.sqlstate, err.message));
-        client.once('finish', () => this.close());
+        this.client.end(errorResponse(err.sqlstate, err.message));
+        this.client.once('finish', () => this.close());
         setTimeout(() => this.close(), 1000).unref();
         return;
       }
@@ -188,14 +268,15 @@ export class Session {
     }
   }
 
+  // ---- startup ----------------------------------------------------------------------------------
+
   private async startup(): Promise<void> {
-    const client = this.client;
-    const reader = new FrontendStartupReader();
+    let reader = new FrontendStartupReader();
     const onData = (chunk: Buffer) => {
       reader.push(chunk);
       this.wakeReader();
     };
-    client.on('data', onData);
+    this.client.on('data', onData);
     const startupTimer = setTimeout(() => {
       this.host.debug('client sent no startup packet in time', { session: this.id });
       this.close();
@@ -225,6 +306,30 @@ export class Session {
         this.close();
         return;
       }
+      if (this.host.tls) {
+        // The router terminates TLS: encryption is negotiated here, never with the server.
+        while (pkt.kind === 'ssl' || pkt.kind === 'gssenc') {
+          if (pkt.kind === 'gssenc') {
+            this.client.write(Buffer.from('N'));
+            pkt = await nextPacket();
+            continue;
+          }
+          this.client.removeListener('data', onData);
+          await this.startTls(this.host.tls, reader.takeRest());
+          reader = new FrontendStartupReader();
+          this.client.on('data', onData);
+          pkt = await nextPacket();
+        }
+        if (pkt.kind === 'direct-tls') {
+          this.host.debug('direct TLS is not supported when the router terminates TLS', { session: this.id });
+          this.close();
+          return;
+        }
+        if (pkt.kind !== 'startup') {
+          this.close();
+          return;
+        }
+      }
       let server = await this.connectBackend();
       /** Encryption requests answered N, to replay on another server if this one refuses the session. */
       const negotiated: Array<{ raw: Buffer; answer: number }> = [];
@@ -234,14 +339,14 @@ export class Session {
           server.write(pkt.raw);
           const answer = await this.readServerByte(server);
           negotiated.push({ raw: pkt.raw, answer });
-          client.write(Buffer.from([answer]));
+          this.client.write(Buffer.from([answer]));
           if (answer === 0x53 /* S */ || answer === 0x47 /* G */) {
             this.phase = 'tls';
             break;
           }
           if (answer !== 0x4e /* N */) {
             // An old server's ErrorResponse: let the rest flow as it is.
-            this.phase = 'spliced';
+            this.phase = 'tls';
             break;
           }
           pkt = await nextPacket();
@@ -262,6 +367,8 @@ export class Session {
         if (pkt.kind === 'startup') {
           server.write(pkt.raw);
           startupRaw = pkt.raw;
+          this.startupRaw = Buffer.from(pkt.raw);
+          this.params = pkt.params;
           break;
         }
         this.close();
@@ -294,24 +401,196 @@ export class Session {
           server.write(startupRaw);
         }
       }
-      // Client → server: everything from here on is copied as it is.
-      client.removeListener('data', onData);
+      this.client.removeListener('data', onData);
       const rest = reader.takeRest();
-      if (rest.length > 0) server.write(rest);
-      this.unsplice = splice(client, server);
-      if (this.phase === 'tls' || this.phase === 'spliced') {
-        this.startupDone(server);
+      if (this.phase === 'tls') {
+        // Client → server: everything from here on is copied as it is.
+        if (rest.length > 0) server.write(rest);
+        this.unsplice = splice(this.client, server);
+        this.startupDone(server, null);
         return;
       }
-      this.watchBackendStartup(server, first!);
+      this.watchAuthentication(server, first!, rest);
     } finally {
       clearTimeout(startupTimer);
     }
   }
 
+  /** Answers an SSLRequest with `S` and terminates TLS on the client's socket (`router.tls`). */
+  private async startTls(context: SecureContext, early: Buffer): Promise<void> {
+    const raw = this.client;
+    // libpq waits for the answer before its ClientHello; bytes before it are not TLS.
+    if (early.length > 0) throw new Error('bytes after SSLRequest before the answer');
+    raw.write(Buffer.from('S'));
+    const tls = new TLSSocket(raw, { isServer: true, secureContext: context });
+    await new Promise<void>((resolve, reject) => {
+      tls.once('secure', resolve);
+      tls.once('error', reject);
+      tls.once('close', () => reject(new Error('client closed during the TLS handshake')));
+    });
+    tls.removeAllListeners('error');
+    tls.removeAllListeners('close');
+    tls.on('error', (err: Error) =>
+      this.host.debug('client TLS error', { session: this.id, err: err.message }),
+    );
+    tls.on('close', () => {
+      if (this.link === null || this.phase === 'startup') this.close();
+    });
+    tls.setNoDelay(true);
+    this.client = tls;
+    this.tlsTerminated = true;
+  }
+
   /**
-   * Server → client. The server socket reads into one buffer shared by every session (`onread`), so
-   * a read allocates nothing; each consumer below copies what it keeps before returning.
+   * Follows the authentication both ways: server messages through BackendStartupReader (to the
+   * client as they come), client messages framed and forwarded one by one until the server says
+   * AuthenticationOk (later ones wait for the data path). Ends at the server's ReadyForQuery.
+   */
+  private watchAuthentication(server: Socket, first: Buffer, early: Buffer): void {
+    const fromServer = new BackendStartupReader();
+    const fromClient = new MessageReader(1 << 20);
+    let authenticated = false;
+    const held: Buffer[] = [];
+    const onClient = (chunk: Buffer) => {
+      if (authenticated) {
+        held.push(Buffer.from(chunk));
+        return;
+      }
+      fromClient.push(chunk);
+      try {
+        for (let m = fromClient.next(); m; m = fromClient.next()) {
+          if (m.type === 'p') this.clientAuthMessage(m.body);
+          server.write(m.raw);
+        }
+      } catch {
+        // Not PostgreSQL's framing: let the server say so.
+        server.write(fromClient.takeRest());
+      }
+    };
+    this.client.on('data', onClient);
+    if (early.length > 0) onClient(early);
+    this.serverPending.unshift(first);
+    this.setServerSink((view) => {
+      const chunk = Buffer.from(view);
+      const more = this.client.write(chunk);
+      fromServer.push(chunk);
+      for (let ev = fromServer.next(); ev; ev = fromServer.next()) {
+        switch (ev.kind) {
+          case 'auth':
+            this.serverAuthMessage(ev.code, ev.data);
+            if (ev.code === 0) authenticated = true;
+            continue;
+          case 'param':
+            this.record.serverParam(ev.name, ev.value);
+            continue;
+          case 'key':
+            this.serverKey = ev.key;
+            this.keyId = backendKeyId(ev.key);
+            this.host.keyLearned(this, this.keyId);
+            continue;
+          case 'ready': {
+            this.client.removeListener('data', onClient);
+            const rest = [fromClient.takeRest(), ...held];
+            const toServer = Buffer.concat(rest);
+            this.phase = 'relayed';
+            this.startupDone(server, toServer.length > 0 ? toServer : null);
+            this.resolveCredentials();
+            return more;
+          }
+          default:
+            // error or invalid: the server closes; pass the rest on as it is.
+            this.client.removeListener('data', onClient);
+            this.unsplice = splice(this.client, server);
+            this.phase = 'tls';
+            this.startupDone(server, null);
+            return more;
+        }
+      }
+      return more;
+    });
+  }
+
+  private serverAuthMessage(code: number, data: Buffer): void {
+    switch (code) {
+      case 0:
+        return;
+      case 3:
+        this.seenAuth = { method: 'password', password: null };
+        return;
+      case 5:
+        this.seenAuth = { method: 'md5' };
+        return;
+      case 10:
+        this.seenAuth = { method: 'scram', observer: new ScramObserver() };
+        return;
+      case 11:
+        if (this.seenAuth.method === 'scram') this.seenAuth.observer.serverContinue(data);
+        return;
+      case 12:
+        return;
+      default:
+        this.seenAuth = { method: 'other', what: `authentication request ${code}` };
+    }
+  }
+
+  private clientAuthMessage(body: Buffer): void {
+    const a = this.seenAuth;
+    if (a.method === 'scram') a.observer.clientMessage(body);
+    else if (a.method === 'password') {
+      const end = body.indexOf(0);
+      a.password = body.toString('utf8', 0, end < 0 ? body.length : end);
+    }
+  }
+
+  /** Works out, in the background, how the router can authenticate as this client elsewhere. */
+  private resolveCredentials(): void {
+    const p = this.readCredentials();
+    p.catch((err: unknown) =>
+      this.host.debug('this session cannot move', { session: this.id, why: (err as Error).message }),
+    );
+    this.credentials = p;
+  }
+
+  private async readCredentials(): Promise<Credentials> {
+    const a = this.seenAuth;
+    if (this.params.replication !== undefined) throw new Error('a replication connection');
+    switch (a.method) {
+      case 'none':
+        return { kind: 'none' };
+      case 'password':
+        if (a.password === null) throw new Error('no password seen');
+        return { kind: 'password', password: a.password };
+      case 'other':
+        throw new Error(`it authenticated with ${a.what}, which the router cannot repeat`);
+      default:
+        break;
+    }
+    const secrets = this.host.secrets;
+    if (!secrets?.available)
+      throw new Error(
+        'no superuser credentials to read role verifiers with (postgresql.authentication.superuser)',
+      );
+    const members = this.host.members(this.backend);
+    for (const fresh of [false, true]) {
+      const stored = await secrets.get(this.user, members, fresh);
+      if (stored === null) throw new Error(`role ${this.user} has no password in pg_authid`);
+      if (a.method === 'md5') {
+        if (stored.startsWith('md5')) return { kind: 'md5', stored };
+        continue;
+      }
+      const secret = parseScramSecret(stored);
+      const t = a.observer.transcript();
+      if (!t) throw new Error('the SCRAM exchange was not complete');
+      if (!secret) continue;
+      const clientKey = recoverClientKey(t, secret.storedKey);
+      if (clientKey) return { kind: 'scram', clientKey, serverKey: secret.serverKey };
+    }
+    throw new Error(`the verifier of role ${this.user} in pg_authid does not match its authentication`);
+  }
+
+  /**
+   * Server → client during startup. The server socket reads into one buffer shared by every
+   * session (`onread`), so a read allocates nothing; each consumer below copies what it keeps.
    */
   private onServerRead(view: Buffer): boolean {
     if (this.serverSink) return this.serverSink(view);
@@ -326,14 +605,48 @@ export class Session {
     while (this.serverPending.length > 0 && this.serverSink === sink) sink(this.serverPending.shift()!);
   }
 
+  private linkListener(): LinkListener {
+    return {
+      ended: (reason) => {
+        this.host.debug('session ended', { session: this.id, reason });
+        this.close();
+      },
+      held: (state) => this.onHeld(state),
+      lost: (state, reason, kept) => void this.onLost(state, reason, kept),
+      client: (type, body, truncated) => this.record.clientMessage(type, body, truncated),
+      server: (type, body) => {
+        if (type !== 'S') return;
+        const nul = body.indexOf(0);
+        if (nul > 0)
+          this.record.serverParam(
+            body.toString('utf8', 0, nul),
+            body.toString('utf8', nul + 1, body.length - 1),
+          );
+      },
+    };
+  }
+
   /** The startup phase is over: the native relay takes the session, or JavaScript relays it. */
-  private startupDone(server: Socket): void {
-    if (this.host.relay) {
-      this.handOff(this.host.relay, server);
+  private startupDone(server: Socket, toServer: Buffer | null): void {
+    const track = this.phase === 'relayed';
+    if (this.host.relay && !this.tlsTerminated) {
+      this.handOff(this.host.relay, server, toServer, track);
       return;
     }
+    this.relayInJavaScript(server, toServer, track);
+  }
+
+  private relayInJavaScript(server: Socket, toServer: Buffer | null, track: boolean): void {
+    this.unsplice?.();
+    this.unsplice = null;
     this.dataPath = 'javascript';
-    this.relayServer(server);
+    this.lastBytes = [this.client.bytesRead - (toServer?.length ?? 0), this.client.bytesWritten];
+    const link = new JsLink(this.client, server, track, this.linkListener(), false);
+    this.link = link;
+    this.setServerSink((view) => link.fromServer(view));
+    if (toServer) this.client.unshift(toServer);
+    this.client.resume();
+    server.resume();
   }
 
   /**
@@ -342,7 +655,7 @@ export class Session {
    * meanwhile, and Node's sockets are closed (the duplicates keep the connections open). A session
    * that cannot be handed over in time (a client that does not read) stays in JavaScript.
    */
-  private handOff(relay: NativeRelay, server: Socket): void {
+  private handOff(relay: NativeRelay, server: Socket, early: Buffer | null, track: boolean): void {
     const client = this.client;
     this.unsplice?.();
     this.unsplice = null;
@@ -360,52 +673,41 @@ export class Session {
         return;
       }
       if (!healthy || !flushed)
-        return this.stayInJavaScript(server, healthy ? 'writes pending' : 'half closed');
-      const held: Buffer[] = [];
+        return this.stayInJavaScript(server, early, track, healthy ? 'writes pending' : 'half closed');
+      const held: Buffer[] = early ? [early] : [];
       for (let b = client.read() as Buffer | null; b !== null; b = client.read() as Buffer | null)
         held.push(b);
       const toServer = held.length > 0 ? Buffer.concat(held) : null;
       const toClient = this.serverPending.length > 0 ? Buffer.concat(this.serverPending) : null;
+      const link = new NativeLink(relay, this.id);
       try {
-        const handle = relay.add(this.id, client, server, toServer, toClient, (fromC, toC) => {
-          this.noteRelayed([fromC, toC]);
-          this.native = null;
-          this.close();
-        });
-        this.native = { relay, handle };
+        link.start(client, server, toServer, toClient, track, this.linkListener());
       } catch (err) {
         // Whatever was read stays ours to write: put it back in front.
         if (toServer) client.unshift(toServer);
-        return this.stayInJavaScript(server, (err as Error).message);
+        return this.stayInJavaScript(server, null, track, (err as Error).message);
       }
-      this.handedToServer = toServer?.length ?? 0;
+      this.link = link;
       this.serverPending.length = 0;
       this.dataPath = 'native';
+      this.lastBytes = [client.bytesRead - (toServer?.length ?? 0), client.bytesWritten];
       for (const s of [client, server]) {
         s.removeAllListeners('close');
         s.removeAllListeners('end');
         s.removeAllListeners('drain');
+        s.removeAllListeners('data');
+        s.on('error', () => undefined);
         s.destroy();
       }
+      this.server = null;
     };
     setImmediate(attempt);
   }
 
   /** Goes on relaying a session in JavaScript after a hand-off that could not be made. */
-  private stayInJavaScript(server: Socket, why: string): void {
+  private stayInJavaScript(server: Socket, early: Buffer | null, track: boolean, why: string): void {
     this.host.debug('session stays in the JavaScript data path', { session: this.id, why });
-    this.dataPath = 'javascript';
-    this.unsplice = splice(this.client, server);
-    this.relayServer(server);
-    server.resume();
-  }
-
-  /** Relays server bytes to the client as they come, pausing the server while the client is slow. */
-  private relayServer(server: Socket): void {
-    const client = this.client;
-    client.on('drain', () => server.resume());
-    server.on('end', () => client.end());
-    this.setServerSink((view) => client.write(Buffer.from(view)));
+    this.relayInJavaScript(server, early, track);
   }
 
   /** Collects the server's bytes until its first message is complete (or it closes: then what came). */
@@ -436,29 +738,6 @@ export class Session {
     this.setServerSink(null);
     this.serverPending.length = 0;
     s?.destroy();
-  }
-
-  /** Follows the server's startup messages to catch BackendKeyData, then relays blindly. */
-  private watchBackendStartup(server: Socket, first: Buffer): void {
-    const reader = new BackendStartupReader();
-    this.serverPending.unshift(first);
-    this.setServerSink((view) => {
-      const chunk = Buffer.from(view);
-      const more = this.client.write(chunk);
-      reader.push(chunk);
-      for (let ev = reader.next(); ev; ev = reader.next()) {
-        if (ev.kind === 'key') {
-          this.keyId = backendKeyId(ev.key);
-          this.host.keyLearned(this, this.keyId);
-          continue;
-        }
-        // ready, error or invalid: nothing more to learn; copy the rest blindly.
-        this.phase = 'spliced';
-        this.startupDone(server);
-        break;
-      }
-      return more;
-    });
   }
 
   private async readServerByte(server: Socket): Promise<number> {
@@ -512,7 +791,7 @@ export class Session {
         this.backend = picked.backend;
         this.role = picked.role;
         server.on('close', () => {
-          if (this.server === server) this.close();
+          if (this.server === server && this.link === null) this.close();
         });
         server.on('error', (err) =>
           this.host.debug('server socket error', { session: this.id, err: err.message }),
@@ -556,5 +835,336 @@ export class Session {
       };
       s.once('error', onError);
     });
+  }
+
+  // ---- moving -----------------------------------------------------------------------------------
+
+  /** Why this session cannot move whatever its state, or null. */
+  private fixedReason(): string | null {
+    if (this.phase === 'tls' && !this.tlsTerminated)
+      return 'encrypted end to end (the router does not terminate TLS)';
+    if (this.params.replication !== undefined) return 'a replication connection';
+    const a = this.seenAuth;
+    if (a.method === 'other') return `authenticated with ${a.what}, which the router cannot repeat`;
+    return null;
+  }
+
+  /** Why the session cannot move from where it stopped, or null. */
+  private stateReason(state: LinkState | null): string | null {
+    if (state === null) return 'its data path ended';
+    if (state.broken) return 'its message stream could not be followed';
+    if (state.copy) return 'unfinished COPY';
+    if (!state.serverBoundary) return 'a server message was half passed on to the client';
+    if (!state.clientBoundary) return 'the client was half way through sending a message';
+    if (state.unsynced && state.pendingSync === 0)
+      return 'extended-protocol messages not yet followed by Sync';
+    return this.record.unmovable();
+  }
+
+  /**
+   * Asks the session to stop at its next idle boundary for a drain; false when it cannot be held
+   * (still starting, encrypted end to end, already stopped).
+   */
+  holdForDrain(): boolean {
+    if (this.phase !== 'relayed' || !this.link?.hold()) return false;
+    this.phase = 'holding';
+    this.holdFor = 'drain';
+    return true;
+  }
+
+  /**
+   * Moves the session once it is idle (its server stays up: a promoted or unfit replica); cut when
+   * it is not idle within `timeoutMs`.
+   */
+  moveWhenIdle(why: string, timeoutMs: number): void {
+    if (this.phase === 'tls' || this.phase === 'startup') {
+      this.cut(this.fixedReason() ?? 'still starting', why);
+      return;
+    }
+    if (this.phase !== 'relayed' || !this.link?.hold()) return;
+    this.phase = 'holding';
+    const timer = setTimeout(() => {
+      if (this.phase !== 'holding') return;
+      const state = this.link?.pause() ?? null;
+      this.cut(this.busyReason(state, timeoutMs), why, state);
+    }, timeoutMs);
+    timer.unref();
+    this.holdFor = { why, timer };
+  }
+
+  /** Why a session that did not reach an idle boundary in time is cut. */
+  busyReason(state: LinkState | null, timeoutMs: number): string {
+    if (state?.copy) return 'unfinished COPY';
+    if (state && state.status !== 'I') return `open transaction past the drain timeout (${timeoutMs} ms)`;
+    return `statement still running past the drain timeout (${timeoutMs} ms)`;
+  }
+
+  /** A drain ended before this session reached its idle boundary: it goes on as it was. */
+  cancelHold(): void {
+    if (this.phase !== 'holding') return;
+    this.holdFor = null;
+    if (this.link?.release()) this.phase = 'relayed';
+  }
+
+  /** Where a session being drained stands: stopped (held), or not yet. */
+  get isHeld(): boolean {
+    return this.phase === 'held';
+  }
+
+  /** Stops a session that did not reach an idle boundary in time; returns its state. */
+  pauseNow(): LinkState | null {
+    return this.link?.pause() ?? null;
+  }
+
+  private onHeld(state: LinkState): void {
+    if (this.closed) return;
+    this.phase = 'held';
+    this.stoppedState = state;
+    const h = this.holdFor;
+    if (h === 'drain') {
+      this.host.held(this);
+      return;
+    }
+    if (h !== null) clearTimeout(h.timer);
+    this.holdFor = null;
+    void this.moveHeld(h?.why ?? 'moved');
+  }
+
+  /**
+   * Reads a held session's real state from its server (which stays parked) and says why it cannot
+   * move, or null. When the read fails, the recorded state stands.
+   */
+  async introspect(): Promise<string | null> {
+    const fixed = this.fixedReason();
+    if (fixed) return fixed;
+    if (this.phase !== 'held') return 'not held';
+    const s = this.parked ?? this.link?.takeServer() ?? null;
+    this.parked = s;
+    if (s) {
+      try {
+        this.record.fromIntrospection(
+          parseIntrospection(await simpleQuery(s, INTROSPECTION, INTROSPECT_TIMEOUT_MS)),
+        );
+      } catch (err) {
+        this.host.debug('could not read the session state from its server; using the recorded state', {
+          session: this.id,
+          err: (err as Error).message,
+        });
+      }
+    }
+    return this.stateReason(this.stoppedState);
+  }
+
+  /** A held session goes on where it is (the drain ended without a new primary). */
+  resumeInPlace(): void {
+    if (this.phase !== 'held' || !this.link) return;
+    const parked = this.parked;
+    this.parked = null;
+    this.holdFor = null;
+    const ok =
+      parked && !parked.destroyed && !parked.readableEnded
+        ? this.link.attach(parked, null, 'I')
+        : this.link.release();
+    if (ok) {
+      this.phase = 'relayed';
+      return;
+    }
+    void this.moveHeld('its server went away while it was held');
+  }
+
+  /** A held (idle) session moves to a server picked for its port. */
+  async moveHeld(why: string): Promise<void> {
+    if (this.phase !== 'held') return;
+    this.holdFor = null;
+    await this.relocate(this.stoppedState ?? this.link?.pause() ?? null, why);
+  }
+
+  /** The session's server is no longer where it belongs (the fence): stop now and move. */
+  fence(why: string): void {
+    if (this.closed) return;
+    if (this.phase === 'startup') {
+      this.close();
+      return;
+    }
+    if (this.phase === 'moving') return;
+    if (this.phase === 'tls') {
+      this.cut(this.fixedReason() ?? 'encrypted end to end', why);
+      return;
+    }
+    if (this.holdFor !== null && this.holdFor !== 'drain') clearTimeout(this.holdFor.timer);
+    this.holdFor = null;
+    const state = this.phase === 'held' ? this.stoppedState : (this.link?.pause() ?? null);
+    void this.relocate(state, why);
+  }
+
+  private async onLost(state: LinkState, reason: string, kept: Buffer | null): Promise<void> {
+    if (this.closed || this.phase === 'moving') return;
+    const fatal = kept ? parseErrorFields(kept.subarray(5)) : null;
+    const why = fatal?.M ? `${reason}: ${fatal.M}` : reason;
+    const cannot = this.fixedReason() ?? (this.credentials === null ? 'no credentials' : null);
+    if (kept && (cannot || (await this.deliberate(fatal)))) {
+      // The client gets what its server said, as it would have without the router.
+      this.host.debug('passing a FATAL on and ending the session', { session: this.id, why });
+      this.finishWith(kept);
+      return;
+    }
+    await this.relocate(state, why);
+  }
+
+  /**
+   * Whether a FATAL "terminating connection due to administrator command" ended this one session
+   * (pg_terminate_backend) rather than its server (a fast shutdown says the same): the server
+   * still takes connections.
+   */
+  private async deliberate(fatal: Record<string, string> | null): Promise<boolean> {
+    if (fatal?.C !== '57P01' || !/administrator command/.test(fatal.M ?? '') || !this.backend) return false;
+    if (!this.host.stillServing(this)) return false;
+    return acceptsConnections(this.backend, this.host.connectTimeoutMs);
+  }
+
+  /** Writes `bytes` to the client (it stands between two messages) and ends the session. */
+  private finishWith(bytes: Buffer): void {
+    const link = this.link;
+    if (link) {
+      const b = link.bytes();
+      this.lastBytes = [this.lastBytes[0] + b[0], this.lastBytes[1] + b[1]];
+      this.link = null;
+      link.finish(bytes);
+    }
+    this.close();
+  }
+
+  /**
+   * Re-attaches the session to a server picked for its port, from where it stopped: an idle
+   * session sees a pause; one with statements in flight gets an error for each (their outcome on
+   * the old server is unknown), and one inside a transaction goes on in a failed transaction.
+   */
+  private async relocate(state: LinkState | null, why: string): Promise<void> {
+    if (this.closed || !this.link) return;
+    const started = Date.now();
+    const from = this.backend?.name ?? null;
+    this.phase = 'moving';
+    const reason = this.fixedReason() ?? this.stateReason(state);
+    if (reason !== null || state === null) return this.cut(reason ?? 'its data path ended', why, state);
+    this.stoppedState = state;
+    // The old server connection is done with: closing it ends any transaction still open there.
+    this.parked?.destroy();
+    this.parked = null;
+    this.link.takeServer()?.destroy();
+
+    let credentials: Credentials;
+    try {
+      if (this.credentials === null) throw new Error('its authentication was not seen');
+      credentials = await this.credentials;
+    } catch (err) {
+      return this.cut(`cannot authenticate as ${this.user}: ${(err as Error).message}`, why);
+    }
+    const inFlight = state.pendingSync;
+    const inTransaction = state.status !== 'I';
+    const budget = AbortSignal.any([
+      AbortSignal.timeout(Math.max(1000, this.host.waitTimeoutMs)),
+      this.abort.signal,
+    ]);
+    for (;;) {
+      let picked: { backend: Backend; role: 'primary' | 'replica' };
+      try {
+        picked = await this.host.pick(this.port, budget);
+      } catch (err) {
+        return this.cut(err instanceof RouterRefusal ? err.reason : (err as Error).message, why);
+      }
+      if (this.closed) return;
+      try {
+        const attached = await attachServer({
+          backend: picked.backend,
+          startup: this.startupRaw!,
+          user: this.user,
+          credentials,
+          replay: this.record.replay(),
+          abortTransaction: inTransaction,
+          connectTimeoutMs: this.host.connectTimeoutMs,
+          signal: budget,
+        });
+        if (this.closed || !this.link) {
+          attached.socket.destroy();
+          return;
+        }
+        const toClient = this.clientCatchUp(attached.params, inFlight, inTransaction);
+        if (attached.rest.length > 0) toClient.push(attached.rest);
+        const ok = this.link.attach(
+          attached.socket,
+          toClient.length > 0 ? Buffer.concat(toClient) : null,
+          attached.status,
+        );
+        if (!ok) return this.cut('its data path ended while it moved', why);
+        this.backend = picked.backend;
+        this.role = picked.role;
+        this.serverKey = attached.key;
+        this.phase = 'relayed';
+        this.stoppedState = null;
+        this.moves++;
+        this.host.register(this);
+        this.host.moved(this, { from, to: picked.backend.name, ms: Date.now() - started, why });
+        return;
+      } catch (err) {
+        const e = err as AttachError;
+        if (!(e instanceof AttachError) || !e.retry || budget.aborted)
+          return this.cut(`could not re-attach to ${picked.backend.name}: ${e.message}`, why);
+        this.host.connectFailed(picked.backend, e);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /**
+   * What the client is told after a move: the ParameterStatus values that changed, then for each
+   * statement it had in flight an error and ReadyForQuery.
+   */
+  private clientCatchUp(params: Map<string, string>, inFlight: number, inTransaction: boolean): Buffer[] {
+    const out: Buffer[] = [];
+    for (const [name, value] of params) {
+      if (this.record.serverParams.get(name) === value) continue;
+      out.push(parameterStatus(name, value));
+      this.record.serverParam(name, value);
+    }
+    for (let i = 0; i < inFlight; i++) {
+      out.push(
+        errorResponse(
+          '08007',
+          'pgha router: the server of this session went away while this statement ran; its outcome is unknown',
+          'ERROR',
+          inTransaction
+            ? 'The transaction is gone. The session goes on with the new server, inside a failed transaction: ROLLBACK.'
+            : 'The session goes on with the new server.',
+        ),
+        readyForQuery(inTransaction ? 'E' : 'I'),
+      );
+    }
+    return out;
+  }
+
+  /**
+   * Closes a session that cannot move, logging why; the client reads the reason as a FATAL error
+   * when it stands between two server messages.
+   */
+  cut(reason: string, why: string, state: LinkState | null = this.stoppedState): void {
+    if (this.closed) return;
+    this.host.cut(this, reason, why);
+    if (this.link && state?.serverBoundary)
+      this.finishWith(
+        errorResponse(
+          '57P01',
+          `pgha router: this session cannot move to another server: ${reason}`,
+          'FATAL',
+          why,
+        ),
+      );
+    else this.close();
+  }
+
+  /** Where a cancel request for this session goes now: the current server and its key. */
+  cancelTarget(): { backend: Backend; key: BackendKey } | null {
+    return this.backend && this.serverKey && (this.phase === 'relayed' || this.phase === 'holding')
+      ? { backend: this.backend, key: this.serverKey }
+      : null;
   }
 }

@@ -93,6 +93,36 @@ export function routerMetrics(router: Router, labels: { scope: string }): Regist
     },
   });
   new Counter({
+    name: 'pgha_router_sessions_moved_total',
+    help: 'client sessions moved to another server (switchover, failover, unfit replica)',
+    registers: [registry],
+    collect() {
+      setCounter(this, router.stats.moved);
+    },
+  });
+  new Counter({
+    name: 'pgha_router_sessions_cut_total',
+    help: 'client sessions that could not move and were closed, per reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(router.stats.cut)) this.inc({ reason }, n);
+    },
+  });
+  new Gauge({
+    name: 'pgha_router_session_move_pause_seconds',
+    help: 'pause a client saw during its session move: the last one and the longest',
+    labelNames: ['which'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const p = router.stats.movePauseMs;
+      if (p.last !== null) this.set({ which: 'last' }, p.last / 1000);
+      if (p.max !== null) this.set({ which: 'max' }, p.max / 1000);
+    },
+  });
+  new Counter({
     name: 'pgha_router_topology_changes_total',
     help: 'changes of the primary the router sends writes to',
     registers: [registry],

@@ -128,6 +128,7 @@ describe('parsing', () => {
       data_path: 'auto',
       relay_threads: 1,
       replica_grace: 10,
+      drain_timeout: 5,
     });
     const r = parseRouterSection(
       { listen: '127.0.0.1:6000', replica_listen: '127.0.0.1', max_lag: '1MB', balance: 'least_connections' },
@@ -137,6 +138,7 @@ describe('parsing', () => {
         verifyPrimary: false,
         dataPath: 'JavaScript',
         relayThreads: '2',
+        drainTimeout: '1.5',
       },
     );
     expect(r).toMatchObject({
@@ -148,6 +150,11 @@ describe('parsing', () => {
       verify_primary: false,
       data_path: 'javascript',
       relay_threads: 2,
+      drain_timeout: 1.5,
+    });
+    expect(parseRouterSection({ tls: { certificate: '/etc/c.pem', key: '/etc/k.pem' } }).tls).toEqual({
+      certificate: '/etc/c.pem',
+      key: '/etc/k.pem',
     });
     expect(() =>
       parseRouterSection({ balance: 'random', max_lag: 'lots', data_path: 'fast', relay_threads: 0 }),

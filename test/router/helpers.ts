@@ -11,7 +11,7 @@ import pg from 'pg';
 import type { ListenAddress, PghaConfig } from '../../src/config/types.js';
 import { startRouter, parseRouterSection, type RunningRouter } from '../../src/router/command.js';
 import { cancelRequest } from '../../src/router/protocol.js';
-import { createLogger } from '../../src/util/log.js';
+import { createLogger, type Logger } from '../../src/util/log.js';
 import { runAsUser } from '../../src/util/process.js';
 import { SCOPE } from '../support/cluster.js';
 import { freePorts } from '../support/net.js';
@@ -129,6 +129,7 @@ export interface TestRouter extends RunningRouter {
 export async function startTestRouter(
   etcdHosts: string[],
   router: Record<string, unknown> = {},
+  opts: { logger?: Logger } = {},
 ): Promise<TestRouter> {
   const [rw, ro, st] = await freePorts(3);
   const at = (port: number): ListenAddress => ({ hosts: ['127.0.0.1'], port });
@@ -142,12 +143,16 @@ export async function startTestRouter(
     name: 'router',
     etcd: { hosts: etcdHosts, protocol: 'http' },
     log: { type: 'plain', level: 'INFO' },
+    // The test cluster's superuser: the router reads role verifiers with it to move sessions.
+    postgresql: { authentication: { superuser: { username: 'postgres', password: PASSWORD } } },
     router: rc,
   } as unknown as PghaConfig;
-  const logger = createLogger({
-    level: process.env.PGHA_TEST_ROUTER_LOG ?? 'silent',
-    base: { router: 'test' },
-  });
+  const logger =
+    opts.logger ??
+    createLogger({
+      level: process.env.PGHA_TEST_ROUTER_LOG ?? 'silent',
+      base: { router: 'test' },
+    });
   const running = await startRouter(config, logger);
   return { ...running, rw: rw!, ro: ro!, statusPort: running.status!.port };
 }

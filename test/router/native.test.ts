@@ -7,6 +7,14 @@ import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeRelay, type NativeRelay } from '../../src/router/native.js';
+import {
+  errorResponse,
+  message,
+  parameterStatus,
+  queryMessage,
+  readyForQuery,
+} from '../../src/router/protocol.js';
+import type { LinkState } from '../../src/router/tracker.js';
 
 let relay: NativeRelay;
 let front: Server; // where "clients" connect: the router's listening socket
@@ -60,7 +68,11 @@ interface Relayed {
  * Connects a client and a backend and gives the router's two sockets to the relay. Not reentrant:
  * it pairs sockets by the order they are accepted.
  */
-async function relayed(toServer: Buffer | null = null, toClient: Buffer | null = null): Promise<Relayed> {
+async function relayed(
+  toServer: Buffer | null = null,
+  toClient: Buffer | null = null,
+  events: Partial<TrackedEvents> | null = null,
+): Promise<Relayed> {
   const frontCount = accepted.front.length + 1;
   const backCount = accepted.back.length + 1;
   const client = connect({ port: portOf(front), host: '127.0.0.1', allowHalfOpen: true });
@@ -78,9 +90,11 @@ async function relayed(toServer: Buffer | null = null, toClient: Buffer | null =
   const ended = new Promise<{ fromClient: number; toClient: number; reason: string }>(
     (r) => (resolveEnded = r),
   );
-  const handle = relay.add(id, routerClient, routerServer, toServer, toClient, (fromClient, toC, reason) =>
-    resolveEnded({ fromClient, toClient: toC, reason }),
-  );
+  const ended_ = (fromClient: number, toC: number, reason: string) =>
+    resolveEnded({ fromClient, toClient: toC, reason });
+  const handle = events
+    ? relay.add(id, routerClient, routerServer, toServer, toClient, { ...events, ended: ended_ }, true)
+    : relay.add(id, routerClient, routerServer, toServer, toClient, ended_);
   routerClient.destroy();
   routerServer.destroy();
   return { id, handle, client, backend, ended };
@@ -122,6 +136,52 @@ async function drain(s: Socket, pauseMs = 0): Promise<{ length: number; sha: str
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface TrackedEvents {
+  held(s: LinkState): void;
+  lost(s: LinkState, reason: string, kept: Buffer | null): void;
+  client(type: string, body: Buffer, truncated: boolean): void;
+  server(type: string, body: Buffer): void;
+}
+
+/** A tracked session with its events collected. */
+async function tracked() {
+  const seen = {
+    held: [] as LinkState[],
+    lost: [] as Array<{ state: LinkState; reason: string; kept: Buffer | null }>,
+    client: [] as string[],
+    server: [] as string[],
+  };
+  const r = await relayed(null, null, {
+    held: (s) => seen.held.push(s),
+    lost: (state, reason, kept) => seen.lost.push({ state, reason, kept }),
+    client: (type, body) => seen.client.push(`${type}:${body.toString('latin1').replace(/\0/g, '|')}`),
+    server: (type, body) => seen.server.push(`${type}:${body.toString('latin1').replace(/\0/g, '|')}`),
+  });
+  return { r, seen };
+}
+
+const until = async (what: string, ok: () => boolean) => {
+  for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!ok()) throw new Error(`timed out waiting for ${what}`);
+};
+
+const ROWS = Buffer.concat([
+  message('T', Buffer.from([0, 0])),
+  message('D', Buffer.from([0, 0])),
+  message('C', Buffer.from('SELECT 1\0')),
+]);
+
+/** A second backend connection, connected and paused, with its accepted end. */
+async function anotherBackend(): Promise<{ routerSide: Socket; backend: Socket }> {
+  const count = accepted.back.length + 1;
+  const routerSide = connect({ port: portOf(back), host: '127.0.0.1', noDelay: true });
+  await once(routerSide, 'connect');
+  routerSide.pause();
+  const backend = await nextAccepted(accepted.back, count);
+  open.push(backend);
+  return { routerSide, backend };
+}
 
 describe('native relay', () => {
   it('writes the bytes held at hand-off first, then relays both ways', async () => {
@@ -229,4 +289,99 @@ describe('native relay', () => {
       expect(up).toBe(down);
     }
   }, 60_000);
+});
+
+describe('native relay, tracked sessions', () => {
+  it('holds a session at its next idle boundary, not inside a transaction', async () => {
+    const { r, seen } = await tracked();
+    r.client.write(queryMessage('BEGIN'));
+    await readExactly(r.backend, queryMessage('BEGIN').length);
+    const begun = Buffer.concat([message('C', Buffer.from('BEGIN\0')), readyForQuery('T')]);
+    r.backend.write(begun);
+    await readExactly(r.client, begun.length);
+    expect(relay.hold(r.handle)).toBe(true);
+    await new Promise((res) => setTimeout(res, 50));
+    expect(seen.held).toEqual([]);
+    // Inside the transaction the session goes on; the commit ends it and the hold takes.
+    r.client.write(queryMessage('COMMIT'));
+    await readExactly(r.backend, queryMessage('COMMIT').length);
+    r.backend.write(Buffer.concat([message('C', Buffer.from('COMMIT\0')), readyForQuery('I')]));
+    await until('the hold', () => seen.held.length === 1);
+    expect(seen.held[0]).toMatchObject({
+      status: 'I',
+      pendingSync: 0,
+      clientBoundary: true,
+      serverBoundary: true,
+    });
+    // A new statement waits in the kernel: not read, not passed on.
+    r.client.write(queryMessage('select 1'));
+    await new Promise((res) => setTimeout(res, 50));
+    expect(r.backend.readableLength).toBe(0);
+    relay.close(r.id, r.handle);
+  });
+
+  it('moves a held session to another server: the waiting statement goes there', async () => {
+    const { r, seen } = await tracked();
+    relay.hold(r.handle);
+    await until('the hold', () => seen.held.length === 1);
+    r.client.write(queryMessage('select 2'));
+    const old = relay.takeServer(r.handle)!;
+    expect(old).not.toBeNull();
+    old.destroy();
+    const next = await anotherBackend();
+    expect(relay.attach(r.handle, next.routerSide, parameterStatus('TimeZone', 'UTC'), 'I')).toBe(true);
+    next.routerSide.destroy();
+    expect(
+      (await readExactly(next.backend, queryMessage('select 2').length)).equals(queryMessage('select 2')),
+    ).toBe(true);
+    const ps = parameterStatus('TimeZone', 'UTC');
+    expect((await readExactly(r.client, ps.length)).equals(ps)).toBe(true);
+    next.backend.write(Buffer.concat([ROWS, readyForQuery('I')]));
+    expect(
+      (await readExactly(r.client, ROWS.length + 6)).equals(Buffer.concat([ROWS, readyForQuery('I')])),
+    ).toBe(true);
+    expect(seen.server).toEqual(['S:TimeZone|UTC|']);
+    relay.close(r.id, r.handle);
+  });
+
+  it("reports its server's loss with where it stood, keeping a shutdown FATAL from the client", async () => {
+    const { r, seen } = await tracked();
+    r.client.write(queryMessage('select pg_sleep(10)'));
+    await readExactly(r.backend, queryMessage('select pg_sleep(10)').length);
+    const fatal = errorResponse('57P01', 'terminating connection due to unexpected postmaster exit');
+    r.backend.end(fatal);
+    await until('the loss', () => seen.lost.length === 1);
+    expect(seen.lost[0]!.reason).toBe('server shut down');
+    expect(seen.lost[0]!.kept).toEqual(fatal);
+    expect(seen.lost[0]!.state).toMatchObject({
+      status: 'I',
+      pendingSync: 1,
+      serverBoundary: true,
+      lost: true,
+    });
+    await new Promise((res) => setTimeout(res, 50));
+    expect(r.client.readableLength).toBe(0);
+    relay.close(r.id, r.handle);
+  });
+
+  it('reports a reset server as lost, and the statements that change session state', async () => {
+    const { r, seen } = await tracked();
+    const msgs = [queryMessage('SET datestyle TO iso'), queryMessage('select 1'), queryMessage('LISTEN x')];
+    r.client.write(Buffer.concat(msgs));
+    await readExactly(r.backend, Buffer.concat(msgs).length);
+    expect(seen.client).toEqual(['Q:SET datestyle TO iso|', 'Q:LISTEN x|']);
+    r.backend.resetAndDestroy();
+    await until('the loss', () => seen.lost.length === 1);
+    expect(seen.lost[0]!.reason).toBe('server reset');
+    expect(seen.lost[0]!.state.pendingSync).toBe(3);
+    relay.close(r.id, r.handle);
+  });
+
+  it('ends the session with last words to the client', async () => {
+    const { r } = await tracked();
+    const words = errorResponse('57P01', 'pgha router: cannot move');
+    relay.finish(r.id, r.handle, words);
+    expect((await readExactly(r.client, words.length)).equals(words)).toBe(true);
+    await once(r.client, 'end');
+  });
 });
