@@ -97,6 +97,7 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
     { ...config, name: `router-${hostname()}` },
     {
       ttl: 30, // unused: the router never holds a lease
+      // Until the first read says the cluster's retry_timeout, which the router then uses as the agents do.
       requestTimeoutMs: Math.min(5000, Math.max(1000, rc.check_interval * 2000)),
       logger,
     },

@@ -38,6 +38,8 @@ export interface TopologySource {
   readCluster(signal?: AbortSignal): Promise<ClusterState>;
   /** `onChange([])` means "changes may have been missed: re-read everything". */
   watch(onChange: (keys: string[]) => void): () => Promise<void>;
+  /** The deadline of each request (the cluster's `retry_timeout`, as the agents use it). */
+  setRequestTimeout?(ms: number): void;
 }
 
 export interface RouterOptions {
@@ -262,6 +264,7 @@ export class Router {
   private apply(t: Topology): void {
     const prev = this.topology;
     this.topology = t;
+    if (prev?.retryTimeout !== t.retryTimeout) this.opts.source.setRequestTimeout?.(t.retryTimeout * 1000);
     this.armLeaseTimer();
 
     // Sessions on the read-only port to a member that became the leader: it is no longer a replica.

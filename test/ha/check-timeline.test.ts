@@ -91,7 +91,11 @@ it('a member behind the last known cluster timeline does not take the leader key
     async () => {
       const s = await c.readCluster();
       const m = s.members.find((x) => x.name === B);
-      return s.leader?.name === B && m?.data.role === 'primary' && m.data.state === 'running';
+      return (
+        s.leader?.name === B &&
+        (m?.data.role === 'primary' || m?.data.role === 'master') &&
+        m.data.state === 'running'
+      );
     },
     (TTL + 30) * 1000,
   );

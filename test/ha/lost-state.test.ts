@@ -119,7 +119,7 @@ async function waitSteady(forMs: number, timeoutMs: number): Promise<ClusterStat
         const lead = member(s, s.leader?.name ?? '');
         const ok =
           !!s.initialize &&
-          lead?.data.role === 'primary' &&
+          (lead?.data.role === 'primary' || lead?.data.role === 'master') &&
           lead.data.state === 'running' &&
           s.members.filter((m) => m.name !== lead.name && isStreamingMember(m.data)).length === 2;
         if (!ok) since = 0;

@@ -161,7 +161,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
-            lead.data.role === 'primary' &&
+            (lead.data.role === 'primary' || lead.data.role === 'master') &&
             streaming.length >= replicas
             ? c
             : null;

@@ -282,7 +282,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
-            lead.data.role === 'primary' &&
+            (lead.data.role === 'primary' || lead.data.role === 'master') &&
             streaming.length >= replicas
             ? c
             : null;
@@ -301,7 +301,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === c.leader?.name);
           const tl = Number(lead?.data.timeline);
           const ok =
-            lead?.data.role === 'primary' &&
+            (lead?.data.role === 'primary' || lead?.data.role === 'master') &&
             lead.data.state === 'running' &&
             tl >= (o.minTimeline ?? 0) &&
             c.members.filter(
@@ -322,7 +322,10 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const c = await cluster.readCluster();
           const name = c.leader?.name;
           const m = c.members.find((x) => x.name === name);
-          return name && name !== not && m?.data.role === 'primary' && m.data.state === 'running'
+          return name &&
+            name !== not &&
+            (m?.data.role === 'primary' || m?.data.role === 'master') &&
+            m.data.state === 'running'
             ? name
             : null;
         },
