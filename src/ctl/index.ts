@@ -4,6 +4,7 @@
  * that say which rule, member or number stopped them.
  */
 import type { Command } from 'commander';
+import { registerDoctor } from './doctor.js';
 import { registerDsn } from './dsn.js';
 import { registerConfigCommands } from './edit-config.js';
 import { registerViews } from './list.js';
@@ -34,4 +35,5 @@ export function registerCtl(program: Command): void {
   registerRemove(ctl);
   registerDsn(ctl);
   registerQuery(ctl);
+  registerDoctor(ctl);
 }
