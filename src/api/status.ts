@@ -29,7 +29,9 @@ export function statusBody(
   const body: Record<string, unknown> = { state: apiState(s) };
   if (st && s.running) {
     body.postmaster_start_time = st.postmasterStartTime;
-    body.role = publishedRole(st.inRecovery ? 'replica' : 'primary');
+    body.role = publishedRole(
+      st.inRecovery ? (s.role === 'standby_leader' ? 'standby_leader' : 'replica') : 'primary',
+    );
     body.server_version = st.serverVersion;
     body.xlog = st.inRecovery
       ? {
@@ -100,7 +102,13 @@ export function healthCode(
   const p = path === '/' ? '/primary' : path;
   const st = s.status;
   const running = s.running && st !== null;
-  const role = running ? (st.inRecovery ? 'replica' : 'primary') : s.role;
+  const role = running
+    ? st.inRecovery
+      ? s.role === 'standby_leader'
+        ? 'standby_leader'
+        : 'replica'
+      : 'primary'
+    : s.role;
   const leaderOptime = s.cluster?.status?.optime ?? 0;
   const replayed = st?.replayLsn ?? st?.walPosition ?? 0;
   const maxLag = parseLag(q.lag) ?? Number.MAX_SAFE_INTEGER;
@@ -116,7 +124,8 @@ export function healthCode(
   let code = 503;
   let ignoreTags = false;
   if (p.includes('standby_leader') || p.includes('standby-leader')) {
-    code = 503; // pgha does not run standby clusters yet
+    // Patroni: the holder of a standby cluster's leader key whose PostgreSQL runs as a replica.
+    code = isLeader && s.standbyCluster && (role === 'standby_leader' || role === 'replica') ? 200 : 503;
     ignoreTags = true;
   } else if (p.includes('leader')) {
     code = leaderCode;
@@ -127,7 +136,7 @@ export function healthCode(
   } else if (p.includes('replica')) {
     code = replicaCode;
   } else if (p.includes('read-only') && !p.includes('sync')) {
-    code = primaryCode === 200 ? 200 : replicaCode;
+    code = primaryCode === 200 || (isLeader && role === 'standby_leader') ? 200 : replicaCode;
   } else if (p.includes('health')) {
     code = running ? 200 : 503;
   } else if (s.cluster) {
@@ -195,8 +204,18 @@ export function metricsBody(s: AgentSnapshot, version: string): string {
     'Current location of the Postgres transaction log, 0 if this node is not the leader.',
     primary ? st.walPosition : 0,
   );
-  metric('patroni_standby_leader', 'gauge', 'Value is 1 if this node is the standby_leader, 0 otherwise.', 0);
-  metric('patroni_replica', 'gauge', 'Value is 1 if this node is a replica, 0 otherwise.', replica ? 1 : 0);
+  metric(
+    'patroni_standby_leader',
+    'gauge',
+    'Value is 1 if this node is the standby_leader, 0 otherwise.',
+    replica && s.isLeader && s.role === 'standby_leader' ? 1 : 0,
+  );
+  metric(
+    'patroni_replica',
+    'gauge',
+    'Value is 1 if this node is a replica, 0 otherwise.',
+    replica && s.role !== 'standby_leader' ? 1 : 0,
+  );
   metric(
     'patroni_sync_standby',
     'gauge',

@@ -6,10 +6,7 @@ import {
   changedNotes,
   coveringKeyRow,
   DYNAMIC_KEYS,
-  editMessage,
-  etcdRefusalMessage,
   findKeyRow,
-  holdMessage,
   keyNotes,
   LOCAL_KEYS,
   NoteMemory,
@@ -155,26 +152,20 @@ describe("the table covers Patroni 4.1's configuration (test/fixtures/config/pat
 });
 
 describe('keyNotes', () => {
-  it('refuses standby_cluster in the words the operator needs', () => {
-    const [n] = keyNotes(
-      { bootstrap: { dcs: { standby_cluster: { host: '10.0.0.1', port: 5432 } } } },
-      'local',
-    );
-    expect(n!.kind).toBe('refused');
-    expect(n!.message).toBe(
-      'bootstrap.dcs.standby_cluster is set: pgha cannot run a standby cluster yet; refusing to start ' +
-        '(it would run as an independent writable primary). Remove bootstrap.dcs.standby_cluster or run Patroni for this cluster',
-    );
-    const [e] = keyNotes({ standby_cluster: { restore_command: 'cp /a/%f %p' } }, 'dynamic');
-    expect(etcdRefusalMessage(e!)).toMatch(
-      /^standby_cluster is set in the configuration in etcd: .*refusing to start/,
-    );
-    expect(holdMessage(e!)).toMatch(
-      /^standby_cluster is set in the configuration in etcd: .*not acting on PostgreSQL/,
-    );
-    expect(editMessage(e!)).toMatch(
-      /^standby_cluster: pgha cannot run a standby cluster yet: pgha agents refuse to start/,
-    );
+  it('acts on standby_cluster, custom methods and the tags of cascading, without a word', () => {
+    const cfg = {
+      bootstrap: {
+        dcs: { standby_cluster: { host: '10.0.0.1', port: 5432, create_replica_methods: ['restore'] } },
+        method: 'restore',
+        restore: { command: 'x', recovery_conf: { restore_command: 'cp %f %p' } },
+        users: { admin: { password: 'x', options: ['createdb'] } },
+        post_bootstrap: 'true',
+      },
+      postgresql: { create_replica_methods: ['restore'], restore: { command: 'x', no_leader: true } },
+      tags: { clonefrom: true, replicatefrom: 'n1', nostream: true },
+    };
+    expect(keyNotes(cfg, 'local')).toEqual([]);
+    expect(keyNotes({ standby_cluster: { restore_command: 'cp /a/%f %p' } }, 'dynamic')).toEqual([]);
   });
 
   it('lets values pgha handles as Patroni does pass without a word', () => {
@@ -216,14 +207,11 @@ describe('keyNotes', () => {
     const named = {
       postgresql: { create_replica_methods: ['wal_g', 'basebackup'], wal_g: { command: 'x' } },
     };
-    expect(keyNotes(named, 'local').map((n) => n.path)).toEqual([
-      'postgresql.create_replica_methods',
-      'postgresql.wal_g',
-    ]);
+    expect(findKeyRow('local', 'postgresql.wal_g', named)?.status).toBe('acted');
     // Not named: the schema reports postgresql.wal_g as an unknown key instead.
     expect(findKeyRow('local', 'postgresql.wal_g', { postgresql: {} })).toBeUndefined();
     const boot = { bootstrap: { method: 'restore', restore: { command: 'x' } } };
-    expect(keyNotes(boot, 'local').map((n) => n.path)).toEqual(['bootstrap.method', 'bootstrap.restore']);
+    expect(keyNotes(boot, 'local')).toEqual([]);
   });
 
   it('reports unknown keys of the dynamic configuration, and local postgresql keys put there', () => {

@@ -79,8 +79,6 @@ const OTHER_DCS = "pgha keeps the cluster's state in etcd only (the etcd3 sectio
 const LOG_ROTATION =
   'pgha appends to <dir>/patroni.log and never rotates it: rotate it with logrotate (copytruncate)';
 const ROLES = ['primary', 'replica', 'standby_leader'] as const;
-const RECOVERY_CONF =
-  'pgha writes only primary_conninfo, primary_slot_name and recovery_target_timeline for a replica: put restore_command and other recovery settings in postgresql.parameters';
 const PG_CTL_TIMEOUT =
   'pgha bounds starts and stops with its own timeouts (primary_start_timeout, primary_stop_timeout)';
 const REWIND_OPTIONS = 'pgha runs pg_rewind with its own options only';
@@ -154,29 +152,21 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('bootstrap.dcs', 'written to the config key when the cluster is created (ha/runner.ts)', {
     nested: 'dynamic',
   }),
-  ignored(
-    'bootstrap.method',
-    'pgha creates a new cluster with initdb only: the node that would create it stops with an error instead (a cluster that exists already is not affected)',
-    { unless: when('it is `initdb`', (v) => v === 'initdb') },
-  ),
-  ignored('bootstrap.{method}', 'pgha does not run custom bootstrap methods (see bootstrap.method)', {
-    keys: ['command', 'keep_existing_recovery_conf', 'no_params', 'recovery_conf', '*'],
+  acted('bootstrap.method', 'ha/bootstrap.ts (initdb or the custom method it names)'),
+  acted('bootstrap.{method}', 'config/methods.ts, ha/bootstrap.ts', {
+    keys: ['command', 'keep_existing_recovery_conf', 'no_params', 'recovery_conf'],
   }),
+  ...['command', 'keep_existing_recovery_conf', 'no_params', 'recovery_conf'].map((k) =>
+    acted(`bootstrap.{method}.${k}`, 'ha/bootstrap.ts (custom bootstrap)'),
+  ),
   acted('bootstrap.initdb', 'postgres/postgres.ts (initdb)'),
   acted('bootstrap.pg_hba', 'ha/runner.ts (pgHba), while no other pg_hba is configured'),
-  ignored(
-    'bootstrap.users',
-    'pgha creates only the superuser, replication and rewind roles (Patroni 4.0 dropped bootstrap.users too): create other roles once the cluster runs',
-    { unless: emptyMap, keys: ['*.password', '*.options'] },
-  ),
-  ignored(
-    'bootstrap.post_bootstrap',
-    'pgha runs no script after it creates a cluster: run it yourself against the new leader',
-  ),
-  ignored(
-    'bootstrap.post_init',
-    'pgha runs no script after it creates a cluster: run it yourself against the new leader',
-  ),
+  acted('bootstrap.users', 'postgres/postgres.ts (createUsers, after the bootstrap)'),
+  acted('bootstrap.users.*', 'postgres/postgres.ts (createUsers, after the bootstrap)'),
+  acted('bootstrap.users.*.password', 'postgres/postgres.ts (createUsers)'),
+  acted('bootstrap.users.*.options', 'postgres/postgres.ts (createUsers)'),
+  acted('bootstrap.post_bootstrap', 'ha/bootstrap.ts (after the users are created)'),
+  acted('bootstrap.post_init', 'ha/bootstrap.ts (read as post_bootstrap)'),
 
   ...(['etcd3', 'etcd'] as const).flatMap((s) => [
     acted(s, s === 'etcd3' ? 'dcs/etcd.ts' : 'dcs/etcd.ts, over the v3 API (config/load.ts warns)'),
@@ -287,20 +277,12 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
     acted(`postgresql.callbacks.${c}`, 'postgres/callbacks.ts'),
   ),
   ignored('postgresql.proxy_address', 'pgha publishes no proxy_url in the member key'),
-  ignored(
-    'postgresql.create_replica_methods',
-    'pgha clones with pg_basebackup only: it skips the other methods, and a node that needs a new copy of its data while basebackup is not listed stops with an error instead of cloning',
-    {
-      unless: when(
-        'it is `[basebackup]`',
-        (v) => Array.isArray(v) && v.length > 0 && v.every((m) => m === 'basebackup'),
-      ),
-    },
-  ),
-  ignored(
-    'postgresql.{create_replica_methods}',
-    'pgha does not run custom replica methods (see postgresql.create_replica_methods)',
-    { keys: ['command', 'keep_data', 'no_params', 'no_leader', 'no_master', '*'] },
+  acted('postgresql.create_replica_methods', 'ha/replica-methods.ts'),
+  acted('postgresql.{create_replica_methods}', 'config/methods.ts, postgres/postgres.ts (runReplicaMethod)', {
+    keys: ['command', 'keep_data', 'no_params', 'no_leader', 'no_master', '*'],
+  }),
+  ...['command', 'keep_data', 'no_params', 'no_leader', 'no_master'].map((k) =>
+    acted(`postgresql.{create_replica_methods}.${k}`, 'ha/replica-methods.ts'),
   ),
   ignored('postgresql.bin_name', 'pgha runs the programs under their standard names from bin_dir', {
     keys: ['pg_ctl', 'initdb', 'pg_controldata', 'pg_basebackup', 'postgres', 'pg_isready', 'pg_rewind'],
@@ -309,7 +291,7 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   ignored('postgresql.use_unix_socket_repl', 'replicas connect to their upstream over TCP', {
     unless: isFalse,
   }),
-  ignored('postgresql.recovery_conf', RECOVERY_CONF),
+  acted('postgresql.recovery_conf', 'postgres/conf.ts (written for every replica)'),
   ignored(
     'postgresql.custom_conf',
     'pgha includes postgresql.base.conf (the file initdb wrote) from postgresql.conf, not this file: move its settings into postgresql.parameters',
@@ -354,12 +336,9 @@ export const LOCAL_KEYS: readonly KeyRow[] = [
   acted('tags.failover_priority', 'ha/rules.ts (0 or less: nofailover), ha/race.ts'),
   acted('tags.noloadbalance', 'api/status.ts (GET /replica), router/'),
   acted('tags.nosync', 'ha/sync.ts'),
-  ignored('tags.clonefrom', 'new replicas clone from the leader', { unless: isFalse }),
-  ignored(
-    'tags.replicatefrom',
-    'this node streams from the leader (the tag is published, and pgha ctl topology shows it)',
-  ),
-  ignored('tags.nostream', 'this node streams from the leader like any replica', { unless: isFalse }),
+  acted('tags.clonefrom', 'ha/replica-methods.ts (cloneSource)'),
+  acted('tags.replicatefrom', 'ha/decide.ts (upstreamFor)'),
+  acted('tags.nostream', 'ha/decide.ts (upstreamFor), postgres/conf.ts'),
   ignored(
     'tags.sync_priority',
     'pgha picks synchronous standbys among streaming members by WAL position, not by priority (use nosync to exclude one)',
@@ -411,37 +390,25 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
     'pgha leaves logical slots alone but drops inactive physical slots that belong to no member, listed here or not (see slots)',
     { unless: emptyList, keys: ['name', 'type', 'database', 'plugin'] },
   ),
-  // Without it pgha would initdb or promote a writable primary of its own beside the source cluster.
-  refused(
+  acted(
     'standby_cluster',
-    {
-      why: 'pgha cannot run a standby cluster yet',
-      risk: 'it would run as an independent writable primary',
-      fix: 'Remove {key} or run Patroni for this cluster',
-      // Patroni's is_standby_cluster: a section without host, port and restore_command is no standby.
-      unless: when(
-        'it names no `host`, `port` or `restore_command`',
-        (v) => !isRecord(v) || !['host', 'port', 'restore_command'].some((k) => Boolean(v[k])),
-      ),
-    },
-    {
-      keys: [
-        'host',
-        'port',
-        'primary_slot_name',
-        'create_replica_methods',
-        'restore_command',
-        'archive_cleanup_command',
-        'recovery_min_apply_delay',
-      ],
-    },
+    'ha/standby.ts, ha/decide.ts (no member runs as a writable primary while it is set)',
   ),
+  ...[
+    'host',
+    'port',
+    'primary_slot_name',
+    'create_replica_methods',
+    'restore_command',
+    'archive_cleanup_command',
+    'recovery_min_apply_delay',
+  ].map((k) => acted(`standby_cluster.${k}`, 'ha/standby.ts')),
   acted('postgresql', 'ha/runner.ts'),
   acted('postgresql.use_pg_rewind', 'ha/runner.ts'),
   acted('postgresql.use_slots', 'ha/runner.ts'),
   acted('postgresql.parameters', 'postgres/conf.ts (under the local postgresql.parameters)'),
   acted('postgresql.pg_hba', 'ha/runner.ts (pgHba)'),
-  ignored('postgresql.recovery_conf', RECOVERY_CONF),
+  acted('postgresql.recovery_conf', 'postgres/conf.ts (under the local postgresql.recovery_conf)'),
   ...perRole('postgresql.parameters', 'parameters'),
   ...perRole('postgresql.pg_hba', 'pg_hba'),
   ignored('postgresql.pg_ident', "pgha writes pg_ident.conf from each node's postgresql.pg_ident only"),

@@ -259,13 +259,30 @@ postgresql:
     expect(warnings).toEqual([
       'postgresql.foo: unknown key, ignored',
       'log.colour: unknown key, ignored',
-      expect.stringMatching(
-        /^postgresql\.pgbackrest: not acted on by pgha; pgha does not run custom replica methods/,
-      ),
-      expect.stringMatching(
-        /^postgresql\.create_replica_methods: not acted on by pgha; pgha clones with pg_basebackup only/,
-      ),
       expect.stringMatching(/^log\.format: not acted on by pgha; /),
+    ]);
+    // A custom replica method's section is kept for the agent.
+    expect(config?.postgresql.replica_methods?.pgbackrest?.command).toBe('restore');
+  });
+
+  it('keeps the custom bootstrap method, and says what is missing from one', () => {
+    const ok = loadConfig(
+      file(
+        MINIMAL +
+          'bootstrap:\n  method: restore\n  restore: {command: "r.sh --x", recovery_conf: {restore_command: "cp %f %p"}}\n',
+      ),
+      {},
+    );
+    expect(ok.errors).toEqual([]);
+    expect(ok.config?.bootstrap.methods?.restore).toEqual({
+      command: 'r.sh --x',
+      no_params: false,
+      keep_existing_recovery_conf: false,
+      recovery_conf: { restore_command: 'cp %f %p' },
+    });
+    const bad = loadConfig(file(MINIMAL + 'bootstrap:\n  method: restore\n'), {});
+    expect(bad.errors).toEqual([
+      expect.stringMatching(/^bootstrap\.restore: bootstrap\.method is "restore" but/),
     ]);
   });
 
@@ -279,9 +296,6 @@ postgresql:
     expect(refusals).toEqual([
       expect.stringMatching(
         /^postgresql\.pre_promote is set: pgha does not run the pre_promote fencing script/,
-      ),
-      expect.stringMatching(
-        /^bootstrap\.dcs\.standby_cluster is set: pgha cannot run a standby cluster yet; refusing to start/,
       ),
     ]);
     expect(warnings).toEqual([expect.stringMatching(/^bootstrap\.dcs\.slots: not acted on by pgha; /)]);

@@ -20,6 +20,7 @@ import {
   type ParsedFile,
 } from './schema.js';
 import { findKeyRow, keyNotes } from './keys.js';
+import { extractMethods } from './methods.js';
 import {
   LIBPQ_TLS_KEYS,
   type Credentials,
@@ -252,6 +253,8 @@ export function validateConfig(
 
   // Unknown keys: record a warning, strip them, parse again. Strict objects report them as issues.
   const input = structuredClone(raw);
+  const methods = extractMethods(input);
+  errors.push(...methods.errors);
   let result = fileSchema.safeParse(input, { error: errorMap });
   const unknown = result.success ? [] : result.error.issues.filter((i) => i.code === 'unrecognized_keys');
   for (const issue of unknown) {
@@ -307,6 +310,8 @@ export function validateConfig(
   if (!result.success || errors.length || !etcd) return { errors, warnings, refusals };
 
   const config = build(result.data, etcd, binDir);
+  if (Object.keys(methods.bootstrap).length > 0) config.bootstrap.methods = methods.bootstrap;
+  config.postgresql.replica_methods = methods.replica;
   if (source) config.source = source;
   return { config, errors, warnings, refusals };
 }

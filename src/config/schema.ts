@@ -7,7 +7,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import type { DynamicConfig, EtcdConfig, HostPort, ListenAddress } from './types.js';
+import type { DynamicConfig, EtcdConfig, HostPort, ListenAddress, StandbyClusterConfig } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Address parsing
@@ -275,6 +275,31 @@ export const dynamicConfigSchema = z.looseObject({
     'Maintenance mode: the agents do not start, stop, promote or fail over anything (pgha ctl pause / resume).',
   ),
   postgresql: dynamicPostgresql.describe('PostgreSQL settings shared by every member.'),
+  standby_cluster: z
+    .preprocess(
+      blank,
+      z
+        .looseObject({
+          host: optText().describe('Host of the PostgreSQL the standby leader replicates from.'),
+          port: z
+            .preprocess(asInt, z.number().int().min(1).max(65535).optional())
+            .describe('Its port (default 5432).'),
+          primary_slot_name: optText().describe('Replication slot the standby leader uses on it.'),
+          restore_command: optText().describe(
+            'restore_command of every member of the standby cluster (WAL from an archive).',
+          ),
+          archive_cleanup_command: optText().describe('archive_cleanup_command of every member.'),
+          recovery_min_apply_delay: optText().describe("The standby leader's recovery_min_apply_delay."),
+          create_replica_methods: textList().describe(
+            'How the standby leader creates its data: basebackup (from host:port) and custom methods of postgresql.',
+          ),
+        })
+        .optional(),
+    )
+    .describe(
+      'Run this cluster as a standby of another one: its leader (the standby leader) replicates from host:port ' +
+        '(or restore_command) and no member runs as a writable primary while it is set; remove it to promote the cluster.',
+    ),
 });
 
 /**
@@ -310,6 +335,33 @@ export function adjustTimeouts(c: Pick<DynamicConfig, 'ttl' | 'loop_wait' | 'ret
     };
   }
   return { loop_wait, retry_timeout };
+}
+
+/**
+ * Patroni's `is_standby_cluster`: a `standby_cluster` section makes a standby cluster only when it
+ * names a host, a port or a restore_command.
+ */
+export function isStandbyCluster(v: unknown): boolean {
+  return isRecord(v) && ['host', 'port', 'restore_command'].some((k) => Boolean(v[k]));
+}
+
+/** The section's values; a value of the wrong type is left out, never the whole section. */
+function standbyClusterOf(v: unknown): StandbyClusterConfig {
+  const out: StandbyClusterConfig = {};
+  if (!isRecord(v)) return out;
+  for (const k of [
+    'host',
+    'primary_slot_name',
+    'restore_command',
+    'archive_cleanup_command',
+    'recovery_min_apply_delay',
+  ] as const)
+    if ((typeof v[k] === 'string' || typeof v[k] === 'number') && v[k] !== '') out[k] = String(v[k]);
+  const port = asInt(v.port);
+  if (typeof port === 'number' && Number.isInteger(port)) out.port = port;
+  if (Array.isArray(v.create_replica_methods))
+    out.create_replica_methods = v.create_replica_methods.filter((m): m is string => typeof m === 'string');
+  return out;
 }
 
 /**
@@ -372,6 +424,10 @@ export function parseDynamicConfig(raw: unknown): {
       ...(d.postgresql.pg_hba ? { pg_hba: d.postgresql.pg_hba } : {}),
       ...(d.postgresql.recovery_conf ? { recovery_conf: d.postgresql.recovery_conf } : {}),
     },
+    // An invalid value inside the section never turns a standby cluster into an independent one.
+    ...(isStandbyCluster(rawObj.standby_cluster)
+      ? { standby_cluster: standbyClusterOf(d.standby_cluster ?? rawObj.standby_cluster) }
+      : {}),
     raw: rawObj,
   };
   const timeouts = adjustTimeouts(config);
@@ -522,7 +578,8 @@ const postgresqlSection = section({
   create_replica_methods: z
     .preprocess(blank, z.array(z.preprocess(asText, z.string())).min(1).default(['basebackup']))
     .describe(
-      'How a replica gets its data; basebackup (pg_basebackup from the leader or a clonefrom member) is what pgha runs.',
+      'How a replica gets its data, tried in order: basebackup (pg_basebackup from the leader or a clonefrom member) ' +
+        'or a custom method whose section postgresql.<method> names its command (keep_data, no_params, no_leader).',
     ),
   basebackup: toolOptions().describe(
     'pg_basebackup options: a list of flag or {flag: value} (e.g. max-rate: 100M).',
@@ -540,6 +597,12 @@ const postgresqlSection = section({
   os_user: z
     .preprocess(asText, z.string().min(1).default('postgres'))
     .describe('pgha: the OS user PostgreSQL runs as when the agent runs as root.'),
+  recovery_conf: z
+    .preprocess(withoutNulls, z.record(z.string(), scalar))
+    .optional()
+    .describe(
+      'Recovery settings every replica of this node starts with (restore_command, recovery_min_apply_delay, ...).',
+    ),
 });
 
 const bootstrapSection = section({
@@ -561,11 +624,11 @@ const bootstrapSection = section({
     )
     .describe('Roles created after initdb: name → {password, options}.'),
   post_bootstrap: optText().describe(
-    'Command Patroni runs once after the cluster is initialised; pgha does not run it yet.',
+    'Command run once after the cluster is created, with a connection string to it as its argument; its failure undoes the bootstrap.',
   ),
-  post_init: optText().describe("Patroni's older name for post_bootstrap; not run by pgha either."),
+  post_init: optText().describe("Patroni's older name for post_bootstrap."),
   method: optText().describe(
-    'Custom bootstrap method; pgha runs initdb only and refuses to create a cluster when another method is set.',
+    'How the first node creates the cluster: initdb, or the name of a section of bootstrap with the command that restores the data (command, no_params, keep_existing_recovery_conf, recovery_conf).',
   ),
 });
 
@@ -596,11 +659,11 @@ const tagsSection = z.preprocess(
       "Leave this replica out of GET /replica (and the router's read-only port).",
     ),
     clonefrom: bool(false).describe(
-      'Patroni: other members may clone their data from this node; pgha clones from the leader and does not act on it yet.',
+      'New replicas clone their data from this node (a running replica tagged clonefrom is picked before the leader).',
     ),
     nosync: bool(false).describe('Never choose this node as a synchronous standby.'),
     nostream: optBool().describe(
-      'Patroni 4: replay WAL from the archive only, never stream; pgha accepts the tag but does not act on it yet.',
+      'Patroni 4: never stream; the replica replays WAL from the archive only (restore_command) and keeps no slot.',
     ),
     failover_priority: z
       .preprocess(asInt, z.number().int().optional())
@@ -608,7 +671,7 @@ const tagsSection = z.preprocess(
         'Among equally advanced candidates, the higher priority wins the leader race (default 1); 0 or less: never promoted, as nofailover.',
       ),
     replicatefrom: optText().describe(
-      'Member to stream from instead of the leader (cascading); shown by pgha ctl topology, while pgha streams from the leader for now.',
+      'Member to stream from instead of the leader (cascading replication); the leader when that member is gone.',
     ),
   }),
 );

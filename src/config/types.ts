@@ -93,6 +93,50 @@ export interface PostgresqlConfig {
   remove_data_directory_on_diverged_timelines: boolean;
   /** pgha extension: OS user that owns and runs PostgreSQL when the agent runs as root. */
   os_user: string;
+  /** Recovery settings (restore_command, ...) every replica of this node runs with (Patroni's). */
+  recovery_conf?: Record<string, string | number | boolean>;
+  /**
+   * The sections of custom replica creation methods (`postgresql.<method>`), by method name: `command`,
+   * `keep_data`, `no_params`, `no_leader` (`no_master`) and any other key, passed as `--key=value`.
+   */
+  replica_methods?: Record<string, ReplicaMethodConfig>;
+}
+
+/** A custom way to create a replica's data (`postgresql.create_replica_methods` names it). */
+export interface ReplicaMethodConfig {
+  /** The command; the method's name when absent (Patroni runs the name as the command). */
+  command?: string;
+  /** Leave the data directory as it is before the command runs (default: emptied). */
+  keep_data: boolean;
+  /** Pass no `--scope`, `--role`, `--datadir`, `--connstring` and no other option. */
+  no_params: boolean;
+  /** Works without a running member to copy from (a restore from a backup). */
+  no_leader: boolean;
+  /** The other keys, passed to the command as `--key=value`. */
+  options: Record<string, string>;
+}
+
+/** The section a custom `bootstrap.method` names (`bootstrap.<method>`). */
+export interface BootstrapMethodConfig {
+  command: string;
+  /** Pass no `--scope` and `--datadir`. */
+  no_params: boolean;
+  /** Keep the recovery configuration the command left (standby.signal / recovery.signal). */
+  keep_existing_recovery_conf: boolean;
+  /** Recovery settings to start the restored data with (recovery.signal and these parameters). */
+  recovery_conf?: Record<string, string | number | boolean>;
+}
+
+/** `standby_cluster` of the dynamic configuration: this cluster replicates from another one. */
+export interface StandbyClusterConfig {
+  host?: string;
+  port?: number;
+  primary_slot_name?: string;
+  restore_command?: string;
+  archive_cleanup_command?: string;
+  recovery_min_apply_delay?: string;
+  /** How the standby leader creates its data; default basebackup from host:port. */
+  create_replica_methods?: string[];
 }
 
 export interface BootstrapConfig {
@@ -104,11 +148,10 @@ export interface BootstrapConfig {
   users?: Record<string, { password?: string; options?: string[] }>;
   post_bootstrap?: string;
   post_init?: string;
-  /**
-   * Patroni's `bootstrap.method`. pgha only bootstraps with initdb: the agent must refuse to create a
-   * cluster when this is set to anything else (a custom method usually means "restore from backup").
-   */
+  /** Patroni's `bootstrap.method`: `initdb` (the default) or the name of a section in `methods`. */
   method?: string;
+  /** The section `method` names, when it is not initdb. */
+  methods?: Record<string, BootstrapMethodConfig>;
 }
 
 export interface TagsConfig {
@@ -241,10 +284,12 @@ export interface DynamicConfig {
     pg_hba?: string[];
     recovery_conf?: Record<string, string | number | boolean>;
   };
+  /** Set when this is a standby cluster (a section naming host, port or restore_command, as Patroni). */
+  standby_cluster?: StandbyClusterConfig;
   raw: Record<string, unknown>;
   /**
-   * Set when the configuration holds a key pgha cannot honour safely (`standby_cluster`; see
-   * `config/keys.ts`): why the agents must not act on PostgreSQL while it is there.
+   * Set when the configuration holds a key pgha cannot honour safely (see `config/keys.ts`): why the
+   * agents must not act on PostgreSQL while it is there.
    */
   hold?: string;
 }

@@ -15,6 +15,8 @@ import { registerCluster, leaderDuties } from './leader.js';
 import { evaluateRace, failoverPossible, watchdogRule } from './race.js';
 import { planRewind, planRewindFailure, type RewindPlan } from './recovery.js';
 import { findMember } from './rules.js';
+import { REMOTE_UPSTREAM, upstreamFor } from './standby.js';
+import { createReplicaData } from './bootstrap.js';
 import { needsRewind } from './timeline.js';
 import type { Decision, LocalPostgres } from './types.js';
 
@@ -54,6 +56,10 @@ export async function startAs(
   opts: { role: 'primary' } | { role: 'replica'; cluster: ClusterState; upstream: string | null },
   callback: 'on_start' | 'on_restart',
 ): Promise<void> {
+  if (opts.role === 'primary' && c.dynamic().standby_cluster)
+    throw new Error(
+      'refusing to start as a primary: standby_cluster is set (a standby cluster has no writable primary)',
+    );
   c.markServerConfigApplied();
   const rc =
     opts.role === 'primary'
@@ -75,56 +81,13 @@ export async function startAs(
   await c.during('starting', () => c.d.pg.start(c.dynamic().primary_start_timeout * 1000), true);
   c.st.startFailure = null;
   c.st.configuredUpstream = rc.upstream ? rc.upstream.member : null;
+  c.st.configuredRemote = c.st.configuredUpstream === REMOTE_UPSTREAM ? c.remoteKey() : null;
   c.st.upstreamKnown = true;
-  c.snapshot.role = opts.role;
-  c.d.runCallback(callback, opts.role);
-}
-
-export async function bootstrap(c: RunnerContext, d: Of<'bootstrap'>, cluster: ClusterState): Promise<void> {
-  const method = c.d.config.bootstrap.method;
-  if (method !== undefined && method !== 'initdb') {
-    await c.setHold(
-      `bootstrap.method is "${method}", which pgha cannot run (only initdb); refusing to create an empty ` +
-        'cluster in its place. Restore the data directory by hand and start the agent again, or remove bootstrap.method',
-      false,
-    );
-    return c.say(d, 'not bootstrapping', 'error');
-  }
-  const noWatchdog = watchdogRefusal(c);
-  if (noWatchdog) return c.say(d, `not bootstrapping: ${noWatchdog}`, 'error');
-  if (!(await c.d.dcs.initialize('', true)))
-    return c.say(d, 'another member won the initialisation race; waiting for it');
-  c.say(d, 'won the initialisation race; running initdb');
-  const pg = c.d.pg;
-  try {
-    await c.during('initializing new cluster', async () => {
-      await pg.initdb(c.d.config.bootstrap.initdb);
-      await pg.configure(c.roleConfig('primary', null, null));
-      await pg.start(c.dynamic().primary_start_timeout * 1000);
-      if (!(await c.d.dcs.attemptToAcquireLeader()))
-        throw new Error('could not take the leader key after initdb');
-      await pg.createUsers();
-      const control = await pg.controlData();
-      if (!control) throw new Error('pg_controldata gave nothing after initdb');
-      await c.d.dcs.initialize(control.systemIdentifier, false);
-      if (!cluster.config) await c.d.dcs.setConfig(c.d.config.bootstrap.dcs);
-    });
-  } catch (err) {
-    c.log.error(
-      `bootstrap failed: ${errorMessage(err)}; removing the half-made data directory and releasing the race`,
-    );
-    await pg.stop('immediate', 10_000).catch(() => undefined);
-    await c.d.dcs.deleteLeader().catch(() => false);
-    await c.d.dcs.cancelInitialization().catch(() => undefined);
-    await pg.removeDataDirectory().catch(() => undefined);
-    throw err;
-  }
-  c.st.configuredUpstream = null;
-  c.st.upstreamKnown = true;
-  c.snapshot.role = 'primary';
-  c.snapshot.isLeader = true;
-  c.d.runCallback('on_start', 'primary');
-  c.log.info('initialised a new cluster; I am the leader');
+  c.snapshot.role =
+    opts.role === 'replica' && c.snapshot.isLeader && c.st.configuredUpstream === REMOTE_UPSTREAM
+      ? 'standby_leader'
+      : opts.role;
+  c.d.runCallback(callback, c.snapshot.role);
 }
 
 /**
@@ -179,38 +142,26 @@ export async function adopt(
 }
 
 export async function clone(c: RunnerContext, d: Of<'clone'>, cluster: ClusterState): Promise<void> {
-  // Listing only other methods means "never pg_basebackup from the leader" (a large database, an
-  // archive to restore from): pgha runs no other method, so it does not clone at all.
-  const methods = c.d.config.postgresql.create_replica_methods;
-  if (!methods.includes('basebackup')) {
-    await c.setHold(
-      `postgresql.create_replica_methods is [${methods.join(', ')}]: pgha clones with pg_basebackup only, ` +
-        'and basebackup is not listed; refusing to clone. Create the data directory by hand (e.g. restore a ' +
-        'backup) and start the agent again, or add basebackup to create_replica_methods',
-      false,
-    );
-    return c.say(d, 'not cloning', 'error');
-  }
   const source = findMember(cluster, d.from);
   const target = source ? connTarget(source) : null;
-  if (!target) return c.say(d, `leader ${d.from} publishes no usable conn_url`, 'warn');
-  c.say(d, `running pg_basebackup from ${target.host}:${target.port}`);
-  try {
-    await c.during('creating replica', () =>
-      c.d.pg.basebackup(
-        target,
-        c.d.config.postgresql.basebackup,
-        progressLogger(c.log, 'pg_basebackup', () => c.clock.now()),
-      ),
-    );
-  } catch (err) {
-    c.log.error(`cloning from ${d.from} failed: ${errorMessage(err)}; removing the partial copy, will retry`);
-    await c.d.pg.removeDataDirectory().catch(() => undefined);
-    throw err;
+  if (!target) return c.say(d, `${d.from} publishes no usable conn_url`, 'warn');
+  c.say(d, `creating my data from ${d.from} (${target.host}:${target.port})`);
+  const ok = await c.during('creating replica', () =>
+    createReplicaData(c, target, c.d.config.postgresql.create_replica_methods),
+  );
+  if (!ok) {
+    c.log.error(`could not create a replica from ${d.from}; will retry`);
+    return;
   }
   await c.setHold(null);
-  await startAs(c, { role: 'replica', cluster, upstream: d.from }, 'on_start');
-  c.log.info(`replica created from ${d.from}; streaming`);
+  const upstream = upstreamFor({
+    me: c.me,
+    cluster,
+    standby: c.dynamic().standby_cluster,
+    tags: c.d.config.tags,
+  });
+  await startAs(c, { role: 'replica', cluster, upstream }, 'on_start');
+  c.log.info(`replica created from ${d.from}; streaming from ${upstream ?? 'nobody (WAL from the archive)'}`);
 }
 
 /** Starts as primary while holding the key; with primary_start_timeout 0, fails over first when it can. */
@@ -337,6 +288,16 @@ export async function race(
     .renewLeader(c.clock.timeout(c.dynamic().retry_timeout * 1000))
     .catch(() => leaseSent);
   if (sent !== null) c.lease.arm(sent);
+  if (c.dynamic().standby_cluster) {
+    // A standby cluster's leader never promotes: it replicates from the standby_cluster source.
+    c.say(d, `took the leader key (${verdict.why}); becoming the standby leader`);
+    if (cluster.initialize === null) await registerCluster(c, cluster, status.systemIdentifier);
+    if (!status.inRecovery)
+      return demote(c, { kind: 'demote', upstream: REMOTE_UPSTREAM, why: d.why }, cluster);
+    if (c.st.configuredUpstream !== REMOTE_UPSTREAM || c.st.configuredRemote !== c.remoteKey())
+      await follow(c, { kind: 'follow', upstream: REMOTE_UPSTREAM, rewind: false, why: d.why }, cluster);
+    return;
+  }
   if (status.inRecovery) {
     c.say(d, `took the leader key (${verdict.why}); promoting`);
     await promote(c, cluster);
@@ -347,6 +308,10 @@ export async function race(
 }
 
 export async function promote(c: RunnerContext, cluster: ClusterState): Promise<void> {
+  if (c.dynamic().standby_cluster)
+    throw new Error(
+      'refusing to promote: standby_cluster is set (a standby cluster has no writable primary)',
+    );
   const started = c.clock.mono();
   // The keeper keeps the lease while a long replay finishes (it may take longer than ttl).
   await c.during(
@@ -458,13 +423,23 @@ export async function follow(c: RunnerContext, d: Of<'follow'>, cluster: Cluster
     await c.stopFastOrImmediate();
     return startReplica(c, d, cluster, d.upstream, true);
   }
-  c.say(d, `pointing replication at ${d.upstream}`);
+  c.say(d, d.upstream ? `pointing replication at ${d.upstream}` : 'replicating from no member');
   const rc = c.roleConfig('replica', cluster, d.upstream);
   await c.d.pg.configure(rc);
   // primary_conninfo and primary_slot_name are reloadable since PostgreSQL 13.
   await c.d.pg.reload();
-  c.st.configuredUpstream = rc.upstream ? rc.upstream.member : null;
-  c.d.runCallback('on_role_change', 'replica');
+  c.st.configuredUpstream = d.upstream === REMOTE_UPSTREAM || rc.upstream ? d.upstream : null;
+  c.st.configuredRemote = d.upstream === REMOTE_UPSTREAM ? c.remoteKey() : null;
+  c.st.upstreamKnown = true;
+  // Between replica and standby_leader the role changes (on_role_change, from the runner's
+  // settleRole); a replica that only repoints replication reloads, as Patroni.
+  const was = c.snapshot.role;
+  const status = await c.d.pg.status().catch(() => null);
+  const now = status ? c.roleOf(status) : was;
+  if (was === 'primary' || was === 'demoted') {
+    c.snapshot.role = now;
+    c.d.runCallback('on_role_change', now);
+  } else if (was === now) c.d.runCallback('on_reload', now);
 }
 
 /** Replaces this node's data with a fresh copy of the leader (a same-timeline fork, when allowed). */

@@ -5,7 +5,7 @@
  */
 import type { CallbackName, DynamicConfig, PghaConfig } from '../config/types.js';
 import type { ClusterState, Dcs, Member } from '../dcs/types.js';
-import type { PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
+import type { ConnTarget, PostgresNode, RoleConfig, ServerStatus } from '../postgres/types.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import type { LeaderWatchdog } from '../watchdog/watchdog.js';
@@ -44,7 +44,9 @@ export interface AgentSnapshot {
   scope: string;
   /** Patroni's member state: running, starting, stopped, crashed, creating replica, ... */
   state: string;
-  role: 'primary' | 'replica' | 'uninitialized' | 'demoted';
+  role: 'primary' | 'replica' | 'standby_leader' | 'uninitialized' | 'demoted';
+  /** The dynamic configuration in force makes this a standby cluster. */
+  standbyCluster: boolean;
   cluster: ClusterState | null;
   dynamic: DynamicConfig;
   status: ServerStatus | null;
@@ -68,6 +70,8 @@ export interface RunnerState {
   /** The member this node was last configured to stream from (null: none, or primary). */
   configuredUpstream: string | null;
   upstreamKnown: boolean;
+  /** With `configuredUpstream` the standby_cluster source: its settings then (`remoteKey`). */
+  configuredRemote: string | null;
   /** Waiting for an operator: the reason (persisted beside the data directory for rewind failures). */
   operatorHold: string | null;
   /** The member state shown while an action runs (`starting`, `promoting`, ...). */
@@ -101,6 +105,7 @@ export function initialState(): RunnerState {
   return {
     configuredUpstream: null,
     upstreamKnown: false,
+    configuredRemote: null,
     operatorHold: null,
     busyState: null,
     longActionSince: null,
@@ -133,6 +138,12 @@ export interface RunnerContext {
   publish(): Promise<void>;
   wake(): void;
   roleConfig(role: 'primary' | 'replica', cluster: ClusterState | null, upstream: string | null): RoleConfig;
+  /** The role a running server has: primary, replica, or standby_leader (the leader of a standby cluster). */
+  roleOf(status: ServerStatus): 'primary' | 'replica' | 'standby_leader';
+  /** Host and port of the standby_cluster source, or null (no standby cluster, or restore_command only). */
+  remoteTarget(): ConnTarget | null;
+  /** The standby_cluster settings a standby leader streams with, to tell when they changed. */
+  remoteKey(): string;
   /** Records that the server configuration now matches the parameters in force. */
   markServerConfigApplied(): void;
   /** Every other member's `GET /patroni` (members of the store, remembered ones, failsafe ones). */

@@ -5,6 +5,7 @@
  * over?") return a kind the runner completes with the pure planners in race.ts.
  */
 import { findMember, isPrimaryRole } from './rules.js';
+import { cloneSource, REMOTE_UPSTREAM, upstreamFor } from './standby.js';
 import { needsRewind } from './timeline.js';
 import type { Decision, HaInput } from './types.js';
 
@@ -28,6 +29,10 @@ export interface Rule {
 interface Ctx {
   leader: string | null;
   iAmLeader: boolean;
+  /** A standby cluster: nobody here may run as a writable primary. */
+  standby: boolean;
+  /** Whom this node should stream from (standby.ts `upstreamFor`). */
+  upstream: string | null;
 }
 
 const invalidDataDir =
@@ -85,17 +90,17 @@ export const RULES: readonly Rule[] = [
   {
     id: 'clone',
     when: 'cluster exists, data directory empty',
-    then: '**clone** from the running leader with pg_basebackup and start as its replica; or wait for one',
+    then: '**clone** (create_replica_methods) from a running member tagged `clonefrom`, else the running leader, and start as a replica; or wait for one',
     decide: (i, c) => {
       if (i.pg.dataState !== 'empty') return null;
       if (i.cluster.initialize === '' && !c.iAmLeader)
         return { kind: 'idle', why: 'another member is initialising the cluster' };
-      const source = c.leader && !c.iAmLeader ? findMember(i.cluster, c.leader) : undefined;
+      const source = c.leader && !c.iAmLeader ? cloneSource(i.cluster, i.me) : null;
       if (source?.data.conn_url && source.data.state === 'running')
         return {
           kind: 'clone',
           from: source.name,
-          why: `my data directory is empty; cloning from leader ${source.name}`,
+          why: `my data directory is empty; cloning from ${source.name === c.leader ? 'leader ' : ''}${source.name}`,
         };
       return { kind: 'idle', why: 'my data directory is empty and there is no running leader to clone from' };
     },
@@ -142,7 +147,7 @@ export const RULES: readonly Rule[] = [
   {
     id: 'unregistered-stopped',
     when: 'no `initialize` key (a new or wiped store), my PostgreSQL is down',
-    then: "data last run as a primary: **adopt** (race, take `leader`, start it as the primary it was, register); a replica's data: **start_replica** read-only, never as a primary",
+    then: "data last run as a primary: **adopt** (race, take `leader`, start it as the primary it was, register); a replica's data, or any data in a standby cluster: **start_replica** read-only (of the `standby_cluster` source), never as a primary",
     decide: (i, c) => {
       if (i.cluster.initialize !== null || i.pg.running) return null;
       if (c.leader && !c.iAmLeader)
@@ -151,6 +156,13 @@ export const RULES: readonly Rule[] = [
           why: `the store has no initialize key; waiting for leader ${c.leader} to register the cluster`,
         };
       if (i.config.pause) return { kind: 'idle', why: 'maintenance mode: not starting PostgreSQL' };
+      if (c.standby)
+        return {
+          kind: 'start_replica',
+          upstream: REMOTE_UPSTREAM,
+          rewind: false,
+          why: 'this is a standby cluster and the store has no initialize key; starting as a replica of the standby_cluster source (never as a primary)',
+        };
       if (i.pg.wasPrimary)
         return { kind: 'adopt', why: 'the store has no initialize key and my data last ran as a primary' };
       return {
@@ -208,9 +220,16 @@ export const RULES: readonly Rule[] = [
   {
     id: 'down-leader',
     when: 'PostgreSQL down, I hold the leader key',
-    then: "data last run as a primary: **start_primary** in place (no failover; with `primary_start_timeout: 0` release the key instead when another member can take over); a replica's data: started read-only, then promoted (never started as a primary: that would fork its timeline)",
+    then: "data last run as a primary: **start_primary** in place (no failover; with `primary_start_timeout: 0` release the key instead when another member can take over); a replica's data: started read-only, then promoted (never started as a primary: that would fork its timeline); in a standby cluster: **start_replica** of the `standby_cluster` source (the standby leader)",
     decide: (i, c) => {
       if (i.pg.running || !c.iAmLeader) return null;
+      if (c.standby)
+        return {
+          kind: 'start_replica',
+          upstream: c.upstream,
+          rewind: false,
+          why: 'PostgreSQL is not running and I hold the leader key of a standby cluster; starting as the standby leader',
+        };
       const readOnly = !i.pg.wasPrimary;
       return {
         kind: 'start_primary',
@@ -225,35 +244,38 @@ export const RULES: readonly Rule[] = [
   {
     id: 'down-follower',
     when: 'PostgreSQL down, another leader',
-    then: "**start_replica** of it, after pg_rewind when my history diverged from the leader's",
+    then: "**start_replica** of it (or of the member `replicatefrom` names; of nobody with `nostream`), after pg_rewind when my history diverged from the leader's",
     decide: (i, c) => {
       if (i.pg.running || !c.leader) return null;
-      const m = findMember(i.cluster, c.leader);
-      if (!m?.data.conn_url)
+      const up = c.upstream;
+      const m = up ? findMember(i.cluster, up) : undefined;
+      if (up && !m?.data.conn_url)
         return {
           kind: 'idle',
-          why: `PostgreSQL is not running and leader ${c.leader} has not published its address yet`,
+          why: `PostgreSQL is not running and ${up === c.leader ? 'leader ' : ''}${up} has not published its address yet`,
         };
       const rewind = rewindFor(i, c.leader, false);
       return {
         kind: 'start_replica',
-        upstream: c.leader,
+        upstream: up,
         rewind,
-        why: `PostgreSQL is not running; starting as a replica of leader ${c.leader}${rewind ? ' after pg_rewind (timeline diverged)' : ''}`,
+        why: `PostgreSQL is not running; starting as a replica of ${up === c.leader ? `leader ${up}` : (up ?? 'nobody (nostream: WAL from the archive only)')}${rewind ? ' after pg_rewind (timeline diverged)' : ''}`,
       };
     },
   },
   {
     id: 'down-no-leader',
     when: 'PostgreSQL down, no leader',
-    then: '**start_replica** with no upstream (read-only), race on a later cycle',
-    decide: (i) =>
+    then: '**start_replica** with no upstream (read-only; in a standby cluster, of the `standby_cluster` source), race on a later cycle',
+    decide: (i, c) =>
       !i.pg.running
         ? {
             kind: 'start_replica',
-            upstream: null,
+            upstream: c.standby ? c.upstream : null,
             rewind: false,
-            why: 'PostgreSQL is not running and there is no leader; starting read-only before the leader race',
+            why: c.standby
+              ? 'PostgreSQL is not running and the standby cluster has no leader; following the standby_cluster source before the leader race'
+              : 'PostgreSQL is not running and there is no leader; starting read-only before the leader race',
           }
         : null,
   },
@@ -279,7 +301,7 @@ export const RULES: readonly Rule[] = [
   {
     id: 'unregistered-running',
     when: 'no `initialize` key, PostgreSQL running',
-    then: 'a primary: **race** (on winning, register the cluster; PostgreSQL is not restarted); a replica: wait one ttl for the primary to re-register, then **race** like any replica (promotion, never a restart as primary)',
+    then: 'a primary: **race** (on winning, register the cluster; PostgreSQL is not restarted); a replica: wait one ttl for the primary to re-register (in a standby cluster: no wait), then **race** like any replica (promotion, never a restart as primary)',
     decide: (i, c) => {
       if (i.cluster.initialize !== null) return null;
       if (c.leader) {
@@ -292,6 +314,9 @@ export const RULES: readonly Rule[] = [
       const s = i.pg.status;
       if (s && !s.inRecovery)
         return { kind: 'race', why: 'the store has no initialize key and I run as primary' };
+      // Nobody re-registers a standby cluster as its primary: its members race at once.
+      if (c.standby)
+        return { kind: 'race', why: 'the standby cluster has no initialize key and no standby leader' };
       const waited = i.memory?.uninitializedForMs ?? 0;
       if (waited < i.config.ttl * 1000)
         return {
@@ -313,11 +338,24 @@ export const RULES: readonly Rule[] = [
   {
     id: 'leader-replica',
     when: 'I hold the leader key, running as a replica',
-    then: '**promote**',
-    decide: (i, c) =>
-      c.iAmLeader && i.pg.status?.inRecovery
-        ? { kind: 'promote', why: 'I hold the leader key but run as a replica' }
-        : null,
+    then: '**promote**; in a standby cluster: **follow** the `standby_cluster` source (the standby leader), never promote',
+    decide: (i, c) => {
+      if (!c.iAmLeader || !i.pg.status?.inRecovery) return null;
+      if (!c.standby) return { kind: 'promote', why: 'I hold the leader key but run as a replica' };
+      if (i.pg.configuredUpstream !== REMOTE_UPSTREAM)
+        return {
+          kind: 'follow',
+          upstream: REMOTE_UPSTREAM,
+          rewind: false,
+          why: 'I hold the leader key of a standby cluster; following the standby_cluster source as the standby leader',
+        };
+      if (i.cluster.failover)
+        return {
+          kind: 'cancel_switchover',
+          why: 'a switchover was requested in a standby cluster, where pgha does not hand the standby leader over',
+        };
+      return { kind: 'renew', why: 'I am the standby leader with the lock' };
+    },
   },
   {
     id: 'leader-switchover',
@@ -328,6 +366,11 @@ export const RULES: readonly Rule[] = [
       const fo = i.cluster.failover;
       if (!fo || !(fo.leader === i.me || (fo.leader === undefined && fo.member && fo.member !== i.me)))
         return null;
+      if (c.standby)
+        return {
+          kind: 'cancel_switchover',
+          why: 'a switchover was requested in a standby cluster, where pgha does not hand the standby leader over',
+        };
       const at = fo.scheduled_at === undefined ? undefined : Date.parse(fo.scheduled_at);
       if (at !== undefined && at < i.now - i.config.loop_wait * 1500)
         return { kind: 'cancel_switchover', why: `found a stale switchover scheduled at ${fo.scheduled_at}` };
@@ -342,8 +385,17 @@ export const RULES: readonly Rule[] = [
   {
     id: 'leader',
     when: 'I hold the leader key, primary',
-    then: '**renew**: upkeep of `status`, `history`, slots, sync, failsafe',
-    decide: (i, c) => (c.iAmLeader ? { kind: 'renew', why: 'I am the leader with the lock' } : null),
+    then: '**renew**: upkeep of `status`, `history`, slots, sync, failsafe; in a standby cluster (the section was added: `demote-cluster`): **demote** to a replica of the `standby_cluster` source',
+    decide: (i, c) => {
+      if (!c.iAmLeader) return null;
+      if (c.standby && i.pg.status && !i.pg.status.inRecovery)
+        return {
+          kind: 'demote',
+          upstream: REMOTE_UPSTREAM,
+          why: 'standby_cluster is set but I run as a writable primary; demoting to the standby leader',
+        };
+      return { kind: 'renew', why: 'I am the leader with the lock' };
+    },
   },
   {
     id: 'other-leader-primary',
@@ -353,7 +405,7 @@ export const RULES: readonly Rule[] = [
       i.pg.status && !i.pg.status.inRecovery
         ? {
             kind: 'demote',
-            upstream: c.leader,
+            upstream: c.upstream,
             why: `${c.leader} holds the leader lock but I run as primary`,
           }
         : null,
@@ -374,19 +426,27 @@ export const RULES: readonly Rule[] = [
   },
   {
     id: 'follow',
-    when: 'another leader, I stream from someone else (or nobody)',
+    when: 'another leader, I stream from someone else than my upstream (the leader, `replicatefrom`, nobody with `nostream`)',
     then: '**follow**: rewrite `primary_conninfo`, reload; pg_rewind first when diverged',
     decide: (i, c) => {
       const leader = c.leader as string;
-      const m = findMember(i.cluster, leader);
-      if (!m?.data.conn_url)
-        return { kind: 'idle', why: `leader ${leader} has not published its address yet` };
-      if (!isPrimaryRole(m.data.role) || i.pg.configuredUpstream === leader) return null;
+      const up = c.upstream;
+      if (i.pg.configuredUpstream === up) return null;
+      if (up === null)
+        return {
+          kind: 'follow',
+          upstream: null,
+          rewind: false,
+          why: 'nostream: replaying WAL from the archive only',
+        };
+      const m = findMember(i.cluster, up);
+      if (!m?.data.conn_url) return { kind: 'idle', why: `${up} has not published its address yet` };
+      if (up === leader && !isPrimaryRole(m.data.role)) return null;
       return {
         kind: 'follow',
-        upstream: leader,
-        rewind: rewindFor(i, leader, true),
-        why: `following the new leader ${leader} (was ${i.pg.configuredUpstream ?? 'none'})`,
+        upstream: up,
+        rewind: up === leader && rewindFor(i, leader, true),
+        why: `following ${up === leader ? `the new leader ${up}` : `${up} (replicatefrom)`} (was ${i.pg.configuredUpstream ?? 'none'})`,
       };
     },
   },
@@ -399,6 +459,7 @@ export const RULES: readonly Rule[] = [
       const leader = c.leader as string;
       const lt = leaderTimeline(i, leader);
       if (
+        c.upstream !== leader ||
         !s ||
         lt === undefined ||
         s.replicationState === 'streaming' ||
@@ -422,10 +483,20 @@ export const RULES: readonly Rule[] = [
   },
 ];
 
+function context(input: HaInput): Ctx {
+  const leader = input.cluster.leader?.name ?? null;
+  const standby = input.config.standby_cluster;
+  return {
+    leader,
+    iAmLeader: leader === input.me,
+    standby: standby !== undefined,
+    upstream: upstreamFor({ me: input.me, cluster: input.cluster, standby, tags: input.tags }),
+  };
+}
+
 /** Picks this cycle's step: the first rule of `RULES` that applies. Never performs I/O. */
 export function decide(input: HaInput): Decision {
-  const leader = input.cluster.leader?.name ?? null;
-  const ctx: Ctx = { leader, iAmLeader: leader === input.me };
+  const ctx = context(input);
   for (const rule of RULES) {
     const d = rule.decide(input, ctx);
     if (d) return d;
@@ -435,8 +506,7 @@ export function decide(input: HaInput): Decision {
 
 /** Which rule decides `input` (for tests and the docs). */
 export function decidingRule(input: HaInput): string {
-  const leader = input.cluster.leader?.name ?? null;
-  const ctx: Ctx = { leader, iAmLeader: leader === input.me };
+  const ctx = context(input);
   for (const rule of RULES) if (rule.decide(input, ctx)) return rule.id;
   return 'none';
 }

@@ -11,6 +11,7 @@ import type { RunnerContext } from './context.js';
 import { failsafeTopology, sameTopology } from './failsafe.js';
 import { historyMatches, mergeTimelineHistory } from './history.js';
 import { planSlots, slotRetentionMs } from './slot-plan.js';
+import { slotMembers } from './standby.js';
 import { planQuorum, planSync } from './sync.js';
 
 /**
@@ -37,6 +38,7 @@ export async function leaderDuties(
   cluster: ClusterState,
   status: ServerStatus | null,
 ): Promise<void> {
+  if (status?.inRecovery && c.dynamic().standby_cluster) return standbyLeaderDuties(c, cluster, status);
   if (!status || status.inRecovery) return;
   if (cluster.initialize === null || !cluster.config)
     await registerCluster(c, cluster, status.systemIdentifier);
@@ -44,6 +46,25 @@ export async function leaderDuties(
   await maintainHistory(c, cluster, status);
   await maintainSlots(c, cluster, 'primary');
   await manageSync(c, cluster, status);
+  const key = JSON.stringify({ optime: status.walPosition });
+  if (key !== c.st.lastStatusKey) {
+    await c.d.dcs.setStatus({ optime: status.walPosition });
+    c.st.lastStatusKey = key;
+  }
+}
+
+/**
+ * The standby leader's upkeep: register the cluster, keep slots for the members that stream from it,
+ * publish its position. No history, sync or failsafe key: its PostgreSQL is a replica of the source.
+ */
+async function standbyLeaderDuties(
+  c: RunnerContext,
+  cluster: ClusterState,
+  status: ServerStatus,
+): Promise<void> {
+  if (cluster.initialize === null || !cluster.config)
+    await registerCluster(c, cluster, status.systemIdentifier);
+  await maintainSlots(c, cluster, 'primary');
   const key = JSON.stringify({ optime: status.walPosition });
   if (key !== c.st.lastStatusKey) {
     await c.d.dcs.setStatus({ optime: status.walPosition });
@@ -73,7 +94,8 @@ export async function maintainSlots(
     const plan = planSlots({
       role,
       useSlots: c.dynamic().postgresql.use_slots,
-      memberSlots: cluster.members.filter((m) => m.name !== c.me).map((m) => c.d.slotName(m.name)),
+      memberSlots: slotMembers(cluster, c.me, true).map((m) => c.d.slotName(m)),
+      serve: slotMembers(cluster, c.me, false).map((m) => c.d.slotName(m)),
       mySlot: c.d.slotName(c.me),
       existing,
       seen: c.st.slotSeen,

@@ -8,6 +8,7 @@ import { connTarget } from './actions.js';
 import type { RunnerContext } from './context.js';
 import { DIVERGENCE_GRACE_MS } from './decide.js';
 import { findMember } from './rules.js';
+import { REMOTE_UPSTREAM } from './standby.js';
 import { divergenceEvidence, type SeenReplayError } from './timeline.js';
 import type { LocalPostgres } from './types.js';
 
@@ -53,12 +54,19 @@ export class Observer {
     this.c.snapshot.status = status;
     this.c.snapshot.sysid = control?.systemIdentifier ?? null;
     if (status) {
-      this.c.snapshot.role = status.inRecovery ? 'replica' : 'primary';
+      this.c.snapshot.role = this.c.roleOf(status);
       if (!this.c.st.upstreamKnown) {
-        // After an agent restart, learn which member the running replica streams from.
-        this.c.st.configuredUpstream = status.inRecovery
-          ? this.memberAt(cluster, status.receiverUpstream)
-          : null;
+        // After an agent restart, learn which member (or standby_cluster source) the replica streams from.
+        const remote = this.c.remoteTarget();
+        const from = status.receiverUpstream;
+        const isRemote =
+          remote !== null && from != null && remote.port === from.port && sameHost(remote.host, from.host);
+        this.c.st.configuredUpstream = !status.inRecovery
+          ? null
+          : isRemote
+            ? REMOTE_UPSTREAM
+            : this.memberAt(cluster, from);
+        if (isRemote) this.c.st.configuredRemote = this.c.remoteKey();
         this.c.st.upstreamKnown = true;
       }
     } else if (!running) {
@@ -79,7 +87,10 @@ export class Observer {
       running,
       status,
       connectionError: running && !status ? (pg.lastConnectionError ?? null) : null,
-      configuredUpstream: this.c.st.configuredUpstream,
+      configuredUpstream:
+        this.c.st.configuredUpstream === REMOTE_UPSTREAM && this.c.st.configuredRemote !== this.c.remoteKey()
+          ? `${REMOTE_UPSTREAM} as it was`
+          : this.c.st.configuredUpstream,
       notStreamingForMs: this.notStreamingSince === null ? 0 : now - this.notStreamingSince,
       ...(history !== undefined ? { history } : {}),
       wasPrimary,
@@ -131,12 +142,15 @@ export class Observer {
     addr: { host: string; port: number } | null | undefined,
   ): string | null {
     if (!addr) return null;
-    const loopback = (h: string) => h === 'localhost' || h.startsWith('127.') || h === '::1';
     for (const m of cluster.members) {
       const t = connTarget(m);
-      if (t && t.port === addr.port && (t.host === addr.host || loopback(t.host) === loopback(addr.host)))
-        return m.name;
+      if (t && t.port === addr.port && sameHost(t.host, addr.host)) return m.name;
     }
     return null;
   }
+}
+
+function sameHost(a: string, b: string): boolean {
+  const loopback = (h: string) => h === 'localhost' || h.startsWith('127.') || h === '::1';
+  return a === b || loopback(a) === loopback(b);
 }

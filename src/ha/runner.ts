@@ -6,11 +6,12 @@
  */
 import type { DynamicConfig } from '../config/types.js';
 import type { ClusterState } from '../dcs/types.js';
-import type { RoleConfig } from '../postgres/types.js';
+import type { ConnTarget, RoleConfig, ServerStatus } from '../postgres/types.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import * as act from './actions.js';
+import { bootstrap } from './bootstrap.js';
 import {
   initialState,
   type AgentSnapshot,
@@ -27,6 +28,7 @@ import { memberData } from './member.js';
 import { Observer } from './observe.js';
 import { LeaderProbe } from './probe.js';
 import { findMember } from './rules.js';
+import { REMOTE_UPSTREAM, standbyRecoveryParams } from './standby.js';
 import { switchover } from './switchover-run.js';
 import type { Decision, LocalPostgres, PeerStatus } from './types.js';
 
@@ -84,6 +86,7 @@ export class HaRunner implements RunnerContext {
       paused: false,
       failsafeActive: false,
       diverged: null,
+      standbyCluster: this.dyn.standby_cluster !== undefined,
     };
     this.lease = new LeaseGuard({
       clock: this.clock,
@@ -315,7 +318,46 @@ export class HaRunner implements RunnerContext {
     }
     this.st.ledBefore = this.snapshot.isLeader;
     if (decision.kind === 'idle' || decision.kind === 'renew') await this.applyServerConfig();
+    await this.settleRole();
     await this.publish();
+  }
+
+  /**
+   * A running replica becomes the standby leader when it holds the key of a standby cluster and
+   * streams from its source, and stops being it when either goes; both run on_role_change, as Patroni.
+   */
+  private async settleRole(): Promise<void> {
+    if (!this.snapshot.running) return;
+    const status = await this.d.pg.status().catch(() => null);
+    if (!status?.inRecovery) return;
+    const want = this.roleOf(status);
+    if (want === this.snapshot.role) return;
+    const was = this.snapshot.role;
+    this.snapshot.role = want;
+    if (was === 'replica' || was === 'standby_leader') {
+      this.log.info(`role changed from ${was} to ${want}`);
+      this.d.runCallback('on_role_change', want);
+    }
+  }
+
+  roleOf(status: ServerStatus): 'primary' | 'replica' | 'standby_leader' {
+    if (!status.inRecovery) return 'primary';
+    return this.dyn.standby_cluster &&
+      this.snapshot.isLeader &&
+      this.st.configuredUpstream === REMOTE_UPSTREAM
+      ? 'standby_leader'
+      : 'replica';
+  }
+
+  remoteTarget(): ConnTarget | null {
+    const s = this.dyn.standby_cluster;
+    if (!s || (!s.host && !s.port)) return null;
+    return { host: s.host ?? 'localhost', port: s.port ?? 5432, member: REMOTE_UPSTREAM };
+  }
+
+  remoteKey(): string {
+    const s = this.dyn.standby_cluster;
+    return s ? JSON.stringify([s.host, s.port, s.primary_slot_name, standbyRecoveryParams(s, true)]) : '';
   }
 
   /** Carries out one decision; every kind has its case (checked at compile time). */
@@ -333,7 +375,7 @@ export class HaRunner implements RunnerContext {
       case 'refuse':
         return this.say(d, 'waiting for an operator', 'error');
       case 'bootstrap':
-        return act.bootstrap(this, d, cluster);
+        return bootstrap(this, d, cluster);
       case 'adopt':
         return act.adopt(this, d, cluster, pg);
       case 'clone':
@@ -437,6 +479,24 @@ export class HaRunner implements RunnerContext {
     this.dyn = next;
     this.snapshot.dynamic = next;
     this.snapshot.paused = next.pause;
+    this.snapshot.standbyCluster = next.standby_cluster !== undefined;
+    if (cluster.config) void this.saveDynamicCache(cluster.config.value);
+  }
+
+  private lastCache = '';
+
+  /**
+   * Keeps `patroni.dynamic.json` in the data directory as the configuration in the store, as Patroni
+   * does (tools and scripts written for Patroni read and remove it).
+   */
+  private async saveDynamicCache(value: Record<string, unknown>): Promise<void> {
+    const text = JSON.stringify(value);
+    if (text === this.lastCache) return;
+    try {
+      if (await this.d.pg.saveDynamicCache(text)) this.lastCache = text;
+    } catch (err) {
+      this.log.debug(`could not write patroni.dynamic.json: ${errorMessage(err)}`);
+    }
   }
 
   fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
@@ -492,7 +552,7 @@ export class HaRunner implements RunnerContext {
   async publish(): Promise<void> {
     const status = this.snapshot.running ? await this.d.pg.status().catch(() => null) : null;
     this.snapshot.status = status;
-    if (status) this.snapshot.role = status.inRecovery ? 'replica' : 'primary';
+    if (status) this.snapshot.role = this.roleOf(status);
     const data = memberData({
       running: this.snapshot.running,
       busyState: this.st.busyState,
@@ -571,9 +631,25 @@ export class HaRunner implements RunnerContext {
   roleConfig(role: 'primary' | 'replica', cluster: ClusterState | null, upstream: string | null): RoleConfig {
     const cfg: RoleConfig = { role, parameters: this.parameters(), pgHba: this.pgHba() };
     if (role === 'replica') {
-      const m = cluster && upstream ? findMember(cluster, upstream) : undefined;
-      cfg.upstream = m ? act.connTarget(m) : null;
-      cfg.slotName = this.dyn.postgresql.use_slots && cfg.upstream ? this.d.slotName(this.me) : null;
+      const standby = this.dyn.standby_cluster;
+      const remote = upstream === REMOTE_UPSTREAM;
+      if (remote) {
+        cfg.upstream = this.remoteTarget();
+        cfg.slotName = cfg.upstream ? (standby?.primary_slot_name ?? null) : null;
+      } else {
+        const m = cluster && upstream ? findMember(cluster, upstream) : undefined;
+        cfg.upstream = m ? act.connTarget(m) : null;
+        cfg.slotName = this.dyn.postgresql.use_slots && cfg.upstream ? this.d.slotName(this.me) : null;
+      }
+      // Patroni's recovery_conf: the dynamic one under the local one, then the standby cluster's.
+      const recovery: Record<string, string> = {};
+      for (const [k, v] of Object.entries({
+        ...this.dyn.postgresql.recovery_conf,
+        ...this.d.config.postgresql.recovery_conf,
+      }))
+        recovery[k] = typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+      Object.assign(recovery, standbyRecoveryParams(standby, remote));
+      if (Object.keys(recovery).length > 0) cfg.recovery = recovery;
     }
     return cfg;
   }

@@ -31,6 +31,8 @@ export function planSlots(opts: {
   retainMs: number;
   /** This node just became leader: slots it already has count as seen now. */
   newLeader: boolean;
+  /** A replica: slots of the members that cascade from it (`replicatefrom`). */
+  serve?: string[];
 }): SlotPlan {
   const seen = new Map<string, number>();
   let wanted: Set<string>;
@@ -42,7 +44,7 @@ export function planSlots(opts: {
     seen.delete(opts.mySlot);
     wanted = new Set(seen.keys());
   } else {
-    wanted = new Set();
+    wanted = new Set(opts.role === 'replica' && opts.useSlots ? (opts.serve ?? []) : []);
   }
   const have = new Set(opts.existing.map((s) => s.name));
   return {

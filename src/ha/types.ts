@@ -105,7 +105,7 @@ export type Decision =
   | { kind: 'renew'; why: string }
   | { kind: 'promote'; why: string }
   | { kind: 'demote'; upstream: string | null; why: string }
-  | { kind: 'follow'; upstream: string; rewind: boolean; why: string }
+  | { kind: 'follow'; upstream: string | null; rewind: boolean; why: string }
   | { kind: 'reinit'; from: string; why: string }
   | { kind: 'switchover'; candidate: string | null; why: string }
   | { kind: 'cancel_switchover'; why: string };

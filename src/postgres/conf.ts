@@ -194,6 +194,14 @@ export function serverParameters(inp: ConfInputs): { params: Map<string, string>
     }
     params.set('recovery_target_timeline', 'latest');
   }
+  // Recovery settings of a replica, or of a restored backup starting in archive recovery.
+  if (role.role === 'replica' || role.signal === 'recovery') {
+    for (const [k, v] of Object.entries(role.recovery ?? {})) {
+      if (!isValidParamName(k) || k === 'standby_mode' || k === 'primary_conninfo') continue;
+      if (role.role === 'replica' && RECOVERY_PARAMETERS.has(k)) continue;
+      params.set(k, v);
+    }
+  }
   return { params, ignored };
 }
 

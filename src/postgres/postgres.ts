@@ -26,6 +26,7 @@ import {
   realpath,
   rename,
   rm,
+  rmdir,
   stat,
   unlink,
   writeFile,
@@ -38,8 +39,10 @@ import type { PostgresqlConfig } from '../config/types.js';
 import { PostgresError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { run, runAsUser, signalPid, type OsUser, type RunResult } from '../util/process.js';
+import { splitCommandLine } from '../util/shell.js';
 import {
   conninfo,
+  PATRONI_DEFAULT_PARAMETERS,
   isManagedConf,
   optionNames,
   renderLinesFile,
@@ -60,6 +63,7 @@ import {
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts } from './tls.js';
 import type {
+  CommandResult,
   ConnTarget,
   ControlData,
   PhysicalSlot,
@@ -253,6 +257,15 @@ async function readText(p: string): Promise<string | null> {
 }
 
 /** A PostgreSQL server managed through its data directory, as `PostgresNode` describes. */
+/** Parameters a replica needs at least as high as its primary had, and their pg_controldata names. */
+const RECOVERY_MINIMUMS: ReadonlyArray<[string, string]> = [
+  ['max_connections', 'max_connections setting'],
+  ['max_worker_processes', 'max_worker_processes setting'],
+  ['max_wal_senders', 'max_wal_senders setting'],
+  ['max_prepared_transactions', 'max_prepared_xacts setting'],
+  ['max_locks_per_transaction', 'max_locks_per_xact setting'],
+];
+
 export class Postgres implements PostgresNode {
   readonly name: string;
   /** Where `pg_ctl -l` writes the server's output. */
@@ -1133,7 +1146,11 @@ export class Postgres implements PostgresNode {
     else await this.ensureDataDir();
     if (split) await this.adoptConfigFromDataDir();
 
-    const parameters = await this.checkedParameters(role.parameters);
+    const parameters = await this.checkedParameters(
+      role.role === 'replica' || role.signal
+        ? await this.withRecoveryMinimums(role.parameters)
+        : role.parameters,
+    );
     const userHba = parameters.hba_file;
     const userIdent = parameters.ident_file;
     const hbaPath =
@@ -1186,6 +1203,11 @@ export class Postgres implements PostgresNode {
     if (role.role === 'replica') {
       await this.writeOwned(standby, '', 0o600);
       await rm(join(this.dataDir, 'recovery.signal'), { force: true });
+    } else if (role.signal === 'keep') {
+      // a restored backup keeps the recovery configuration its restore left
+    } else if (role.signal === 'recovery') {
+      await rm(standby, { force: true });
+      await this.writeOwned(join(this.dataDir, 'recovery.signal'), '', 0o600);
     } else {
       await rm(standby, { force: true });
       await rm(join(this.dataDir, 'recovery.signal'), { force: true });
@@ -1316,6 +1338,147 @@ export class Postgres implements PostgresNode {
       for (const fn of REWIND_FUNCTIONS)
         await this.query(`GRANT EXECUTE ON FUNCTION ${fn} TO ${id(rw.username)}`);
     }
+  }
+
+  /**
+   * A server in recovery refuses to run with fewer connections, workers, WAL senders, prepared
+   * transactions or locks than the primary whose WAL it replays had (pg_control records them): those
+   * parameters are raised to the recorded values, as Patroni does.
+   */
+  private async withRecoveryMinimums(
+    params: Record<string, string | number | boolean>,
+  ): Promise<Record<string, string | number | boolean>> {
+    const cd = await this.controlData().catch(() => null);
+    if (!cd) return params;
+    const out = { ...params };
+    for (const [param, key] of RECOVERY_MINIMUMS) {
+      const recorded = Number(cd.raw[key]);
+      if (!Number.isInteger(recorded)) continue;
+      const given = out[param] ?? PATRONI_DEFAULT_PARAMETERS[param];
+      const mine = Number(given);
+      if (given === undefined || !Number.isFinite(mine) || mine < recorded) {
+        if (given !== undefined)
+          this.log.info(
+            `${param} raised from ${String(given)} to ${recorded}, the value the primary ran with`,
+          );
+        out[param] = recorded;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes an empty data directory so that a restore command can create it (as Patroni, whose data
+   * directory does not exist before one runs); a mount point that cannot go stays.
+   */
+  async prepareForRestore(): Promise<void> {
+    try {
+      if ((await readdir(this.dataDir)).length === 0) await rmdir(this.dataDir);
+    } catch {
+      // absent, not empty, or a mount point: the command gets it as it is
+    }
+  }
+
+  async createBootstrapUsers(
+    users: Record<string, { password?: string; options?: string[] }>,
+  ): Promise<void> {
+    const a = this.cfg.authentication;
+    const own = new Set([a.superuser.username, a.replication.username, a.rewind?.username]);
+    for (const [name, u] of Object.entries(users)) {
+      if (own.has(name)) continue;
+      const options = (u.options ?? []).map((o) => o.trim().toUpperCase()).filter((o) => o !== '');
+      for (const o of options)
+        if (!/^[A-Z_]+( [A-Z0-9_]+)*$/.test(o))
+          throw new PostgresError(`bootstrap.users.${name}.options: "${o}" is not a role option`);
+      if (!options.includes('LOGIN') && !options.includes('NOLOGIN')) options.push('LOGIN');
+      const pw = u.password !== undefined ? ` PASSWORD ${pg.escapeLiteral(u.password)}` : '';
+      const exists = (await this.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name])).length > 0;
+      await this.query(
+        `${exists ? 'ALTER' : 'CREATE'} ROLE ${pg.escapeIdentifier(name)} WITH ${options.join(' ')}${pw}`,
+      );
+      this.log.info({ role: name }, `${exists ? 'updated' : 'created'} role ${name} (bootstrap.users)`);
+    }
+  }
+
+  async runCommand(
+    command: string,
+    args: string[],
+    opts: { env?: Record<string, string>; onLine?: (line: string) => void; signal?: AbortSignal } = {},
+  ): Promise<CommandResult> {
+    const argv = [...splitCommandLine(command), ...args];
+    const file = argv[0];
+    if (file === undefined) throw new PostgresError('empty command');
+    const tail: string[] = [];
+    // Connection strings on command lines may carry a password: never into the log.
+    this.log.info(
+      { cmd: argv.join(' ').replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***') },
+      'running command',
+    );
+    let res: RunResult;
+    try {
+      res = await run(file, argv.slice(1), {
+        user: this.user,
+        cwd: process.cwd(),
+        signal: opts.signal,
+        env: { ...process.env, ...opts.env },
+        onLine: (line) => {
+          tail.push(line);
+          if (tail.length > 20) tail.shift();
+          opts.onLine?.(line);
+        },
+      });
+    } catch (e) {
+      return { code: null, output: errorMessage(e) };
+    }
+    return { code: res.code, output: lastLines(tail.join('\n')) };
+  }
+
+  async adoptRestoredDataDirectory(): Promise<void> {
+    if (!(await exists(this.dataDir))) return;
+    const u = this.user;
+    if (u) {
+      const st = await stat(this.dataDir);
+      if (st.uid !== u.uid || st.gid !== u.gid) await chown(this.dataDir, u.uid, u.gid);
+    }
+    await chmod(this.dataDir, 0o700);
+  }
+
+  get dataDirectory(): string {
+    return this.dataDir;
+  }
+
+  async replicationConnection(
+    source: ConnTarget,
+  ): Promise<{ connstring: string; env: Record<string, string> }> {
+    await this.writePgpass();
+    const connstring = conninfo({
+      dbname: 'postgres',
+      user: this.cfg.authentication.replication.username,
+      host: source.host,
+      port: source.port,
+    });
+    return { connstring, env: { PGPASSFILE: this.cfg.pgpass, PGAPPNAME: this.name } };
+  }
+
+  async localConnection(): Promise<{ connstring: string; env: Record<string, string> }> {
+    await this.writePgpass();
+    const su = this.cfg.authentication.superuser;
+    const host = this.cfg.use_unix_socket
+      ? (this.cfg.unix_socket_directories?.split(',')[0]?.trim() ?? undefined)
+      : (this.cfg.listen.hosts.find((h) => h !== '*' && h !== '0.0.0.0' && h !== '::') ?? '127.0.0.1');
+    const connstring = conninfo({
+      dbname: 'postgres',
+      user: su.username,
+      host,
+      port: this.cfg.listen.port,
+    });
+    return { connstring, env: { PGPASSFILE: this.cfg.pgpass, PGOPTIONS: '-c synchronous_commit=local' } };
+  }
+
+  async saveDynamicCache(json: string): Promise<boolean> {
+    if ((await this.dataDirectoryState()) !== 'initialized') return false;
+    await this.writeOwned(join(this.dataDir, 'patroni.dynamic.json'), json, 0o600);
+    return true;
   }
 
   async physicalSlots(): Promise<PhysicalSlot[]> {

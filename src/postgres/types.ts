@@ -91,6 +91,21 @@ export interface RoleConfig {
   parameters: Record<string, string | number | boolean>;
   /** pg_hba lines; when undefined, the existing pg_hba.conf is left as it is. */
   pgHba?: string[];
+  /** Replica: recovery settings written with primary_conninfo (restore_command, ...). */
+  recovery?: Record<string, string>;
+  /**
+   * Primary role only, while a restored backup starts (a custom bootstrap): `recovery` writes
+   * recovery.signal with `recovery` settings (archive recovery, then promotion); `keep` leaves the
+   * signal files the restore left. Default: no signal file.
+   */
+  signal?: 'recovery' | 'keep';
+}
+
+/** What a user's command (custom bootstrap, replica method, post_bootstrap) ended with. */
+export interface CommandResult {
+  code: number | null;
+  /** The last lines it printed. */
+  output: string;
 }
 
 export interface PostgresNode {
@@ -160,6 +175,33 @@ export interface PostgresNode {
    */
   readHold(): Promise<string | null>;
   writeHold(reason: string | null): Promise<void>;
+
+  /**
+   * Runs a user's command line (split as a POSIX shell would, run without one) with `args` appended,
+   * as the OS user PostgreSQL runs as, from the agent's working directory.
+   */
+  runCommand(
+    command: string,
+    args: string[],
+    opts?: { env?: Record<string, string>; onLine?: (line: string) => void; signal?: AbortSignal },
+  ): Promise<CommandResult>;
+  /** Removes the data directory when it is empty, so a restore command can create it. */
+  prepareForRestore(): Promise<void>;
+  /** Makes a data directory a restore command created fit to start (owner, mode 0700). */
+  adoptRestoredDataDirectory(): Promise<void>;
+  /** Creates the roles of `bootstrap.users` (name → password, options), skipping pgha's own. */
+  createBootstrapUsers(users: Record<string, { password?: string; options?: string[] }>): Promise<void>;
+  /** A libpq connection string to `source` as the replication user, and a pgpass for it. */
+  replicationConnection(source: ConnTarget): Promise<{ connstring: string; env: Record<string, string> }>;
+  /** The data directory (absolute). */
+  readonly dataDirectory: string;
+  /** A libpq connection string for the local server as the superuser, and a pgpass for it. */
+  localConnection(): Promise<{ connstring: string; env: Record<string, string> }>;
+  /**
+   * Writes `patroni.dynamic.json` in the data directory (Patroni's cache of the dynamic
+   * configuration); false when there is no initialised data directory to write it in.
+   */
+  saveDynamicCache(json: string): Promise<boolean>;
 
   /** Closes SQL connections. */
   close(): Promise<void>;

@@ -88,6 +88,7 @@ export function snapshot(role: 'primary' | 'replica' | 'stopped', overrides: Par
     paused: false,
     failsafeActive: false,
     diverged: null,
+    standbyCluster: false,
   };
   return { ...base, ...overrides };
 }

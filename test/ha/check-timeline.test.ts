@@ -11,6 +11,7 @@ import { startCluster, type TestCluster } from '../support/cluster.js';
 import { primaryStartsInServerLog, RoleSampler } from '../support/observe.js';
 import { waitFor } from '../support/postgres.js';
 import { isStreamingMember } from '../../src/dcs/types.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 const TTL = 8;
 const A = 'pg1';
@@ -92,9 +93,7 @@ it('a member behind the last known cluster timeline does not take the leader key
       const s = await c.readCluster();
       const m = s.members.find((x) => x.name === B);
       return (
-        s.leader?.name === B &&
-        (m?.data.role === 'primary' || m?.data.role === 'master') &&
-        m.data.state === 'running'
+        s.leader?.name === B && m !== undefined && isPrimaryRole(m.data.role) && m.data.state === 'running'
       );
     },
     (TTL + 30) * 1000,

@@ -155,7 +155,7 @@ describe('a three-node cluster', () => {
     // Callbacks run as Patroni runs them: <cmd> <action> <role> <scope>.
     await waitFor(
       'the on_role_change callback',
-      () => Promise.resolve(callbackLog(newLeader).includes('on_role_change primary demo')),
+      () => Promise.resolve(callbackLog(newLeader).includes('on_role_change master demo')),
       10_000,
     );
     expect(callbackLog(newLeader)).toContain('on_start replica demo');

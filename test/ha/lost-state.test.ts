@@ -19,6 +19,7 @@ import { run, runAsUser } from '../../src/util/process.js';
 import { CLI, SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { primaryStartsInServerLog, RoleSampler } from '../support/observe.js';
 import { PG_BIN, PG_OS_USER, waitFor } from '../support/postgres.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 const TTL = 8;
 const ROUNDS = 3;
@@ -119,7 +120,8 @@ async function waitSteady(forMs: number, timeoutMs: number): Promise<ClusterStat
         const lead = member(s, s.leader?.name ?? '');
         const ok =
           !!s.initialize &&
-          (lead?.data.role === 'primary' || lead?.data.role === 'master') &&
+          lead !== undefined &&
+          isPrimaryRole(lead.data.role) &&
           lead.data.state === 'running' &&
           s.members.filter((m) => m.name !== lead.name && isStreamingMember(m.data)).length === 2;
         if (!ok) since = 0;

@@ -23,7 +23,7 @@ describe('docs/configuration.md', () => {
   it('docs/migration-from-patroni.md lists the keys of src/config/keys.ts (run `npm run docs:config`)', async () => {
     const text = readFileSync(MIGRATION_DOCS, 'utf8');
     expect(text).toBe(await renderMigrationDocs());
-    expect(text).toContain('- `standby_cluster` (dynamic): pgha cannot run a standby cluster yet');
+    expect(text).toContain('- `citus` (file): pgha does not support Citus');
     expect(text).toContain('- `slots` (dynamic): pgha creates no permanent slots');
   });
 

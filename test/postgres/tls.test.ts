@@ -173,7 +173,7 @@ describe('PostgreSQL reachable only over TLS with a client certificate', () => {
   }, 120_000);
 
   it('a role without a client certificate is refused, with the reason', async () => {
-    const cfgA = (await tlsConfig('c'));
+    const cfgA = await tlsConfig('c');
     const c = node(cfgA, 'c');
     await c.initdb([]);
     await c.configure({ role: 'primary', parameters: cfgA.parameters });

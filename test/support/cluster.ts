@@ -16,6 +16,7 @@ import { startEtcd, type EtcdCluster } from './etcd.js';
 import { freePorts } from './net.js';
 import { createPgTestBase, killPostmaster, waitFor, type PgTestBase } from './postgres.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 export const SCOPE = 'demo';
@@ -161,7 +162,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
-            (lead.data.role === 'primary' || lead.data.role === 'master') &&
+            isPrimaryRole(lead.data.role) &&
             streaming.length >= replicas
             ? c
             : null;

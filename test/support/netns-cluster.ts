@@ -31,6 +31,7 @@ import { isAlive, stopProcess } from '../../src/util/process.js';
 import { CLI, SCOPE } from './cluster.js';
 import { createNetLab, type LabHost, type NetLab } from './netns.js';
 import { createPgTestBase, killPostmaster, waitFor, type PgTestBase } from './postgres.js';
+import { isPrimaryRole } from '../../src/ha/rules.js';
 
 const ETCD_BIN = process.env.PGHA_TEST_ETCD ?? '/usr/bin/etcd';
 export const NET_PASSWORD = 'test-pw';
@@ -282,7 +283,7 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === leader);
           const streaming = c.members.filter((m) => m.name !== leader && isStreamingMember(m.data));
           return lead?.data.state === 'running' &&
-            (lead.data.role === 'primary' || lead.data.role === 'master') &&
+            isPrimaryRole(lead.data.role) &&
             streaming.length >= replicas
             ? c
             : null;
@@ -301,7 +302,8 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const lead = c.members.find((m) => m.name === c.leader?.name);
           const tl = Number(lead?.data.timeline);
           const ok =
-            (lead?.data.role === 'primary' || lead?.data.role === 'master') &&
+            lead !== undefined &&
+            isPrimaryRole(lead.data.role) &&
             lead.data.state === 'running' &&
             tl >= (o.minTimeline ?? 0) &&
             c.members.filter(
@@ -324,7 +326,8 @@ export async function startNetCluster(opts: NetClusterOptions = {}): Promise<Net
           const m = c.members.find((x) => x.name === name);
           return name &&
             name !== not &&
-            (m?.data.role === 'primary' || m?.data.role === 'master') &&
+            m !== undefined &&
+            isPrimaryRole(m.data.role) &&
             m.data.state === 'running'
             ? name
             : null;

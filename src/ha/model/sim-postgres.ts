@@ -6,6 +6,7 @@
  * that takes long, a crash). Replication, commits and acknowledgements are driven by world.ts.
  */
 import type {
+  CommandResult,
   ConnTarget,
   ControlData,
   PhysicalSlot,
@@ -429,6 +430,36 @@ export class SimPostgres implements PostgresNode {
     return this.op(() => {
       this.s.hold = reason;
     });
+  }
+
+  runCommand(): Promise<CommandResult> {
+    return Promise.resolve({ code: 1, output: 'the simulated server runs no commands' });
+  }
+
+  prepareForRestore(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  adoptRestoredDataDirectory(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  createBootstrapUsers(): Promise<void> {
+    return this.op(() => undefined);
+  }
+
+  readonly dataDirectory = '/sim/data';
+
+  replicationConnection(): Promise<{ connstring: string; env: Record<string, string> }> {
+    return Promise.resolve({ connstring: '', env: {} });
+  }
+
+  localConnection(): Promise<{ connstring: string; env: Record<string, string> }> {
+    return Promise.resolve({ connstring: '', env: {} });
+  }
+
+  saveDynamicCache(): Promise<boolean> {
+    return Promise.resolve(false);
   }
 
   close(): Promise<void> {
