@@ -4,6 +4,7 @@
  * that say which rule, member or number stopped them.
  */
 import type { Command } from 'commander';
+import { registerClusterRole } from './cluster-role.js';
 import { registerDoctor } from './doctor.js';
 import { registerDsn } from './dsn.js';
 import { registerConfigCommands } from './edit-config.js';
@@ -31,6 +32,7 @@ export function registerCtl(program: Command): void {
   registerSwitchover(ctl);
   registerMemberActions(ctl);
   registerPause(ctl);
+  registerClusterRole(ctl);
   registerConfigCommands(ctl);
   registerRemove(ctl);
   registerDsn(ctl);

@@ -1146,11 +1146,10 @@ export class Postgres implements PostgresNode {
     else await this.ensureDataDir();
     if (split) await this.adoptConfigFromDataDir();
 
-    const parameters = await this.checkedParameters(
-      role.role === 'replica' || role.signal
-        ? await this.withRecoveryMinimums(role.parameters)
-        : role.parameters,
-    );
+    // Values PostgreSQL would refuse are dropped first, so a minimum replaces a valid value only.
+    const checked = await this.checkedParameters(role.parameters);
+    const parameters =
+      role.role === 'replica' || role.signal ? await this.withRecoveryMinimums(checked) : checked;
     const userHba = parameters.hba_file;
     const userIdent = parameters.ident_file;
     const hbaPath =

@@ -70,7 +70,7 @@ describe('REST API on a real cluster', () => {
     const st = JSON.parse((await api(lead, 'GET', '/patroni')).text) as Record<string, unknown>;
     expect(st).toMatchObject({
       state: 'running',
-      role: 'primary',
+      role: 'master', // Patroni 3.0.2's name for the primary
       timeline: 1,
       patroni: { scope: 'demo', name: lead },
     });

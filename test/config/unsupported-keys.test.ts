@@ -1,8 +1,7 @@
 /**
- * Patroni keys pgha does not act on, with real agents: a `standby_cluster` (in the file's bootstrap.dcs
- * or in the config key in etcd) stops the agent before it writes or initialises anything; the other
- * keys are named once each in the agent's log, at start and when they appear in etcd later; a replica
- * whose create_replica_methods leave out basebackup does not clone.
+ * Patroni keys pgha does not act on, with real agents: a refused key (`postgresql.pre_promote`)
+ * stops the agent before it writes or initialises anything; the other keys are named once each in
+ * the agent's log, at start and when they appear in etcd later.
  */
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -74,39 +73,21 @@ function dataDirEntries(name = 'pg1'): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 
-describe('standby_cluster stops the agent before it changes anything', () => {
-  it('in the YAML file: bootstrap.dcs.standby_cluster', async () => {
+describe('a refused key stops the agent before it changes anything', () => {
+  it('postgresql.pre_promote in the YAML file', async () => {
     writeConfig((cfg) => {
-      dcsOf(cfg).standby_cluster = { host: '127.0.0.1', port: 5999, primary_slot_name: 'standby' };
+      (cfg.postgresql as Record<string, unknown>).pre_promote = '/usr/local/bin/fence-check';
     });
     const from = log().length;
     expect(await runUntilExit()).toBe(1);
     expect(logSince(from)).toContain(
-      'bootstrap.dcs.standby_cluster is set: pgha cannot run a standby cluster yet; refusing to start ' +
-        '(it would run as an independent writable primary). Remove bootstrap.dcs.standby_cluster or run Patroni for this cluster',
+      'postgresql.pre_promote is set: pgha does not run the pre_promote fencing script; refusing to start ' +
+        '(it would promote a replica without the check that may veto the promotion). ' +
+        'Remove postgresql.pre_promote or run Patroni for this cluster',
     );
     expect(logSince(from)).not.toMatch(/initdb|won the initialisation race/);
     expect(await keysInEtcd()).toEqual([]);
     expect(dataDirEntries()).toEqual([]);
-  });
-
-  it('in the config key in etcd (as patronictl edit-config writes it)', async () => {
-    writeConfig(() => undefined);
-    await etcd
-      .put(`${PREFIX}config`)
-      .value(JSON.stringify({ ttl: 10, loop_wait: 1, standby_cluster: { host: '127.0.0.1', port: 5999 } }));
-    try {
-      const from = log().length;
-      expect(await runUntilExit()).toBe(1);
-      expect(logSince(from)).toContain(
-        'standby_cluster is set in the configuration in etcd: pgha cannot run a standby cluster yet; refusing to start ' +
-          '(it would run as an independent writable primary). Remove standby_cluster or run Patroni for this cluster',
-      );
-      expect(await keysInEtcd()).toEqual([`${PREFIX}config`]);
-      expect(dataDirEntries()).toEqual([]);
-    } finally {
-      await etcd.delete().key(`${PREFIX}config`);
-    }
   });
 });
 
@@ -123,14 +104,11 @@ describe('keys pgha does not act on are named in the log', () => {
   beforeAll(async () => {
     writeConfig((cfg) => {
       const dcs = dcsOf(cfg);
-      dcs.slots = { keep_for_backup: { type: 'physical' } };
-      dcs.ignore_slots = [{ name: 'managed_elsewhere', type: 'physical' }];
-      dcs.member_slots_ttl = '30min';
-      dcs.maximum_lag_on_syncnode = 1048576;
+      dcs.max_timelines_history = 5;
+      dcs.postgresql = { ...(dcs.postgresql as object), pg_ident: ['ops root postgres'] };
       dcs.check_timeline = true;
-      const boot = cfg.bootstrap as Record<string, unknown>;
-      boot.users = { app: { password: 'app-pw', options: ['createdb'] } };
-      boot.post_bootstrap = '/usr/local/bin/after-bootstrap';
+      (cfg.postgresql as Record<string, unknown>).before_stop = '/usr/local/bin/drain';
+      (cfg.restapi as Record<string, unknown>).server_tokens = 'Minimal';
     });
     startedAt = log().length;
     cluster.startAgent('pg1');
@@ -146,21 +124,19 @@ describe('keys pgha does not act on are named in the log', () => {
     await new Promise((r) => setTimeout(r, 4000));
     const text = logSince(startedAt);
     for (const key of [
-      'bootstrap.dcs.slots',
-      'bootstrap.dcs.ignore_slots',
-      'bootstrap.dcs.member_slots_ttl',
-      'bootstrap.dcs.maximum_lag_on_syncnode',
-      'bootstrap.users',
-      'bootstrap.post_bootstrap',
+      'bootstrap.dcs.max_timelines_history',
+      'bootstrap.dcs.postgresql.pg_ident',
+      'postgresql.before_stop',
+      'restapi.server_tokens',
     ])
       expect(count(text, `configuration: ${key}: not acted on by pgha; `), key).toBe(1);
-    for (const key of ['slots', 'ignore_slots', 'member_slots_ttl', 'maximum_lag_on_syncnode'])
+    for (const key of ['max_timelines_history', 'postgresql.pg_ident'])
       expect(count(text, `dynamic configuration: ${key}: not acted on by pgha; `), key).toBe(1);
     expect(text).toContain(
-      'configuration: bootstrap.dcs.slots: not acted on by pgha; pgha creates no permanent slots',
+      'configuration: bootstrap.dcs.max_timelines_history: not acted on by pgha; pgha keeps the whole timeline history in the history key',
     );
     expect(text).toContain(
-      'configuration: bootstrap.users: not acted on by pgha; pgha creates only the superuser',
+      'configuration: postgresql.before_stop: not acted on by pgha; pgha stops PostgreSQL without running a script first',
     );
     // check_timeline is acted on: no word about it.
     expect(text).not.toContain('check_timeline');
@@ -180,54 +156,5 @@ describe('keys pgha does not act on are named in the log', () => {
     );
     await new Promise((r) => setTimeout(r, 3000));
     expect(count(logSince(from), 'dynamic configuration: primary_race_backoff: ')).toBe(2);
-  });
-
-  it('PATCH /config refuses to add standby_cluster; written behind its back, it stops the agent acting', async () => {
-    const refused = await patch({ standby_cluster: { host: '127.0.0.1', port: 5999 } });
-    expect(refused.status).toBe(400);
-    expect(await refused.text()).toContain('standby_cluster: pgha cannot run a standby cluster yet');
-
-    const from = log().length;
-    const current = JSON.parse((await etcd.get(`${PREFIX}config`).string())!) as Record<string, unknown>;
-    await etcd
-      .put(`${PREFIX}config`)
-      .value(JSON.stringify({ ...current, standby_cluster: { host: '127.0.0.1', port: 5999 } }));
-    await logShows('the agent to stop acting', from, (t) =>
-      t.includes(
-        'standby_cluster is set in the configuration in etcd: pgha cannot run a standby cluster yet; not acting on PostgreSQL while it is set',
-      ),
-    );
-    // It keeps what it has (the leader key, a running primary) and does nothing else.
-    expect((await cluster.readCluster()).leader?.name).toBe('pg1');
-    const removed = log().length;
-    await etcd.put(`${PREFIX}config`).value(JSON.stringify(current));
-    await logShows('the agent to act again', removed, (t) =>
-      t.includes('I am the leader with the lock: renewed the leader lease'),
-    );
-  });
-
-  it('a replica whose create_replica_methods leave out basebackup does not clone', async () => {
-    writeConfig((cfg) => {
-      const pg = cfg.postgresql as Record<string, unknown>;
-      pg.create_replica_methods = ['pgbackrest'];
-      pg.pgbackrest = { command: '/usr/local/bin/restore-replica', no_params: true };
-    }, 'pg2');
-    cluster.startAgent('pg2');
-    try {
-      await logShows(
-        'pg2 to refuse to clone',
-        0,
-        (t) =>
-          t.includes('pgha clones with pg_basebackup only, and basebackup is not listed; refusing to clone'),
-        'pg2',
-      );
-      const text = log('pg2');
-      expect(count(text, 'configuration: postgresql.create_replica_methods: not acted on by pgha; ')).toBe(1);
-      expect(count(text, 'configuration: postgresql.pgbackrest: not acted on by pgha; ')).toBe(1);
-      expect(text).not.toContain('running pg_basebackup');
-      expect(dataDirEntries('pg2')).toEqual([]);
-    } finally {
-      await cluster.stopAgent('pg2');
-    }
   });
 });

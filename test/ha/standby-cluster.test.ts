@@ -3,15 +3,18 @@
  * pgha cluster with its own etcd replicates from the first. Its leader (the standby leader) holds
  * the leader key but streams from `standby_cluster.host:port`; its other member cascades from the
  * standby leader. Invariant: while the section is set, no member of the standby cluster answers
- * `pg_is_in_recovery() = false`. Removing the section over `PATCH /config` promotes the standby
- * leader, and the other member follows it.
+ * `pg_is_in_recovery() = false`. `pgha ctl promote-cluster` (which removes the section over
+ * `PATCH /config`, as patronictl 4 does) promotes the standby leader, and the other member follows it.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from '../support/cluster.js';
+import { CLI, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { RoleSampler } from '../support/observe.js';
 import { logLines } from '../support/ha-probes.js';
 
+const run = promisify(execFile);
 let a: TestCluster;
 let b: TestCluster;
 let roles: RoleSampler;
@@ -78,16 +81,20 @@ it('runs a standby leader that streams from the source and a member that cascade
   expect(roles.writableSightings(), 'a member of the standby cluster ran writable').toEqual([]);
 }, 180_000);
 
-it('promotes the standby leader when the section is removed, and the other member follows it', async () => {
+it('pgha ctl promote-cluster promotes the standby leader, and the other member follows it', async () => {
   const leader = (await b.readCluster()).leader!.name;
   const other = leader === 'pg1' ? 'pg2' : 'pg1';
   await roles.stop();
-  const res = await fetch(`http://127.0.0.1:${b.node(leader).apiPort}/config`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ standby_cluster: null }),
-  });
-  expect(res.status, await res.text()).toBe(200);
+  const ctl = (...args: string[]) =>
+    run(process.execPath, [CLI, 'ctl', '-c', b.node(other).configPath, ...args]);
+  await expect(ctl('demote-cluster', '--force')).rejects.toThrow(
+    /At least --host, --port or --restore-command should be specified/,
+  );
+  await expect(ctl('demote-cluster', '--force', '--port', '1')).rejects.toThrow(
+    /Cluster is already in the required state/,
+  );
+  const promoted = await ctl('promote-cluster', '--force');
+  expect(promoted.stdout).toMatch(/cluster is successfully promoted/);
   await waitFor(
     `${leader} writable`,
     async () => (await b.query<{ r: boolean }>(leader, 'SELECT pg_is_in_recovery() AS r'))[0]?.r === false,
