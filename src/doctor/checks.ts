@@ -43,6 +43,7 @@ export function checkEtcdMembership(members: EtcdMemberRef[], answering?: number
   const names = members
     .filter((m) => !m.isLearner)
     .map((m) => m.name || '(unnamed)')
+    .sort()
     .join(', ');
   const third =
     'add a third etcd member on another host (for example on the Bacula Director’s host, as docs/bacula.md shows)';

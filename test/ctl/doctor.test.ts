@@ -61,9 +61,11 @@ describe('set-up checks', () => {
     const r = await doctor(n.configPath);
     expect(r.stderr).toBe('');
     const lines = r.stdout.trim().split('\n');
-    expect(lines).toEqual([
+    // On a loaded machine a member may miss the status deadline: that adds a line, not this one.
+    expect(lines).toContainEqual(
       expect.stringMatching(/^etcd-quorum: etcd has 2 members .*less available than one\. Fix: /),
-    ]);
+    );
+    expect(lines.every((l) => l.startsWith('etcd-quorum: '))).toBe(true);
     expect(r.code).toBe(1);
 
     // The same configuration listening on every address, without authentication (never started).
