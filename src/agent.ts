@@ -12,7 +12,8 @@ import { applyReloadedConfig } from './config/reload.js';
 import { editMessage, etcdRefusalMessage, holdMessage, keyNotes, NoteMemory } from './config/keys.js';
 import { parseDynamicConfig } from './config/schema.js';
 import type { DynamicConfig, PghaConfig } from './config/types.js';
-import { createEtcdDcs } from './dcs/etcd.js';
+import { createEtcdDcs, type EtcdDcs } from './dcs/etcd.js';
+import { checkEtcdMembership, checkRestAuthentication, formatFinding } from './doctor/checks.js';
 import type { Dcs, Member } from './dcs/types.js';
 import { Operator } from './ha/operator.js';
 import { uiOptionsFromConfig } from './ui/routes.js';
@@ -156,6 +157,22 @@ function dynamicProblems(raw: Record<string, unknown>): string[] {
   return [...parseDynamicConfig(raw).errors, ...refused.map(editMessage)];
 }
 
+/**
+ * Set-up problems the agent reports once, at start (`pgha ctl doctor` checks these and more): a
+ * REST API whose writing endpoints anyone on the network may call, and an etcd cluster with fewer
+ * than three or an even number of members. The etcd check runs in the background: it never
+ * delays or stops the start.
+ */
+function reportSetupFindings(config: PghaConfig, dcs: EtcdDcs, retryTimeout: number, logger: Logger): void {
+  for (const f of checkRestAuthentication(config.restapi)) logger.warn(formatFinding(f));
+  dcs.memberList(AbortSignal.timeout(retryTimeout * 1000)).then(
+    (members) => {
+      for (const f of checkEtcdMembership(members)) logger.warn(formatFinding(f));
+    },
+    (err: unknown) => logger.debug(`could not list the etcd members (${errorMessage(err)})`),
+  );
+}
+
 /** Starts an agent from a loaded configuration. */
 export async function startAgent(config: PghaConfig, logger: Logger): Promise<Agent> {
   checkEnvironment(config);
@@ -171,6 +188,7 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     await dcs.close({ revokeLease: false }).catch(() => undefined);
     throw refusal(refusedInEtcd);
   }
+  reportSetupFindings(config, dcs, initial.retry_timeout, logger);
   // cluster_name is the scope, as Patroni sets it (it names the processes and the log lines).
   const pg = new Postgres(config.postgresql, { name: config.name, scope: config.scope, logger });
   const callbacks = createCallbackRunner(config.postgresql.callbacks, config.scope, logger);

@@ -13,6 +13,8 @@ import { pyJson } from './table.js';
 export interface ApiResponse {
   status: number;
   text: string;
+  /** The answer's `Date` header (the member's clock, whole seconds), when it sent one. */
+  date?: string;
 }
 
 export interface ApiSettings {
@@ -81,7 +83,11 @@ export async function apiRequest(
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          resolve({
+            status: res.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            ...(res.headers.date ? { date: res.headers.date } : {}),
+          }),
         );
         res.on('error', (err) => reject(new ApiUnreachableError(member.name, url.origin, err)));
       },

@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { registerClusterRole } from './cluster-role.js';
+import { registerDoctor } from './doctor.js';
 import { registerDsn } from './dsn.js';
 import { registerConfigCommands } from './edit-config.js';
 import { registerViews } from './list.js';
@@ -36,4 +37,5 @@ export function registerCtl(program: Command): void {
   registerRemove(ctl);
   registerDsn(ctl);
   registerQuery(ctl);
+  registerDoctor(ctl);
 }

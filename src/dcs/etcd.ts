@@ -1,30 +1,16 @@
 /**
  * The `Dcs` on etcd v3: Patroni's key layout, one lease per node renewed only when the HA loop asks
  * (so renewals stop when the loop stops — that is what fences a hung leader), compare-and-set
- * transactions, and a prefix watch that re-establishes itself.
+ * transactions, and a prefix watch that re-establishes itself. Requests go through `EtcdClient`
+ * (etcd-http.ts): etcd's JSON gateway, one deadline per request, a failed member skipped by the
+ * next requests; the watch runs on the member requests use and moves with them.
  */
 import { readFileSync } from 'node:fs';
-import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
-import {
-  Etcd3,
-  EtcdAuthenticationFailedError,
-  EtcdLeaseInvalidError,
-  EtcdPermissionDeniedError,
-  GRPCDeadlineExceededError,
-  isRecoverableError,
-  type ICompare,
-  type IDuplexStream,
-  type IKeyValue,
-  type IOptions,
-  type IRequestOp,
-  type ITxnResponse,
-  type IWatchRequest,
-  type IWatchResponse,
-} from 'etcd3';
 import pino from 'pino';
 import type { PghaConfig } from '../config/types.js';
 import { DcsError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { EtcdClient, EtcdRpcError, GRPC, type CallOptions, type EtcdStream } from './etcd-http.js';
 import { KEYS, clusterPrefix, compactJson, parseCluster, prefixRangeEnd, type RawKey } from './keys.js';
 import type {
   CasResult,
@@ -55,34 +41,86 @@ export interface EtcdDcsOptions {
   /** Lease TTL in seconds (dynamic `ttl`). */
   ttl: number;
   logger?: Logger;
-  /** Deadline for every single request, retries included (default 10 000 ms, Patroni's retry_timeout). */
+  /** Deadline for every single request, every member tried included (default 10 000 ms, Patroni's retry_timeout). */
   requestTimeoutMs?: number;
+  /** Whether an endpoint runs on this host (default: its address is one of this host's). */
+  isLocal?: (endpoint: string) => boolean;
 }
 
-// etcd's enums as numbers (the proto is loaded with numeric enums on input).
-const CMP_EQUAL = 0;
-const TARGET_CREATE = 1;
-const TARGET_MOD = 2;
-const TARGET_VALUE = 3;
-const TARGET_LEASE = 4;
+/** One etcd key-value as the JSON gateway returns it (bytes in base64, 64-bit numbers as strings). */
+interface JsonKv {
+  key?: string;
+  value?: string;
+  mod_revision?: string;
+  create_revision?: string;
+  lease?: string;
+}
+interface JsonHeader {
+  revision?: string;
+  member_id?: string;
+  raft_term?: string;
+}
+interface RangeResponse {
+  header?: JsonHeader;
+  kvs?: JsonKv[];
+}
+interface TxnResponse {
+  header?: JsonHeader;
+  succeeded?: boolean;
+  responses?: Array<{ response_range?: RangeResponse; response_txn?: { succeeded?: boolean } }>;
+}
+type Compare = Record<string, unknown>;
+type RequestOp = Record<string, unknown>;
 
-type WatchStream = IDuplexStream<IWatchRequest, IWatchResponse>;
-/** gRPC call options (the deadline), as etcd3's clients take them. */
-type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
+interface WatchResult {
+  header?: JsonHeader;
+  created?: boolean;
+  canceled?: boolean;
+  cancel_reason?: string;
+  compact_revision?: string;
+  events?: Array<{ type?: string; kv?: JsonKv }>;
+}
 
-/** Keep-alive attempts per `refreshLease` before giving up (each may reach another member). */
-const KEEPALIVE_ATTEMPTS = 6;
+/** One member of the etcd cluster, as `MemberList` names it. */
+export interface EtcdMemberInfo {
+  id: string;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
 
-/** Implements `Dcs` over etcd v3 with the `etcd3` gRPC client. */
+/** One member's own status (`Maintenance.Status`), asked of that member. */
+export interface EtcdMemberStatus {
+  endpoint: string;
+  id: string;
+  leader: string;
+  version: string;
+  raftTerm: string;
+  dbSize: number;
+}
+
+const b64 = (v: string | Buffer): string => (Buffer.isBuffer(v) ? v : Buffer.from(v)).toString('base64');
+const unb64 = (v: string | undefined): string => (v ? Buffer.from(v, 'base64').toString('utf8') : '');
+
+/** Keep-alive attempts per `refreshLease` beyond the first (each may reach another member). */
+const KEEPALIVE_RETRIES = 3;
+
+/** True when etcd said the lease is gone (expired or revoked). */
+function leaseGone(err: unknown): boolean {
+  return err instanceof EtcdRpcError && err.grpcCode === GRPC.NOT_FOUND && /lease/i.test(err.message);
+}
+
+/** Implements `Dcs` over etcd v3 with `EtcdClient`. */
 export class EtcdDcs implements Dcs {
   readonly prefix: string;
   readonly memberName: string;
+  readonly client: EtcdClient;
 
-  private readonly client: Etcd3;
-  private readonly hostsLabel: string;
-  private readonly timeoutMs: number;
+  private timeoutMs: number;
   private readonly log: Logger;
-  private readonly prefixBuf: Buffer;
+  private readonly prefixB64: string;
+  private readonly rangeEndB64: string;
   private ttl: number;
   private lease: { id: string; ttl: number } | null = null;
   private lastRefreshSentAt: number | null = null;
@@ -94,59 +132,25 @@ export class EtcdDcs implements Dcs {
     if (!(opts.ttl >= 1))
       throw new DcsError(`invalid ttl ${opts.ttl}: must be at least 1 second`, { retryable: false });
     this.prefix = clusterPrefix(opts.namespace, opts.scope);
-    this.prefixBuf = Buffer.from(this.prefix);
+    const prefixBuf = Buffer.from(this.prefix);
+    this.prefixB64 = b64(prefixBuf);
+    this.rangeEndB64 = b64(prefixRangeEnd(prefixBuf));
     this.memberName = opts.name;
     this.ttl = Math.ceil(opts.ttl);
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.log = opts.logger ?? pino({ level: 'silent' });
-    const protocol = opts.protocol ?? 'http';
-    const hosts = opts.hosts.map((h) => h.replace(/^[a-z]+:\/\//i, ''));
-    this.hostsLabel = hosts.join(', ');
-
-    const options: IOptions = {
-      hosts: hosts.map((h) => `${protocol}://${h}`),
-      dialTimeout: this.timeoutMs,
-      // A request that hangs must never block the caller: every unary call gets a deadline. The
-      // methods below pass an explicit absolute deadline so retries share it; this is a fallback.
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
-      faultHandling: {
-        // A failed host is skipped for a second, not etcd3's default five, so a restarted etcd
-        // is used again quickly.
-        host: () =>
-          circuitBreaker(handleWhen(isRecoverableError), {
-            halfOpenAfter: 1000,
-            breaker: new ConsecutiveBreaker(3),
-          }),
-        // Each retry picks another host; the shared deadline bounds the total time.
-        global: retry(
-          handleWhen((e) => isRecoverableError(e) && !(e instanceof GRPCDeadlineExceededError)),
-          { maxAttempts: Math.max(2, hosts.length * 2), backoff: new ConstantBackoff(100) },
-        ),
-      },
-      grpcOptions: {
-        // Detect a silently dead connection (e.g. a partition) on long-lived watch streams.
-        // etcd refuses pings more often than every 5 s.
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-      },
-    };
-    if (opts.username !== undefined && opts.username !== '') {
-      options.auth = {
-        username: opts.username,
-        password: opts.password ?? '',
-        callOptions: () => ({ deadline: Date.now() + this.timeoutMs }),
-      };
-    }
-    if (opts.cacert !== undefined || opts.cert !== undefined) {
-      const credentials: NonNullable<IOptions['credentials']> = {
-        // grpc-js accepts null for "use the system roots"; the typing wants a Buffer.
-        rootCertificate: opts.cacert !== undefined ? readFileSync(opts.cacert) : (null as unknown as Buffer),
-      };
-      if (opts.cert !== undefined) credentials.certChain = readFileSync(opts.cert);
-      if (opts.key !== undefined) credentials.privateKey = readFileSync(opts.key);
-      options.credentials = credentials;
-    }
-    this.client = new Etcd3(options);
+    this.client = new EtcdClient({
+      endpoints: opts.hosts,
+      protocol: opts.protocol ?? 'http',
+      ...(opts.username !== undefined && opts.username !== '' ? { username: opts.username } : {}),
+      ...(opts.password !== undefined ? { password: opts.password } : {}),
+      ...(opts.cacert !== undefined ? { ca: readFileSync(opts.cacert) } : {}),
+      ...(opts.cert !== undefined ? { cert: readFileSync(opts.cert) } : {}),
+      ...(opts.key !== undefined ? { key: readFileSync(opts.key) } : {}),
+      requestTimeoutMs: this.timeoutMs,
+      logger: this.log,
+      ...(opts.isLocal ? { isLocal: opts.isLocal } : {}),
+    });
   }
 
   /** The current lease id (decimal string), or null before the first grant / after loss. */
@@ -159,90 +163,51 @@ export class EtcdDcs implements Dcs {
     return this.lastRefreshSentAt;
   }
 
-  private key(rel: string): Buffer {
-    return Buffer.from(this.prefix + rel);
+  private key(rel: string): string {
+    return b64(this.prefix + rel);
   }
 
-  /**
-   * Runs one etcd operation under a deadline (shared by etcd3's retries) and the caller's signal,
-   * and turns whatever fails into a `DcsError` naming the endpoints.
-   */
-  private async rpc<T>(
+  private call<T>(
+    path: string,
+    body: unknown,
     what: string,
-    signal: AbortSignal | undefined,
-    fn: (opts: CallOptions) => Promise<T>,
-  ): Promise<T> {
-    if (this.closed) throw new DcsError(`etcd ${what}: client is closed`, { retryable: false });
-    if (signal?.aborted) throw new DcsError(`etcd ${what} cancelled`, { cause: signal.reason });
-    const deadline = Date.now() + this.timeoutMs;
-    // gRPC enforces the deadline per call; this timer also covers what happens outside a call
-    // (authentication, a connection being set up, backoff between retries).
-    const guard = AbortSignal.timeout(this.timeoutMs + 250);
-    const abort = signal ? AbortSignal.any([signal, guard]) : guard;
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_resolve, reject) => {
-      onAbort = () =>
-        reject(
-          signal?.aborted
-            ? new DcsError(`etcd ${what} cancelled`, { cause: signal.reason })
-            : new DcsError(
-                `etcd unreachable at ${this.hostsLabel}: ${what} timed out after ${this.timeoutMs} ms`,
-              ),
-        );
-      abort.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      const call = fn({ deadline });
-      call.catch(() => undefined); // may settle after the race was lost to an abort; never unhandled
-      return await Promise.race([call, aborted]);
-    } catch (err) {
-      throw this.wrapError(what, err);
-    } finally {
-      if (onAbort) abort.removeEventListener('abort', onAbort);
-    }
-  }
-
-  private wrapError(what: string, err: unknown): DcsError {
-    if (err instanceof DcsError) return err;
-    const reason = errorMessage(err);
-    if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError) {
-      return new DcsError(`etcd ${what} refused at ${this.hostsLabel}: ${reason}`, {
-        cause: err,
-        retryable: false,
-      });
-    }
-    const unreachable =
-      (typeof err === 'object' && err !== null && isRecoverableError(err as Error)) ||
-      (err instanceof Error && err.name === 'BrokenCircuitError');
-    const head = unreachable
-      ? `etcd unreachable at ${this.hostsLabel}`
-      : `etcd ${what} failed at ${this.hostsLabel}`;
-    return new DcsError(unreachable ? `${head}: ${what}: ${reason}` : `${head}: ${reason}`, { cause: err });
-  }
-
-  private async txn(
-    what: string,
-    compare: ICompare[],
-    success: IRequestOp[],
-    failure: IRequestOp[] = [],
     signal?: AbortSignal,
-  ): Promise<ITxnResponse> {
-    return this.rpc(what, signal, (o) => this.client.kv.txn({ compare, success, failure }, o));
+    retry?: CallOptions['retry'],
+  ): Promise<T> {
+    return this.client.call<T>(path, body, {
+      what,
+      ...(signal ? { signal } : {}),
+      ...(retry ? { retry } : {}),
+    });
   }
 
-  private put(rel: string, value: string, lease?: string): IRequestOp {
-    return { request_put: { key: this.key(rel), value: Buffer.from(value), lease: lease ?? 0 } };
+  private txn(
+    what: string,
+    compare: Compare[],
+    success: RequestOp[],
+    failure: RequestOp[] = [],
+    signal?: AbortSignal,
+    retry?: CallOptions['retry'],
+  ): Promise<TxnResponse> {
+    return this.call<TxnResponse>('/kv/txn', { compare, success, failure }, what, signal, retry);
+  }
+
+  private put(rel: string, value: string, lease?: string): RequestOp {
+    return { request_put: { key: this.key(rel), value: b64(value), ...(lease ? { lease } : {}) } };
   }
 
   private async plainPut(what: string, rel: string, value: string, signal?: AbortSignal): Promise<string> {
-    const res = await this.rpc(what, signal, (o) =>
-      this.client.kv.put({ key: this.key(rel), value: Buffer.from(value) }, o),
+    const res = await this.call<RangeResponse>(
+      '/kv/put',
+      { key: this.key(rel), value: b64(value) },
+      what,
+      signal,
     );
-    return res.header.revision;
+    return res.header?.revision ?? '0';
   }
 
   private async plainDelete(what: string, rel: string): Promise<void> {
-    await this.rpc(what, undefined, (o) => this.client.kv.deleteRange({ key: this.key(rel) }, o));
+    await this.call('/kv/deleterange', { key: this.key(rel) }, what);
   }
 
   /** Writes `rel` (optionally only if its mod_revision is unchanged) and returns the CAS result. */
@@ -257,58 +222,62 @@ export class EtcdDcs implements Dcs {
     }
     const res = await this.txn(
       what,
-      [{ key: this.key(rel), target: TARGET_MOD, result: CMP_EQUAL, mod_revision: expectedModRevision }],
+      [{ key: this.key(rel), target: 'MOD', result: 'EQUAL', mod_revision: expectedModRevision }],
       [this.put(rel, value)],
+      [],
+      undefined,
+      // Run twice, a write that succeeded would fail its own comparison: never retried once sent.
+      'unsent',
     );
-    return res.succeeded ? { ok: true, modRevision: res.header.revision } : { ok: false };
+    return res.succeeded ? { ok: true, modRevision: res.header?.revision ?? '0' } : { ok: false };
   }
 
   async readCluster(signal?: AbortSignal): Promise<ClusterState> {
-    const res = await this.rpc('read cluster', signal, (o) =>
-      // serializable: false — a linearizable read, never a stale follower's view.
-      this.client.kv.range(
-        { key: this.prefixBuf, range_end: prefixRangeEnd(this.prefixBuf), serializable: false },
-        o,
-      ),
+    // serializable: false — a linearizable read, never a stale follower's view.
+    const res = await this.call<RangeResponse>(
+      '/kv/range',
+      { key: this.prefixB64, range_end: this.rangeEndB64 },
+      'read cluster',
+      signal,
     );
-    const keys: RawKey[] = res.kvs.map((kv: IKeyValue) => ({
-      key: kv.key.toString('utf8').slice(this.prefix.length),
-      value: kv.value.toString('utf8'),
-      modRevision: kv.mod_revision,
-      lease: kv.lease,
+    const keys: RawKey[] = (res.kvs ?? []).map((kv) => ({
+      key: unb64(kv.key).slice(this.prefix.length),
+      value: unb64(kv.value),
+      modRevision: kv.mod_revision ?? '0',
+      lease: kv.lease ?? '0',
     }));
-    return parseCluster(keys, res.header.revision, (msg, details) => this.log.warn(details, msg));
+    return parseCluster(keys, res.header?.revision ?? '0', (msg, details) => this.log.warn(details, msg));
   }
 
   private async grantLease(signal?: AbortSignal): Promise<number> {
     const ttl = this.ttl;
     const sentAt = performance.now();
-    const res = await this.rpc('lease grant', signal, (o) =>
-      this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, o),
+    const res = await this.call<{ ID?: string; TTL?: string; error?: string }>(
+      '/lease/grant',
+      { TTL: ttl },
+      'lease grant',
+      signal,
     );
-    if (res.error) throw new DcsError(`etcd lease grant failed at ${this.hostsLabel}: ${res.error}`);
+    if (res.error || !res.ID)
+      throw new DcsError(
+        `etcd lease grant failed at ${this.client.endpointsLabel}: ${res.error ?? 'no lease id'}`,
+      );
     this.lease = { id: res.ID, ttl };
     this.lastRefreshSentAt = sentAt;
-    this.log.info({ lease: res.ID, ttl: res.TTL }, 'granted a new etcd lease');
+    this.log.info({ lease: res.ID, ttl: Number(res.TTL) }, 'granted a new etcd lease');
     return sentAt;
   }
 
-  /** One keep-alive round trip on a short-lived stream; returns the TTL etcd reports (0: lease gone). */
+  /** One keep-alive; returns the TTL etcd reports (0: lease gone). */
   private async keepAliveOnce(id: string, signal?: AbortSignal): Promise<number> {
-    return this.rpc('lease keep-alive', signal, async (o) => {
-      const stream = await this.client.leaseClient.leaseKeepAlive(o);
-      try {
-        return await new Promise<number>((resolve, reject) => {
-          stream.on('data', (res) => resolve(Number(res.TTL)));
-          stream.on('error', reject);
-          stream.on('end', () => reject(new Error('lease keep-alive stream ended without an answer')));
-          stream.write({ ID: id });
-        });
-      } finally {
-        // Half-close: etcd then ends the call. A deadline that fired has already cancelled it.
-        stream.end();
-      }
-    });
+    const res = await this.call<{ result?: { TTL?: string }; error?: unknown }>(
+      '/lease/keepalive',
+      { ID: id },
+      'lease keep-alive',
+      signal,
+    );
+    if (!res.result) throw new DcsError(`etcd lease keep-alive: no answer for lease ${id}`);
+    return Number(res.result.TTL ?? 0);
   }
 
   async refreshLease(signal?: AbortSignal): Promise<number> {
@@ -318,23 +287,22 @@ export class EtcdDcs implements Dcs {
     if (lease === null || lease.ttl !== this.ttl) return this.grantLease(signal);
     let sentAt = performance.now();
     let ttl: number | undefined;
-    // A keep-alive is a stream, which etcd3's retry policy does not cover; each attempt picks a
-    // member at random, so retrying a few times rides out one dead member of the cluster.
-    const giveUpAt = Date.now() + this.timeoutMs;
-    for (let attempt = 1; ttl === undefined; attempt++) {
+    const giveUpAt = performance.now() + this.timeoutMs;
+    // The client already tries every member within its deadline; a few more tries cover a leader
+    // election, whose "no leader" answers come back at once from every member.
+    for (let attempt = 0; ttl === undefined; attempt++) {
       sentAt = performance.now();
       try {
         ttl = await this.keepAliveOnce(lease.id, signal);
       } catch (err) {
-        if (err instanceof DcsError && err.cause instanceof EtcdLeaseInvalidError) ttl = 0;
-        else if (
-          attempt >= KEEPALIVE_ATTEMPTS ||
+        if (
+          attempt >= KEEPALIVE_RETRIES ||
           signal?.aborted ||
-          Date.now() + 50 >= giveUpAt ||
+          performance.now() + 100 >= giveUpAt ||
           !(err instanceof DcsError && err.retryable)
         )
           throw err;
-        else await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 100));
       }
     }
     if (ttl <= 0) {
@@ -352,6 +320,12 @@ export class EtcdDcs implements Dcs {
     this.ttl = Math.ceil(ttlSeconds);
   }
 
+  setRequestTimeout(ms: number): void {
+    if (!(ms >= 100)) return;
+    this.timeoutMs = ms;
+    this.client.setRequestTimeout(ms);
+  }
+
   private async currentLease(signal?: AbortSignal): Promise<string> {
     if (this.lease === null || this.lease.ttl !== this.ttl) await this.grantLease(signal);
     return this.lease!.id;
@@ -363,7 +337,7 @@ export class EtcdDcs implements Dcs {
     try {
       return await fn(lease);
     } catch (err) {
-      if (!(err instanceof DcsError && err.cause instanceof EtcdLeaseInvalidError)) throw err;
+      if (!leaseGone(err)) throw err;
       if (this.lease?.id === lease) this.lease = null;
       return fn(await this.currentLease(signal));
     }
@@ -372,8 +346,11 @@ export class EtcdDcs implements Dcs {
   async touchMember(data: MemberData, signal?: AbortSignal): Promise<void> {
     const rel = KEYS.members + this.memberName;
     await this.withLease(signal, (lease) =>
-      this.rpc('write member key', signal, (o) =>
-        this.client.kv.put({ key: this.key(rel), value: Buffer.from(compactJson(data)), lease }, o),
+      this.call(
+        '/kv/put',
+        { key: this.key(rel), value: b64(compactJson(data)), lease },
+        'write member key',
+        signal,
       ),
     );
   }
@@ -389,15 +366,15 @@ export class EtcdDcs implements Dcs {
       const leaderKey = this.key(KEYS.leader);
       const res = await this.txn(
         'acquire leader key',
-        [{ key: leaderKey, target: TARGET_CREATE, result: CMP_EQUAL, create_revision: 0 }],
+        [{ key: leaderKey, target: 'CREATE', result: 'EQUAL', create_revision: '0' }],
         [this.put(KEYS.leader, this.memberName, lease)],
         [{ request_range: { key: leaderKey } }],
         signal,
       );
       if (res.succeeded) return true;
       // If a retried request had already succeeded, the key is ours: same name and same lease.
-      const kv = res.responses[0]?.response_range?.kvs[0];
-      return kv !== undefined && kv.value.toString('utf8') === this.memberName && kv.lease === lease;
+      const kv = res.responses?.[0]?.response_range?.kvs?.[0];
+      return kv !== undefined && unb64(kv.value) === this.memberName && (kv.lease ?? '0') === lease;
     });
   }
 
@@ -409,17 +386,12 @@ export class EtcdDcs implements Dcs {
     const sent = await this.refreshLease(signal);
     return this.withLease(signal, async (lease) => {
       const leaderKey = this.key(KEYS.leader);
-      const ours: ICompare = {
-        key: leaderKey,
-        target: TARGET_VALUE,
-        result: CMP_EQUAL,
-        value: Buffer.from(this.memberName),
-      };
+      const ours: Compare = { key: leaderKey, target: 'VALUE', result: 'EQUAL', value: b64(this.memberName) };
       // Usually the key already hangs on our lease and nothing is written (no revision, no watch
       // event). Otherwise, if it still holds our name, re-attach it to the current lease.
       const res = await this.txn(
         'update leader key',
-        [ours, { key: leaderKey, target: TARGET_LEASE, result: CMP_EQUAL, lease }],
+        [ours, { key: leaderKey, target: 'LEASE', result: 'EQUAL', lease }],
         [],
         [
           {
@@ -433,7 +405,7 @@ export class EtcdDcs implements Dcs {
         signal,
       );
       if (res.succeeded) return sent;
-      const reattached = res.responses[0]?.response_txn?.succeeded === true;
+      const reattached = res.responses?.[0]?.response_txn?.succeeded === true;
       if (!reattached) return null;
       this.log.info({ lease }, 're-attached the leader key to the new lease');
       // The key now hangs on `lease`, which was granted or renewed at `lastRefreshSentAt`.
@@ -443,11 +415,14 @@ export class EtcdDcs implements Dcs {
 
   async leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null> {
     if (lease === '0' || lease === '') return null;
-    const res = await this.rpc('lease time-to-live', signal, (o) =>
-      this.client.leaseClient.leaseTimeToLive({ ID: lease, keys: false }, o),
+    const res = await this.call<{ TTL?: string; grantedTTL?: string }>(
+      '/lease/timetolive',
+      { ID: lease, keys: false },
+      'lease time-to-live',
+      signal,
     );
-    const remaining = Number(res.TTL);
-    const granted = Number(res.grantedTTL);
+    const remaining = Number(res.TTL ?? -1);
+    const granted = Number(res.grantedTTL ?? 0);
     if (!Number.isFinite(remaining) || !Number.isFinite(granted) || remaining < 0) return null;
     return Math.max(0, granted - remaining) * 1000;
   }
@@ -456,10 +431,10 @@ export class EtcdDcs implements Dcs {
     const leaderKey = this.key(KEYS.leader);
     const res = await this.txn(
       'delete leader key',
-      [{ key: leaderKey, target: TARGET_VALUE, result: CMP_EQUAL, value: Buffer.from(this.memberName) }],
+      [{ key: leaderKey, target: 'VALUE', result: 'EQUAL', value: b64(this.memberName) }],
       [{ request_delete_range: { key: leaderKey } }],
     );
-    return res.succeeded;
+    return res.succeeded === true;
   }
 
   async deleteLeaderOf(name: string, modRevision: string): Promise<boolean> {
@@ -467,12 +442,12 @@ export class EtcdDcs implements Dcs {
     const res = await this.txn(
       `delete ${name}'s leader key`,
       [
-        { key: leaderKey, target: TARGET_VALUE, result: CMP_EQUAL, value: Buffer.from(name) },
-        { key: leaderKey, target: TARGET_MOD, result: CMP_EQUAL, mod_revision: modRevision },
+        { key: leaderKey, target: 'VALUE', result: 'EQUAL', value: b64(name) },
+        { key: leaderKey, target: 'MOD', result: 'EQUAL', mod_revision: modRevision },
       ],
       [{ request_delete_range: { key: leaderKey } }],
     );
-    return res.succeeded;
+    return res.succeeded === true;
   }
 
   async claimKey(
@@ -484,15 +459,15 @@ export class EtcdDcs implements Dcs {
       const key = this.key(rel);
       const res = await this.txn(
         `claim ${rel}`,
-        [{ key, target: TARGET_CREATE, result: CMP_EQUAL, create_revision: 0 }],
+        [{ key, target: 'CREATE', result: 'EQUAL', create_revision: '0' }],
         [this.put(rel, value, lease)],
         [{ request_range: { key } }],
         signal,
       );
       if (res.succeeded) return { held: true, holder: value };
-      const kv = res.responses[0]?.response_range?.kvs[0];
-      const holder = kv ? kv.value.toString('utf8') : null;
-      return { held: kv !== undefined && holder === value && kv.lease === lease, holder };
+      const kv = res.responses?.[0]?.response_range?.kvs?.[0];
+      const holder = kv ? unb64(kv.value) : null;
+      return { held: kv !== undefined && holder === value && (kv.lease ?? '0') === lease, holder };
     });
   }
 
@@ -503,12 +478,12 @@ export class EtcdDcs implements Dcs {
     const res = await this.txn(
       `release ${rel}`,
       [
-        { key, target: TARGET_VALUE, result: CMP_EQUAL, value: Buffer.from(value) },
-        { key, target: TARGET_LEASE, result: CMP_EQUAL, lease },
+        { key, target: 'VALUE', result: 'EQUAL', value: b64(value) },
+        { key, target: 'LEASE', result: 'EQUAL', lease },
       ],
       [{ request_delete_range: { key } }],
     );
-    return res.succeeded;
+    return res.succeeded === true;
   }
 
   async initialize(value: string, create: boolean): Promise<boolean> {
@@ -518,10 +493,14 @@ export class EtcdDcs implements Dcs {
     }
     const res = await this.txn(
       'create initialize key',
-      [{ key: this.key(KEYS.initialize), target: TARGET_CREATE, result: CMP_EQUAL, create_revision: 0 }],
+      [{ key: this.key(KEYS.initialize), target: 'CREATE', result: 'EQUAL', create_revision: '0' }],
       [this.put(KEYS.initialize, value)],
+      [],
+      undefined,
+      // Every racer writes the same value, so a retry that finds the key cannot tell whose it is.
+      'unsent',
     );
-    return res.succeeded;
+    return res.succeeded === true;
   }
 
   async cancelInitialization(): Promise<void> {
@@ -569,21 +548,65 @@ export class EtcdDcs implements Dcs {
   }
 
   async deleteCluster(): Promise<void> {
-    await this.rpc('delete cluster', undefined, (o) =>
-      this.client.kv.deleteRange({ key: this.prefixBuf, range_end: prefixRangeEnd(this.prefixBuf) }, o),
+    await this.call(
+      '/kv/deleterange',
+      { key: this.prefixB64, range_end: this.rangeEndB64 },
+      'delete cluster',
     );
+  }
+
+  /** The etcd cluster's members (`MemberList`), as the member that answers knows them. */
+  async memberList(signal?: AbortSignal): Promise<EtcdMemberInfo[]> {
+    const res = await this.call<{
+      members?: Array<{
+        ID?: string;
+        name?: string;
+        peerURLs?: string[];
+        clientURLs?: string[];
+        isLearner?: boolean;
+      }>;
+    }>('/cluster/member/list', {}, 'list members', signal);
+    return (res.members ?? []).map((m) => ({
+      id: m.ID ?? '0',
+      name: m.name ?? '',
+      peerUrls: m.peerURLs ?? [],
+      clientUrls: m.clientURLs ?? [],
+      isLearner: m.isLearner === true,
+    }));
+  }
+
+  /** One member's own status, asked of that member (an endpoint in `host:port` form). */
+  async memberStatus(endpoint: string, signal?: AbortSignal): Promise<EtcdMemberStatus> {
+    const res = await this.client.callMember<{
+      header?: JsonHeader;
+      leader?: string;
+      version?: string;
+      raftTerm?: string;
+      dbSize?: string;
+    }>(endpoint, '/maintenance/status', {}, { what: 'member status', ...(signal ? { signal } : {}) });
+    return {
+      endpoint,
+      id: res.header?.member_id ?? '0',
+      leader: res.leader ?? '0',
+      version: res.version ?? '',
+      raftTerm: res.raftTerm ?? res.header?.raft_term ?? '0',
+      dbSize: Number(res.dbSize ?? 0),
+    };
   }
 
   /**
    * Watches the prefix from the current revision. `onChange` receives the changed keys relative
    * to the prefix; an empty list means "changes may have been missed (compaction), re-read all".
+   * The stream runs on the member requests go to; when that member fails (here or in any other
+   * request) the watch moves to the next one and resumes after the last revision it delivered.
    */
   watch(onChange: (keys: string[]) => void): () => Promise<void> {
     let stopped = false;
-    let stream: WatchStream | null = null;
+    let stream: EtcdStream | null = null;
     let timer: NodeJS.Timeout | null = null;
     let nextRevision: bigint | null = null;
     let delayMs = 50;
+    let generation = 0;
 
     const notify = (keys: string[]) => {
       try {
@@ -594,15 +617,10 @@ export class EtcdDcs implements Dcs {
     };
 
     const drop = () => {
+      generation += 1;
       const s = stream;
       stream = null;
-      if (!s) return;
-      try {
-        s.end();
-        s.cancel();
-      } catch {
-        // already closed
-      }
+      s?.close();
     };
 
     const reestablish = (reason: string, immediate = false) => {
@@ -623,8 +641,8 @@ export class EtcdDcs implements Dcs {
       if (!immediate) delayMs = Math.min(delayMs * 2, 1000);
     };
 
-    const onData = (s: WatchStream, res: IWatchResponse) => {
-      if (stopped || s !== stream) return;
+    const onData = (gen: number, res: WatchResult) => {
+      if (stopped || gen !== generation) return;
       if (res.compact_revision && res.compact_revision !== '0') {
         // The revision we wanted to resume from is gone: start over from now and ask for a full re-read.
         this.log.warn({ compactRevision: res.compact_revision }, 'etcd watch revision compacted');
@@ -639,17 +657,18 @@ export class EtcdDcs implements Dcs {
       }
       if (res.created) {
         delayMs = 50;
-        if (nextRevision === null) nextRevision = BigInt(res.header.revision) + 1n;
+        if (nextRevision === null) nextRevision = BigInt(res.header?.revision ?? '0') + 1n;
       }
-      if (res.events.length > 0) {
+      const events = res.events ?? [];
+      if (events.length > 0) {
         const keys = new Set<string>();
-        for (const ev of res.events) {
-          const rev = BigInt(ev.kv.mod_revision) + 1n;
+        for (const ev of events) {
+          const rev = BigInt(ev.kv?.mod_revision ?? '0') + 1n;
           if (nextRevision === null || rev > nextRevision) nextRevision = rev;
-          keys.add(ev.kv.key.toString('utf8').slice(this.prefix.length));
+          keys.add(unb64(ev.kv?.key).slice(this.prefix.length));
         }
         notify([...keys]);
-      } else if (!res.created && res.header.revision) {
+      } else if (!res.created && res.header?.revision) {
         // Progress notification: everything up to this revision has been delivered.
         const rev = BigInt(res.header.revision) + 1n;
         if (nextRevision === null || rev > nextRevision) nextRevision = rev;
@@ -658,40 +677,47 @@ export class EtcdDcs implements Dcs {
 
     const establish = async () => {
       if (stopped || this.closed) return;
-      let s: WatchStream;
+      const gen = ++generation;
+      let s: EtcdStream;
       try {
-        s = await this.client.watchClient.watch();
+        s = await this.client.openStream(
+          '/watch',
+          {
+            create_request: {
+              key: this.prefixB64,
+              range_end: this.rangeEndB64,
+              ...(nextRevision === null ? {} : { start_revision: nextRevision.toString() }),
+              progress_notify: true,
+            },
+          },
+          {
+            onMessage: (msg: WatchResult) => onData(gen, msg),
+            onClose: (err) => {
+              if (gen === generation && !stopped) reestablish(`etcd watch: ${err.message}`);
+            },
+          },
+        );
       } catch (err) {
-        reestablish(errorMessage(err));
+        if (gen === generation) reestablish(errorMessage(err));
         return;
       }
-      if (stopped) {
-        s.end();
-        s.cancel();
+      if (stopped || gen !== generation) {
+        s.close();
         return;
       }
       stream = s;
-      s.on('data', (res) => onData(s, res));
-      s.on('error', (err) => {
-        if (s === stream) reestablish(`etcd unreachable at ${this.hostsLabel}: ${errorMessage(err)}`);
-      });
-      s.on('end', () => {
-        if (s === stream) reestablish('watch stream ended');
-      });
-      s.write({
-        create_request: {
-          key: this.prefixBuf,
-          range_end: prefixRangeEnd(this.prefixBuf),
-          start_revision: nextRevision === null ? 0 : nextRevision.toString(),
-          progress_notify: true,
-        },
-      });
     };
+
+    // A member that fails a request loses the watch too: it may be cut off and silent.
+    const unsubscribe = this.client.onMemberFailure((endpoint) => {
+      if (stream?.endpoint === endpoint) reestablish(`member ${endpoint} failed`, true);
+    });
 
     void establish();
 
     const stop = async (): Promise<void> => {
       stopped = true;
+      unsubscribe();
       if (timer) clearTimeout(timer);
       timer = null;
       drop();
@@ -708,9 +734,7 @@ export class EtcdDcs implements Dcs {
     const lease = this.lease;
     if (opts.revokeLease && lease !== null) {
       try {
-        await this.rpc('lease revoke', undefined, (o) =>
-          this.client.leaseClient.leaseRevoke({ ID: lease.id }, o),
-        );
+        await this.call('/lease/revoke', { ID: lease.id }, 'lease revoke');
         this.lease = null;
       } catch (err) {
         this.log.warn(

@@ -128,6 +128,8 @@ export interface Dcs {
   refreshLease(signal?: AbortSignal): Promise<number>;
   /** Changes the TTL used for leases created from now on (dynamic `ttl` changed). */
   setTtl(ttlSeconds: number): void;
+  /** Changes the deadline of each request (dynamic `retry_timeout` changed); optional. */
+  setRequestTimeout?(ms: number): void;
 
   /** Writes `members/<name>` attached to this node's lease. */
   touchMember(data: MemberData, signal?: AbortSignal): Promise<void>;

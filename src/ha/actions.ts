@@ -70,6 +70,12 @@ export async function startAs(
   // leader made its slot, which the leader does for members it sees: show ourselves first.
   if (opts.role === 'replica') {
     c.snapshot.running = false;
+    // A rewind or a base backup before this may have outlasted the lease, and the member key with
+    // it: renewing first grants a new lease when the old one is gone, so the key is put again.
+    // (A replica holds no leader key, so renewing here cannot keep a leadership alive.)
+    await c.d.dcs
+      .refreshLease(c.clock.timeout(c.dynamic().retry_timeout * 1000))
+      .catch((err: unknown) => c.log.warn(`could not renew the etcd lease: ${errorMessage(err)}`));
     await c.publish().catch((err: unknown) => c.log.warn(`could not publish: ${errorMessage(err)}`));
   }
   await c.during('starting', () => c.d.pg.start(c.dynamic().primary_start_timeout * 1000), true);

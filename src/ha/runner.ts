@@ -479,6 +479,8 @@ export class HaRunner implements RunnerContext {
     // as Patroni: falling back to bootstrap.dcs could silently undo a pause or a ttl change.
     const next = cluster.config ? this.d.parseDynamic(cluster.config.value) : this.dyn;
     if (next.ttl !== this.dyn.ttl) this.d.dcs.setTtl(next.ttl);
+    if (next.retry_timeout !== this.dyn.retry_timeout)
+      this.d.dcs.setRequestTimeout?.(next.retry_timeout * 1000);
     if (next.pause && !this.dyn.pause) this.lease.disarm();
     this.dyn = next;
     this.snapshot.dynamic = next;

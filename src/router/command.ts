@@ -125,6 +125,7 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
       // The lease of its registration (routers/<id>): an agent switching over waits only for
       // routers whose key lives.
       ttl: 10,
+      // Until the first read says the cluster's retry_timeout, which the router then uses as the agents do.
       requestTimeoutMs: Math.min(5000, Math.max(1000, rc.check_interval * 2000)),
       logger,
     },

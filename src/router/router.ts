@@ -55,6 +55,8 @@ export interface TopologySource {
   ): Promise<{ held: boolean; holder: string | null }>;
   releaseKey?(rel: string, value: string): Promise<boolean>;
   refreshLease?(signal?: AbortSignal): Promise<number>;
+  /** The deadline of each request (the cluster's `retry_timeout`, as the agents use it). */
+  setRequestTimeout?(ms: number): void;
 }
 
 export interface RouterOptions {
@@ -391,6 +393,7 @@ export class Router {
   private apply(t: Topology): void {
     const prev = this.topology;
     this.topology = t;
+    if (prev?.retryTimeout !== t.retryTimeout) this.opts.source.setRequestTimeout?.(t.retryTimeout * 1000);
     this.armLeaseTimer();
 
     // Sessions on the read-only port to a member that became the leader: it is no longer a replica.

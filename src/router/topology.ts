@@ -35,6 +35,8 @@ export interface Topology {
   excluded: Array<{ name: string; reason: string }>;
   /** Dynamic `ttl` in seconds: how long the leader's lease may outlive our last etcd read. */
   ttl: number;
+  /** Dynamic `retry_timeout` in seconds: the deadline of each etcd request, as the agents use it. */
+  retryTimeout: number;
   /** The `leader` key's value, even when that member is not (yet) usable as primary. */
   leaderName: string | null;
 }
@@ -71,7 +73,7 @@ const PRIMARY_ROLES = new Set(['primary', 'master']);
 
 /** Computes where the router sends clients, from one consistent read of the cluster. */
 export function computeTopology(cluster: ClusterState, opts: TopologyOptions): Topology {
-  const ttl = parseDynamicConfig(cluster.config?.value ?? {}).config.ttl;
+  const { ttl, retry_timeout: retryTimeout } = parseDynamicConfig(cluster.config?.value ?? {}).config;
   const all: Backend[] = [];
   for (const m of cluster.members) {
     const b = toBackend(m);
@@ -135,7 +137,7 @@ export function computeTopology(cluster: ClusterState, opts: TopologyOptions): T
     replicas.push(r);
   }
 
-  const t: Topology = { primary, replicas, all, excluded, ttl, leaderName };
+  const t: Topology = { primary, replicas, all, excluded, ttl, retryTimeout, leaderName };
   if (primaryReason !== undefined) t.primaryReason = primaryReason;
   return t;
 }

@@ -38,7 +38,8 @@ export interface EtcdCluster {
 }
 
 export interface StartEtcdOptions {
-  members?: 1 | 3;
+  /** Number of members (default 1); an odd number in production, any number for tests. */
+  members?: number;
   /** Parent directory for the data dirs; a fresh temporary directory by default. */
   dataDir?: string;
   /** Keep the members' data when stopping (only with `dataDir`), so a restart resumes. */

@@ -61,11 +61,11 @@ describe('chaos: faults against a synchronous cluster', () => {
     expect(report.faults.filter((f) => !f.recovered)).toEqual([]);
     expect(report.faults.filter((f) => f.error)).toEqual([]);
     expect(report.writes.acknowledged).toBeGreaterThan(100);
-    // The primary's death must move the leader; a switchover too. A partitioned primary is fenced
-    // (no writes) but may keep the key when the partition heals before the replicas' etcd client
-    // gives up on the unreachable member (a known gap), so for it only recovery is required.
+    // The primary's death must move the leader, a switchover too, and so must a partition of the
+    // primary held beyond ttl: the replicas' etcd client gives up on the partitioned member after
+    // one attempt and keeps reading through the others, so they see the lease run out.
     const moved = (k: FaultKind) => report.faults.find((f) => f.kind === k)!;
-    for (const k of ['kill-both', 'switchover'] as const)
+    for (const k of ['kill-both', 'partition-primary', 'switchover'] as const)
       expect(moved(k).leaderAfter, `${k} moves the leader`).not.toBe(moved(k).leaderBefore);
     expect(report.final.healthy).toBe(true);
     expect(report.failures).toEqual([]);

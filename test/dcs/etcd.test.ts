@@ -2,6 +2,7 @@
  * EtcdDcs against a real single-node etcd: Patroni's key layout, leader exclusivity, lease expiry,
  * CAS writes and the watch.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdDcs, type EtcdDcsOptions } from '../../src/dcs/etcd.js';
@@ -388,6 +389,18 @@ describe('EtcdDcs watch', () => {
   });
 });
 
+/** True when every thread of `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). */
+function allThreadsStopped(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return /^T/.test(stat.slice(stat.lastIndexOf(')') + 2));
+    });
+  } catch {
+    return false;
+  }
+}
+
 describe('EtcdDcs errors', () => {
   it('fails fast with a DcsError naming the endpoints when etcd is unreachable', async () => {
     const port = await freePort();
@@ -407,6 +420,8 @@ describe('EtcdDcs errors', () => {
     const child = etcd.members[0]!.process!;
     child.kill('SIGSTOP');
     try {
+      // The signal reaches each of etcd's threads in turn: on a busy machine one may still answer.
+      await waitFor(() => allThreadsStopped(child.pid!), 2000, 'etcd to stop');
       const t0 = Date.now();
       await expect(d.readCluster()).rejects.toThrow(/etcd unreachable at 127\.0\.0\.1:\d+/);
       await expect(d.refreshLease()).rejects.toBeInstanceOf(DcsError);

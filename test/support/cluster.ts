@@ -38,8 +38,8 @@ export interface ClusterOptions {
   ttl?: number;
   loopWait?: number;
   retryTimeout?: number;
-  /** etcd members (1 or 3). */
-  etcdMembers?: 1 | 3;
+  /** etcd members (default 1). */
+  etcdMembers?: number;
   /** Put a TCP proxy between each agent and etcd. */
   proxyEtcd?: boolean;
   /** Edits each node's YAML before it is written. */
