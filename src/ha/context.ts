@@ -164,3 +164,21 @@ export interface RunnerContext {
   /** Sets or clears the operator hold; `persist` keeps it across agent restarts (default). */
   setHold(reason: string | null, persist?: boolean): Promise<void>;
 }
+
+/**
+ * Remembers the other members seen (for `forgetAfterMs`, so a member whose key expired still gets
+ * asked in the leader race), since when the store has had no `initialize` key, and the last leader.
+ */
+export function rememberCluster(
+  st: RunnerState,
+  cluster: ClusterState,
+  me: string,
+  now: number,
+  forgetAfterMs: number,
+): void {
+  for (const m of cluster.members) if (m.name !== me) st.knownMembers.set(m.name, { member: m, seen: now });
+  for (const [name, k] of st.knownMembers) if (now - k.seen > forgetAfterMs) st.knownMembers.delete(name);
+  if (cluster.initialize === null) st.uninitializedSince ??= now;
+  else st.uninitializedSince = null;
+  if (cluster.leader) st.formerLeader = cluster.leader.name;
+}

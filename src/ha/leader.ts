@@ -4,18 +4,49 @@
  * file), keep the replication slots (slot-plan.ts, slots-run.ts), run synchronous replication one
  * step (sync.ts), keep the `failsafe` key. Replicas keep their slots with the same code.
  */
-import type { ClusterState, StatusKey } from '../dcs/types.js';
+import type { ClusterState, MemberData, StatusKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
 import { errorMessage } from '../util/errors.js';
+import { releaseKey, watchdogRefusal } from './actions.js';
 import type { RunnerContext } from './context.js';
 import { failsafeTopology, sameTopology } from './failsafe.js';
 import { historyMatches, mergeTimelineHistory } from './history.js';
+import { memberData } from './member.js';
 import { planQuorum, planSync } from './sync.js';
+import type { LocalPostgres } from './types.js';
 
 /**
  * The leader of a cluster the store lost (a wiped namespace, a rebuilt etcd) writes it back, as
  * Patroni: `initialize` with its system id and `config` with the dynamic configuration it runs.
  */
+/**
+ * Renews the leader key this node holds and arms the fence from the renewal's send time while it
+ * runs a writable primary. A leader that needs a watchdog and has none releases the key and stops
+ * PostgreSQL ('stopped'); a renewal the store refused (the key is gone) disarms the fence and
+ * returns the cluster without a leader. Throws when the store cannot be reached.
+ */
+export async function renewMyKey(
+  c: RunnerContext,
+  cluster: ClusterState,
+  pg: LocalPostgres,
+  signal: AbortSignal,
+): Promise<{ cluster: ClusterState; leaseSent: number | null } | 'stopped'> {
+  const sent = await c.d.dcs.renewLeader(signal);
+  const noWatchdog = sent !== null && !c.dynamic().pause ? watchdogRefusal(c) : null;
+  if (noWatchdog) {
+    c.log.error(`${noWatchdog}: releasing the leader key and stopping PostgreSQL`);
+    await releaseKey(c);
+    if (pg.running) await c.stopFastOrImmediate();
+    return 'stopped';
+  }
+  if (sent === null) {
+    c.lease.disarm();
+    return { cluster: { ...cluster, leader: null }, leaseSent: null };
+  }
+  if (pg.running && pg.status && !pg.status.inRecovery) c.lease.arm(sent);
+  return { cluster, leaseSent: sent };
+}
+
 export async function registerCluster(c: RunnerContext, cluster: ClusterState, sysid: string): Promise<void> {
   if (cluster.initialize === null && (await c.d.dcs.initialize(sysid, true)))
     c.log.warn(
@@ -188,6 +219,28 @@ async function maintainFailsafeKey(c: RunnerContext, cluster: ClusterState): Pro
   } catch (err) {
     c.log.warn(`could not write the failsafe key: ${errorMessage(err)}`);
   }
+}
+
+/** This node's member key, from what it observed last. */
+export function myMemberData(
+  c: RunnerContext,
+  status: ServerStatus | null,
+  scheduledRestart: Record<string, unknown> | null,
+): MemberData {
+  return memberData({
+    running: c.snapshot.running,
+    busyState: c.st.busyState,
+    previousState: c.snapshot.state,
+    status,
+    role: c.snapshot.role,
+    diverged: c.snapshot.diverged,
+    connUrl: myConnUrl(c),
+    apiUrl: myApiUrl(c),
+    version: c.d.version,
+    tags: c.d.config.tags,
+    pause: c.dynamic().pause,
+    scheduledRestart,
+  });
 }
 
 export function myConnUrl(c: RunnerContext): string {

@@ -21,6 +21,13 @@ import {
   safetyMarginMs,
 } from './timing.js';
 
+/** What a leader that lost the store keeps doing, for the log: `ms` of fence left, or maintenance mode. */
+export function storeLossNote(ms: number | null, paused: boolean): string {
+  if (ms !== null)
+    return `; as leader I keep PostgreSQL writable for ${Math.max(0, Math.round(ms / 1000))} s at most`;
+  return paused ? '; maintenance mode: PostgreSQL keeps running' : '';
+}
+
 export interface LeaseGuardDeps {
   clock: Clock;
   dcs: Pick<Dcs, 'renewLeader'>;
@@ -64,6 +71,12 @@ export class LeaseGuard {
   /** When the armed fence fires (monotonic), or null. */
   deadline(): number | null {
     return this.armedFrom === null ? null : fenceDeadline(this.armedFrom, this.d.ttlS(), this.marginMs());
+  }
+
+  /** Milliseconds until the fence fires, from `nowMono`; null when it is not armed. */
+  remainingMs(nowMono: number): number | null {
+    const d = this.deadline();
+    return d === null ? null : d - nowMono;
   }
 
   /** When a fence armed from a renewal sent at `sentMono` would fire (monotonic). */

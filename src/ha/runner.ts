@@ -9,11 +9,13 @@ import type { ClusterState } from '../dcs/types.js';
 import type { ConnTarget, RoleConfig, ServerStatus } from '../postgres/types.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
+import { Serial } from '../util/serial.js';
 import type { Logger } from '../util/log.js';
 import * as act from './actions.js';
 import { bootstrap } from './bootstrap.js';
 import {
   initialState,
+  rememberCluster,
   type AgentSnapshot,
   type RunnerContext,
   type RunnerDeps,
@@ -22,16 +24,14 @@ import {
 import { decide } from './decide.js';
 import { withFailsafeLeader, type FailsafeLeader } from './failsafe.js';
 import { FailsafeGuard } from './failsafe-run.js';
-import { leaderDuties, maintainSlots, myApiUrl, myConnUrl } from './leader.js';
-import { needsHotStandbyFeedback } from './slot-plan.js';
+import { leaderDuties, maintainSlots, myMemberData, renewMyKey } from './leader.js';
 import { SlotKeeper } from './slots-run.js';
-import { LeaseGuard } from './lease.js';
+import { LeaseGuard, storeLossNote } from './lease.js';
 import { canCloneWithoutLeader } from './replica-methods.js';
-import { memberData } from './member.js';
 import { Observer } from './observe.js';
 import { LeaderProbe } from './probe.js';
-import { findMember, isNoFailover } from './rules.js';
-import { REMOTE_UPSTREAM, standbyRecoveryParams } from './standby.js';
+import { remoteKey, remoteTarget, roleConfigFor, serverParameters, serverPgHba } from './server-config.js';
+import { REMOTE_UPSTREAM } from './standby.js';
 import { switchover } from './switchover-run.js';
 import type { Decision, LocalPostgres, PeerStatus } from './types.js';
 
@@ -61,8 +61,7 @@ export class HaRunner implements RunnerContext {
   private dcsFailing = false;
   private lastCycleMono: number | null = null;
   private loopDone: Promise<void> = Promise.resolve();
-  private mutex: Promise<void> = Promise.resolve();
-  private currentOperation: string | null = null;
+  private readonly serial = new Serial();
   private readonly observer: Observer;
   private readonly failsafe: FailsafeGuard;
   /** Published as `scheduled_restart` in the member key while a restart is scheduled. */
@@ -183,23 +182,13 @@ export class HaRunner implements RunnerContext {
    * Runs `fn` while no HA cycle and no other exclusive operation runs (operator requests such as a
    * restart use this, so they never interleave with a decision being carried out).
    */
-  async exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.mutex;
-    let release!: () => void;
-    this.mutex = new Promise<void>((r) => (release = r));
-    await previous;
-    this.currentOperation = what;
-    try {
-      return await fn();
-    } finally {
-      this.currentOperation = null;
-      release();
-    }
+  exclusive<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return this.serial.run(what, fn);
   }
 
   /** What runs right now under `exclusive` (null when idle). */
   get busy(): string | null {
-    return this.st.busyState ?? (this.currentOperation === 'HA cycle' ? null : this.currentOperation);
+    return this.st.busyState ?? (this.serial.current === 'HA cycle' ? null : this.serial.current);
   }
 
   /** Re-reads PostgreSQL's status into the snapshot, within a short deadline. */
@@ -261,31 +250,21 @@ export class HaRunner implements RunnerContext {
       const vouched = this.failsafe.heartbeats.leader(this.clock.now(), this.dyn.ttl);
       if (vouched && vouched.name !== this.me) cluster = withFailsafeLeader(cluster, vouched);
     }
-    this.remember(cluster);
+    rememberCluster(this.st, cluster, this.me, this.clock.mono(), KNOWN_MEMBER_TTLS * this.dyn.ttl * 1000);
     this.snapshot.cluster = cluster;
 
     const pg = await this.observer.observe(cluster);
     if (cluster.leader?.name === this.me) {
-      let sent: number | null;
+      let renewed: Awaited<ReturnType<typeof renewMyKey>>;
       try {
-        sent = await this.d.dcs.renewLeader(deadline());
+        renewed = await renewMyKey(this, cluster, pg, deadline());
       } catch (err) {
         this.onDcsFailure(err);
         await this.failsafe.round(this.stopping);
         return;
       }
-      const noWatchdog = sent !== null && !this.dyn.pause ? act.watchdogRefusal(this) : null;
-      if (noWatchdog) {
-        this.log.error(`${noWatchdog}: releasing the leader key and stopping PostgreSQL`);
-        await act.releaseKey(this);
-        if (pg.running) await this.stopFastOrImmediate();
-        return;
-      }
-      if (sent === null) {
-        cluster = { ...cluster, leader: null };
-        this.lease.disarm();
-      } else if (pg.running && pg.status && !pg.status.inRecovery) this.lease.arm(sent);
-      leaseSent = sent;
+      if (renewed === 'stopped') return;
+      ({ cluster, leaseSent } = renewed);
     } else {
       this.lease.disarm();
     }
@@ -355,14 +334,10 @@ export class HaRunner implements RunnerContext {
   }
 
   remoteTarget(): ConnTarget | null {
-    const s = this.dyn.standby_cluster;
-    if (!s || (!s.host && !s.port)) return null;
-    return { host: s.host ?? 'localhost', port: s.port ?? 5432, member: REMOTE_UPSTREAM };
+    return remoteTarget(this.dyn);
   }
-
   remoteKey(): string {
-    const s = this.dyn.standby_cluster;
-    return s ? JSON.stringify([s.host, s.port, s.primary_slot_name, standbyRecoveryParams(s, true)]) : '';
+    return remoteKey(this.dyn);
   }
 
   /** Carries out one decision; every kind has its case (checked at compile time). */
@@ -418,19 +393,8 @@ export class HaRunner implements RunnerContext {
   }
 
   /** Keeps what the store may lose: members seen, when `initialize` vanished, who led before. */
-  private remember(cluster: ClusterState): void {
-    const now = this.clock.mono();
-    for (const m of cluster.members)
-      if (m.name !== this.me) this.st.knownMembers.set(m.name, { member: m, seen: now });
-    for (const [name, k] of this.st.knownMembers)
-      if (now - k.seen > KNOWN_MEMBER_TTLS * this.dyn.ttl * 1000) this.st.knownMembers.delete(name);
-    if (cluster.initialize === null) this.st.uninitializedSince ??= now;
-    else this.st.uninitializedSince = null;
-    if (cluster.leader) this.st.formerLeader = cluster.leader.name;
-  }
-
   private serverConfigKey(): string {
-    return JSON.stringify({ parameters: this.parameters(), pgHba: this.pgHba() });
+    return JSON.stringify({ parameters: this.parameters(), pgHba: serverPgHba(this.dyn, this.d.config) });
   }
 
   markServerConfigApplied(): void {
@@ -462,13 +426,8 @@ export class HaRunner implements RunnerContext {
 
   private onDcsFailure(err: unknown): void {
     if (!this.dcsFailing) {
-      const deadline = this.lease.deadline();
-      const until =
-        this.snapshot.isLeader && deadline !== null
-          ? `; as leader I keep PostgreSQL writable for ${Math.max(0, Math.round((deadline - this.clock.mono()) / 1000))} s at most`
-          : this.dyn.pause && this.snapshot.isLeader
-            ? '; maintenance mode: PostgreSQL keeps running'
-            : '';
+      const left = this.lease.remainingMs(this.clock.mono());
+      const until = this.snapshot.isLeader ? storeLossNote(left, this.dyn.pause) : '';
       this.log.error({ err: errorMessage(err) }, `store unreachable: ${errorMessage(err)}${until}`);
     }
     this.dcsFailing = true;
@@ -486,23 +445,13 @@ export class HaRunner implements RunnerContext {
     this.snapshot.dynamic = next;
     this.snapshot.paused = next.pause;
     this.snapshot.standbyCluster = next.standby_cluster !== undefined;
-    if (cluster.config) void this.saveDynamicCache(cluster.config.value);
-  }
-
-  private lastCache = '';
-
-  /**
-   * Keeps `patroni.dynamic.json` in the data directory as the configuration in the store, as Patroni
-   * does (tools and scripts written for Patroni read and remove it).
-   */
-  private async saveDynamicCache(value: Record<string, unknown>): Promise<void> {
-    const text = JSON.stringify(value);
-    if (text === this.lastCache) return;
-    try {
-      if (await this.d.pg.saveDynamicCache(text)) this.lastCache = text;
-    } catch (err) {
-      this.log.debug(`could not write patroni.dynamic.json: ${errorMessage(err)}`);
-    }
+    // patroni.dynamic.json in the data directory, as Patroni keeps it (tools written for it read it).
+    if (cluster.config)
+      this.d.pg
+        .saveDynamicCache(JSON.stringify(cluster.config.value))
+        .catch((err: unknown) =>
+          this.log.debug(`could not write patroni.dynamic.json: ${errorMessage(err)}`),
+        );
   }
 
   fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
@@ -559,20 +508,7 @@ export class HaRunner implements RunnerContext {
     const status = this.snapshot.running ? await this.d.pg.status().catch(() => null) : null;
     this.snapshot.status = status;
     if (status) this.snapshot.role = this.roleOf(status);
-    const data = memberData({
-      running: this.snapshot.running,
-      busyState: this.st.busyState,
-      previousState: this.snapshot.state,
-      status,
-      role: this.snapshot.role,
-      diverged: this.snapshot.diverged,
-      connUrl: myConnUrl(this),
-      apiUrl: myApiUrl(this),
-      version: this.d.version,
-      tags: this.d.config.tags,
-      pause: this.dyn.pause,
-      scheduledRestart: this.scheduledRestart,
-    });
+    const data = myMemberData(this, status, this.scheduledRestart);
     this.snapshot.state = data.state ?? 'stopped';
     // A new lease (ttl changed, or the old one expired) needs the key put again on it.
     const text = `${this.d.dcs.leaseId ?? ''} ${JSON.stringify(data)}`;
@@ -624,45 +560,23 @@ export class HaRunner implements RunnerContext {
   }
 
   private parameters(): Record<string, string | number | boolean> {
-    const params = { ...this.dyn.postgresql.parameters, ...this.d.config.postgresql.parameters };
-    // The leader owns synchronous_standby_names (Patroni does the same); replicas run without it.
-    params.synchronous_standby_names = this.snapshot.isLeader ? this.st.ssn : '';
-    // Copies of logical slots stay usable only if the primary keeps the catalog rows they need.
-    const nofailover = isNoFailover(this.d.config.tags);
-    const useSlots = this.dyn.postgresql.use_slots;
-    if (needsHotStandbyFeedback({ useSlots, nofailover, permanent: this.dyn.slots }))
-      params.hot_standby_feedback = 'on';
-    return params;
-  }
-
-  private pgHba(): string[] | undefined {
-    return this.d.config.postgresql.pg_hba ?? this.dyn.postgresql.pg_hba ?? this.d.config.bootstrap.pg_hba;
+    return serverParameters({
+      dyn: this.dyn,
+      config: this.d.config,
+      isLeader: this.snapshot.isLeader,
+      ssn: this.st.ssn,
+    });
   }
 
   roleConfig(role: 'primary' | 'replica', cluster: ClusterState | null, upstream: string | null): RoleConfig {
-    const cfg: RoleConfig = { role, parameters: this.parameters(), pgHba: this.pgHba() };
-    if (role === 'replica') {
-      const standby = this.dyn.standby_cluster;
-      const remote = upstream === REMOTE_UPSTREAM;
-      if (remote) {
-        cfg.upstream = this.remoteTarget();
-        cfg.slotName = cfg.upstream ? (standby?.primary_slot_name ?? null) : null;
-      } else {
-        const m = cluster && upstream ? findMember(cluster, upstream) : undefined;
-        cfg.upstream = m ? act.connTarget(m) : null;
-        cfg.slotName = this.dyn.postgresql.use_slots && cfg.upstream ? this.d.slotName(this.me) : null;
-      }
-      // Patroni's recovery_conf: the dynamic one under the local one, then the standby cluster's.
-      const recovery: Record<string, string> = {};
-      for (const [k, v] of Object.entries({
-        ...this.dyn.postgresql.recovery_conf,
-        ...this.d.config.postgresql.recovery_conf,
-      }))
-        recovery[k] = typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
-      Object.assign(recovery, standbyRecoveryParams(standby, remote));
-      if (Object.keys(recovery).length > 0) cfg.recovery = recovery;
-    }
-    return cfg;
+    const { dyn } = this;
+    const common = {
+      dyn,
+      config: this.d.config,
+      parameters: this.parameters(),
+      slotName: this.d.slotName(this.me),
+    };
+    return roleConfigFor({ ...common, role, cluster, upstream, connTarget: act.connTarget });
   }
 
   /**

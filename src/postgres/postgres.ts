@@ -1525,9 +1525,14 @@ export class Postgres implements PostgresNode {
     return { connstring, env: { PGPASSFILE: this.cfg.pgpass, PGOPTIONS: '-c synchronous_commit=local' } };
   }
 
+  private savedDynamicCache = '';
+
+  /** Writes patroni.dynamic.json when it changed; false while there is no data directory. */
   async saveDynamicCache(json: string): Promise<boolean> {
+    if (json === this.savedDynamicCache) return true;
     if ((await this.dataDirectoryState()) !== 'initialized') return false;
     await this.writeOwned(join(this.dataDir, 'patroni.dynamic.json'), json, 0o600);
+    this.savedDynamicCache = json;
     return true;
   }
 
