@@ -514,7 +514,7 @@ export class HaRunner implements RunnerContext {
     const text = `${this.d.dcs.leaseId ?? ''} ${JSON.stringify(data)}`;
     if (text === this.lastPublished) return;
     try {
-      await this.d.dcs.touchMember(data);
+      await this.d.dcs.touchMember(data, this.clock.timeout(this.dyn.retry_timeout * 1000));
       this.lastPublished = text;
     } catch (err) {
       this.onDcsFailure(err);
