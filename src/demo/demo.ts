@@ -122,6 +122,25 @@ function ready(cluster: ClusterState, nodes: number): boolean {
   return lead?.data.state === 'running' && streaming.length === nodes - 1;
 }
 
+/** Waits until the router routes writes (`/health` answers 200); throws if it exits or takes 30 s. */
+async function waitForRouter(child: ChildProcess, healthUrl: string, logPath: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (!isAlive(child))
+      throw new PghaError(
+        'PGHA_DEMO_ROUTER_DIED',
+        `the router exited (code ${child.exitCode}); see ${logPath}`,
+      );
+    const ok = await fetch(healthUrl, { signal: AbortSignal.timeout(1000) })
+      .then((r) => r.status === 200)
+      .catch(() => false);
+    if (ok) return;
+    if (Date.now() > deadline)
+      throw new PghaError('PGHA_DEMO_TIMEOUT', `the router did not route writes after 30 s; see ${logPath}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
 /** Runs the demo until SIGINT/SIGTERM (or until ready with `exitWhenReady`). */
 export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
   const out = opts.out ?? ((l: string) => console.log(l));
@@ -138,11 +157,13 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
 
   let etcd: EtcdCluster | null = null;
   const nodes: DemoNode[] = [];
+  let router: ChildProcess | null = null;
   let stopped = false;
   const stopAll = async () => {
     if (stopped) return;
     stopped = true;
-    out('stopping the agents (each stops its PostgreSQL) and etcd ...');
+    out('stopping the router, the agents (each stops its PostgreSQL) and etcd ...');
+    if (router) await stopProcess(router, 'SIGTERM', 30_000);
     await Promise.all(
       nodes.map((n) => (n.process ? stopProcess(n.process, 'SIGTERM', 60_000) : Promise.resolve())),
     );
@@ -221,14 +242,34 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
       await watcher.close({ revokeLease: false });
     }
     const leader = nodes.find((n) => n.name === cluster.leader?.name);
+    // The seed's clients connect to the routing layer, never to a node: the router follows the
+    // leader key and moves idle sessions on a switchover or failover.
+    const rw = opts.basePort + 4000;
+    const routerLog = join(dir, 'router.log');
+    const routerOut = createWriteStream(routerLog, { flags: 'a' });
+    router = spawn(
+      process.execPath,
+      [cliPath(), 'router', nodes[0]!.configPath, '--listen', `127.0.0.1:${rw}`].concat([
+        '--replica-listen',
+        `127.0.0.1:${rw + 1}`,
+        '--status-listen',
+        `127.0.0.1:${rw + 2}`,
+      ]),
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    router.stdout?.pipe(routerOut);
+    router.stderr?.pipe(routerOut);
+    await waitForRouter(router, `http://127.0.0.1:${rw + 2}/health`, routerLog);
     out('');
     out(
       `cluster "${DEMO_SCOPE}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s: leader ${leader?.name}, ${opts.nodes - 1} streaming replica(s)`,
     );
     out('');
     out(
-      `  connect to the primary:  psql "host=127.0.0.1 port=${leader?.pgPort} user=postgres password=${password} dbname=postgres"`,
+      `  connect (the endpoint):  psql "host=127.0.0.1 port=${rw} user=postgres password=${password} dbname=postgres"`,
     );
+    out(`  read-only (replicas):    port ${rw + 1}; router status: curl http://127.0.0.1:${rw + 2}/status`);
+    out(`  the primary directly:    port ${leader?.pgPort} (no failover for this connection)`);
     out(`  list the cluster:        bin/pgha ctl -c ${nodes[0]?.configPath} list`);
     out(`  with Patroni's tool:     patronictl -c ${nodes[0]?.configPath} list`);
     out(`  REST API:                curl http://127.0.0.1:${leader?.apiPort}/patroni`);
