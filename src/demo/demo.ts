@@ -194,6 +194,10 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
         dataDir: join(nodeDir, 'data'),
         password,
       });
+      // No open doors: the REST API's writing endpoints (switchover, restart, reinitialize, config)
+      // ask for a password, as every example configuration does. pgha ctl and patronictl read it
+      // from the same file.
+      (cfg.restapi as Record<string, unknown>).authentication = { username: 'admin', password };
       writeFileSync(configPath, stringify(cfg), { mode: 0o600 });
       const logPath = join(dir, `${name}.log`);
       const log = createWriteStream(logPath, { flags: 'a' });
@@ -273,6 +277,7 @@ export async function runDemo(opts: DemoOptions): Promise<ClusterState> {
     out(`  list the cluster:        bin/pgha ctl -c ${nodes[0]?.configPath} list`);
     out(`  with Patroni's tool:     patronictl -c ${nodes[0]?.configPath} list`);
     out(`  REST API:                curl http://127.0.0.1:${leader?.apiPort}/patroni`);
+    out(`  (writing endpoints, dashboard at /ui: user admin, the same password)`);
     out(`  data, configs and logs:  ${dir}`);
     out('');
     if (opts.exitWhenReady) return cluster;
