@@ -42,7 +42,9 @@ export function withLiveCheck(s: AgentSnapshot, live: LiveCheck): AgentSnapshot 
       status: st,
       diverged: s.diverged,
     });
-    return { ...s, running: true, status: st, role: st.inRecovery ? 'replica' : 'primary', state };
+    // In recovery the HA loop's role stands when it is standby_leader (a standby cluster's leader).
+    const role = !st.inRecovery ? 'primary' : s.role === 'standby_leader' ? 'standby_leader' : 'replica';
+    return { ...s, running: true, status: st, role, state };
   }
   const state = live.busyState ?? (RUNNING_STATES.has(s.state) ? 'unknown' : s.state);
   return { ...s, running: live.alive, status: null, state };
