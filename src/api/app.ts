@@ -213,6 +213,13 @@ function parseFailsafeRequest(body: Record<string, unknown>): FailsafeLeader {
   const apiUrl = optString(body, 'api_url');
   if (connUrl !== undefined) leader.conn_url = connUrl;
   if (apiUrl !== undefined) leader.api_url = apiUrl;
+  const slots = body.slots;
+  if (slots !== null && typeof slots === 'object' && !Array.isArray(slots)) {
+    const positions: Record<string, number> = {};
+    for (const [k, v] of Object.entries(slots))
+      if (typeof v === 'number' && Number.isFinite(v)) positions[k] = v;
+    leader.slots = positions;
+  }
   return leader;
 }
 

@@ -7,13 +7,15 @@ import type { RunnerContext } from './context.js';
 import {
   failsafeApplies,
   failsafeMembers,
+  failsafeSlotView,
   failsafePeers,
   failsafeVerdict,
   FailsafeHeartbeats,
   type FailsafeAnswer,
   type FailsafeLeader,
 } from './failsafe.js';
-import { myApiUrl, myConnUrl } from './leader.js';
+import { maintainSlots, myApiUrl, myConnUrl } from './leader.js';
+import { currentPositions } from './slot-plan.js';
 import { startAs } from './actions.js';
 import { emptyCluster } from '../dcs/keys.js';
 
@@ -52,16 +54,19 @@ export class FailsafeGuard {
       })
     ) {
       s.failsafeActive = this.heardFromLeader();
+      await this.replicaSlots();
       return;
     }
     const failsafe = failsafeMembers(s.cluster?.failsafe, this.c.st.failsafeWritten);
     const started = this.c.clock.mono();
     let answers: FailsafeAnswer[] | null = null;
     if (failsafe && this.c.me in failsafe) {
+      const slots = await this.slotPositions();
       const leader: FailsafeLeader = {
         name: this.c.me,
         conn_url: myConnUrl(this.c),
         api_url: myApiUrl(this.c),
+        ...(slots ? { slots } : {}),
       };
       answers = await Promise.all(
         failsafePeers(failsafe, this.c.me).map((m) =>
@@ -115,6 +120,30 @@ export class FailsafeGuard {
     } catch (err) {
       c.log.error(`failsafe_mode: could not start as a read-only standby: ${errorMessage(err)}`);
     }
+  }
+
+  /** Leader: where the slots it publishes are now, to send with `POST /failsafe` (none: undefined). */
+  private async slotPositions(): Promise<Record<string, number> | undefined> {
+    const last = this.c.slots.published?.slots;
+    if (!last || Object.keys(last).length === 0) return undefined;
+    const status = this.c.snapshot.status;
+    const existing = await this.c.d.pg.replicationSlots().catch(() => null);
+    if (!existing) return last;
+    return currentPositions(last, existing, this.c.d.slotName(this.c.me), status?.walPosition ?? null);
+  }
+
+  /**
+   * Replica, store unreachable: while a leader calls it over `POST /failsafe`, its logical slot
+   * copies keep following the positions that leader sends (Patroni advances them the same way;
+   * it copies no new slot meanwhile, and neither does pgha: copying needs the leader's file state).
+   */
+  private async replicaSlots(): Promise<void> {
+    const s = this.c.snapshot;
+    if (!this.c.dynamic().failsafe_mode || s.isLeader || !s.cluster || !s.status?.inRecovery) return;
+    const leader = this.heartbeats.leader(this.c.clock.now(), this.c.dynamic().ttl);
+    if (!leader || leader.name === this.c.me) return;
+    const view = failsafeSlotView(s.cluster, leader);
+    if (view) await maintainSlots(this.c, view, 'replica', s.status, false);
   }
 
   private report(level: 'warn' | 'error', message: string): void {

@@ -129,6 +129,18 @@ export function withFailsafeLeader(cluster: ClusterState, leader: FailsafeLeader
 }
 
 /**
+ * The cluster a replica keeps its slots by while the store is down (Patroni's `update_cluster`): the
+ * last one it read, with the leader that calls it over `POST /failsafe` and the slot positions that
+ * leader sent. Null when the leader sent none.
+ */
+export function failsafeSlotView(cluster: ClusterState, leader: FailsafeLeader): ClusterState | null {
+  if (!leader.slots) return null;
+  const base = withFailsafeLeader({ ...cluster, leader: null }, leader);
+  const status = cluster.status ?? { optime: 0 };
+  return { ...base, status: { ...status, slots: leader.slots } };
+}
+
+/**
  * Whether a leader that lost the store may run a failsafe round at all: failsafe_mode on, not in
  * maintenance mode (there the fence does not run anyway), running as primary, holding the key.
  */

@@ -124,9 +124,10 @@ export async function maintainSlots(
   cluster: ClusterState,
   role: 'primary' | 'standby_leader' | 'replica',
   status: ServerStatus | null,
+  mayCopy = true,
 ): Promise<void> {
   try {
-    await c.slots.maintain(c, cluster, role, status);
+    await c.slots.maintain(c, cluster, role, status, mayCopy);
   } catch (err) {
     c.log.warn(`replication slots: ${errorMessage(err)}`);
   }

@@ -359,6 +359,27 @@ function published(
   return { slots, retainSlots: ttlMode ? [...retained.keys()].sort() : [] };
 }
 
+/**
+ * The positions a leader that lost the store sends with `POST /failsafe` (Patroni's `slots()`): the
+ * slots it last published, at where they are now (physical: restart_lsn; logical:
+ * confirmed_flush_lsn), and its own slot name at its WAL position, so replicas keep advancing their
+ * copies while the store is down.
+ */
+export function currentPositions(
+  last: Readonly<Record<string, number>>,
+  existing: readonly ExistingSlot[],
+  mySlot: string,
+  myLsn: number | null,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, lsn] of Object.entries(last)) {
+    const e = existing.find((x) => x.name === name);
+    const now = e ? (e.type === 'logical' ? e.confirmedFlushLsn : e.restartLsn) : null;
+    out[name] = name === mySlot && myLsn !== null ? myLsn : now != null && now > lsn ? now : lsn;
+  }
+  return out;
+}
+
 function describeSlot(e: ExistingSlot): string {
   return e.type === 'physical' ? 'physical' : `logical (${e.database ?? '?'}, ${e.plugin ?? '?'})`;
 }

@@ -103,6 +103,7 @@ export class SlotKeeper {
     cluster: ClusterState,
     role: 'primary' | 'standby_leader' | 'replica',
     status: ServerStatus | null,
+    mayCopy = true,
   ): Promise<void> {
     const dyn = c.dynamic();
     const pg = c.d.pg;
@@ -182,7 +183,7 @@ export class SlotKeeper {
     this.advancer ??= new SlotAdvancer(pg, c.log);
     const feedback = this.advancer.schedule(plan.advance);
     const copy = [...new Set([...plan.copy, ...feedback.copy])].sort();
-    if (copy.length > 0 && !dyn.pause) await this.copyFromLeader(c, cluster, copy);
+    if (copy.length > 0 && !dyn.pause && mayCopy) await this.copyFromLeader(c, cluster, copy);
     await this.checkReadiness(c, cluster);
   }
 
