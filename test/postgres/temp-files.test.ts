@@ -62,7 +62,8 @@ describe('files the agent writes into a data directory', () => {
       stop = true;
       await rewriting;
     }
-    expect(rewrites).toBeGreaterThan(20);
+    // Several rewrites overlapped the clone (how many depends on the machine's speed).
+    expect(rewrites).toBeGreaterThan(5);
     const unfinished = [...seen].filter((n) => /tmp/i.test(n) && n !== 'base');
     expect(unfinished).toEqual([]);
     expect(await b.dataDirectoryState()).toBe('initialized');
