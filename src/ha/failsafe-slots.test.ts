@@ -1,8 +1,12 @@
-/** Slots while the store is down in failsafe_mode: what the leader sends, what a replica keeps by. */
+/**
+ * Logical slot copies on replicas: what a leader that lost the store sends, what a replica keeps by,
+ * and copies a replica could not use because they predate its own WAL.
+ */
 import { describe, expect, it } from 'vitest';
 import { emptyCluster } from '../dcs/keys.js';
 import { failsafeSlotView } from './failsafe.js';
-import { currentPositions, type ExistingSlot } from './slot-plan.js';
+import { walSegmentStart } from '../postgres/postgres.js';
+import { copiesWithoutWal, currentPositions, type ExistingSlot } from './slot-plan.js';
 import { member } from './testing/fixtures.js';
 
 const logical = (name: string, confirmed: number): ExistingSlot => ({
@@ -50,5 +54,31 @@ describe('failsafeSlotView (a replica, store down)', () => {
 
   it('nothing to keep by when the leader sent no positions', () => {
     expect(failsafeSlotView(cluster, { name: 'pg1' })).toBeNull();
+  });
+});
+
+describe('copiesWithoutWal (a replica whose copy predates its own WAL)', () => {
+  const seg3 = 3 * 16 * 1024 * 1024;
+  it.each([
+    ['a copy starting before the oldest segment', [{ ...logical('cdc', 1), restartLsn: seg3 - 10 }], ['cdc']],
+    ['a copy starting inside the oldest segment', [{ ...logical('cdc', 1), restartLsn: seg3 + 10 }], []],
+    ['a logical slot nobody configured', [{ ...logical('other', 1), restartLsn: 5 }], []],
+    ['a physical slot', [physical('cdc', 5)], []],
+  ])('%s', (_, existing, want) => {
+    expect(copiesWithoutWal(existing, new Set(['cdc']), seg3)).toEqual(want);
+  });
+
+  it('nothing when the oldest WAL is unknown', () => {
+    expect(copiesWithoutWal([{ ...logical('cdc', 1), restartLsn: 5 }], new Set(['cdc']), null)).toEqual([]);
+  });
+});
+
+describe('walSegmentStart', () => {
+  it.each([
+    ['000000010000000000000003', 16 * 1024 * 1024, 3 * 16 * 1024 * 1024],
+    ['0000000200000001000000FF', 16 * 1024 * 1024, 0x1ff000000],
+    ['000000010000000000000002', 64 * 1024 * 1024, 2 * 64 * 1024 * 1024],
+  ])('%s (%i-byte segments) starts at %i', (name, seg, lsn) => {
+    expect(walSegmentStart(name, seg)).toBe(lsn);
   });
 });

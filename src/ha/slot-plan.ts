@@ -380,6 +380,25 @@ export function currentPositions(
   return out;
 }
 
+/**
+ * A replica's copies of permanent logical slots that could not be used after a failover: decoding
+ * would start (restart_lsn) before the oldest WAL this replica has. Empty when that is unknown.
+ */
+export function copiesWithoutWal(
+  existing: readonly ExistingSlot[],
+  permanent: ReadonlySet<string>,
+  oldestWal: number | null,
+): string[] {
+  if (oldestWal === null) return [];
+  return existing
+    .filter(
+      (e) =>
+        e.type === 'logical' && permanent.has(e.name) && e.restartLsn != null && e.restartLsn < oldestWal,
+    )
+    .map((e) => e.name)
+    .sort();
+}
+
 function describeSlot(e: ExistingSlot): string {
   return e.type === 'physical' ? 'physical' : `logical (${e.database ?? '?'}, ${e.plugin ?? '?'})`;
 }

@@ -11,12 +11,13 @@
  */
 import type { ClusterState } from '../dcs/types.js';
 import type { PostgresNode, ServerStatus, SlotCopy } from '../postgres/types.js';
+import { formatLsn } from '../postgres/lsn.js';
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { connTarget } from './actions.js';
 import type { RunnerContext } from './context.js';
 import { findMember, isNoFailover } from './rules.js';
-import { logicalSlotReadiness, planSlots, type SlotPlan } from './slot-plan.js';
+import { copiesWithoutWal, logicalSlotReadiness, planSlots, type SlotPlan } from './slot-plan.js';
 import { slotMembers } from './standby.js';
 
 type Advance = SlotPlan['advance'][number];
@@ -93,6 +94,9 @@ export class SlotKeeper {
   /** Replica: copies not yet known safe after a failover, with the leader's catalog_xmin once known. */
   private pending = new Map<string, number | null>();
   private advancer: SlotAdvancer | null = null;
+  /** Where this replica's oldest WAL segment starts, as last read. */
+  private oldestWal: number | null = null;
+  private readonly waitingCopies = new Set<string>();
   private lastProblems = '';
   private readonly lastCreateError = new Map<string, string>();
   private warnedFeedback = false;
@@ -182,7 +186,11 @@ export class SlotKeeper {
     }
     this.advancer ??= new SlotAdvancer(pg, c.log);
     const feedback = this.advancer.schedule(plan.advance);
-    const copy = [...new Set([...plan.copy, ...feedback.copy])].sort();
+    // A copy whose decoding would start before this replica's oldest WAL is unusable after a
+    // failover ("requested WAL segment ... has already been removed"): copy it again.
+    this.oldestWal = await pg.oldestWalLsn().catch(() => null);
+    const stale = copiesWithoutWal(existing, new Set(dyn.slots.map((p) => p.name)), this.oldestWal);
+    const copy = [...new Set([...plan.copy, ...feedback.copy, ...stale])].sort();
     if (copy.length > 0 && !dyn.pause && mayCopy) await this.copyFromLeader(c, cluster, copy);
     await this.checkReadiness(c, cluster);
   }
@@ -224,6 +232,19 @@ export class SlotKeeper {
           `not copying logical slot ${s.name}: on the leader it is (${s.database}, ${s.plugin}), which is not what the configuration says`,
         );
       return ok;
+    });
+    // A copy that would start decoding before this replica's oldest WAL is no use yet: wait until
+    // the leader's consumer moves the slot on (said once per slot and position).
+    copies = copies.filter((s) => {
+      if (this.oldestWal === null || s.restartLsn >= this.oldestWal) return true;
+      const why = `${s.name}@${s.restartLsn}`;
+      if (!this.waitingCopies.has(why))
+        c.log.warn(
+          { slot: s.name },
+          `not copying logical slot ${s.name} yet: the leader's copy needs WAL this replica no longer has (from ${formatLsn(s.restartLsn)})`,
+        );
+      this.waitingCopies.add(why);
+      return false;
     });
     if (copies.length === 0) return;
     const list = copies.map((s) => s.name).join(', ');

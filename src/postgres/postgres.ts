@@ -90,6 +90,12 @@ export interface PostgresOptions {
 }
 
 /** The local server did not accept a connection (down, starting, or refusing us). */
+/** The LSN a WAL segment file (`TTTTTTTTXXXXXXXXYYYYYYYY`) starts at, for segments of `segBytes`. */
+export function walSegmentStart(name: string, segBytes: number): number {
+  const perId = 0x100000000 / segBytes;
+  return (parseInt(name.slice(8, 16), 16) * perId + parseInt(name.slice(16, 24), 16)) * segBytes;
+}
+
 export class PostgresConnectionError extends PostgresError {
   constructor(message: string, cause?: unknown) {
     super(message, { cause, retryable: true });
@@ -1608,10 +1614,12 @@ export class Postgres implements PostgresNode {
         plugin: string;
         catalog_xmin: string | null;
         confirmed: string;
+        restart: string;
         state: Buffer;
       }>(
         `SELECT slot_name::text, datname::text, plugin::text, catalog_xmin::text,
            pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint::text AS confirmed,
+           pg_wal_lsn_diff(restart_lsn, '0/0')::bigint::text AS restart,
            pg_read_binary_file('pg_replslot/' || slot_name || '/state') AS state
          FROM pg_get_replication_slots() JOIN pg_database ON datoid = oid
          WHERE NOT pg_is_in_recovery() AND slot_type = 'logical' AND slot_name = ANY($1)`,
@@ -1623,9 +1631,22 @@ export class Postgres implements PostgresNode {
       database: r.datname,
       plugin: r.plugin,
       confirmedFlushLsn: Number(r.confirmed),
+      restartLsn: Number(r.restart),
       catalogXmin: r.catalog_xmin === null ? null : Number(r.catalog_xmin),
       state: new Uint8Array(r.state),
     }));
+  }
+
+  /** Where the oldest WAL segment in pg_wal starts (an LSN); null when there is none. */
+  async oldestWalLsn(): Promise<number | null> {
+    const rows = await this.query<{ name: string | null; seg: string }>(
+      `SELECT min(name) AS name, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS seg
+         FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'`,
+    );
+    const name = rows[0]?.name;
+    const seg = Number(rows[0]?.seg);
+    if (!name || !(seg > 0)) return null;
+    return walSegmentStart(name, seg);
   }
 
   async leaderCatalogXmins(leader: ConnTarget, names: string[]): Promise<Record<string, number | null>> {

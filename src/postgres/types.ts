@@ -62,6 +62,8 @@ export interface SlotCopy {
   database: string;
   plugin: string;
   confirmedFlushLsn: number;
+  /** Where decoding of the copy starts: a replica needs the WAL from here on. */
+  restartLsn: number;
   catalogXmin: number | null;
   /** The content of `pg_replslot/<name>/state` on the leader. */
   state: Uint8Array;
@@ -186,6 +188,8 @@ export interface PostgresNode {
   createUsers(): Promise<void>;
   /** The non-temporary replication slots of the running server. */
   replicationSlots(): Promise<ReplicationSlot[]>;
+  /** Where the oldest WAL segment in pg_wal starts; null when unknown. */
+  oldestWalLsn(): Promise<number | null>;
   /** Creates a physical slot that reserves WAL at once (as Patroni); no-op when it exists. */
   createPhysicalSlot(name: string): Promise<void>;
   /**

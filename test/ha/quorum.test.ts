@@ -45,10 +45,18 @@ it('keeps the sync key in Patroni 4 format and waits for a voter whose PostgreSQ
     },
     30_000,
   );
-  const [ssn] = await c.query<{ s: string }>(leader, 'SELECT current_setting($1) AS s', [
-    'synchronous_standby_names',
-  ]);
-  expect(ssn?.s).toBe(`ANY 1 (${voters})`);
+  // The key and synchronous_standby_names change one after the other (each intermediate state keeps
+  // |voters ∪ sync| ≤ quorum + numsync, src/ha/quorum.test.ts): the setting follows within a cycle.
+  await waitFor(
+    `synchronous_standby_names = ANY 1 (${voters})`,
+    async () => {
+      const [ssn] = await c.query<{ s: string }>(leader, 'SELECT current_setting($1) AS s', [
+        'synchronous_standby_names',
+      ]);
+      return ssn?.s === `ANY 1 (${voters})`;
+    },
+    15_000,
+  );
   await c.query(leader, 'CREATE TABLE q (id int PRIMARY KEY)');
   for (let i = 1; i <= 50; i++) await c.query(leader, 'INSERT INTO q VALUES ($1)', [i]);
 

@@ -444,6 +444,10 @@ export class SimPostgres implements PostgresNode {
   }
 
   /** The simulation has no logical slots to copy (the model configures none). */
+  oldestWalLsn(): Promise<number | null> {
+    return Promise.resolve(null);
+  }
+
   leaderSlotCopies(): Promise<SlotCopy[]> {
     return this.op(() => []);
   }
