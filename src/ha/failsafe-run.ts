@@ -143,7 +143,13 @@ export class FailsafeGuard {
     const leader = this.heartbeats.leader(this.c.clock.now(), this.c.dynamic().ttl);
     if (!leader || leader.name === this.c.me) return;
     const view = failsafeSlotView(s.cluster, leader);
-    if (view) await maintainSlots(this.c, view, 'replica', s.status, false);
+    if (!view) return;
+    // The HA loop's status is from the last cycle that reached the store: read what it replays now,
+    // or no copy could move past where it was when the store went away.
+    const status = await this.c.d.pg
+      .status(this.c.clock.timeout(this.c.dynamic().retry_timeout * 1000))
+      .catch(() => null);
+    if (status?.inRecovery) await maintainSlots(this.c, view, 'replica', status, false);
   }
 
   private report(level: 'warn' | 'error', message: string): void {
