@@ -61,7 +61,8 @@ export async function runDoctor(ctx: CtlContext, scope: string): Promise<Finding
   return out;
 }
 
-async function etcdFindings(dcs: EtcdDcs): Promise<Finding[]> {
+/** etcd's membership and which members answer (quorum margin). */
+export async function etcdFindings(dcs: EtcdDcs): Promise<Finding[]> {
   let members;
   try {
     members = await dcs.memberList();

@@ -1,6 +1,10 @@
 /** `list`, `topology`, `history` and `version`: read-only views, as patronictl prints them. */
 import type { Command } from 'commander';
+import { EtcdDcs } from '../dcs/etcd.js';
+import type { Dcs } from '../dcs/types.js';
+import { formatFinding } from '../doctor/checks.js';
 import { VERSION } from '../version.js';
+import { etcdFindings } from './doctor.js';
 import { errorMessage } from '../util/errors.js';
 import { parseFormat, parseSeconds, sleep, withContext } from './command.js';
 import { renderMembers } from './members.js';
@@ -16,6 +20,16 @@ export function formatPgVersion(v: number): string {
 /** Clears a terminal like click.clear() (nothing when the output is not a terminal). */
 function clear(): void {
   if (process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[1;1H');
+}
+
+/**
+ * After the table, on stderr (the table on stdout stays as patronictl prints it): what etcd's
+ * membership does to the cluster when a member is lost, as the agent warns at start (one line per
+ * finding, with the fix). Said once per command, also when watching.
+ */
+async function warnEtcdQuorum(dcs: Dcs): Promise<void> {
+  if (!(dcs instanceof EtcdDcs)) return;
+  for (const f of await etcdFindings(dcs)) console.error(`${timestamp()} - WARNING - ${formatFinding(f)}`);
 }
 
 /** Registers `list`, `topology`, `history` and `version`. */
@@ -49,6 +63,7 @@ export function registerViews(ctl: Command): void {
               console.error(`${timestamp()} - WARNING - Listing members: No cluster names were provided`);
               return;
             }
+            let warned = false;
             for (;;) {
               const out: string[] = [];
               if (o.timestamp) out.push(timestamp(0));
@@ -56,6 +71,8 @@ export function registerViews(ctl: Command): void {
                 out.push(renderMembers(scope, await ctx.dcs(scope).readCluster(), fmt, o.extended));
               if (every > 0) clear();
               console.log(out.join('\n'));
+              if (!warned) await warnEtcdQuorum(ctx.dcs(scopes[0]));
+              warned = true;
               if (every <= 0) return;
               await sleep(every * 1000);
             }

@@ -2,7 +2,8 @@
  * `pgha ctl doctor` and the agent's start-up warnings, end to end: a cluster on a two-member etcd
  * (no majority when either member is lost) gets the quorum finding from both; a configuration
  * whose REST API listens beyond loopback without authentication gets the open-API finding; a
- * healthy cluster on three etcd members gets nothing to fix.
+ * healthy cluster on three etcd members gets nothing to fix. `ctl list` and `topology` add the
+ * quorum finding on stderr after the table.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -24,11 +25,11 @@ interface Run {
   stderr: string;
 }
 
-function doctor(cfg: string): Promise<Run> {
+function ctl(cfg: string, ...args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     delete env.PATRONICTL_CONFIG_FILE;
-    const child = spawn(process.execPath, [CLI, 'ctl', '-c', cfg, 'doctor'], { env });
+    const child = spawn(process.execPath, [CLI, 'ctl', '-c', cfg, ...args], { env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -37,6 +38,8 @@ function doctor(cfg: string): Promise<Run> {
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+const doctor = (cfg: string) => ctl(cfg, 'doctor');
 
 describe('set-up checks', () => {
   it('a two-member etcd: the agent warns at start, doctor reports the quorum and an open REST API', async () => {
@@ -68,6 +71,17 @@ describe('set-up checks', () => {
     expect(lines.every((l) => l.startsWith('etcd-quorum: '))).toBe(true);
     expect(r.code).toBe(1);
 
+    // ctl list and topology: the table on stdout as patronictl prints it, the finding on stderr.
+    for (const view of ['list', 'topology']) {
+      const l = await ctl(n.configPath, view);
+      expect(l.code).toBe(0);
+      expect(l.stdout).toContain(`| ${n.name} `);
+      expect(l.stdout).not.toContain('etcd-quorum');
+      expect(l.stderr).toMatch(
+        / - WARNING - etcd-quorum: etcd has 2 members \(etcd0, etcd1\).*Fix: add a third/,
+      );
+    }
+
     // The same configuration listening on every address, without authentication (never started).
     const open = parse(readFileSync(n.configPath, 'utf8')) as { restapi: Record<string, unknown> };
     open.restapi.listen = `0.0.0.0:${n.apiPort}`;
@@ -90,5 +104,7 @@ describe('set-up checks', () => {
       code: 0,
     });
     for (const n of c.nodes) expect(readFileSync(n.logPath, 'utf8')).not.toMatch(/etcd-quorum|rest-open/);
+    const l = await ctl(c.nodes[0]!.configPath, 'list');
+    expect([l.code, l.stderr]).toEqual([0, '']);
   }, 110_000);
 });
