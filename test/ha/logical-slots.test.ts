@@ -65,6 +65,35 @@ async function consume(name: string): Promise<number[]> {
   });
 }
 
+/**
+ * The consumer reads on `leader` after a checkpoint (a snapshot decoding can start from) until every
+ * replica's copy of cdc is at the position it confirmed and the status key publishes it; how soon
+ * the copies are usable depends on when the slot moves past the replicas' oldest WAL, so it may take
+ * a few rounds. Returns the ids of t the consumer read meanwhile.
+ */
+async function settleCopies(leader: string, replicas: string[]): Promise<number[]> {
+  const read: number[] = [];
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    await c.query(leader, 'CHECKPOINT');
+    read.push(...(await consume(leader)));
+    const target = await confirmed(leader, 'cdc');
+    const settled = await waitFor(
+      `the copies of cdc on ${replicas.join(', ')} and the status key at ${target}`,
+      async () => {
+        if ((await c.readCluster()).status?.slots?.cdc !== parseLsn(target!)) return false;
+        for (const r of replicas) if ((await confirmed(r, 'cdc')) !== target) return false;
+        return true;
+      },
+      15_000,
+    ).catch((err: unknown) => {
+      if (Date.now() > deadline) throw err;
+      return false;
+    });
+    if (settled) return read;
+  }
+}
+
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 let oldLeader = '';
@@ -84,26 +113,12 @@ it('a consumer of a permanent logical slot carries on on the new leader after a 
   // The slot was made before the replicas cloned, so decoding it starts in WAL they never had: a
   // copy is useful only once the consumer has moved it past a snapshot they have. A checkpoint
   // logs one (a busy primary logs one every 15 s); the agents copy the slot once it has moved.
-  await c.query(oldLeader, 'CHECKPOINT');
-  expect(await consume(oldLeader)).toEqual(range(1, 50));
-  await c.query(oldLeader, 'CHECKPOINT');
-  expect(await consume(oldLeader)).toEqual([]);
+  expect(await settleCopies(oldLeader, replicas)).toEqual(range(1, 50));
   // Changes the consumer has not read yet.
   await c.query(oldLeader, 'INSERT INTO t SELECT generate_series(51, 80)');
-
-  // The leader publishes what the consumer confirmed; the replicas' copies follow it.
+  await new Promise((r) => setTimeout(r, 2000));
   const target = await confirmed(oldLeader, 'cdc');
-  await waitFor(
-    'the status key to publish the confirmed position of cdc',
-    async () => (await c.readCluster()).status?.slots?.cdc === parseLsn(target!),
-    30_000,
-  );
-  for (const r of replicas)
-    await waitFor(
-      `${r}'s copy of cdc to reach ${target}`,
-      async () => (await confirmed(r, 'cdc')) === target,
-      90_000,
-    );
+  for (const r of replicas) expect(await confirmed(r, 'cdc')).toBe(target);
   expect((await slots(oldLeader)).map((s) => s.slot_name)).toEqual(['cdc', ...replicas].sort());
 
   // Failover: the leader's agent and PostgreSQL die at once.
@@ -149,27 +164,19 @@ it('the crashed former primary rejoins, rewound, with a fresh copy of cdc', asyn
   await c.waitHealthy(2, 60_000);
 });
 
-// Skipped: after the failover above, the other replica (a rewound former primary) does not get a
-// usable copy of cdc within 30 s: its WAL begins after the slot's decoding start and the slot is
-// not copied until the leader's slot has moved past it, which this scenario does not yet bring
-// about reliably. The stray/ignored-slot rules it covers are table-tested in src/ha/slot-plan.test.ts.
+// Skipped: after the failover above, one of the replicas (the rewound former primary or the other)
+// sometimes keeps a copy of cdc that does not reach the leader's position within 120 s, even while
+// the consumer moves the slot on after checkpoints; under investigation. The stray/ignored-slot
+// rules this covers are table-tested in src/ha/slot-plan.test.ts.
 it.skip('a primary stopped and back as a replica drops the logical slot nobody configured and keeps the ignored one', async () => {
   // A logical slot nobody configured, and one ignore_slots names: the primary keeps both.
   await c.query(newLeader, "SELECT pg_create_logical_replication_slot('stray', 'test_decoding')");
   await c.query(newLeader, "SELECT pg_create_logical_replication_slot('kept', 'test_decoding')");
   // The rewound former primary's WAL begins after cdc's decoding start: move the slot past a
   // snapshot it has (as in the first test) so that its copy is usable.
-  await c.query(newLeader, 'CHECKPOINT');
-  expect(await consume(newLeader)).toEqual([]);
-  await c.query(newLeader, 'INSERT INTO t SELECT generate_series(91, 100)');
-  const target = await confirmed(newLeader, 'cdc');
   const others = c.nodes.map((n) => n.name).filter((n) => n !== newLeader);
-  for (const r of others)
-    await waitFor(
-      `${r}'s copy of cdc to reach ${target}`,
-      async () => (await confirmed(r, 'cdc')) === target,
-      30_000,
-    );
+  expect(await settleCopies(newLeader, others)).toEqual([]);
+  await c.query(newLeader, 'INSERT INTO t SELECT generate_series(91, 100)');
   await new Promise((r) => setTimeout(r, 2000));
   expect((await slots(newLeader)).map((s) => s.slot_name)).toEqual(expect.arrayContaining(['kept', 'stray']));
 
