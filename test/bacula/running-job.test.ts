@@ -64,6 +64,7 @@ describe('a Bacula job running while the catalog changes primary (SpoolAttribute
     expect(row.seconds).toBeGreaterThanOrEqual(30);
     expect(r.router.moved).toBeGreaterThanOrEqual(1);
     expect(r.router.cut).toEqual({});
+    expect(Math.max(...r.router.pausesMs)).toBeLessThan(30_000);
     jobs.push({ id: r.id, case: 'switchover' });
   }, 180_000);
 
@@ -84,6 +85,7 @@ describe('a Bacula job running while the catalog changes primary (SpoolAttribute
     expect(row.seconds).toBeGreaterThanOrEqual(30);
     expect(r.router.moved).toBeGreaterThanOrEqual(1);
     expect(r.router.cut).toEqual({});
+    expect(Math.max(...r.router.pausesMs)).toBeLessThan(30_000);
     jobs.push({ id: r.id, case: 'failover' });
     env.cluster.startAgent(old);
   }, 180_000);
