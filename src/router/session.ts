@@ -182,6 +182,8 @@ export class Session {
   private holdFor: 'drain' | { why: string; timer: NodeJS.Timeout } | null = null;
   /** The link state when the session stopped (held or paused). */
   private stoppedState: LinkState | null = null;
+  /** When the session stopped at an idle boundary (held): its client's statements wait from then. */
+  private heldSince: number | null = null;
   private lastBytes: [number, number] = [0, 0];
 
   constructor(
@@ -920,6 +922,7 @@ export class Session {
     if (this.closed) return;
     this.phase = 'held';
     this.stoppedState = state;
+    this.heldSince = Date.now();
     const h = this.holdFor;
     if (h === 'drain') {
       this.host.held(this);
@@ -967,6 +970,7 @@ export class Session {
         : this.link.release();
     if (ok) {
       this.phase = 'relayed';
+      this.heldSince = null;
       return;
     }
     void this.moveHeld('its server went away while it was held');
@@ -1041,7 +1045,9 @@ export class Session {
    */
   private async relocate(state: LinkState | null, why: string): Promise<void> {
     if (this.closed || !this.link) return;
-    const started = Date.now();
+    // The pause runs from the stop: the hold of a drain, else now (its server was lost).
+    const started = this.heldSince ?? Date.now();
+    this.heldSince = null;
     const from = this.backend?.name ?? null;
     this.phase = 'moving';
     const reason = this.fixedReason() ?? this.stateReason(state);

@@ -112,6 +112,30 @@ function copyInProgress(): ChildProcess {
 }
 
 describe('sessions move with the primary', () => {
+  it('switchover: a moved session reports the pause from its hold, which its client waits through', async () => {
+    const c = await client(router.rw);
+    const logFrom = logs.length;
+    const { candidate } = await switchover();
+    await waitFor(
+      'the session to be held',
+      () => Promise.resolve(router.router.status().sessions.list.some((s) => s.phase === 'held')),
+      30_000,
+      20,
+    );
+    // A statement sent while the session is held waits for its move.
+    const sent = performance.now();
+    expect(nameOfPort(await port(c))).toBe(candidate);
+    const waited = performance.now() - sent;
+    const moved = logs.slice(logFrom).filter((l) => l.msg === 'session moved');
+    expect(moved).toHaveLength(1);
+    console.log(
+      `switchover: the client waited ${Math.round(waited)} ms; the router reports ${moved[0]!.ms} ms`,
+    );
+    expect(Number(moved[0]!.ms)).toBeGreaterThanOrEqual(waited - 50);
+    expect(router.router.stats.movePauseMs.last).toBe(moved[0]!.ms);
+    await c.end();
+  }, 120_000);
+
   it('switchover: sessions keep their state and see no error; those that cannot move are cut with a reason', async () => {
     const main = await client(router.rw);
     await main.query("SET datestyle TO 'ISO, YMD'");
