@@ -382,6 +382,8 @@ function summaryTable(results: RunResult[], firstCol: string): string {
       'ratio',
       'lost Patroni',
       'lost pgha',
+      'client errors Patroni',
+      'client errors pgha',
       'runs ok',
     ],
   ];
@@ -392,6 +394,7 @@ function summaryTable(results: RunResult[], firstCol: string): string {
     const gap = (rs: RunResult[]) => median(rs.map((r) => r.longestGapMs));
     const first = (rs: RunResult[]) => median(rs.map((r) => r.toFirstWriteMs ?? NaN));
     const lost = (rs: RunResult[]) => (rs.length ? String(rs.reduce((sum, r) => sum + r.lost, 0)) : '-');
+    const errors = (rs: RunResult[]) => (rs.length ? String(median(rs.map((r) => r.errors))) : '-');
     rows.push([
       pk === gk ? label(pk) : `${label(pk)} / ${label(gk)}`,
       ms(gap(p)),
@@ -402,11 +405,13 @@ function summaryTable(results: RunResult[], firstCol: string): string {
       ratio(first(g), first(p)),
       lost(p),
       lost(g),
+      errors(p),
+      errors(g),
       `${p.length} / ${g.length}`,
     ]);
   }
   return (
-    `medians over runs, in s; ratio = pgha / Patroni (below 1: pgha is faster); ` +
+    `medians over runs, in s (client errors: median count); ratio = pgha / Patroni (below 1: pgha is faster); ` +
     `first write = ${firstCol.replace(' (s)', '')}\n${table(rows)}`
   );
 }
@@ -423,7 +428,8 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
     `gap: longest time between two consecutive acknowledged writes, from the ${event} on`,
     `old / new: seconds from the ${event} to the last write acknowledged by the old primary / the first by the new one`,
     `key gone / new key: seconds from the ${event} until the old leader key was seen gone / a new leader held it (etcd polled every 50 ms)`,
-    'lost: acknowledged ids missing on the final primary; RSS: mean resident memory of the agents at start',
+    'lost: acknowledged ids missing on the final primary; errors: statements or connections the client saw fail (each followed by a reconnect)',
+    'RSS: mean resident memory of the agents at start',
   ].join('\n');
   const rows = [
     [
@@ -437,6 +443,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
       'new (s)',
       'acked',
       'lost',
+      'errors',
       'RSS (MB)',
       'note',
     ],
@@ -451,6 +458,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
       ms(r.toFirstWriteMs),
       String(r.acked),
       Number.isNaN(r.lost) ? '-' : String(r.lost),
+      String(r.errors),
       Number.isNaN(r.agentRssMb) ? '-' : r.agentRssMb.toFixed(0),
       r.error ? `FAILED: ${r.error.split('\n')[0]}` : `${r.oldLeader} -> ${r.newLeader}; ${r.trigger}`,
     ]),
