@@ -1,0 +1,146 @@
+/**
+ * failsafe_mode through the router, with real processes: three nodes and a router, each reaching
+ * etcd through its own TCP proxy. With every proxy suspended (no node and no router can read
+ * etcd), the primary stays writable while every member confirms it over POST /failsafe, and the
+ * router keeps routing writes to it past the ttl because its agent says primary + failsafe active.
+ * Once one replica's agent stops, the primary's next failsafe round fails, it demotes itself, and
+ * the router stops routing writes within a gross bound (ttl + a few seconds).
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/postgres.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { client, one, startTestRouter, type TestRouter } from './helpers.js';
+
+const TTL = 10;
+let c: TestCluster;
+let router: TestRouter;
+let routerEtcd: TcpProxy;
+const cleanups: Array<() => Promise<void>> = [];
+
+beforeAll(async () => {
+  c = await startCluster({
+    nodes: 3,
+    ttl: TTL,
+    loopWait: 1,
+    retryTimeout: 3,
+    proxyEtcd: true,
+    edit: (cfg) => {
+      ((cfg.bootstrap as Record<string, unknown>).dcs as Record<string, unknown>).failsafe_mode = true;
+    },
+  });
+  cleanups.unshift(() => c.stop());
+  for (const n of c.nodes) c.startAgent(n.name);
+  routerEtcd = await startTcpProxy('127.0.0.1', Number(c.etcd.endpoints[0]!.split(':')[1]));
+  cleanups.unshift(() => routerEtcd.close());
+  router = await startTestRouter([routerEtcd.endpoint], { wait_timeout: 2, check_interval: 0.5 });
+  cleanups.unshift(() => router.stop());
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of cleanups) await c().catch((err: unknown) => console.error('cleanup failed', err));
+}, 120_000);
+
+const nameOfPort = (port: number) => c.nodes.find((n) => n.pgPort === port)?.name;
+
+/** New connections through the router's read-write port, each inserting one row. */
+function writer() {
+  let stop = false;
+  const ok: Array<{ at: number; node: string }> = [];
+  const failed: Array<{ at: number; err: string }> = [];
+  const loop = (async () => {
+    while (!stop) {
+      try {
+        const r = await one<{ port: number }>(
+          router.rw,
+          "insert into fs (v) values ('x') returning inet_server_port() as port",
+          { timeoutMs: 5000 },
+        );
+        ok.push({ at: Date.now(), node: nameOfPort(r.port)! });
+      } catch (err) {
+        failed.push({ at: Date.now(), err: (err as Error).message });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  return {
+    ok,
+    failed,
+    async stop() {
+      stop = true;
+      await loop;
+    },
+  };
+}
+
+it('routes writes to a failsafe primary past the ttl without etcd, and stops once failsafe stops confirming', async () => {
+  const state = await c.waitHealthy(2, 90_000);
+  const leader = state.leader!.name;
+  await c.query(leader, 'create table fs (id serial primary key, v text)');
+  await waitFor(
+    'the failsafe key listing all three members',
+    async () => Object.keys((await c.readCluster()).failsafe ?? {}).length === 3,
+    30_000,
+  );
+  await waitFor('the router routing writes', () =>
+    Promise.resolve(router.router.status().primary === leader),
+  );
+  const session = await client(router.rw);
+  const w = writer();
+  const proxies = [...c.nodes.map((n) => n.proxy!), routerEtcd];
+  try {
+    await waitFor('writes through the router', () => Promise.resolve(w.ok.length > 5));
+    const fencedBefore = router.router.stats.fenced;
+
+    // etcd unreachable for every node and for the router.
+    const cutAt = Date.now();
+    for (const p of proxies) p.suspend();
+    await new Promise((r) => setTimeout(r, 2.5 * TTL * 1000));
+    const phase1 = w.ok.filter((x) => x.at > cutAt);
+    const lastOk = phase1.at(-1)?.at ?? cutAt;
+    console.log(
+      `etcd cut: ${phase1.length} writes through the router in ${Date.now() - cutAt} ms, last ${lastOk - cutAt} ms after the cut, ` +
+        `failures ${JSON.stringify(w.failed.filter((f) => f.at > cutAt).slice(0, 5))}`,
+    );
+    expect(w.failed.filter((f) => f.at > cutAt)).toEqual([]);
+    expect(lastOk - cutAt).toBeGreaterThan(2 * TTL * 1000);
+    expect(phase1.every((x) => x.node === leader)).toBe(true);
+    // The idle session was never fenced, and still writes to the same primary.
+    expect(router.router.stats.fenced).toBe(fencedBefore);
+    const port = (await session.query<{ p: number }>('select inet_server_port() as p')).rows[0]!.p;
+    expect(nameOfPort(port)).toBe(leader);
+    const st = router.router.status();
+    expect(st.etcd.reachable).toBe(false);
+    expect(st.etcd.failsafe).toMatch(/failsafe/);
+    // The leader key expired in etcd long ago (read directly, not through a proxy).
+    expect((await c.readCluster()).leader).toBeNull();
+
+    // One replica's agent stops: the primary's next failsafe round fails and it demotes itself.
+    const replica = c.nodes.find((n) => n.name !== leader)!.name;
+    const stopAt = Date.now();
+    await c.stopAgent(replica, 'SIGKILL');
+    await waitFor(
+      'the router refusing writes',
+      () => Promise.resolve(router.router.status().primary === null),
+      (TTL + 5) * 1000,
+      100,
+    );
+    const fencedAt = Date.now();
+    const lastWrite = w.ok.at(-1)!.at;
+    console.log(
+      `replica agent stopped: router stopped routing writes after ${fencedAt - stopAt} ms, ` +
+        `last write through it ${lastWrite - stopAt} ms after the stop; ` +
+        `reason: ${router.router.status().noPrimaryBecause}`,
+    );
+    expect(fencedAt - stopAt).toBeLessThan((TTL + 5) * 1000);
+    // Writes through the router stay refused while etcd is away.
+    const refusedFrom = Date.now();
+    await new Promise((r) => setTimeout(r, 5000));
+    expect(w.ok.filter((x) => x.at > refusedFrom + 500)).toEqual([]);
+    expect(w.failed.filter((f) => f.at > refusedFrom).length).toBeGreaterThan(0);
+  } finally {
+    await w.stop();
+    await session.end().catch(() => undefined);
+    for (const p of proxies) p.resume();
+  }
+}, 180_000);
