@@ -49,6 +49,8 @@ export interface FailsafeProbeOptions {
   onAnswer: (answers: readonly PrimaryAnswer[]) => void;
   /** Called when `onAnswer` throws (the rounds go on). */
   onError: (err: unknown) => void;
+  /** How to ask one member (default `askPrimary` over HTTP). */
+  ask?: (t: ProbeTarget) => Promise<PrimaryAnswer>;
 }
 
 /** Asks `targets` in rounds, every `intervalMs`, until stopped; one round in flight at most. */
@@ -80,7 +82,7 @@ export class FailsafeProbe {
     const round = async (): Promise<void> => {
       await Promise.all(
         this.targets.map(async (t) => {
-          const a = await askPrimary(t, this.o.timeoutMs, this.o.now);
+          const a = await (this.o.ask?.(t) ?? askPrimary(t, this.o.timeoutMs, this.o.now));
           if (gen !== this.generation) return;
           this.answers = withAnswer(this.answers, a);
           try {

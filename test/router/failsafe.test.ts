@@ -5,8 +5,20 @@
  * router keeps routing writes to it past the ttl because its agent says primary + failsafe active.
  * Once one replica's agent stops, the primary's next failsafe round fails, it demotes itself, and
  * the router stops routing writes within a gross bound (ttl + a few seconds).
+ *
+ * Two `VipManager`s run beside them on the same etcd, cut off with it: one in leader mode for the
+ * leader's node, one in router mode following the router above. Their interface is a recorder
+ * (adding a real address needs a network namespace; test/vip covers `ip` itself): both keep the
+ * address while the primary confirms failsafe mode, and drop it once it stops.
  */
+import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { VipConfig } from '../../src/config/types.js';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
+import { probeHttp } from '../../src/vip/health.js';
+import type { AddressControl } from '../../src/vip/iproute.js';
+import { VipManager } from '../../src/vip/manager.js';
+import { SCOPE } from '../support/cluster.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
@@ -40,6 +52,71 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of cleanups) await c().catch((err: unknown) => console.error('cleanup failed', err));
 }, 120_000);
+
+/** An interface that records the address being added and removed. */
+function recorder(label: string) {
+  const events: Array<{ at: number; what: 'add' | 'del' }> = [];
+  let present = false;
+  const nic: AddressControl = {
+    label,
+    preflight: () => Promise.resolve(),
+    inspect: () => Promise.resolve({ present, tentative: false, dadFailed: false }),
+    add: () => {
+      present = true;
+      events.push({ at: Date.now(), what: 'add' });
+      return Promise.resolve();
+    },
+    renew: () => Promise.resolve(),
+    remove: () => {
+      if (present) events.push({ at: Date.now(), what: 'del' });
+      present = false;
+      return Promise.resolve();
+    },
+    announce: () => undefined,
+    close: () => Promise.resolve(),
+  };
+  return { nic, events, present: () => present };
+}
+
+/** A VIP for `me` on its own etcd client through `etcdProxy`. */
+async function startVip(me: string, mode: 'leader' | 'router', address: string, etcdProxy: TcpProxy) {
+  const config: VipConfig = {
+    address,
+    family: 4,
+    prefix: 32,
+    interface: 'dummy0',
+    mode,
+    ttl: TTL,
+    check_interval: 1,
+    fall: 1,
+    rise: 1,
+    arp_count: 0,
+  };
+  const store = new EtcdDcs({
+    hosts: [etcdProxy.endpoint],
+    namespace: '/service/',
+    scope: SCOPE,
+    name: me,
+    ttl: TTL,
+    requestTimeoutMs: 2500,
+  });
+  const rec = recorder(`${address} (${mode} mode)`);
+  const statusUrl = `http://127.0.0.1:${router.statusPort}/status`;
+  const manager = new VipManager({
+    config,
+    me,
+    store,
+    net: rec.nic,
+    log: pino({ level: 'silent' }),
+    ...(mode === 'router' ? { probe: () => probeHttp(statusUrl, 1000) } : {}),
+  });
+  await manager.start();
+  cleanups.unshift(async () => {
+    await manager.stop();
+    await store.close({ revokeLease: true });
+  });
+  return { manager, rec };
+}
 
 const nameOfPort = (port: number) => c.nodes.find((n) => n.pgPort === port)?.name;
 
@@ -85,11 +162,19 @@ it('routes writes to a failsafe primary past the ttl without etcd, and stops onc
   await waitFor('the router routing writes', () =>
     Promise.resolve(router.router.status().primary === leader),
   );
+  const vipEtcd = await startTcpProxy('127.0.0.1', Number(c.etcd.endpoints[0]!.split(':')[1]));
+  cleanups.unshift(() => vipEtcd.close());
+  const replica = c.nodes.find((n) => n.name !== leader)!.name;
+  const vips = [
+    await startVip(leader, 'leader', '10.213.0.100', vipEtcd),
+    await startVip(replica, 'router', '10.213.0.101', vipEtcd),
+  ];
   const session = await client(router.rw);
   const w = writer();
-  const proxies = [...c.nodes.map((n) => n.proxy!), routerEtcd];
+  const proxies = [...c.nodes.map((n) => n.proxy!), routerEtcd, vipEtcd];
   try {
     await waitFor('writes through the router', () => Promise.resolve(w.ok.length > 5));
+    await waitFor('both VIPs up', () => Promise.resolve(vips.every((v) => v.rec.present())), 20_000);
     const fencedBefore = router.router.stats.fenced;
 
     // etcd unreachable for every node and for the router.
@@ -114,9 +199,14 @@ it('routes writes to a failsafe primary past the ttl without etcd, and stops onc
     expect(st.etcd.failsafe).toMatch(/failsafe/);
     // The leader key expired in etcd long ago (read directly, not through a proxy).
     expect((await c.readCluster()).leader).toBeNull();
+    // Both VIPs stayed, past their keys' deadlines.
+    for (const v of vips) {
+      expect(v.rec.events.filter((e) => e.what === 'del')).toEqual([]);
+      expect(v.rec.present()).toBe(true);
+      expect(v.manager.status().failsafe).toMatch(/failsafe/);
+    }
 
     // One replica's agent stops: the primary's next failsafe round fails and it demotes itself.
-    const replica = c.nodes.find((n) => n.name !== leader)!.name;
     const stopAt = Date.now();
     await c.stopAgent(replica, 'SIGKILL');
     await waitFor(
@@ -133,6 +223,12 @@ it('routes writes to a failsafe primary past the ttl without etcd, and stops onc
         `reason: ${router.router.status().noPrimaryBecause}`,
     );
     expect(fencedAt - stopAt).toBeLessThan((TTL + 5) * 1000);
+    await waitFor('both VIPs dropped', () => Promise.resolve(vips.every((v) => !v.rec.present())), 10_000);
+    for (const v of vips) {
+      const dropped = v.rec.events.find((e) => e.what === 'del')!.at;
+      console.log(`${v.rec.nic.label}: dropped ${dropped - stopAt} ms after the agent stopped`);
+      expect(dropped - stopAt).toBeLessThan((TTL + 5) * 1000);
+    }
     // Writes through the router stay refused while etcd is away.
     const refusedFrom = Date.now();
     await new Promise((r) => setTimeout(r, 5000));
