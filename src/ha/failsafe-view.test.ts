@@ -22,7 +22,8 @@ const base: FailsafeViewInput = {
   viewDeadline: TTL_MS,
   primary: 'pg1',
   answers: [],
-  windowMs: TTL_MS,
+  ttlS: TTL_MS / 1000,
+  marginMs: 0,
 };
 
 const rows: Array<
@@ -69,14 +70,10 @@ const rows: Array<
   ['confirmation at the end of its window', { now: 21_000, answers: [yes('pg1', 11_000)] }, { act: false }],
   [
     'VIP window (ttl − margin)',
-    { now: 18_500, windowMs: TTL_MS - 2000, answers: [yes('pg1', 11_000)] },
+    { now: 18_500, marginMs: 2000, answers: [yes('pg1', 11_000)] },
     { act: true, until: 19_000 },
   ],
-  [
-    'VIP window over',
-    { now: 19_000, windowMs: TTL_MS - 2000, answers: [yes('pg1', 11_000)] },
-    { act: false },
-  ],
+  ['VIP window over', { now: 19_000, marginMs: 2000, answers: [yes('pg1', 11_000)] }, { act: false }],
 ];
 
 describe('failsafeView', () => {

@@ -4,20 +4,22 @@
  * observed, tested with plain objects; `failsafe-probe.ts` asks the members, the router and the
  * VIP carry the answer out.
  *
- * The invariant (for the router, `windowMs` = ttl; for the VIP, ttl − safety margin, its own
- * lease rule): at monotonic time `now` the last known primary P is acted on only if
+ * The invariant (`D(s)` = `fenceDeadline(s, ttl, margin)` of ha/timing.ts: for the router margin 0,
+ * which is its `staleViewDeadline`; for the VIP its own key rule `heldUntil`): at monotonic time
+ * `now` the last known primary P is acted on only if
  *   (a) the last good etcd read still holds: `now < viewDeadline` (the rule without failsafe), or
  *   (b) `failsafe_mode` is on in the last config read, P's latest answer to `GET /primary`, sent at
- *       `s`, was 200 with `failsafe_mode_is_active: true`, `now < s + windowMs`, and no other
- *       member's latest answer says it is the primary.
+ *       `s`, was 200 with `failsafe_mode_is_active: true`, `now < D(s)`, and no other member's
+ *       latest answer says it is the primary.
  * So nothing is routed to a node that does not itself say primary + failsafe active, a
  * non-confirming answer (503, not active, an error or a timeout) stops it at once, and with no
- * answer at all it stops at `s + windowMs`: the rule for an etcd read sent at `s`, counted from the
- * last confirmation instead. That is no later than the agent itself may write: it answers
+ * answer at all it stops at `D(s)`: the rule for an etcd read sent at `s`, counted from the last
+ * confirmation instead. That is no later than the agent itself may write: it answers
  * "active" only after a failsafe round that started at `t0 ≤ s` was confirmed by every member, its
  * fence is armed from `t0` (it stops at `t0 + ttl − margin`), and a member it called does not race
  * for the leader key before `t0 + ttl`.
  */
+import { fenceDeadline } from './timing.js';
 
 /** One member's answer to `GET /primary`, as the router or the VIP saw it. */
 export interface PrimaryAnswer {
@@ -43,8 +45,9 @@ export interface FailsafeViewInput {
   primary: string | null;
   /** The latest answer of each member, sent after the last good read (`latestAnswers`). */
   answers: readonly PrimaryAnswer[];
-  /** How long after its sending a confirmation may be acted on (ms). */
-  windowMs: number;
+  /** A confirmation sent at `s` may be acted on until `fenceDeadline(s, ttlS, marginMs)`. */
+  ttlS: number;
+  marginMs: number;
 }
 
 export type FailsafeView =
@@ -73,7 +76,7 @@ export function failsafeView(i: FailsafeViewInput): FailsafeView {
   if (!confirmsFailsafe(mine)) return { act: false, why: `${i.primary} ${describe(mine)}` };
   const other = i.answers.find((a) => a.member !== i.primary && a.status === 200);
   if (other) return { act: false, why: `${other.member} also says it is the primary` };
-  const until = mine.sentAt + i.windowMs;
+  const until = fenceDeadline(mine.sentAt, i.ttlS, i.marginMs);
   if (i.now >= until)
     return { act: false, why: `${i.primary} confirmed failsafe mode last ${i.now - mine.sentAt} ms ago` };
   return {

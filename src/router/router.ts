@@ -596,7 +596,9 @@ export class Router {
       viewDeadline: deadline,
       primary: t?.primary?.name ?? null,
       answers: this.failsafe.latest(),
-      windowMs: (t?.ttl ?? 0) * 1000,
+      // A confirmation counts as a read sent when it was asked: `staleViewDeadline`, no margin.
+      ttlS: t?.ttl ?? 0,
+      marginMs: 0,
     });
     if (v.act) {
       if (!v.failsafe || !t?.primary) return; // the read still holds; its timer is armed

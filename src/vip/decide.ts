@@ -218,7 +218,8 @@ export function failsafeHoldUntil(i: FailsafeHoldInput): { until: number | null;
     viewDeadline: i.keyHeldUntil,
     primary: i.leader,
     answers: i.answers,
-    windowMs: heldUntil(0, ttl),
+    ttlS: ttl,
+    marginMs: safetyMarginMs(ttl),
   });
   return v.act && v.failsafe ? { until: v.until, why: v.why } : { until: null, why: v.why };
 }
