@@ -6,6 +6,12 @@
 import { errorMessage } from '../util/errors.js';
 import { withAnswer, type PrimaryAnswer } from './failsafe-view.js';
 
+/**
+ * How long a `GET /primary` may take before it counts as no answer. A slow answer is still safe to
+ * use (it counts from when it was asked); the agent's own `POST /failsafe` calls wait as long.
+ */
+export const PRIMARY_ANSWER_TIMEOUT_MS = 2000;
+
 /** A member whose agent REST API can be asked. */
 export interface ProbeTarget {
   name: string;

@@ -25,7 +25,7 @@
  */
 import { staleViewDeadline } from '../ha/timing.js';
 import { failsafeView } from '../ha/failsafe-view.js';
-import { FailsafeProbe } from '../ha/failsafe-probe.js';
+import { FailsafeProbe, PRIMARY_ANSWER_TIMEOUT_MS } from '../ha/failsafe-probe.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -236,7 +236,7 @@ export class Router {
     this.id = opts.id ?? `router-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.failsafe = new FailsafeProbe({
       intervalMs: opts.checkIntervalMs,
-      timeoutMs: 1000,
+      timeoutMs: PRIMARY_ANSWER_TIMEOUT_MS,
       now: () => performance.now(),
       onAnswer: () => this.checkView(),
       onError: (err) => this.log.error({ err: errorMessage(err) }, 'failsafe check failed'),

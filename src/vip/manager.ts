@@ -11,7 +11,7 @@
 import type { VipConfig } from '../config/types.js';
 import { parseDynamicConfig } from '../config/schema.js';
 import type { ClusterState, Dcs } from '../dcs/types.js';
-import { FailsafeProbe, type ProbeTarget } from '../ha/failsafe-probe.js';
+import { FailsafeProbe, PRIMARY_ANSWER_TIMEOUT_MS, type ProbeTarget } from '../ha/failsafe-probe.js';
 import type { PrimaryAnswer } from '../ha/failsafe-view.js';
 import { vipRenewWithinMs } from '../ha/timing.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -126,7 +126,7 @@ export class VipManager {
     this.key = vipKey(d.config.address);
     this.failsafe = new FailsafeProbe({
       intervalMs: d.config.check_interval * 1000,
-      timeoutMs: Math.max(200, Math.min(1000, d.config.check_interval * 1000)),
+      timeoutMs: PRIMARY_ANSWER_TIMEOUT_MS,
       now: () => this.clock.mono(),
       onAnswer: () => this.failsafeAnswered(),
       onError: (err) => this.say('error', `failsafe check failed: ${errorMessage(err)}`),
