@@ -174,6 +174,20 @@ it('keeps both VIPs and writes through them while the primary runs in failsafe m
   const replica = c.nodes.find((n) => n.name !== leader)!.name;
   const killedAt = Date.now();
   await c.killAgent(replica);
+  // On a loaded machine an answer may time out earlier (the VIP goes, and comes back on the next
+  // confirmation); once the primary has demoted itself, no confirmation can come.
+  await waitFor(
+    `${leader} demoted`,
+    async () => {
+      const res = await fetch(`http://${c.node(leader).address}:${NET_PORTS.api}/primary`, {
+        signal: AbortSignal.timeout(3000),
+      }).catch(() => null);
+      await res?.body?.cancel();
+      return res?.status === 503;
+    },
+    (TTL + 5) * 1000,
+    100,
+  );
   const gone = await waitFor(
     'both VIPs removed',
     () => Promise.resolve(holderOf(vipR) === null && holderOf(vipL) === null && Date.now()),
