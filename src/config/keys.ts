@@ -381,7 +381,7 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
   acted('synchronous_mode', 'ha/sync.ts'),
   acted('synchronous_mode_strict', 'ha/sync.ts'),
   acted('synchronous_node_count', 'ha/sync.ts'),
-  acted('failsafe_mode', 'ha/failsafe.ts, ha/runner.ts'),
+  acted('failsafe_mode', 'ha/failsafe.ts, ha/runner.ts, ha/failsafe-view.ts (router, vip)'),
   acted('check_timeline', 'ha/race.ts (leader race)'),
   acted('pause', 'ha/decide.ts'),
   acted('fast_failover', 'ha/runner.ts', { pgha: true }),

@@ -273,7 +273,7 @@ export const dynamicConfigSchema = z.looseObject({
     'Number of synchronous standbys (synchronous_mode: true) or the quorum size (quorum).',
   ),
   failsafe_mode: bool(false).describe(
-    'Let a leader that cannot reach etcd keep running as primary while every member confirms it over POST /failsafe.',
+    'Let a leader that cannot reach etcd keep running as primary while every member confirms it over POST /failsafe; pgha router and pgha vip then keep sending writes to it, and the VIP in place, while its agent says so on GET /primary.',
   ),
   /** pgha extension: fail over without waiting for the lease when a leader's processes are proven gone. */
   fast_failover: bool(true).describe(

@@ -7,6 +7,9 @@
  * - Fence: when the primary changes, loses the leader key, or may have lost its lease (etcd
  *   unreachable for longer than the ttl since our last good read), every session routed to it as
  *   primary is closed at once. stolon-proxy does the same; HAProxy only with `shutdown-sessions`.
+ *   With `failsafe_mode`, while etcd is unreachable the router asks the members' agents
+ *   (`GET /primary`) and keeps routing to the last known primary past the ttl only while that agent
+ *   itself says it is the primary with failsafe mode active (ha/failsafe-view.ts has the rule).
  * - No primary for a moment: new connections wait (up to `wait_timeout`), then go to the new one.
  * - Replicas: a replica that stops qualifying for reads (gone, not streaming, lagging past
  *   `max_lag`, tagged noloadbalance) gets no new sessions at once, and its read-only sessions move
@@ -21,6 +24,8 @@
  *   runs, the held sessions move to it.
  */
 import { staleViewDeadline } from '../ha/timing.js';
+import { failsafeView } from '../ha/failsafe-view.js';
+import { FailsafeProbe, PRIMARY_ANSWER_TIMEOUT_MS } from '../ha/failsafe-probe.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -190,6 +195,12 @@ export class Router {
   readonly id: string;
 
   private topology: Topology | null = null;
+  /** The topology of the last good read, untouched by the fence: its primary is the last known one. */
+  private lastRead: Topology | null = null;
+  /** failsafe_mode: asks the members' agents while etcd is unreachable. */
+  private readonly failsafe: FailsafeProbe;
+  /** Why writes still go to the primary past the read's deadline; null when they do not. */
+  private failsafeWhy: string | null = null;
   /** Where writes go now (verified); null while there is none. */
   private primary: Backend | null = null;
   private primaryReason = 'no etcd read yet';
@@ -223,6 +234,13 @@ export class Router {
     this.log = opts.logger;
     this.picker = new ReplicaPicker(opts.balance);
     this.id = opts.id ?? `router-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    this.failsafe = new FailsafeProbe({
+      intervalMs: opts.checkIntervalMs,
+      timeoutMs: PRIMARY_ANSWER_TIMEOUT_MS,
+      now: () => performance.now(),
+      onAnswer: () => this.checkView(),
+      onError: (err) => this.log.error({ err: errorMessage(err) }, 'failsafe check failed'),
+    });
   }
 
   private get drainTimeoutMs(): number {
@@ -327,6 +345,7 @@ export class Router {
     this.stopped = true;
     if (this.interval) clearInterval(this.interval);
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    this.failsafe.stop();
     if (this.registration) clearTimeout(this.registration);
     if (this.drain) {
       if (this.drain.timer) clearTimeout(this.drain.timer);
@@ -373,6 +392,7 @@ export class Router {
         );
       }
       this.etcdError = msg;
+      this.startFailsafeProbe();
       return;
     }
     if (this.stopped) return;
@@ -380,7 +400,11 @@ export class Router {
     this.etcdError = null;
     this.lastReadSentAt = sentAt;
     this.lastReadOkAt = Date.now();
-    this.apply(computeTopology(cluster, { maxLagBytes: this.opts.maxLagBytes }));
+    this.failsafe.stop();
+    this.failsafeWhy = null;
+    const t = computeTopology(cluster, { maxLagBytes: this.opts.maxLagBytes });
+    this.lastRead = t;
+    this.apply(t);
     this.followDrain(cluster.drain ?? null);
   }
 
@@ -532,28 +556,79 @@ export class Router {
   }
 
   private armLeaseTimer(): void {
+    this.armViewTimer(this.leaseDeadline());
+  }
+
+  /** Re-checks the view at `at` (monotonic ms): the read's deadline, or a confirmation's. */
+  private armViewTimer(at: number | null): void {
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
-    const deadline = this.leaseDeadline();
-    if (deadline === null) return;
-    this.leaseTimer = setTimeout(
-      () => this.leaseExpired(deadline),
-      Math.max(0, deadline - performance.now()),
-    );
+    this.leaseTimer = null;
+    if (at === null) return;
+    this.leaseTimer = setTimeout(() => this.checkView(), Math.max(0, at - performance.now()));
     this.leaseTimer.unref();
   }
 
-  private leaseExpired(deadline: number): void {
-    if (this.stopped || this.leaseDeadline() !== deadline) return;
+  /** etcd is unreachable: with failsafe_mode, ask the agents of the members last read. */
+  private startFailsafeProbe(): void {
+    const t = this.lastRead;
+    if (!t?.failsafeMode || !t.primary) return;
+    const targets = t.all.flatMap((b) => (b.apiUrl ? [{ name: b.name, apiUrl: b.apiUrl }] : []));
+    if (!this.failsafe.active)
+      this.log.warn(
+        { members: targets.map((x) => x.name) },
+        'failsafe_mode: asking the agents whether the primary stays in failsafe mode',
+      );
+    this.failsafe.start(targets);
+  }
+
+  /**
+   * Whether writes may still go to the last known primary (at the read's deadline, at a
+   * confirmation's, and on every failsafe answer): `failsafeView` decides, this carries it out.
+   */
+  private checkView(): void {
+    if (this.stopped) return;
+    const t = this.lastRead;
+    const now = performance.now();
+    const deadline = this.leaseDeadline();
+    const v = failsafeView({
+      enabled: t?.failsafeMode ?? false,
+      now,
+      viewDeadline: deadline,
+      primary: t?.primary?.name ?? null,
+      answers: this.failsafe.latest(),
+      // A confirmation counts as a read sent when it was asked: `staleViewDeadline`, no margin.
+      ttlS: t?.ttl ?? 0,
+      marginMs: 0,
+    });
+    if (v.act) {
+      if (!v.failsafe || !t?.primary) return; // the read still holds; its timer is armed
+      this.armViewTimer(v.until);
+      if (this.failsafeWhy === null)
+        this.log.warn(
+          { primary: t.primary.name },
+          'etcd unreachable past ttl: routing writes to the primary while it confirms failsafe mode',
+        );
+      this.failsafeWhy = v.why;
+      if (!sameBackend(this.primary, t.primary)) {
+        this.verifying = null;
+        this.setPrimary(t.primary, `failsafe_mode: ${v.why}`);
+        this.serveWaiters();
+      }
+      return;
+    }
+    if (deadline === null || now < deadline) return;
     const since = this.lastReadOkAt ? new Date(this.lastReadOkAt).toISOString() : 'never';
     const reason =
       `etcd unreachable (last good read ${since}, ttl ${this.topology?.ttl ?? '?'} s): the leader's lease may ` +
-      `have expired, writes stopped${this.etcdError ? ` (${this.etcdError})` : ''}`;
+      `have expired, writes stopped${this.etcdError ? ` (${this.etcdError})` : ''}` +
+      (t?.failsafeMode ? `; failsafe_mode: ${v.why}` : '');
     if (this.primary !== null || this.verifying !== null)
       this.log.error({ reason }, 'stopped routing writes');
+    this.failsafeWhy = null;
     this.verifying = null;
     this.setPrimary(null, reason);
     this.primaryReason = reason;
-    // Replicas keep serving reads; a topology read will bring writes back.
+    // Replicas keep serving reads; a topology read (or, with failsafe_mode, a confirmation) brings writes back.
     if (this.topology) this.topology = { ...this.topology, primary: null, primaryReason: reason };
   }
 
@@ -934,6 +1009,7 @@ export class Router {
         lastGoodRead: this.lastReadOkAt ? new Date(this.lastReadOkAt).toISOString() : null,
         leaseDeadline: wallIso(deadline),
         ...(this.etcdError ? { error: this.etcdError } : {}),
+        ...(this.failsafeWhy ? { failsafe: this.failsafeWhy } : {}),
       },
       lastTopologyChange: this.lastChange,
       dataPath: this.dataPath,
@@ -970,7 +1046,14 @@ export interface RouterStatus {
     lagBytes?: number;
     excludedBecause?: string;
   }>;
-  etcd: { reachable: boolean; lastGoodRead: string | null; leaseDeadline: string | null; error?: string };
+  etcd: {
+    reachable: boolean;
+    lastGoodRead: string | null;
+    leaseDeadline: string | null;
+    error?: string;
+    /** failsafe_mode keeps writes on the primary past `leaseDeadline`: why. */
+    failsafe?: string;
+  };
   lastTopologyChange: TopologyChange | null;
   /** Where bytes are copied after the startup phase. */
   dataPath: DataPath;

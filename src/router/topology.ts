@@ -39,6 +39,8 @@ export interface Topology {
   retryTimeout: number;
   /** The `leader` key's value, even when that member is not (yet) usable as primary. */
   leaderName: string | null;
+  /** Dynamic `failsafe_mode`: a primary cut off from etcd may go on while every member confirms it. */
+  failsafeMode: boolean;
 }
 
 export interface TopologyOptions {
@@ -73,7 +75,11 @@ const PRIMARY_ROLES = new Set(['primary', 'master']);
 
 /** Computes where the router sends clients, from one consistent read of the cluster. */
 export function computeTopology(cluster: ClusterState, opts: TopologyOptions): Topology {
-  const { ttl, retry_timeout: retryTimeout } = parseDynamicConfig(cluster.config?.value ?? {}).config;
+  const {
+    ttl,
+    retry_timeout: retryTimeout,
+    failsafe_mode: failsafeMode,
+  } = parseDynamicConfig(cluster.config?.value ?? {}).config;
   const all: Backend[] = [];
   for (const m of cluster.members) {
     const b = toBackend(m);
@@ -137,7 +143,7 @@ export function computeTopology(cluster: ClusterState, opts: TopologyOptions): T
     replicas.push(r);
   }
 
-  const t: Topology = { primary, replicas, all, excluded, ttl, retryTimeout, leaderName };
+  const t: Topology = { primary, replicas, all, excluded, ttl, retryTimeout, leaderName, failsafeMode };
   if (primaryReason !== undefined) t.primaryReason = primaryReason;
   return t;
 }

@@ -3,10 +3,13 @@ import {
   INITIAL_HEALTH,
   addressStep,
   eligibility,
+  failsafeHoldUntil,
   heldUntil,
   keyStep,
   nextHealth,
+  takeoverBlock,
   type AddressInput,
+  type FailsafeHoldInput,
   type HealthState,
 } from './decide.js';
 
@@ -47,6 +50,53 @@ describe('keyStep: claim, or release only once the address is gone', () => {
     expect(keyStep({ eligible: false, keyOurs: true, present: true })).toBe('none');
     expect(keyStep({ eligible: false, keyOurs: true, present: false })).toBe('release');
     expect(keyStep({ eligible: false, keyOurs: false, present: false })).toBe('none');
+  });
+  it('while a takeover is blocked, only a key already ours is claimed (renewed)', () => {
+    expect(keyStep({ eligible: true, keyOurs: false, present: false, takeover: false })).toBe('none');
+    expect(keyStep({ eligible: true, keyOurs: true, present: true, takeover: false })).toBe('claim');
+  });
+});
+
+describe('failsafe_mode: the VIP stays where it is', () => {
+  it('takeoverBlock: with failsafe_mode, no takeover while no node holds the leader key', () => {
+    expect(takeoverBlock({ failsafeMode: false, leader: null })).toBeNull();
+    expect(takeoverBlock({ failsafeMode: true, leader: 'pg1' })).toBeNull();
+    expect(takeoverBlock({ failsafeMode: true, leader: null })).toMatch(/stays where it is/);
+    expect(takeoverBlock({ failsafeMode: true, leader: undefined })).toMatch(/stays where it is/);
+  });
+
+  const yes = (member: string, sentAt: number) => ({ member, sentAt, status: 200, failsafeActive: true });
+  // Key renewed at 0 with ttl 10: its deadline is 8 s (margin 2 s); confirmations count the same way.
+  const base: FailsafeHoldInput = {
+    failsafeMode: true,
+    now: 9000,
+    keyHeldUntil: heldUntil(0, 10),
+    leader: 'pg1',
+    answers: [yes('pg1', 7000)],
+    vipTtl: 10,
+    clusterTtl: 10,
+  };
+  const rows: Array<[string, Partial<FailsafeHoldInput>, number | null]> = [
+    ['the leader confirms: held ttl − margin after the confirmation was asked', {}, 15_000],
+    ['before the key deadline: the key itself holds, no failsafe hold', { now: 5000 }, null],
+    ['failsafe_mode off', { failsafeMode: false }, null],
+    ['key not ours', { keyHeldUntil: null }, null],
+    ['no leader known', { leader: null }, null],
+    ['the leader answers 503', { answers: [{ ...yes('pg1', 8500), status: 503 }] }, null],
+    [
+      'the leader is primary but not in failsafe mode',
+      { answers: [{ ...yes('pg1', 8500), failsafeActive: false }] },
+      null,
+    ],
+    ['no answer', { answers: [{ member: 'pg1', sentAt: 8500, status: null, failsafeActive: false }] }, null],
+    ['another member says primary', { answers: [yes('pg1', 7000), yes('pg2', 7000)] }, null],
+    ['confirmation too old', { now: 15_000 }, null],
+    ['the shorter ttl counts (cluster ttl 6: margin 2 s)', { clusterTtl: 6 }, 11_000],
+  ];
+  it.each(rows)('failsafeHoldUntil: %s', (_name, over, until) => {
+    const h = failsafeHoldUntil({ ...base, ...over });
+    expect(h.until).toBe(until);
+    expect(h.why.length).toBeGreaterThan(0);
   });
 });
 

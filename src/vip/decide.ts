@@ -9,6 +9,7 @@
  * the key next finds the address free.
  */
 
+import { failsafeView, type PrimaryAnswer } from '../ha/failsafe-view.js';
 import { fenceDeadline, safetyMarginMs } from '../ha/timing.js';
 
 export type VipMode = 'leader' | 'router';
@@ -58,8 +59,14 @@ export type KeyStep = 'claim' | 'release' | 'none';
  * What to do with the VIP key: an eligible node claims it (which also confirms a key it already
  * holds); one that is not releases a key it holds, but only once the address is off the interface.
  */
-export function keyStep(i: { eligible: boolean; keyOurs: boolean; present: boolean }): KeyStep {
-  if (i.eligible) return 'claim';
+export function keyStep(i: {
+  eligible: boolean;
+  keyOurs: boolean;
+  present: boolean;
+  /** False while `takeoverBlock` holds: a key not ours is not claimed (default true). */
+  takeover?: boolean;
+}): KeyStep {
+  if (i.eligible && (i.keyOurs || i.takeover !== false)) return 'claim';
   if (i.keyOurs && !i.present) return 'release';
   return 'none';
 }
@@ -161,4 +168,58 @@ export function nextHealth(
   return r.refused || streak >= opts.fall
     ? { healthy: false, streak: 0, why: r.detail }
     : { healthy: true, streak, why: `${r.detail} (${streak} of ${opts.fall} failed checks)` };
+}
+
+// ---- failsafe_mode ------------------------------------------------------------------------------
+
+/**
+ * With `failsafe_mode`, the VIP stays where it is while a primary cut off from etcd runs on in
+ * failsafe mode: a node that does not hold the VIP key takes it only while its last etcd read
+ * shows a leader key. A failsafe primary holds no leader key (it expired), and no member takes it
+ * while that primary calls it, so no node takes the address from its holder meanwhile (in leader
+ * mode this already follows from `eligibility`; in router mode a node whose etcd still answers
+ * would otherwise claim the key as soon as the holder's lease ran out). Null: a takeover is allowed.
+ */
+export function takeoverBlock(i: {
+  failsafeMode: boolean;
+  leader: string | null | undefined;
+}): string | null {
+  if (!i.failsafeMode || i.leader) return null;
+  return 'failsafe_mode is on and no node holds the leader key: the VIP stays where it is';
+}
+
+export interface FailsafeHoldInput {
+  failsafeMode: boolean;
+  /** Monotonic ms. */
+  now: number;
+  /** The VIP key's own deadline (`heldUntil`); null: the key is not ours. */
+  keyHeldUntil: number | null;
+  /** The leader at the last good etcd read. */
+  leader: string | null;
+  /** Each member's latest answer to `GET /primary` since etcd stopped answering. */
+  answers: readonly PrimaryAnswer[];
+  /** The VIP key's ttl and the cluster's dynamic ttl, in seconds. */
+  vipTtl: number;
+  clusterTtl: number;
+}
+
+/**
+ * How long the holder may keep the address past its key's deadline under `failsafe_mode`: while
+ * the last known leader's agent says it is the primary in failsafe mode, each confirmation
+ * counting as a renewal sent when it was asked (the same `heldUntil` rule, with the shorter of the
+ * two ttls). The invariant is `failsafeView`'s (ha/failsafe-view.ts). Null: it may not.
+ */
+export function failsafeHoldUntil(i: FailsafeHoldInput): { until: number | null; why: string } {
+  if (i.keyHeldUntil === null) return { until: null, why: 'the VIP key is not ours' };
+  const ttl = Math.min(i.vipTtl, i.clusterTtl);
+  const v = failsafeView({
+    enabled: i.failsafeMode,
+    now: i.now,
+    viewDeadline: i.keyHeldUntil,
+    primary: i.leader,
+    answers: i.answers,
+    ttlS: ttl,
+    marginMs: safetyMarginMs(ttl),
+  });
+  return v.act && v.failsafe ? { until: v.until, why: v.why } : { until: null, why: v.why };
 }

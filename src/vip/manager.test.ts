@@ -12,12 +12,16 @@ import { DcsError } from '../util/errors.js';
 import type { ProbeResult } from './decide.js';
 import type { AddressControl, AddressState } from './iproute.js';
 import { VipManager, vipKey, type VipStore } from './manager.js';
+import type { ProbeTarget } from '../ha/failsafe-probe.js';
+import type { PrimaryAnswer } from '../ha/failsafe-view.js';
 
 const log = pino({ level: 'silent' });
 
 /** etcd as far as the VIP sees it: keys on leases, expiring on `Date.now()` (faked). */
 class FakeEtcd {
   leader: string | null = null;
+  /** The dynamic config's `failsafe_mode`. */
+  failsafe = false;
   readonly keys = new Map<string, { value: string; lease: number }>();
   private readonly leases = new Map<number, number>();
   private nextLease = 1;
@@ -54,7 +58,14 @@ class FakeEtcd {
       },
       readCluster: () => {
         check();
-        return Promise.resolve({ leader: this.leader ? { name: this.leader } : null } as ClusterState);
+        return Promise.resolve({
+          leader: this.leader ? { name: this.leader } : null,
+          config: { value: { ttl: 10, failsafe_mode: this.failsafe } },
+          members: ['pg1', 'pg2', 'pg3'].map((name) => ({
+            name,
+            data: { api_url: `http://${name}:8008/patroni` },
+          })),
+        } as unknown as ClusterState);
       },
       claimKey: (rel, value) => {
         check();
@@ -140,6 +151,7 @@ describe('VipManager', () => {
   const managers: VipManager[] = [];
 
   beforeEach(() => {
+    agents.clear();
     vi.useFakeTimers({ now: 1_000_000 });
     etcd = new FakeEtcd();
     link = new FakeLink();
@@ -148,6 +160,18 @@ describe('VipManager', () => {
     for (const m of managers.splice(0)) await m.stop();
     vi.useRealTimers();
   });
+
+  /** What each agent answers to `GET /primary` (failsafe_mode); absent: no answer. */
+  const agents = new Map<string, { status: number; failsafeActive: boolean }>();
+  const askPrimary = (t: ProbeTarget): Promise<PrimaryAnswer> => {
+    const a = agents.get(t.name);
+    return Promise.resolve({
+      member: t.name,
+      sentAt: Date.now(),
+      status: a?.status ?? null,
+      failsafeActive: a?.failsafeActive ?? false,
+    });
+  };
 
   function node(name: string, mode: 'leader' | 'router', probe?: () => Promise<ProbeResult>) {
     const store = etcd.client(10);
@@ -160,6 +184,7 @@ describe('VipManager', () => {
       log,
       // The fake etcd stamps its renewals with the faked Date; the manager's deadlines use the same.
       clock: { ...systemClock, mono: () => Date.now(), now: () => Date.now() },
+      askPrimary,
       ...(probe ? { probe } : {}),
     });
     managers.push(m);
@@ -262,4 +287,81 @@ describe('VipManager', () => {
     await vi.advanceTimersByTimeAsync(100);
     expect(link.holders.has('pg1')).toBe(false);
   });
+  it('failsafe_mode, leader mode: etcd gone for everyone, the holder keeps the VIP while its agent confirms, then drops it', async () => {
+    etcd.leader = 'pg1';
+    etcd.failsafe = true;
+    const a = node('pg1', 'leader');
+    const b = node('pg2', 'leader');
+    await a.m.start();
+    await b.m.start();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect([...link.holders]).toEqual(['pg1']);
+    agents.set('pg1', { status: 200, failsafeActive: true });
+    agents.set('pg2', { status: 503, failsafeActive: true });
+    const cutAt = Date.now();
+    a.store.cut = true;
+    b.store.cut = true;
+    for (let t = 0; t < 30_000; t += 100) {
+      await vi.advanceTimersByTimeAsync(100);
+      expect([...link.holders]).toEqual(['pg1']);
+    }
+    expect(a.m.status()).toMatchObject({ held: true });
+    expect(a.m.status().failsafe).toMatch(/pg1 confirms/);
+    expect(a.nic.lifetime).toBeGreaterThanOrEqual(1);
+    // pg1's agent stops confirming (a member could not be reached: it demoted itself).
+    agents.set('pg1', { status: 503, failsafeActive: false });
+    const stopAt = Date.now();
+    await waitUntil(() => !link.holders.has('pg1'), 5000);
+    expect(Date.now() - stopAt).toBeLessThanOrEqual(1500);
+    expect(Date.now() - cutAt).toBeGreaterThan(30_000);
+    expect(link.overlap).toBe(false);
+  });
+
+  it('failsafe_mode, leader mode: with no answer from the agent the VIP drops as without failsafe', async () => {
+    etcd.leader = 'pg1';
+    etcd.failsafe = true;
+    const a = node('pg1', 'leader');
+    await a.m.start();
+    await vi.advanceTimersByTimeAsync(1000);
+    const cutAt = Date.now();
+    a.store.cut = true;
+    await waitUntil(() => !link.holders.has('pg1'), 10_000);
+    expect(Date.now() - cutAt).toBeLessThanOrEqual(8000);
+  });
+
+  it('failsafe_mode, router mode: the holder cut off keeps the VIP and a node that reaches etcd does not take it', async () => {
+    etcd.leader = 'pg3';
+    etcd.failsafe = true;
+    const ok = () => Promise.resolve({ ok: true, refused: false, detail: 'answered 200' });
+    const a = node('pg1', 'router', ok);
+    await a.m.start();
+    await vi.advanceTimersByTimeAsync(100);
+    const b = node('pg2', 'router', ok);
+    await b.m.start();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect([...link.holders]).toEqual(['pg1']);
+    // pg1 loses etcd; the primary pg3 loses it too and runs on in failsafe mode: its key expires.
+    agents.set('pg3', { status: 200, failsafeActive: true });
+    a.store.cut = true;
+    etcd.leader = null;
+    for (let t = 0; t < 30_000; t += 100) {
+      await vi.advanceTimersByTimeAsync(100);
+      expect([...link.holders]).toEqual(['pg1']);
+    }
+    expect(b.m.status().eligible).toBe(true);
+    // The failsafe primary demotes itself; a new leader is elected later.
+    agents.set('pg3', { status: 503, failsafeActive: false });
+    await waitUntil(() => !link.holders.has('pg1'), 5000);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(link.holders.size).toBe(0);
+    etcd.leader = 'pg2';
+    await waitUntil(() => link.holders.has('pg2'), 5000);
+    expect(link.overlap).toBe(false);
+  });
+
+  /** Advances the fake clock in 100 ms steps until `cond` holds; fails after `ms`. */
+  async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
+    for (let t = 0; t < ms && !cond(); t += 100) await vi.advanceTimersByTimeAsync(100);
+    expect(cond()).toBe(true);
+  }
 });

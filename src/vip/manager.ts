@@ -3,10 +3,16 @@
  * `leader` key or of the VIP key, it renews its etcd lease, learns whether this node may hold the
  * VIP (`eligibility`), claims or releases the VIP key, and makes the interface agree (`addressStep`).
  * A timer independent of the loop removes the address at the lease deadline, like the agent's fence,
- * so a loop stuck on an unreachable etcd cannot keep it.
+ * so a loop stuck on an unreachable etcd cannot keep it. With `failsafe_mode`, while etcd does not
+ * answer, the holder asks the members' agents (`GET /primary`) and keeps the address past that
+ * deadline only while the last known leader says it is the primary in failsafe mode
+ * (`failsafeHoldUntil`); meanwhile no other node takes the key (`takeoverBlock`).
  */
 import type { VipConfig } from '../config/types.js';
-import type { Dcs } from '../dcs/types.js';
+import { parseDynamicConfig } from '../config/schema.js';
+import type { ClusterState, Dcs } from '../dcs/types.js';
+import { FailsafeProbe, PRIMARY_ANSWER_TIMEOUT_MS, type ProbeTarget } from '../ha/failsafe-probe.js';
+import type { PrimaryAnswer } from '../ha/failsafe-view.js';
 import { vipRenewWithinMs } from '../ha/timing.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
@@ -15,9 +21,11 @@ import {
   INITIAL_HEALTH,
   addressStep,
   eligibility,
+  failsafeHoldUntil,
   heldUntil as heldUntilFor,
   keyStep,
   nextHealth,
+  takeoverBlock,
   type HealthState,
   type ProbeResult,
 } from './decide.js';
@@ -40,6 +48,8 @@ export interface VipManagerDeps {
   log: Logger;
   /** Monotonic time for every deadline, wall time for what is shown (default: the process's). */
   clock?: Clock;
+  /** failsafe_mode: how to ask a member's agent for `GET /primary` (default over HTTP). */
+  askPrimary?: (t: ProbeTarget) => Promise<PrimaryAnswer>;
 }
 
 /** What `GET /status` shows and the metrics read. */
@@ -62,6 +72,8 @@ export interface VipStatus {
   lastChange: string | null;
   takeovers: number;
   etcd: { lastRenewal: string | null; error: string | null };
+  /** Why failsafe_mode keeps the address past the key's deadline; null when it does not. */
+  failsafe: string | null;
 }
 
 /** Relative key of the VIP lock under the cluster prefix. */
@@ -99,11 +111,27 @@ export class VipManager {
   /** Serialises changes of the address (the loop and the deadline timer). */
   private addressLock: Promise<void> = Promise.resolve();
   private lastMessage = '';
+  /** From the last good etcd read: `failsafe_mode`, the cluster's ttl, the members' REST URLs. */
+  private failsafeMode = false;
+  private clusterTtl = 30;
+  private members: ProbeTarget[] = [];
+  /** Until when failsafe_mode keeps the address past the key's deadline; null: it does not. */
+  private failsafeUntil: number | null = null;
+  private failsafeWhy: string | null = null;
+  private readonly failsafe: FailsafeProbe;
 
   constructor(d: VipManagerDeps) {
     this.d = d;
     this.clock = d.clock ?? systemClock;
     this.key = vipKey(d.config.address);
+    this.failsafe = new FailsafeProbe({
+      intervalMs: d.config.check_interval * 1000,
+      timeoutMs: PRIMARY_ANSWER_TIMEOUT_MS,
+      now: () => this.clock.mono(),
+      onAnswer: () => this.failsafeAnswered(),
+      onError: (err) => this.say('error', `failsafe check failed: ${errorMessage(err)}`),
+      ...(d.askPrimary ? { ask: d.askPrimary } : {}),
+    });
   }
 
   /** Starts the loop: reads the interface, watches etcd, runs the first check at once. */
@@ -133,16 +161,17 @@ export class VipManager {
       prefix: c.prefix,
       interface: c.interface,
       mode: c.mode,
-      held: this.present && this.keyHeldUntil !== null && now < this.keyHeldUntil,
+      held: this.present && (this.heldUntil() ?? -Infinity) > now,
       holder: this.holder,
       eligible: this.eligible,
       why: this.why,
       router: c.mode === 'router' ? { healthy: this.health.healthy, why: this.health.why } : null,
       leader: this.leader ?? null,
-      heldUntil: iso(this.keyHeldUntil),
+      heldUntil: iso(this.heldUntil()),
       lastChange: iso(this.lastChange),
       takeovers: this.takeoversCount,
       etcd: { lastRenewal: iso(this.lastRenewal), error: this.etcdError },
+      failsafe: this.failsafeWhy,
     };
   }
 
@@ -194,13 +223,24 @@ export class VipManager {
     let leaseSent: number | null = null;
     try {
       leaseSent = await this.d.store.refreshLease();
-      if (c.mode === 'leader') this.leader = (await this.d.store.readCluster()).leader?.name ?? null;
+      this.observe(await this.d.store.readCluster());
       this.lastRenewal = leaseSent;
       this.etcdError = null;
+      if (this.failsafe.active) this.d.log.info('etcd answers again: failsafe checks stopped');
+      this.failsafe.stop();
+      this.failsafeUntil = null;
+      this.failsafeWhy = null;
     } catch (err) {
       leaseSent = null;
       this.etcdError = errorMessage(err);
       this.say('warn', `etcd: ${this.etcdError}`);
+      if (this.failsafeMode && this.leader && this.keyHeldUntil !== null) {
+        if (!this.failsafe.active)
+          this.d.log.warn(
+            `failsafe_mode: asking the agents whether ${this.leader} runs on as primary in failsafe mode`,
+          );
+        this.failsafe.start(this.members);
+      }
     }
 
     const e = eligibility({ mode: c.mode, me: this.d.me, leader: this.leader, router: this.health });
@@ -215,7 +255,14 @@ export class VipManager {
       this.dadFailed = seen.dadFailed;
       if (!seen.present) this.lifetimeEndsAt = null;
       const keyOurs = this.keyHeldUntil !== null;
-      const step = keyStep({ eligible: e.eligible, keyOurs, present: this.present });
+      const block = takeoverBlock({ failsafeMode: this.failsafeMode, leader: this.leader });
+      const step = keyStep({
+        eligible: e.eligible,
+        keyOurs,
+        present: this.present,
+        takeover: block === null,
+      });
+      if (block !== null && e.eligible && !keyOurs) this.say('info', `not taking the VIP: ${block}`);
       if (leaseSent !== null && step === 'claim') {
         try {
           const r = await this.d.store.claimKey(this.key, this.d.me);
@@ -242,7 +289,7 @@ export class VipManager {
     const step = addressStep({
       now: this.clock.mono(),
       eligible: this.eligible && !this.stopping,
-      heldUntil: this.keyHeldUntil,
+      heldUntil: this.heldUntil(),
       sameNameElsewhere: this.sameNameElsewhere,
       present: this.present,
       lifetimeEndsAt: this.lifetimeEndsAt,
@@ -307,18 +354,77 @@ export class VipManager {
     }
   }
 
-  /** Records the deadline and arms the timer that drops the address when it passes without renewal. */
+  /** What the last good etcd read says about the cluster. */
+  private observe(cluster: ClusterState): void {
+    this.leader = cluster.leader?.name ?? null;
+    const dynamic = parseDynamicConfig(cluster.config?.value ?? {}).config;
+    this.failsafeMode = dynamic.failsafe_mode;
+    this.clusterTtl = dynamic.ttl;
+    this.members = (cluster.members ?? []).flatMap((m) =>
+      typeof m.data.api_url === 'string' ? [{ name: m.name, apiUrl: m.data.api_url }] : [],
+    );
+  }
+
+  /** Until when the address may stay: the key's deadline, or later while failsafe_mode keeps it. */
+  private heldUntil(): number | null {
+    if (this.keyHeldUntil === null) return null;
+    return Math.max(this.keyHeldUntil, this.failsafeUntil ?? -Infinity);
+  }
+
+  private failsafeHold(): { until: number | null; why: string } {
+    return failsafeHoldUntil({
+      failsafeMode: this.failsafeMode,
+      now: this.clock.mono(),
+      keyHeldUntil: this.keyHeldUntil,
+      leader: this.leader ?? null,
+      answers: this.failsafe.latest(),
+      vipTtl: this.d.config.ttl,
+      clusterTtl: this.clusterTtl,
+    });
+  }
+
+  /** An agent answered: keep, extend or end the failsafe hold, and make the interface agree. */
+  private failsafeAnswered(): void {
+    if (this.stopping) return;
+    const before = this.failsafeUntil;
+    const h = this.failsafeHold();
+    this.failsafeUntil = h.until;
+    if (h.until !== null && before === null)
+      this.say('warn', `etcd unreachable: keeping the VIP while ${h.why}`);
+    if (h.until === null && before !== null)
+      this.say('error', `failsafe_mode no longer keeps the VIP: ${h.why}`);
+    this.failsafeWhy = h.until === null ? null : h.why;
+    if (h.until === before) return;
+    this.armDeadline();
+    void this.withAddressLock(() => this.applyAddress()).catch((err: unknown) =>
+      this.say('error', `updating the VIP failed: ${errorMessage(err)}`),
+    );
+  }
+
+  /** Records the key's deadline and arms the timer that drops the address when it passes. */
   private setHeldUntil(t: number | null): void {
     this.keyHeldUntil = t;
+    this.armDeadline();
+  }
+
+  /** Arms the timer that drops the address once `heldUntil()` passes without renewal. */
+  private armDeadline(): void {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
+    const t = this.heldUntil();
     if (t === null) return;
     this.deadlineTimer = setTimeout(
       () => {
         this.deadlineTimer = null;
-        if (this.keyHeldUntil !== t) return;
         void this.withAddressLock(async () => {
-          if (this.keyHeldUntil !== t) return; // renewed meanwhile
+          if (this.keyHeldUntil === null) return;
+          this.failsafeUntil = this.failsafeHold().until;
+          const until = this.heldUntil();
+          if (until !== null && this.clock.mono() < until) {
+            this.armDeadline(); // renewed, or kept by failsafe_mode, meanwhile
+            return;
+          }
+          this.failsafeWhy = null;
           this.say(
             'error',
             `could not renew the VIP key for ${this.lastRenewal === null ? 'ever' : `${Math.round((this.clock.mono() - this.lastRenewal) / 1000)} s`}; ` +
@@ -340,6 +446,7 @@ export class VipManager {
   /** Stops the loop, removes the address and releases the key. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.failsafe.stop();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.stopWatch?.();
