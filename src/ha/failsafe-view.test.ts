@@ -111,4 +111,29 @@ describe('withAnswer', () => {
     a = withAnswer(a, replica('pg2', 1500));
     expect(a.map((x) => x.member).sort()).toEqual(['pg1', 'pg2']);
   });
+
+  it('a confirmation stands through one missed answer, not two', () => {
+    const miss = (sentAt: number): PrimaryAnswer => ({
+      member: 'pg1',
+      sentAt,
+      status: null,
+      failsafeActive: false,
+      detail: 'timeout',
+    });
+    let a = withAnswer([], yes('pg1', 11_000));
+    a = withAnswer(a, miss(12_000));
+    expect(a).toEqual([{ ...yes('pg1', 11_000), missed: 1 }]);
+    // Still within its own window, counted from when it was asked.
+    expect(failsafeView({ ...base, now: 14_000, answers: a })).toMatchObject({ act: true, until: 21_000 });
+    expect(failsafeView({ ...base, now: 21_000, answers: a }).act).toBe(false);
+    a = withAnswer(a, miss(14_000));
+    expect(a).toEqual([miss(14_000)]);
+    expect(failsafeView({ ...base, now: 16_500, answers: a }).act).toBe(false);
+    // A real answer resets the count.
+    a = withAnswer(a, yes('pg1', 17_000));
+    a = withAnswer(a, miss(18_000));
+    expect(a).toEqual([{ ...yes('pg1', 17_000), missed: 1 }]);
+    // A non-confirming answer is never held back.
+    expect(withAnswer(a, replica('pg1', 19_000))).toEqual([replica('pg1', 19_000)]);
+  });
 });

@@ -12,8 +12,8 @@
  *       `s`, was 200 with `failsafe_mode_is_active: true`, `now < D(s)`, and no other member's
  *       latest answer says it is the primary.
  * So nothing is routed to a node that does not itself say primary + failsafe active, a
- * non-confirming answer (503, not active, an error or a timeout) stops it at once, and with no
- * answer at all it stops at `D(s)`: the rule for an etcd read sent at `s`, counted from the last
+ * non-confirming answer (503, not active) stops it at once, as do two missed answers in a row (a
+ * timeout, a refused connection: `withAnswer`), and with no answer at all it stops at `D(s)`: the rule for an etcd read sent at `s`, counted from the last
  * confirmation instead. That is no later than the agent itself may write: it answers
  * "active" only after a failsafe round that started at `t0 ≤ s` was confirmed by every member, its
  * fence is armed from `t0` (it stops at `t0 + ttl − margin`), and a member it called does not race
@@ -32,6 +32,8 @@ export interface PrimaryAnswer {
   failsafeActive: boolean;
   /** What went wrong, for logs (no answer, unreadable body). */
   detail?: string;
+  /** Answers missed since this one (see `withAnswer`). */
+  missed?: number;
 }
 
 export interface FailsafeViewInput {
@@ -87,9 +89,26 @@ export function failsafeView(i: FailsafeViewInput): FailsafeView {
   };
 }
 
-/** `answers` with `a` in place of its member's older answer (answers can arrive out of order). */
+/**
+ * Missed answers in a row (a timeout, a refused connection) after which a member's last real
+ * answer no longer stands; HAProxy's `fall` does the same for its checks. One miss on a loaded
+ * machine must not move every session away and back; the window of the last confirmation still
+ * bounds how long it is acted on.
+ */
+export const MISSES_BEFORE_SILENT = 2;
+
+/**
+ * `answers` with `a` in place of its member's older answer (answers can arrive out of order). A
+ * missed answer replaces a real one only after {@link MISSES_BEFORE_SILENT} in a row; until then the
+ * real one stands, counting the misses (its own window keeps running from when it was asked).
+ */
 export function withAnswer(answers: readonly PrimaryAnswer[], a: PrimaryAnswer): PrimaryAnswer[] {
   const old = answers.find((x) => x.member === a.member);
   if (old && old.sentAt > a.sentAt) return [...answers];
-  return [...answers.filter((x) => x.member !== a.member), a];
+  const others = answers.filter((x) => x.member !== a.member);
+  if (a.status === null && old && old.status !== null) {
+    const missed = (old.missed ?? 0) + 1;
+    if (missed < MISSES_BEFORE_SILENT) return [...others, { ...old, missed }];
+  }
+  return [...others, a];
 }
