@@ -1,21 +1,30 @@
 /**
  * The single `pgha` entry point and its one error boundary: an expected failure (`PghaError`)
  * prints one line and exits 1; anything else is a bug and prints its stack.
+ *
+ * Each command's code is loaded only when that command runs (`import()` below), so a long-running
+ * `pgha agent` holds neither the router's nor ctl's nor the Bacula tools' code in memory.
  */
 import { Command, CommanderError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runAgentCommand } from './agent.js';
-import { registerBacula } from './bacula/command.js';
-import { registerCtl } from './ctl/index.js';
-import { runDemo } from './demo/demo.js';
-import { registerRouter } from './router/command.js';
-import { registerVip } from './vip/command.js';
-import { registerWatchdog } from './watchdog/access.js';
+import { commandName, modulesToLoad } from './util/argv.js';
 import { ConfigError, DcsError, PghaError } from './util/errors.js';
+import { AGENT_V8_FLAGS, applyV8Flags } from './util/v8-flags.js';
 import { VERSION } from './version.js';
 
-function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/** The commands registered by their own modules, in the order `pgha --help` lists them. */
+const COMMAND_MODULES: Record<string, () => Promise<Register>> = {
+  ctl: async () => (await import('./ctl/index.js')).registerCtl,
+  router: async () => (await import('./router/command.js')).registerRouter,
+  vip: async () => (await import('./vip/command.js')).registerVip,
+  bacula: async () => (await import('./bacula/command.js')).registerBacula,
+  'watchdog-access': async () => (await import('./watchdog/access.js')).registerWatchdog,
+};
+
+async function buildProgram(args: readonly string[]): Promise<Command> {
   const program = new Command('pgha')
     .description('High availability for PostgreSQL on etcd: a Patroni-compatible agent and its tools')
     .version(VERSION, '-V, --version')
@@ -30,6 +39,7 @@ function buildProgram(): Command {
       'path to the YAML configuration (patroni.yml); PATRONI_* environment variables override it',
     )
     .action(async (config: string | undefined) => {
+      const { runAgentCommand } = await import('./agent.js');
       await runAgentCommand(config);
     });
 
@@ -41,6 +51,7 @@ function buildProgram(): Command {
     .option('--base-port <port>', 'first PostgreSQL port (REST ports start at base + 3000)', '15432')
     .option('--exit-when-ready', 'stop everything and exit as soon as the cluster is ready')
     .action(async (opts: { dir: string; nodes: string; basePort: string; exitWhenReady?: boolean }) => {
+      const { runDemo } = await import('./demo/demo.js');
       await runDemo({
         dir: opts.dir,
         nodes: Number(opts.nodes),
@@ -49,17 +60,15 @@ function buildProgram(): Command {
       });
     });
 
-  registerCtl(program);
-  registerRouter(program);
-  registerVip(program);
-  registerBacula(program);
-  registerWatchdog(program);
+  const names = modulesToLoad(args, Object.keys(COMMAND_MODULES), ['agent', 'demo']);
+  const registers = await Promise.all(names.map((n) => COMMAND_MODULES[n]!()));
+  for (const register of registers) register(program);
   return program;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   try {
+    const program = await buildProgram(argv.slice(2));
     await program.parseAsync(argv);
     // A command may set its own status without failing (`ctl doctor` when it found something).
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
@@ -85,6 +94,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+if (commandName(process.argv.slice(2)) === 'agent') applyV8Flags(AGENT_V8_FLAGS);
 const code = await main(process.argv);
 process.exitCode = code;
 // Leave a moment for output to flush, but never hang on a stray handle.
