@@ -40,7 +40,9 @@ export interface Ack {
 
 export const BENCH_TABLE_SQL =
   'CREATE TABLE IF NOT EXISTS bench_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())';
-const INSERT_SQL = 'INSERT INTO bench_writes(id) VALUES ($1)';
+// Each write says which server took it: a router may move the session to another server without
+// the client reconnecting, so the port seen at connect time is not enough.
+const INSERT_SQL = 'INSERT INTO bench_writes(id) VALUES ($1) RETURNING inet_server_port() AS port';
 
 export class Writer {
   readonly acks: Ack[] = [];
@@ -87,8 +89,8 @@ export class Writer {
       try {
         this.client ??= await this.connect();
         const id = this.nextId++;
-        await this.client.query(INSERT_SQL, [id]);
-        this.acks.push({ id, at: performance.now(), serverPort: this.serverPort });
+        const r = await this.client.query<{ port: number }>(INSERT_SQL, [id]);
+        this.acks.push({ id, at: performance.now(), serverPort: r.rows[0]?.port ?? this.serverPort });
       } catch (e) {
         this.errors.push({ at: performance.now(), message: e instanceof Error ? e.message : String(e) });
         await this.drop();
