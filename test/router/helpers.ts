@@ -2,19 +2,17 @@
  * Helpers for the router's end-to-end tests: clients through the router, cancel requests built by
  * hand (as libpq sends them), a self-signed certificate for PostgreSQL, and an in-process router.
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import pg from 'pg';
 import type { ListenAddress, PghaConfig } from '../../src/config/types.js';
 import { startRouter, parseRouterSection, type RunningRouter } from '../../src/router/command.js';
 import { cancelRequest } from '../../src/router/protocol.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
-import { runAsUser } from '../../src/util/process.js';
 import { SCOPE } from '../support/cluster.js';
 import { freePorts } from '../support/net.js';
+import { giveTo, selfSigned } from '../support/tls.js';
 
 export const PASSWORD = 'test-pw';
 
@@ -86,37 +84,11 @@ export async function cancelSleep(port: number, c: pg.Client): Promise<{ code?: 
 export function makeCertificate(dir: string): { cert: string; key: string } {
   mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o755);
-  const cert = join(dir, 'server.crt');
-  const key = join(dir, 'server.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-    ],
-    { stdio: 'ignore' },
-  );
-  chmodSync(key, 0o600);
-  chmodSync(cert, 0o644);
-  const u = runAsUser('postgres');
-  if (u) {
-    chownSync(key, u.uid, u.gid);
-    chownSync(cert, u.uid, u.gid);
-  }
-  return { cert, key };
+  const made = selfSigned(dir, 'server', '/CN=localhost');
+  chmodSync(made.key, 0o600);
+  chmodSync(made.cert, 0o644);
+  giveTo('postgres', dir, ['server.crt', 'server.key']);
+  return made;
 }
 
 export interface TestRouter extends RunningRouter {
