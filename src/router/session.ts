@@ -327,6 +327,12 @@ export class Session {
           this.close();
           return;
         }
+        if (pkt.kind === 'cancel') {
+          // A client that encrypts its cancel requests too (libpq 17's PQcancelCreate) sends it here.
+          this.host.cancel(pkt);
+          this.close();
+          return;
+        }
         if (pkt.kind !== 'startup') {
           this.close();
           return;

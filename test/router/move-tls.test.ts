@@ -3,7 +3,8 @@
  * their role authenticates with MD5 or a cleartext password, on a real three-node cluster behind
  * an in-process router:
  * - a TLS session keeps its client connection, SET values and prepared statements through a
- *   switchover and then a kill -9 of the primary, and sees no error while idle;
+ *   switchover and then a kill -9 of the primary, and sees no error while idle; a cancel through
+ *   the router, sent plain or over TLS, then reaches its new backend;
  * - idle sessions of an `md5` role (its password stored as an MD5 hash) and of a `password` role
  *   move on a switchover with no error.
  */
@@ -19,7 +20,7 @@ import { createLogger } from '../../src/util/log.js';
 import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { makeCa } from '../support/tls.js';
-import { PASSWORD, startTestRouter, type TestRouter } from './helpers.js';
+import { PASSWORD, cancelSleep, startTestRouter, type TestRouter } from './helpers.js';
 
 let cluster: TestCluster;
 let router: TestRouter;
@@ -204,6 +205,12 @@ describe('sessions move with the primary', () => {
     console.log(
       `failover: the TLS session went on on ${nameOfPort(after)} ${Date.now() - killedAt} ms after the kill of ${killed}`,
     );
+    // A cancel through the router reaches the session's new backend, sent plain or over TLS.
+    for (const tls of [false, true]) {
+      const { code, ms } = await cancelSleep(router.rw, c, { tls });
+      expect(code, `cancel${tls ? ' over TLS' : ''}`).toBe('57014');
+      expect(ms).toBeLessThan(5000);
+    }
     expect(router.router.stats.cut).toEqual({});
     await c.end();
     // The killed node comes back as a replica, for the next test.
