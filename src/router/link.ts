@@ -147,15 +147,16 @@ export class JsLink implements Link {
   private serverListeners: Array<[string, (...args: any[]) => void]> = [];
 
   /**
-   * `server` is connected and paused; `serverData` is how its bytes arrive when it reads into a
-   * shared buffer (the session routes them to `fromServer`), else the link listens itself.
+   * `server` is connected and paused. The link reads it through its `'data'` events, as it reads
+   * every server it is given later: a socket that reads into a shared buffer (`onread`) has its
+   * bytes emitted as `'data'` by the session, so whoever holds the socket (the link, or the router
+   * reading a held session's state) gets them, and nobody else.
    */
   constructor(
     private readonly client: Socket,
     server: Socket,
     track: boolean,
     private readonly l: LinkListener,
-    ownsServerData: boolean,
   ) {
     this.server = server;
     this.tracker = track
@@ -165,16 +166,16 @@ export class JsLink implements Link {
     client.on('drain', this.onClientDrain);
     client.on('end', this.onClientEnd);
     client.on('close', this.onClientClose);
-    this.watchServer(server, ownsServerData);
+    this.watchServer(server);
   }
 
-  private watchServer(server: Socket, listen: boolean): void {
+  private watchServer(server: Socket): void {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const on = (event: string, fn: (...args: any[]) => void) => {
       server.on(event, fn);
       this.serverListeners.push([event, fn]);
     };
-    if (listen) on('data', (chunk: Buffer) => this.fromServer(chunk));
+    on('data', (chunk: Buffer) => this.fromServer(chunk));
     on('drain', () => {
       if (!this.stopped) this.client.resume();
       this.checkHold();
@@ -201,15 +202,15 @@ export class JsLink implements Link {
     if (!this.server.write(chunk)) this.client.pause();
   }
 
-  /** Server bytes (a view into a shared buffer when the session routes them: copied here). */
-  fromServer(view: Buffer): boolean {
+  /** Server bytes (a chunk of the link's own: it may keep views into it). */
+  private fromServer(chunk: Buffer): boolean {
     if (this.ended) return true;
     const t = this.tracker;
     let out: Buffer[];
-    if (t === null || t.broken) out = [Buffer.from(view)];
+    if (t === null || t.broken) out = [chunk];
     else {
-      const r = t.server(view);
-      out = r.out.map((b) => Buffer.from(b));
+      const r = t.server(chunk);
+      out = r.out;
       if (r.lost) {
         for (const b of out) this.write(b);
         this.markLost(r.lost.reason, r.lost.kept);
@@ -313,7 +314,7 @@ export class JsLink implements Link {
     this.server = server;
     this.lost = false;
     this.tracker?.resetServer(status);
-    this.watchServer(server, true);
+    this.watchServer(server);
     this.stopped = false;
     if (toClient && toClient.length > 0) this.fromServer(toClient);
     this.client.resume();

@@ -327,6 +327,12 @@ export class Session {
           this.close();
           return;
         }
+        if (pkt.kind === 'cancel') {
+          // A client that encrypts its cancel requests too (libpq 17's PQcancelCreate) sends it here.
+          this.host.cancel(pkt);
+          this.close();
+          return;
+        }
         if (pkt.kind !== 'startup') {
           this.close();
           return;
@@ -643,9 +649,15 @@ export class Session {
     this.unsplice = null;
     this.dataPath = 'javascript';
     this.lastBytes = [this.client.bytesRead - (toServer?.length ?? 0), this.client.bytesWritten];
-    const link = new JsLink(this.client, server, track, this.linkListener(), false);
+    const link = new JsLink(this.client, server, track, this.linkListener());
     this.link = link;
-    this.setServerSink((view) => link.fromServer(view));
+    // The socket reads into the shared buffer (`onread`), which emits no 'data': from here on its
+    // bytes are copied out and emitted as 'data', so they reach whoever holds the socket now (the
+    // link; while the session is held, the router reading its state) and never a former holder.
+    this.setServerSink((view) => {
+      server.emit('data', Buffer.from(view));
+      return true;
+    });
     if (toServer) this.client.unshift(toServer);
     this.client.resume();
     server.resume();

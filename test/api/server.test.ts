@@ -1,10 +1,9 @@
 /**
- * The API over a real socket: TLS from certfile/keyfile (certificates made with openssl here),
+ * The API over a real socket: TLS from certfile/keyfile (certificates made with openssl, test/support/tls.ts),
  * client certificates (verify_client), Basic auth and the allowlist on real peer addresses, and
  * a client that sends garbage, too much, or nothing at all.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
@@ -16,74 +15,20 @@ import { createApi, type ApiOperator } from '../../src/api/app.js';
 import { startApiServer, type ApiServer } from '../../src/api/server.js';
 import type { PghaConfig, RestApiConfig } from '../../src/config/types.js';
 import type { Member } from '../../src/dcs/types.js';
+import { makeCa, selfSigned } from '../support/tls.js';
 import { snapshot } from './fixtures.js';
 
 let dir: string;
 const servers: ApiServer[] = [];
 
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'pgha-api-tls-'));
-  writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test-ca'].concat([
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.crt',
-    ]),
-  );
-  for (const name of ['server', 'client']) {
-    openssl([
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=${name}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-    ]);
-    openssl(
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.crt',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-days',
-        '2',
-      ].concat(['-out', `${name}.crt`, '-extfile', 'san.cnf']),
-    );
-  }
+  makeCa(dir, ['server', 'client'], '/CN=test-ca');
   // One self-signed certificate as CA, server and client certificate, naming no address (as
   // Patroni's acceptance suite makes it).
-  openssl(
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=batman.patroni'].concat([
-      '-keyout',
-      'self.key',
-      '-out',
-      'self.crt',
-    ]),
-  );
+  selfSigned(dir, 'self', '/CN=batman.patroni');
   // A client certificate from a CA the server does not trust.
-  openssl(
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=rogue'].concat([
-      '-keyout',
-      'rogue.key',
-      '-out',
-      'rogue.crt',
-    ]),
-  );
+  selfSigned(dir, 'rogue');
 });
 
 afterAll(async () => {

@@ -7,7 +7,6 @@
  * Otherwise no other member is reachable, and the crashed leader restarts in place instead of
  * failing over.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,18 +14,13 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { logLines } from '../support/ha-probes.js';
+import { selfSigned } from '../support/tls.js';
 
 let c: TestCluster;
 
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pgha-peer-tls-'));
-  const cert = join(dir, 'patroni.crt');
-  const key = join(dir, 'patroni.key');
-  execFileSync(
-    'openssl',
-    ['req', '-nodes', '-new', '-x509', '-subj', '/CN=batman.patroni', '-keyout', key, '-out', cert],
-    { stdio: 'pipe' },
-  );
+  const { cert, key } = selfSigned(dir, 'patroni', '/CN=batman.patroni');
   c = await startCluster({
     nodes: 2,
     ttl: 10,

@@ -3,79 +3,27 @@
  * set up as Patroni's own acceptance suite sets it up: every connection pgha makes — its own SQL,
  * pg_basebackup, streaming replication (primary_conninfo) and pg_rewind — carries the role's
  * `sslmode`, `sslrootcert`, `sslcert` and `sslkey`, and a role without a certificate is refused
- * with PostgreSQL's own reason. Certificates are made here with openssl.
+ * with PostgreSQL's own reason. Certificates are made with openssl (test/support/tls.ts).
  */
-import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Credentials, PostgresqlConfig } from '../../src/config/types.js';
 import { Postgres } from '../../src/postgres/postgres.js';
-import { lookupUser } from '../../src/util/process.js';
 import { createPgTestBase, PG_OS_USER, waitFor, type PgTestBase } from '../support/postgres.js';
+import { giveTo, makeCa } from '../support/tls.js';
 
 let base: PgTestBase;
 let tls: string;
 const nodes: Postgres[] = [];
 
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: tls, stdio: 'pipe' });
-}
-
 /** A CA, a server certificate for 127.0.0.1 and one client certificate, owned by PostgreSQL's user. */
 function makeCertificates(): void {
   tls = join(base.dir, 'tls');
   mkdirSync(tls);
-  writeFileSync(join(tls, 'san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=pgha-test-ca',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  ]);
-  for (const name of ['server', 'client']) {
-    openssl([
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=${name}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-    ]);
-    openssl([
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-out',
-      `${name}.crt`,
-      ...(name === 'server' ? ['-extfile', 'san.cnf'] : []),
-    ]);
-  }
-  const u = lookupUser(PG_OS_USER);
-  for (const f of ['.', 'ca.crt', 'server.crt', 'server.key', 'client.crt', 'client.key'])
-    chownSync(join(tls, f), u.uid, u.gid);
+  makeCa(tls, ['server', 'client']);
+  giveTo(PG_OS_USER, tls, ['.', 'ca.crt', 'server.crt', 'server.key', 'client.crt', 'client.key']);
 }
 
 const clientTls = (): Partial<Credentials> => ({

@@ -2,19 +2,18 @@
  * Helpers for the router's end-to-end tests: clients through the router, cancel requests built by
  * hand (as libpq sends them), a self-signed certificate for PostgreSQL, and an in-process router.
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
-import { join } from 'node:path';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import pg from 'pg';
 import type { ListenAddress, PghaConfig } from '../../src/config/types.js';
 import { startRouter, parseRouterSection, type RunningRouter } from '../../src/router/command.js';
 import { cancelRequest } from '../../src/router/protocol.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
-import { runAsUser } from '../../src/util/process.js';
 import { SCOPE } from '../support/cluster.js';
 import { freePorts } from '../support/net.js';
+import { giveTo, selfSigned } from '../support/tls.js';
 
 export const PASSWORD = 'test-pw';
 
@@ -53,31 +52,50 @@ export async function one<T extends Record<string, unknown>>(
   }
 }
 
-/** Sends a CancelRequest for `c`'s session to `port`, as libpq does, and waits for the close. */
-async function sendCancel(port: number, c: pg.Client): Promise<void> {
+/**
+ * Sends a CancelRequest for `c`'s session to `port`, as libpq does (over TLS, after an SSLRequest
+ * answered `S`, with `tls`), and waits for the close.
+ */
+async function sendCancel(port: number, c: pg.Client, tls: boolean): Promise<void> {
   const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
   const secret = Buffer.alloc(4);
   secret.writeInt32BE(secretKey);
-  const s = connect(port, '127.0.0.1');
+  let s: Socket = connect(port, '127.0.0.1');
   s.on('error', () => undefined);
   await once(s, 'connect');
+  if (tls) {
+    const sslRequest = Buffer.alloc(8);
+    sslRequest.writeInt32BE(8, 0);
+    sslRequest.writeInt32BE(80877103, 4);
+    s.write(sslRequest);
+    const [answer] = (await once(s, 'data')) as [Buffer];
+    if (answer.toString() !== 'S') throw new Error(`SSLRequest answered ${answer.toString()}`);
+    s = tlsConnect({ socket: s, rejectUnauthorized: false });
+    s.on('error', () => undefined);
+    await once(s, 'secureConnect');
+  }
   s.end(cancelRequest({ pid: processID, secret }));
   s.resume();
   await once(s, 'close');
 }
 
 /**
- * Starts a 30 s query on `c`, cancels it through `port` 300 ms later, and returns the SQLSTATE the
- * query failed with (undefined if it did not fail) and how long the query lasted.
+ * Starts a 30 s query on `c`, cancels it through `port` 300 ms later (the CancelRequest over TLS
+ * with `tls`), and returns the SQLSTATE the query failed with (undefined if it did not fail) and
+ * how long the query lasted.
  */
-export async function cancelSleep(port: number, c: pg.Client): Promise<{ code?: string; ms: number }> {
+export async function cancelSleep(
+  port: number,
+  c: pg.Client,
+  opts: { tls?: boolean } = {},
+): Promise<{ code?: string; ms: number }> {
   const started = Date.now();
   const q = c.query('select pg_sleep(30)').then(
     () => null,
     (err: { code?: string }) => err,
   );
   await new Promise((r) => setTimeout(r, 300));
-  await sendCancel(port, c);
+  await sendCancel(port, c, opts.tls ?? false);
   const err = await q;
   return { ...(err?.code !== undefined ? { code: err.code } : {}), ms: Date.now() - started };
 }
@@ -86,37 +104,11 @@ export async function cancelSleep(port: number, c: pg.Client): Promise<{ code?: 
 export function makeCertificate(dir: string): { cert: string; key: string } {
   mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o755);
-  const cert = join(dir, 'server.crt');
-  const key = join(dir, 'server.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-    ],
-    { stdio: 'ignore' },
-  );
-  chmodSync(key, 0o600);
-  chmodSync(cert, 0o644);
-  const u = runAsUser('postgres');
-  if (u) {
-    chownSync(key, u.uid, u.gid);
-    chownSync(cert, u.uid, u.gid);
-  }
-  return { cert, key };
+  const made = selfSigned(dir, 'server', '/CN=localhost');
+  chmodSync(made.key, 0o600);
+  chmodSync(made.cert, 0o644);
+  giveTo('postgres', dir, ['server.crt', 'server.key']);
+  return made;
 }
 
 export interface TestRouter extends RunningRouter {
