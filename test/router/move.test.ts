@@ -131,7 +131,9 @@ describe('sessions move with the primary', () => {
     console.log(
       `switchover: the client waited ${Math.round(waited)} ms; the router reports ${moved[0]!.ms} ms`,
     );
-    expect(Number(moved[0]!.ms)).toBeGreaterThanOrEqual(waited - 50);
+    // The client's wait also holds its own round trips and event-loop delays: a loaded machine adds
+    // up to a few hundred ms that the router cannot see (it used to report half the wait).
+    expect(Number(moved[0]!.ms)).toBeGreaterThanOrEqual(waited - 300);
     expect(router.router.stats.movePauseMs.last).toBe(moved[0]!.ms);
     await c.end();
   }, 120_000);
