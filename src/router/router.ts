@@ -601,7 +601,9 @@ export class Router {
       marginMs: 0,
     });
     if (v.act) {
-      if (!v.failsafe || !t?.primary) return; // the read still holds; its timer is armed
+      // The read still holds (a timer may fire a little before the deadline it was set for on the
+      // monotonic clock): check again at the deadline, or no fence would ever come.
+      if (!v.failsafe || !t?.primary) return this.armViewTimer(v.until);
       this.armViewTimer(v.until);
       if (this.failsafeWhy === null)
         this.log.warn(
