@@ -11,7 +11,9 @@ import type { ListenAddress, PghaConfig } from '../../src/config/types.js';
 import { startRouter, parseRouterSection, type RunningRouter } from '../../src/router/command.js';
 import { cancelRequest } from '../../src/router/protocol.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
-import { SCOPE } from '../support/cluster.js';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
+import { isStreamingMember } from '../../src/dcs/types.js';
+import { SCOPE, type TestCluster } from '../support/cluster.js';
 import { freePorts } from '../support/net.js';
 import { giveTo, selfSigned } from '../support/tls.js';
 
@@ -147,4 +149,30 @@ export async function startTestRouter(
     });
   const running = await startRouter(config, logger);
   return { ...running, rw: rw!, ro: ro!, statusPort: running.status!.port };
+}
+
+/**
+ * Asks for a switchover to a streaming replica through the `failover` key, as `pgha ctl switchover`
+ * does; returns the old leader and the candidate.
+ */
+export async function requestSwitchover(
+  cluster: TestCluster,
+  healthyWithinMs?: number,
+): Promise<{ old: string; candidate: string }> {
+  const state = await cluster.waitHealthy(2, healthyWithinMs);
+  const old = state.leader!.name;
+  const candidate = state.members.find((m) => m.name !== old && isStreamingMember(m.data))!.name;
+  const dcs = new EtcdDcs({
+    hosts: cluster.etcd.endpoints,
+    namespace: '/service/',
+    scope: SCOPE,
+    name: 'test',
+    ttl: 10,
+  });
+  try {
+    await dcs.setFailover({ leader: old, member: candidate });
+  } finally {
+    await dcs.close();
+  }
+  return { old, candidate };
 }

@@ -14,13 +14,11 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { isStreamingMember } from '../../src/dcs/types.js';
 import { createLogger } from '../../src/util/log.js';
-import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
+import { startCluster, type TestCluster } from '../support/cluster.js';
 import { waitFor } from '../support/postgres.js';
 import { makeCa } from '../support/tls.js';
-import { PASSWORD, cancelSleep, startTestRouter, type TestRouter } from './helpers.js';
+import { PASSWORD, cancelSleep, requestSwitchover, startTestRouter, type TestRouter } from './helpers.js';
 
 let cluster: TestCluster;
 let router: TestRouter;
@@ -90,24 +88,7 @@ afterAll(async () => {
   for (const c of cleanups) await c().catch((err: unknown) => console.error('cleanup failed', err));
 }, 120_000);
 
-async function switchover(): Promise<{ old: string; candidate: string }> {
-  const state = await cluster.waitHealthy(2, 60_000);
-  const old = state.leader!.name;
-  const candidate = state.members.find((m) => m.name !== old && isStreamingMember(m.data))!.name;
-  const dcs = new EtcdDcs({
-    hosts: cluster.etcd.endpoints,
-    namespace: '/service/',
-    scope: SCOPE,
-    name: 'test',
-    ttl: 10,
-  });
-  try {
-    await dcs.setFailover({ leader: old, member: candidate });
-  } finally {
-    await dcs.close();
-  }
-  return { old, candidate };
-}
+const switchover = () => requestSwitchover(cluster, 60_000);
 
 interface Watched {
   c: pg.Client;

@@ -13,13 +13,18 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { isStreamingMember } from '../../src/dcs/types.js';
 import { createLogger } from '../../src/util/log.js';
 import { startProcess, stopProcess } from '../../src/util/process.js';
-import { SCOPE, startCluster, type TestCluster } from '../support/cluster.js';
+import { startCluster, type TestCluster } from '../support/cluster.js';
 import { PG_BIN, waitFor } from '../support/postgres.js';
-import { PASSWORD, cancelSleep, client, startTestRouter, type TestRouter } from './helpers.js';
+import {
+  PASSWORD,
+  cancelSleep,
+  requestSwitchover,
+  client,
+  startTestRouter,
+  type TestRouter,
+} from './helpers.js';
 
 let cluster: TestCluster;
 let router: TestRouter;
@@ -58,24 +63,7 @@ afterAll(async () => {
   for (const c of cleanups) await c().catch((err: unknown) => console.error('cleanup failed', err));
 }, 120_000);
 
-async function switchover(): Promise<{ old: string; candidate: string }> {
-  const state = await cluster.waitHealthy(2);
-  const old = state.leader!.name;
-  const candidate = state.members.find((m) => m.name !== old && isStreamingMember(m.data))!.name;
-  const dcs = new EtcdDcs({
-    hosts: cluster.etcd.endpoints,
-    namespace: '/service/',
-    scope: SCOPE,
-    name: 'test',
-    ttl: 10,
-  });
-  try {
-    await dcs.setFailover({ leader: old, member: candidate });
-  } finally {
-    await dcs.close();
-  }
-  return { old, candidate };
-}
+const switchover = () => requestSwitchover(cluster);
 
 const port = async (c: pg.Client) =>
   (await c.query<{ p: number }>('select inet_server_port() as p')).rows[0]!.p;
