@@ -29,8 +29,8 @@ const RUNNING_STATES = new Set(['running', 'streaming', 'in archive recovery', '
  * The snapshot as one request sees it, as Patroni's `get_postgresql_status` queries PostgreSQL for
  * every request: PostgreSQL's answer replaces the last HA cycle's, so a node that just became
  * leader shows `running` at once. When PostgreSQL does not answer although the last cycle saw it
- * running, the state is `unknown` (Patroni's word), so no health check passes on a server that
- * just went away; the role stays the last one known.
+ * running (or starting, and its postmaster is gone), the state is `unknown` (Patroni's word), so
+ * no health check passes on a server that just went away; the role stays the last one known.
  */
 export function withLiveCheck(s: AgentSnapshot, live: LiveCheck): AgentSnapshot {
   const st = live.alive ? live.status : null;
@@ -46,7 +46,10 @@ export function withLiveCheck(s: AgentSnapshot, live: LiveCheck): AgentSnapshot 
     const role = !st.inRecovery ? 'primary' : s.role === 'standby_leader' ? 'standby_leader' : 'replica';
     return { ...s, running: true, status: st, role, state };
   }
-  const state = live.busyState ?? (RUNNING_STATES.has(s.state) ? 'unknown' : s.state);
+  // `starting` without an action is what the cycle records for a postmaster that exists but does
+  // not answer yet (or any more); once the postmaster is gone, nothing is starting.
+  const gone = RUNNING_STATES.has(s.state) || (!live.alive && s.state === 'starting');
+  const state = live.busyState ?? (gone ? 'unknown' : s.state);
   return { ...s, running: live.alive, status: null, state };
 }
 

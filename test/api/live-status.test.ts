@@ -22,4 +22,19 @@ describe('withLiveCheck', () => {
     const merged = withLiveCheck(s, { alive: false, status: null, busyState: null });
     expect(merged).toMatchObject({ running: false, state: 'unknown', role: 'standby_leader' });
   });
+
+  // The HA cycle can look at a postmaster that is dying (its process still there, no answer) and
+  // record `starting`; once the postmaster is gone, no action runs and nothing is starting.
+  it.each([
+    ['running', false, null, 'unknown'],
+    ['streaming', false, null, 'unknown'],
+    ['starting', false, null, 'unknown'],
+    ['starting', true, null, 'starting'],
+    ['stopped', false, null, 'stopped'],
+    ['crashed', false, null, 'crashed'],
+    ['running', false, 'restarting', 'restarting'],
+  ] as const)('last seen %s, postmaster alive %s, action %s: shows %s', (last, alive, busyState, shown) => {
+    const s = { ...snapshot('replica'), state: last };
+    expect(withLiveCheck(s, { alive, status: null, busyState }).state).toBe(shown);
+  });
 });
