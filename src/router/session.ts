@@ -185,6 +185,8 @@ export class Session {
   /** When the session stopped at an idle boundary (held): its client's statements wait from then. */
   private heldSince: number | null = null;
   private lastBytes: [number, number] = [0, 0];
+  /** Whether a link ever took the sockets (see {@link bytes}). */
+  private linked = false;
 
   constructor(
     readonly port: PortKind,
@@ -198,10 +200,23 @@ export class Session {
 
   /** Bytes read from the client / written to it. */
   get bytesFromClient(): number {
-    return this.link ? this.link.bytes()[0] + this.lastBytes[0] : this.client.bytesRead;
+    return this.bytes()[0];
   }
   get bytesToClient(): number {
-    return this.link ? this.link.bytes()[1] + this.lastBytes[1] : this.client.bytesWritten;
+    return this.bytes()[1];
+  }
+
+  /**
+   * Until a link takes the sockets, Node's own counts; from then on the link's plus what came
+   * before it (`lastBytes`), which also keeps the link's counts once it is gone: the client socket's
+   * counts stop at the hand-over (the native relay reads a copy of its descriptor).
+   */
+  private bytes(): [number, number] {
+    if (this.link) {
+      const b = this.link.bytes();
+      return [b[0] + this.lastBytes[0], b[1] + this.lastBytes[1]];
+    }
+    return this.linked ? this.lastBytes : [this.client.bytesRead, this.client.bytesWritten];
   }
 
   get user(): string {
@@ -651,6 +666,7 @@ export class Session {
     this.lastBytes = [this.client.bytesRead - (toServer?.length ?? 0), this.client.bytesWritten];
     const link = new JsLink(this.client, server, track, this.linkListener());
     this.link = link;
+    this.linked = true;
     // The socket reads into the shared buffer (`onread`), which emits no 'data': from here on its
     // bytes are copied out and emitted as 'data', so they reach whoever holds the socket now (the
     // link; while the session is held, the router reading its state) and never a former holder.
@@ -702,6 +718,7 @@ export class Session {
         return this.stayInJavaScript(server, null, track, (err as Error).message);
       }
       this.link = link;
+      this.linked = true;
       this.serverPending.length = 0;
       this.dataPath = 'native';
       this.lastBytes = [client.bytesRead - (toServer?.length ?? 0), client.bytesWritten];

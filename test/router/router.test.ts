@@ -150,6 +150,33 @@ describe('pgha router', () => {
     }
   });
 
+  // pgha_router_bytes_total is a counter: it counts every relayed byte and never goes down, also
+  // when a session ends (its bytes move from the open sessions to the closed ones' total).
+  it('counts every relayed byte, while a session is open and after it ended', async () => {
+    const bytes = async (): Promise<{ fromClients: number; toClients: number; open: number }> => {
+      const st = (await (await fetch(`http://127.0.0.1:${router.statusPort}/status`)).json()) as {
+        bytes: { fromClients: number; toClients: number };
+        sessions: { open: number };
+      };
+      return { ...st.bytes, open: st.sessions.open };
+    };
+    const before = await bytes();
+    const c = await client(router.rw);
+    let open: Awaited<ReturnType<typeof bytes>>;
+    try {
+      await c.query("select length($1::text) as n, repeat('x', 300000) as big", ['y'.repeat(100_000)]);
+      open = await bytes();
+      expect(open.fromClients - before.fromClients).toBeGreaterThanOrEqual(100_000);
+      expect(open.toClients - before.toClients).toBeGreaterThanOrEqual(300_000);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+    await waitFor('the session to end', async () => (await bytes()).open < open.open, 10_000, 50);
+    const after = await bytes();
+    expect(after.fromClients).toBeGreaterThanOrEqual(open.fromClients);
+    expect(after.toClients).toBeGreaterThanOrEqual(open.toClients);
+  });
+
   it('reports backends, sessions and bytes on /status and Prometheus metrics on /metrics', async () => {
     const c = await client(router.rw);
     try {
