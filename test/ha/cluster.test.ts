@@ -159,8 +159,13 @@ describe('a three-node cluster', () => {
       ),
     );
     expect(await count(newLeader)).toBe(committed + 1);
-    const history = (await c.readCluster()).history;
-    expect(history.at(-1)?.[4]).toBe(newLeader);
+    // The new leader records the promotion in `history` once it runs as primary (as Patroni does,
+    // in the cycle after the promotion): it may come a moment after the first write.
+    await waitFor(
+      'the promotion in history',
+      async () => (await c.readCluster()).history.at(-1)?.[4] === newLeader,
+      10_000,
+    );
     // Callbacks run as Patroni runs them: <cmd> <action> <role> <scope>.
     await waitFor(
       'the on_role_change callback',
