@@ -21,6 +21,7 @@ import type {
   MemberData,
   StatusKey,
   SyncKey,
+  WatchEvent,
 } from './types.js';
 
 export interface EtcdDcsOptions {
@@ -387,12 +388,13 @@ export class EtcdDcs implements Dcs {
     return this.withLease(signal, async (lease) => {
       const leaderKey = this.key(KEYS.leader);
       const ours: Compare = { key: leaderKey, target: 'VALUE', result: 'EQUAL', value: b64(this.memberName) };
-      // Usually the key already hangs on our lease and nothing is written (no revision, no watch
-      // event). Otherwise, if it still holds our name, re-attach it to the current lease.
+      // The key is rewritten (same name, same lease) at every renewal, so its revision moves: the
+      // replicas time the leader by it, not by etcd's lease alone (ha/silence.ts). If the key holds
+      // our name on an older lease, it is re-attached to the current one.
       const res = await this.txn(
         'update leader key',
         [ours, { key: leaderKey, target: 'LEASE', result: 'EQUAL', lease }],
-        [],
+        [this.put(KEYS.leader, this.memberName, lease)],
         [
           {
             request_txn: {
@@ -425,6 +427,22 @@ export class EtcdDcs implements Dcs {
     const granted = Number(res.grantedTTL ?? 0);
     if (!Number.isFinite(remaining) || !Number.isFinite(granted) || remaining < 0) return null;
     return Math.max(0, granted - remaining) * 1000;
+  }
+
+  async leaseGrantedTtlS(lease: string, signal?: AbortSignal): Promise<number | null> {
+    if (lease === '0' || lease === '') return null;
+    const res = await this.call<{ TTL?: string; grantedTTL?: string }>(
+      '/lease/timetolive',
+      { ID: lease, keys: false },
+      'lease time-to-live',
+      signal,
+    );
+    const remaining = Number(res.TTL ?? -1);
+    const granted = Number(res.grantedTTL ?? NaN);
+    if (remaining < 0) return null;
+    if (!Number.isFinite(granted))
+      throw new DcsError(`etcd lease time-to-live: no granted TTL for lease ${lease}`);
+    return granted;
   }
 
   async deleteLeader(): Promise<boolean> {
@@ -600,7 +618,7 @@ export class EtcdDcs implements Dcs {
    * The stream runs on the member requests go to; when that member fails (here or in any other
    * request) the watch moves to the next one and resumes after the last revision it delivered.
    */
-  watch(onChange: (keys: string[]) => void): () => Promise<void> {
+  watch(onChange: (keys: string[], events?: WatchEvent[]) => void): () => Promise<void> {
     let stopped = false;
     let stream: EtcdStream | null = null;
     let timer: NodeJS.Timeout | null = null;
@@ -608,9 +626,9 @@ export class EtcdDcs implements Dcs {
     let delayMs = 50;
     let generation = 0;
 
-    const notify = (keys: string[]) => {
+    const notify = (keys: string[], events?: WatchEvent[]) => {
       try {
-        onChange(keys);
+        onChange(keys, events);
       } catch (err) {
         this.log.error({ err }, 'watch callback threw');
       }
@@ -662,12 +680,19 @@ export class EtcdDcs implements Dcs {
       const events = res.events ?? [];
       if (events.length > 0) {
         const keys = new Set<string>();
+        const changes: WatchEvent[] = [];
         for (const ev of events) {
           const rev = BigInt(ev.kv?.mod_revision ?? '0') + 1n;
           if (nextRevision === null || rev > nextRevision) nextRevision = rev;
-          keys.add(unb64(ev.kv?.key).slice(this.prefix.length));
+          const key = unb64(ev.kv?.key).slice(this.prefix.length);
+          keys.add(key);
+          changes.push({
+            key,
+            value: ev.type === 'DELETE' ? null : unb64(ev.kv?.value),
+            modRevision: ev.kv?.mod_revision ?? '0',
+          });
         }
-        notify([...keys]);
+        notify([...keys], changes);
       } else if (!res.created && res.header?.revision) {
         // Progress notification: everything up to this revision has been delivered.
         const rev = BigInt(res.header.revision) + 1n;

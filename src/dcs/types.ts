@@ -39,6 +39,13 @@ export interface LeaderKey {
   lease: string;
 }
 
+/** One change a watch saw: the key (relative to the prefix), its new value (null: deleted), its revision. */
+export interface WatchEvent {
+  key: string;
+  value: string | null;
+  modRevision: string;
+}
+
 /** `failover`: a requested switchover (leader set) or failover (only member set). */
 export interface FailoverKey {
   leader?: string;
@@ -154,6 +161,8 @@ export interface Dcs {
    * etcd sees it (granted ttl − remaining ttl; one-second resolution); null when it is gone or unknown.
    */
   leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null>;
+  /** The TTL (seconds) the lease `lease` was granted with; null when it is gone. Throws when etcd does not say. */
+  leaseGrantedTtlS(lease: string, signal?: AbortSignal): Promise<number | null>;
   /** Releases the leader key only if it still holds our name (txn value == name → delete). */
   deleteLeader(): Promise<boolean>;
   /**
@@ -193,9 +202,10 @@ export interface Dcs {
 
   /**
    * Watches the cluster prefix; calls `onChange` for every batch of events (coalesced by the caller).
-   * Re-establishes the watch after errors. Returns a function that stops watching.
+   * Re-establishes the watch after errors. Returns a function that stops watching. `events`
+   * carries each change's value and revision where the store knows them.
    */
-  watch(onChange: (keys: string[]) => void): () => Promise<void>;
+  watch(onChange: (keys: string[], events?: WatchEvent[]) => void): () => Promise<void>;
 
   /** Revokes this node's lease (its member and leader keys vanish at once) and closes connections. */
   close(opts?: { revokeLease?: boolean }): Promise<void>;

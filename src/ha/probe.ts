@@ -1,31 +1,99 @@
 /**
- * The replica side of `fast_failover`: probe the leader's ports every LEADER_PROBE_MS and, once
- * fast-failover.ts finds it proven gone, delete its key by compare-and-set on the key's revision
- * (a leader that renewed or re-took the key since has another revision, so nothing happens).
+ * The replica's watch on its leader, every LEADER_PROBE_MS:
+ * - silence (silence.ts, always on): when the leader key has stood at one revision for ttl on this
+ *   node's clock, the leader's own fence has fired; ask its REST API shortly before (so the race
+ *   need not wait for an unreachable host), then release the key;
+ * - `fast_failover`: probe the leader's ports and, once fast-failover.ts finds it proven gone,
+ *   release its key without waiting.
+ * Either way the key is deleted by compare-and-set on its revision (a leader that renewed or
+ * re-took the key since has another revision, so nothing happens).
  */
-import type { ClusterState } from '../dcs/types.js';
+import type { ClusterState, WatchEvent } from '../dcs/types.js';
 import type { TimerHandle } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { urlHostPort } from '../util/net.js';
 import type { RunnerContext } from './context.js';
 import { countRefusals, LEADER_PROBE_MS, leaderGoneVerdict, REFUSALS_NEEDED } from './fast-failover.js';
 import { findMember } from './rules.js';
+import { outlastsLease, sight, silenceVerdict, type Sighting } from './silence.js';
+
+/** How long an unanswered prefetch of the silent leader stands in for asking it again (ms). */
+const PREFETCH_FRESH_MS = 1500;
+/** The loop is woken at most this often for the same silent revision (ms). */
+const SILENCE_WAKE_MS = 1000;
 
 export class LeaderProbe {
   private timer: TimerHandle | null = null;
   private refusals = { key: '', count: 0 };
   private gone: { name: string; modRevision: string; why: string } | null = null;
   private stopped = false;
+  private sighting: Sighting | null = null;
+  private prefetch: { key: string; doneMono: number | null; reachable: boolean } | null = null;
+  private silenceWoke: { key: string; atMono: number } | null = null;
 
   constructor(private readonly c: RunnerContext) {}
 
   start(): void {
-    if (this.stopped || !this.c.d.probePort) return;
+    if (this.stopped) return;
     this.timer = this.c.clock.setTimer(() => {
+      this.watchSilence();
       void this.probe()
         .catch((err: unknown) => this.c.log.debug(`leader probe failed: ${errorMessage(err)}`))
         .finally(() => this.start());
     }, LEADER_PROBE_MS);
+  }
+
+  /** Leader-key changes the watch saw (each one after etcd applied it, so never too early). */
+  watched(events: WatchEvent[]): void {
+    const now = this.c.clock.mono();
+    for (const e of events)
+      if (e.key === 'leader')
+        this.sighting =
+          e.value === null ? null : sight(this.sighting, { name: e.value, modRevision: e.modRevision }, now);
+  }
+
+  /** Whether `name`'s REST API was just asked on the silence's behalf and did not answer. */
+  unanswered(name: string): boolean {
+    const p = this.prefetch;
+    return (
+      p !== null &&
+      p.key.startsWith(`${name}@`) &&
+      !p.reachable &&
+      p.doneMono !== null &&
+      this.c.clock.mono() - p.doneMono <= PREFETCH_FRESH_MS
+    );
+  }
+
+  private watchSilence(): void {
+    const c = this.c;
+    const now = c.clock.mono();
+    this.sighting = sight(this.sighting, c.snapshot.cluster?.leader ?? null, now);
+    const s = this.sighting;
+    const v = silenceVerdict({
+      sighting: s,
+      nowMono: now,
+      ttlS: c.dynamic().ttl,
+      paused: c.dynamic().pause,
+      me: c.me,
+    });
+    if (v.kind === 'quiet' || !s) return;
+    const key = `${s.name}@${s.modRevision}`;
+    if (this.prefetch?.key !== key) {
+      const m = c.snapshot.cluster ? findMember(c.snapshot.cluster, s.name) : undefined;
+      if (m?.data.api_url) {
+        const p = { key, doneMono: null as number | null, reachable: false };
+        this.prefetch = p;
+        void c.d
+          .fetchPeer(m, c.clock.timeout(2000))
+          .then((st) => (p.reachable = st.reachable))
+          .catch(() => (p.reachable = false))
+          .finally(() => (p.doneMono = c.clock.mono()));
+      }
+    }
+    if (v.kind !== 'release') return;
+    if (this.silenceWoke?.key === key && now - this.silenceWoke.atMono < SILENCE_WAKE_MS) return;
+    this.silenceWoke = { key, atMono: now };
+    c.wake();
   }
 
   stop(): void {
@@ -74,8 +142,13 @@ export class LeaderProbe {
     c.wake();
   }
 
-  /** Deletes the key of a leader proven gone (compare-and-set on its revision), so the race starts now. */
+  /**
+   * Deletes the key of a leader proven gone or silent for ttl (compare-and-set on its revision),
+   * so the race starts now.
+   */
   async releaseGone(cluster: ClusterState): Promise<ClusterState> {
+    const silent = await this.releaseSilent(cluster);
+    if (silent !== cluster) return silent;
     const gone = this.gone;
     this.gone = null;
     const l = cluster.leader;
@@ -88,6 +161,33 @@ export class LeaderProbe {
       `leader ${gone.name} is gone: ${gone.why}; released its leader key without waiting for its lease to expire`,
     );
     this.refusals = { key: '', count: 0 };
+    return { ...cluster, leader: null };
+  }
+
+  private async releaseSilent(cluster: ClusterState): Promise<ClusterState> {
+    const c = this.c;
+    const now = c.clock.mono();
+    const l = cluster.leader;
+    this.sighting = sight(this.sighting, l, now);
+    const s = this.sighting;
+    const v = silenceVerdict({
+      sighting: s,
+      nowMono: now,
+      ttlS: c.dynamic().ttl,
+      paused: c.dynamic().pause,
+      me: c.me,
+    });
+    if (v.kind !== 'release' || !s || !l) return cluster;
+    // The leader's lease may carry a longer ttl than this node read (a change not seen yet here).
+    const granted = await c.d.dcs.leaseGrantedTtlS(l.lease, c.clock.timeout(1000)).catch(() => undefined);
+    if (granted === undefined || !outlastsLease(c.clock.mono() - s.atMono, granted)) return cluster;
+    const released = await c.d.dcs.deleteLeaderOf(s.name, s.modRevision).catch(() => false);
+    if (!released) return cluster;
+    c.log.warn(
+      { event: 'leader_silent', leader: s.name, silentMs: Math.round(v.silentMs) },
+      `leader ${s.name} is gone: ${v.why}; released its leader key (its own fence has stopped it by now)`,
+    );
+    this.sighting = null;
     return { ...cluster, leader: null };
   }
 }

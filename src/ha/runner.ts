@@ -5,7 +5,7 @@
  * loop runs against real etcd and PostgreSQL in the agent and against simulations in the model test.
  */
 import type { DynamicConfig } from '../config/types.js';
-import type { ClusterState } from '../dcs/types.js';
+import type { ClusterState, WatchEvent } from '../dcs/types.js';
 import type { ConnTarget, RoleConfig, ServerStatus } from '../postgres/types.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
@@ -41,6 +41,16 @@ export { connTarget } from './actions.js';
 const WAKE_KEYS = new Set(['leader', 'failover', 'config', 'initialize', 'sync']);
 /** Members not seen for this many ttls are forgotten (Patroni's `old_cluster` is one cycle old). */
 const KNOWN_MEMBER_TTLS = 10;
+
+/** Whether a watch batch is only the current leader rewriting its key (a renewal, or another member's key write). */
+export function renewalsOnly(events: WatchEvent[], leader: string | undefined): boolean {
+  return (
+    leader !== undefined &&
+    events.some((e) => e.key === 'leader') &&
+    events.every((e) => e.key !== 'leader' || e.value === leader) &&
+    events.every((e) => e.key === 'leader' || !WAKE_KEYS.has(e.key))
+  );
+}
 
 export class HaRunner implements RunnerContext {
   readonly d: RunnerDeps;
@@ -128,9 +138,12 @@ export class HaRunner implements RunnerContext {
     this.st.operatorHold = await this.d.pg.readHold().catch(() => null);
     if (this.st.operatorHold)
       this.log.error(`waiting for an operator (kept from before a restart): ${this.st.operatorHold}`);
-    this.stopWatch = this.d.dcs.watch((keys) => {
+    this.stopWatch = this.d.dcs.watch((keys, events) => {
+      if (events) this.probe.watched(events);
       // Members' own keys change with every write they see; only the keys that can change a
-      // decision wake the loop at once (an empty list means events may have been missed).
+      // decision wake the loop at once (an empty list means events may have been missed). The
+      // leader rewrites its key at every renewal: that changes nothing to decide.
+      if (events && renewalsOnly(events, this.snapshot.cluster?.leader?.name)) return;
       if (keys.length === 0 || keys.some((k) => WAKE_KEYS.has(k))) this.wake();
     });
     let firstDone!: () => void;
@@ -455,7 +468,7 @@ export class HaRunner implements RunnerContext {
   }
 
   fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
-    return act.fetchPeers(this, cluster, only);
+    return act.fetchPeers(this, cluster, only, (name) => this.probe.unanswered(name));
   }
 
   // ---- fencing ------------------------------------------------------------------------------

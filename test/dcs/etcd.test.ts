@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdDcs, type EtcdDcsOptions } from '../../src/dcs/etcd.js';
+import type { WatchEvent } from '../../src/dcs/types.js';
 import { DcsError } from '../../src/util/errors.js';
 import { run } from '../../src/util/process.js';
 import { startEtcd, type EtcdCluster } from '../support/etcd.js';
@@ -194,14 +195,37 @@ describe('EtcdDcs leader key', () => {
     expect((await a.readCluster()).leader?.name).toBe(loser.memberName);
   });
 
-  it('updateLeader does not write when the key already hangs on our lease', async () => {
+  // The replicas time the leader by its key's revision (src/ha/silence.ts): every renewal must move it.
+  it('every renewal rewrites the leader key (same name and lease, a new revision) and watchers see it', async () => {
     const scope = newScope();
-    const a = dcs(scope, 'a');
-    expect(await a.attemptToAcquireLeader()).toBe(true);
-    const before = await a.readCluster();
-    expect(await a.updateLeader()).toBe(true);
-    const after = await a.readCluster();
-    expect(after.leader?.modRevision).toBe(before.leader?.modRevision);
+    const a = dcs(scope, 'a', { ttl: 7 });
+    const b = dcs(scope, 'b');
+    const seen: WatchEvent[] = [];
+    const stop = b.watch((_keys, events) => seen.push(...(events ?? [])));
+    try {
+      expect(await a.attemptToAcquireLeader()).toBe(true);
+      const before = (await a.readCluster()).leader!;
+      expect(await a.updateLeader()).toBe(true);
+      const after = (await a.readCluster()).leader!;
+      expect(BigInt(after.modRevision)).toBeGreaterThan(BigInt(before.modRevision));
+      expect([after.name, after.lease]).toEqual([before.name, before.lease]);
+      await waitFor(
+        () => seen.some((e) => e.key === 'leader' && e.value === 'a' && e.modRevision === after.modRevision),
+        5000,
+        'the watcher to see the renewal',
+      );
+      expect(await b.leaseGrantedTtlS(after.lease)).toBe(7);
+      expect(await b.leaseGrantedTtlS('12345')).toBeNull();
+      expect(await b.deleteLeader()).toBe(false);
+      expect(await a.deleteLeader()).toBe(true);
+      await waitFor(
+        () => seen.some((e) => e.key === 'leader' && e.value === null),
+        5000,
+        'the watcher to see the deletion',
+      );
+    } finally {
+      await stop();
+    }
   });
 
   it('renewLeader says from when the key is provably ours; leaseSilentMs how long a lease went unrenewed', async () => {

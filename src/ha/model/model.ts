@@ -1,11 +1,11 @@
 /**
  * The model run: bootstrap a simulated cluster, then take `steps` seeded random steps — mostly the
  * passing of time, sometimes a fault (a machine crash, a postmaster crash, an agent killed and
- * restarted, a node cut off from etcd or from everyone, a promotion that takes longer than ttl, a
- * server that cannot start, a switchover, the store losing every key, a wall-clock step, pause
- * and resume) — checking the invariants of world.ts after every step. One fault that breaks the
- * cluster's redundancy runs at a time, and heals on its own schedule, as the HA design promises
- * nothing against two at once.
+ * restarted, a node cut off from etcd or from everyone — with the etcd leader member or not — a
+ * promotion that takes longer than ttl, a server that cannot start, a switchover, the store
+ * losing every key, a wall-clock step, pause and resume) — checking the invariants of world.ts
+ * after every step. One fault that breaks the cluster's redundancy runs at a time, and heals on
+ * its own schedule, as the HA design promises nothing against two at once.
  */
 import { KEYS } from '../../dcs/keys.js';
 import { World, type ModelOptions, type Violation } from './world.js';
@@ -111,6 +111,28 @@ const FAULTS: Fault[] = [
       w.event(`fault: ${n.name} is cut off from etcd and its peers (clients still reach it)`);
       n.etcdCut = true;
       for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, true);
+      later(w, ms(w, 1000, 3 * w.opts.ttl * 1000), () => {
+        n.etcdCut = false;
+        for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, false);
+        w.event(`heal: ${n.name}'s partition ends`);
+      });
+    },
+  },
+  {
+    // The host goes with the etcd leader member: the other members elect a new etcd leader after
+    // an election timeout, and it renews every lease in full — the partitioned leader's too.
+    name: 'partition_with_etcd_leader',
+    major: true,
+    weight: 2,
+    run(w, pick) {
+      const n = w.node(pick());
+      w.event(`fault: ${n.name} is cut off with the etcd leader member (clients still reach it)`);
+      n.etcdCut = true;
+      for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, true);
+      later(w, 1000, () => {
+        w.event('etcd: a new etcd leader renews every lease');
+        w.store.promote(1000);
+      });
       later(w, ms(w, 1000, 3 * w.opts.ttl * 1000), () => {
         n.etcdCut = false;
         for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, false);

@@ -49,6 +49,37 @@ describe('model scenarios', () => {
   });
 });
 
+describe('model scenarios: a host lost with the etcd leader member', () => {
+  // The new etcd leader renews every lease in full, the lost leader's too, so its key would stand
+  // for ttl + election + ttl. The replicas time the key's revision themselves (ha/silence.ts).
+  it('is replaced within ttl + 1 s of its last renewal, although etcd renewed its lease', async () => {
+    await healthyWorld({ seed: 15, ttl: 10, loopWait: 1 });
+    const old = leader()!;
+    const cutAt = w.time.mono;
+    w.node(old).etcdCut = true;
+    for (const o of w.nodes) if (o.name !== old) w.cut(old, o.name, true);
+    await w.time.advance(1000);
+    w.store.promote(1000);
+    let writableAt: number | null = null;
+    for (let t = 1000; t < 30_000 && writableAt === null; t += 100) {
+      await w.time.advance(100);
+      w.check('scenario');
+      const l = leader();
+      if (l && l !== old && w.node(l).server.writable(w.time.mono)) writableAt = w.time.mono;
+    }
+    expect(writableAt, 'a new writable leader').not.toBeNull();
+    console.log(`model: a new writable leader ${((writableAt! - cutAt) / 1000).toFixed(1)} s after the cut`);
+    // The last renewal came at most loop_wait before the cut.
+    expect(writableAt! - cutAt).toBeLessThanOrEqual((10 + 1) * 1000);
+    expect(w.node(old).server.writable(w.time.mono)).toBe(false);
+    const released = w.nodes
+      .flatMap((n) => n.log)
+      .filter((l) => /is gone: its leader key has not been renewed/.test(l));
+    expect(released.length, w.report()).toBeGreaterThan(0);
+    expectClean();
+  });
+});
+
 describe('model scenarios: the store, starts, pause, holds', () => {
   it('a wiped store: the primary re-registers without a restart and no replica ever runs writable', async () => {
     await healthyWorld({ seed: 12 });

@@ -13,6 +13,7 @@ import type {
   MemberData,
   StatusKey,
   SyncKey,
+  WatchEvent,
 } from '../../dcs/types.js';
 import { DcsError } from '../../util/errors.js';
 import type { SimClock, SimTime } from './sim-clock.js';
@@ -35,7 +36,7 @@ export class SimStore {
   private leases = new Map<string, Lease>();
   private revision = 1;
   private nextLease = 1000;
-  private watchers = new Set<(keys: string[]) => void>();
+  private watchers = new Set<(keys: string[], events: WatchEvent[]) => void>();
 
   constructor(
     readonly time: SimTime,
@@ -61,7 +62,8 @@ export class SimStore {
   private bump(keys: string[]): void {
     this.revision++;
     const rel = keys.map((k) => k.slice(this.prefix.length));
-    for (const w of this.watchers) queueMicrotask(() => w(rel));
+    const events = rel.map((key) => ({ key, value: null, modRevision: String(this.revision) }));
+    for (const w of this.watchers) queueMicrotask(() => w(rel, events));
   }
 
   get(rel: string): Kv | undefined {
@@ -76,7 +78,8 @@ export class SimStore {
     this.revision++;
     this.kvs.set(k, { value, mod: this.revision, create: old?.create ?? this.revision, lease });
     const rev = this.revision;
-    for (const w of this.watchers) queueMicrotask(() => w([rel]));
+    const events = [{ key: rel, value, modRevision: String(rev) }];
+    for (const w of this.watchers) queueMicrotask(() => w([rel], events));
     return rev;
   }
 
@@ -123,6 +126,25 @@ export class SimStore {
     return Math.floor((this.time.mono - l.renewedAt) / 1000) * 1000;
   }
 
+  /**
+   * A new etcd leader takes over (etcd's lessor `Promote`): every lease is renewed in full, plus
+   * `extendMs`, from now — whatever its holder did.
+   */
+  promote(extendMs: number): void {
+    this.expire();
+    const now = this.time.mono;
+    for (const l of this.leases.values()) {
+      l.expiresAt = now + l.ttlMs + extendMs;
+      l.renewedAt = now;
+    }
+  }
+
+  leaseGrantedTtlS(id: string): number | null {
+    this.expire();
+    const l = this.leases.get(id);
+    return l ? l.ttlMs / 1000 : null;
+  }
+
   revoke(id: string): void {
     const l = this.leases.get(id);
     if (!l) return;
@@ -144,7 +166,7 @@ export class SimStore {
     return parseCluster(keys, String(this.revision));
   }
 
-  watch(fn: (keys: string[]) => void): () => void {
+  watch(fn: (keys: string[], events: WatchEvent[]) => void): () => void {
     this.watchers.add(fn);
     return () => this.watchers.delete(fn);
   }
@@ -253,10 +275,11 @@ export class SimDcs implements Dcs {
       () => {
         const kv = this.store.get(KEYS.leader);
         if (!kv || kv.value !== this.memberName) return null;
+        // Rewritten at every renewal, as etcd.ts does: the replicas time the leader by its revision.
         const lease = this.myLease();
-        if (kv.lease === lease) return sent;
+        const same = kv.lease === lease;
         this.store.put(KEYS.leader, this.memberName, lease);
-        return this.lastSent ?? sent;
+        return same ? sent : (this.lastSent ?? sent);
       },
       signal,
     );
@@ -264,6 +287,10 @@ export class SimDcs implements Dcs {
 
   async leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null> {
     return this.rpc('lease time-to-live', () => this.store.leaseSilentMs(lease), signal);
+  }
+
+  async leaseGrantedTtlS(lease: string, signal?: AbortSignal): Promise<number | null> {
+    return this.rpc('lease time-to-live', () => this.store.leaseGrantedTtlS(lease), signal);
   }
 
   async deleteLeader(): Promise<boolean> {
@@ -366,9 +393,9 @@ export class SimDcs implements Dcs {
     await this.rpc('delete cluster', () => this.store.deleteAll());
   }
 
-  watch(onChange: (keys: string[]) => void): () => Promise<void> {
-    this.unwatch = this.store.watch((keys) => {
-      if (!this.closed && !this.net.cut()) onChange(keys);
+  watch(onChange: (keys: string[], events?: WatchEvent[]) => void): () => Promise<void> {
+    this.unwatch = this.store.watch((keys, events) => {
+      if (!this.closed && !this.net.cut()) onChange(keys, events);
     });
     return () => {
       this.unwatch?.();
