@@ -480,7 +480,7 @@ export async function fetchPeers(
   c: RunnerContext,
   cluster: ClusterState,
   only?: string | null,
-  unanswered: (name: string) => boolean = () => false,
+  prefetched: (name: string) => Promise<PeerStatus> | null = () => null,
 ): Promise<PeerStatus[]> {
   const known = new Map<string, Member>();
   for (const k of c.st.knownMembers.values()) known.set(k.member.name, k.member);
@@ -491,13 +491,16 @@ export async function fetchPeers(
   const others = [...known.values()].filter(
     (m) => m.name !== c.me && m.data.api_url && (!only || m.name === only),
   );
+  const ask = (m: Member): Promise<PeerStatus> => c.d.fetchPeer(m, c.clock.timeout(2000));
   return Promise.all(
     others.map((m) =>
-      // A silent leader's REST API was asked just before its key was released (probe.ts); when it
-      // did not answer within the same 2 s, asking again would only delay the race by 2 s.
-      (unanswered(m.name)
-        ? Promise.reject(new Error('no answer to the request made as its key went silent'))
-        : c.d.fetchPeer(m, c.clock.timeout(2000))
+      // A silent leader's REST API was asked as its key went silent (probe.ts): its answer, on the
+      // way or just in, stands for this one unless it came back; asking again would only add 2 s.
+      (
+        prefetched(m.name)?.then((st) => {
+          if (st.reachable) return ask(m);
+          throw new Error('no answer within 2 s to the request made as its leader key went silent');
+        }) ?? ask(m)
       ).catch((err: unknown): PeerStatus => {
         c.log.info(`${m.name} did not answer at ${m.data.api_url}: ${errorMessage(err)}`);
         return { name: m.name, reachable: false };

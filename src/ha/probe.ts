@@ -13,6 +13,7 @@ import type { TimerHandle } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import { urlHostPort } from '../util/net.js';
 import type { RunnerContext } from './context.js';
+import type { PeerStatus } from './types.js';
 import { countRefusals, LEADER_PROBE_MS, leaderGoneVerdict, REFUSALS_NEEDED } from './fast-failover.js';
 import { findMember } from './rules.js';
 import { outlastsLease, sight, silenceVerdict, type Sighting } from './silence.js';
@@ -21,26 +22,54 @@ import { outlastsLease, sight, silenceVerdict, type Sighting } from './silence.j
 const PREFETCH_FRESH_MS = 1500;
 /** The loop is woken at most this often for the same silent revision (ms). */
 const SILENCE_WAKE_MS = 1000;
+/** How often the silence is checked (ms). */
+const SILENCE_TICK_MS = 250;
+
+/** A request to the silent leader's REST API, made before its key is released. */
+interface Prefetch {
+  key: string;
+  answer: Promise<PeerStatus>;
+  doneMono: number | null;
+  reachable: boolean;
+}
 
 export class LeaderProbe {
   private timer: TimerHandle | null = null;
+  private silenceTimer: TimerHandle | null = null;
   private refusals = { key: '', count: 0 };
   private gone: { name: string; modRevision: string; why: string } | null = null;
   private stopped = false;
   private sighting: Sighting | null = null;
-  private prefetch: { key: string; doneMono: number | null; reachable: boolean } | null = null;
+  private prefetch: Prefetch | null = null;
   private silenceWoke: { key: string; atMono: number } | null = null;
 
   constructor(private readonly c: RunnerContext) {}
 
   start(): void {
+    this.startSilence();
+    this.startProbe();
+  }
+
+  /** fast_failover's probe rounds (a round may wait for connections that time out). */
+  private startProbe(): void {
     if (this.stopped) return;
     this.timer = this.c.clock.setTimer(() => {
-      this.watchSilence();
       void this.probe()
         .catch((err: unknown) => this.c.log.debug(`leader probe failed: ${errorMessage(err)}`))
-        .finally(() => this.start());
+        .finally(() => this.startProbe());
     }, LEADER_PROBE_MS);
+  }
+
+  /** The silence check, on its own timer so that a slow probe round never delays it. */
+  private startSilence(): void {
+    if (this.stopped) return;
+    this.silenceTimer = this.c.clock.setTimer(() => {
+      try {
+        this.watchSilence();
+      } finally {
+        this.startSilence();
+      }
+    }, SILENCE_TICK_MS);
   }
 
   /** Leader-key changes the watch saw (each one after etcd applied it, so never too early). */
@@ -52,16 +81,15 @@ export class LeaderProbe {
           e.value === null ? null : sight(this.sighting, { name: e.value, modRevision: e.modRevision }, now);
   }
 
-  /** Whether `name`'s REST API was just asked on the silence's behalf and did not answer. */
-  unanswered(name: string): boolean {
+  /**
+   * The answer of the request made to `name` as its key went silent, when it is still on its way
+   * or came back unanswered just now; null when `name` should be asked afresh.
+   */
+  prefetched(name: string): Promise<PeerStatus> | null {
     const p = this.prefetch;
-    return (
-      p !== null &&
-      p.key.startsWith(`${name}@`) &&
-      !p.reachable &&
-      p.doneMono !== null &&
-      this.c.clock.mono() - p.doneMono <= PREFETCH_FRESH_MS
-    );
+    if (p === null || !p.key.startsWith(`${name}@`)) return null;
+    if (p.doneMono === null) return p.answer;
+    return !p.reachable && this.c.clock.mono() - p.doneMono <= PREFETCH_FRESH_MS ? p.answer : null;
   }
 
   private watchSilence(): void {
@@ -81,13 +109,14 @@ export class LeaderProbe {
     if (this.prefetch?.key !== key) {
       const m = c.snapshot.cluster ? findMember(c.snapshot.cluster, s.name) : undefined;
       if (m?.data.api_url) {
-        const p = { key, doneMono: null as number | null, reachable: false };
+        const unreachable: PeerStatus = { name: m.name, reachable: false };
+        const answer = c.d.fetchPeer(m, c.clock.timeout(2000)).catch(() => unreachable);
+        const p: Prefetch = { key, answer, doneMono: null, reachable: false };
         this.prefetch = p;
-        void c.d
-          .fetchPeer(m, c.clock.timeout(2000))
-          .then((st) => (p.reachable = st.reachable))
-          .catch(() => (p.reachable = false))
-          .finally(() => (p.doneMono = c.clock.mono()));
+        void answer.then((st) => {
+          p.reachable = st.reachable;
+          p.doneMono = c.clock.mono();
+        });
       }
     }
     if (v.kind !== 'release') return;
@@ -99,6 +128,7 @@ export class LeaderProbe {
   stop(): void {
     this.stopped = true;
     this.c.clock.clearTimer(this.timer);
+    this.c.clock.clearTimer(this.silenceTimer);
   }
 
   private async probe(): Promise<void> {

@@ -468,7 +468,7 @@ export class HaRunner implements RunnerContext {
   }
 
   fetchPeers(cluster: ClusterState, only?: string | null): Promise<PeerStatus[]> {
-    return act.fetchPeers(this, cluster, only, (name) => this.probe.unanswered(name));
+    return act.fetchPeers(this, cluster, only, (name) => this.probe.prefetched(name));
   }
 
   // ---- fencing ------------------------------------------------------------------------------
