@@ -40,8 +40,11 @@ export class FailsafeGuard {
    * The store is unreachable: a leader running as primary with failsafe_mode asks every member of
    * the last known `failsafe` key to confirm it. Only if all do is the fence re-armed, from the
    * moment the round started; otherwise the fence armed by the last renewal stops PostgreSQL.
+   * Also run just before the fence fires while the loop still waits for the store (lease.ts
+   * `beforeFence`, `demote: false`): a confirmation then keeps the primary, a refusal leaves the
+   * fence to do its work.
    */
-  async round(stopping: boolean): Promise<void> {
+  async round(stopping: boolean, opts: { demote: boolean } = { demote: true }): Promise<void> {
     const s = this.c.snapshot;
     const primary = s.running && s.status !== null && !s.status.inRecovery;
     if (
@@ -87,7 +90,7 @@ export class FailsafeGuard {
       s.failsafeActive = false;
       if (!verdict.confirmed) {
         this.report(verdict.level, verdict.message);
-        if (!stopping && this.c.snapshot.isLeader) await this.demote();
+        if (opts.demote && !stopping && this.c.snapshot.isLeader) await this.demote();
       }
       return;
     }

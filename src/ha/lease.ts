@@ -45,11 +45,23 @@ export interface LeaseGuardDeps {
   progress(): { lastCycleMono: number | null; longActionSinceMono: number | null };
   /** Stops PostgreSQL: the lease could expire before another renewal. */
   fence(reason: string): Promise<void>;
+  /**
+   * Runs {@link PRE_FENCE_MS} before the fence, when no renewal moved it since: a last chance to
+   * re-arm it by other means (failsafe_mode's round); it must never stop PostgreSQL itself.
+   */
+  beforeFence?(): Promise<void>;
 }
+
+/**
+ * How long before the fence `beforeFence` runs: a failsafe round (2 s per request) must be able to
+ * finish before the fence fires.
+ */
+export const PRE_FENCE_MS = 2500;
 
 export class LeaseGuard {
   private readonly d: LeaseGuardDeps;
   private fenceTimer: TimerHandle | null = null;
+  private preFenceTimer: TimerHandle | null = null;
   private keeperTimer: TimerHandle | null = null;
   private armedFrom: number | null = null;
   private fencing = false;
@@ -103,6 +115,15 @@ export class LeaseGuard {
     this.d.clock.clearTimer(this.fenceTimer);
     const delay = Math.max(0, (this.deadline() ?? 0) - this.d.clock.mono());
     this.fenceTimer = this.d.clock.setTimer(() => void this.fire(sentMono), delay);
+    this.d.clock.clearTimer(this.preFenceTimer);
+    this.preFenceTimer = null;
+    const before = this.d.beforeFence?.bind(this.d);
+    if (before && delay > PRE_FENCE_MS)
+      this.preFenceTimer = this.d.clock.setTimer(() => {
+        this.preFenceTimer = null;
+        if (this.armedFrom !== sentMono || this.fencing || this.stopped) return;
+        void before().catch((err: unknown) => this.d.logger.warn(`before the fence: ${errorMessage(err)}`));
+      }, delay - PRE_FENCE_MS);
     // The hardware backstop of the same promise, for when this process cannot run the timer.
     this.d.watchdog?.keepalive(this.d.ttlS(), this.d.loopWaitS());
   }
@@ -110,6 +131,8 @@ export class LeaseGuard {
   disarm(): void {
     this.d.clock.clearTimer(this.fenceTimer);
     this.fenceTimer = null;
+    this.d.clock.clearTimer(this.preFenceTimer);
+    this.preFenceTimer = null;
     this.armedFrom = null;
     this.d.watchdog?.disable();
   }

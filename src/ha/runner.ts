@@ -114,6 +114,10 @@ export class HaRunner implements RunnerContext {
       isLeader: () => this.snapshot.isLeader,
       progress: () => ({ lastCycleMono: this.lastCycleMono, longActionSinceMono: this.st.longActionSince }),
       fence: (reason) => this.fence(reason),
+      // failsafe_mode: a loop still waiting for an unreachable store at the fence's eve would ask
+      // the members too late; ask them now (a confirmed round re-arms the fence from its start).
+      beforeFence: () =>
+        this.dyn.failsafe_mode ? this.failsafe.round(this.stopping, { demote: false }) : Promise.resolve(),
     });
     this.probe = new LeaderProbe(this);
     this.observer = new Observer(this);

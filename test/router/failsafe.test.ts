@@ -105,13 +105,21 @@ async function startVip(me: string, mode: 'leader' | 'router', address: string, 
     requestTimeoutMs: 2500,
   });
   const rec = recorder(`${address} (${mode} mode)`);
+  // The manager's log, kept to explain a failure.
+  const log: string[] = [];
+  const sink = {
+    write: (line: string) => {
+      const o = JSON.parse(line) as { time: number; msg: string };
+      log.push(`${new Date(o.time).toISOString()} ${o.msg}`);
+    },
+  };
   const statusUrl = `http://127.0.0.1:${router.statusPort}/status`;
   const manager = new VipManager({
     config,
     me,
     store,
     net: rec.nic,
-    log: pino({ level: 'silent' }),
+    log: pino({ level: 'info' }, sink),
     ...(mode === 'router' ? { probe: () => probeHttp(statusUrl, 1000) } : {}),
   });
   await manager.start();
@@ -119,7 +127,7 @@ async function startVip(me: string, mode: 'leader' | 'router', address: string, 
     await manager.stop();
     await store.close({ revokeLease: true });
   });
-  return { manager, rec };
+  return { manager, rec, log, label: `${address} (${mode} mode, ${me})` };
 }
 
 /** The status of `GET /primary` on a node's agent; null when it does not answer. */
@@ -218,7 +226,11 @@ it('routes writes to a failsafe primary past the ttl without etcd, and stops onc
     expect((await c.readCluster()).leader).toBeNull();
     // Both VIPs stayed, past their keys' deadlines.
     for (const v of vips) {
-      expect(v.rec.events.filter((e) => e.what === 'del')).toEqual([]);
+      const dels = v.rec.events.filter((e) => e.what === 'del');
+      expect(
+        dels.map((e) => e.at - cutAt),
+        `${v.label} dropped (ms after the cut ${new Date(cutAt).toISOString()}); its log:\n${v.log.join('\n')}`,
+      ).toEqual([]);
       expect(v.rec.present()).toBe(true);
       expect(v.manager.status().failsafe).toMatch(/failsafe/);
     }
