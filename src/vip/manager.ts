@@ -286,6 +286,15 @@ export class VipManager {
 
   /** Makes the interface agree with the decision. Runs under the address lock. */
   private async applyAddress(): Promise<void> {
+    // The failsafe hold as of now, from the latest answers: computed only when an answer came, it
+    // could still be the "none" of an answer that arrived before the key's deadline (while the key
+    // itself kept the address), and a check running just past that deadline would drop an address
+    // the primary's confirmation keeps.
+    if (this.keyHeldUntil !== null && this.failsafe.active) {
+      const h = this.failsafeHold();
+      this.failsafeUntil = h.until;
+      if (h.until !== null) this.failsafeWhy = h.why;
+    }
     const step = addressStep({
       now: this.clock.mono(),
       eligible: this.eligible && !this.stopping,
