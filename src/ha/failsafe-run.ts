@@ -86,11 +86,17 @@ export class FailsafeGuard {
       );
     }
     const verdict = failsafeVerdict(this.c.me, failsafe, answers);
+    if (!verdict.confirmed && !opts.demote) {
+      // The round before the fence: the last confirmation and the fence it armed still stand (the
+      // fence stops PostgreSQL when due), so "failsafe active" stays what that confirmation made it.
+      this.report(verdict.level, verdict.message);
+      return;
+    }
     if (!verdict.confirmed || stopping || !this.c.snapshot.isLeader) {
       s.failsafeActive = false;
       if (!verdict.confirmed) {
         this.report(verdict.level, verdict.message);
-        if (opts.demote && !stopping && this.c.snapshot.isLeader) await this.demote();
+        if (!stopping && this.c.snapshot.isLeader) await this.demote();
       }
       return;
     }

@@ -291,9 +291,11 @@ export class VipManager {
     // itself kept the address), and a check running just past that deadline would drop an address
     // the primary's confirmation keeps.
     if (this.keyHeldUntil !== null && this.failsafe.active) {
+      const before = this.failsafeUntil;
       const h = this.failsafeHold();
       this.failsafeUntil = h.until;
       if (h.until !== null) this.failsafeWhy = h.why;
+      else if (before !== null) this.say('error', `failsafe_mode no longer keeps the VIP: ${h.why}`);
     }
     const step = addressStep({
       now: this.clock.mono(),
