@@ -78,7 +78,7 @@ describe('failsafe_mode: the VIP stays where it is', () => {
   };
   const rows: Array<[string, Partial<FailsafeHoldInput>, number | null]> = [
     ['the leader confirms: held ttl − margin after the confirmation was asked', {}, 15_000],
-    ['before the key deadline: the key itself holds, no failsafe hold', { now: 5000 }, null],
+    ['before the key deadline a confirmation holds too (no gap in its last second)', { now: 5000 }, 15_000],
     ['failsafe_mode off', { failsafeMode: false }, null],
     ['key not ours', { keyHeldUntil: null }, null],
     ['no leader known', { leader: null }, null],

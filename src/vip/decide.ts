@@ -212,10 +212,13 @@ export interface FailsafeHoldInput {
 export function failsafeHoldUntil(i: FailsafeHoldInput): { until: number | null; why: string } {
   if (i.keyHeldUntil === null) return { until: null, why: 'the VIP key is not ours' };
   const ttl = Math.min(i.vipTtl, i.clusterTtl);
+  // Rule (b) alone: a confirmation keeps the address on its own terms, also while the key still
+  // does, so the hold does not start only once the key's deadline has passed (the address step lets
+  // an address go in the last second before its deadline).
   const v = failsafeView({
     enabled: i.failsafeMode,
     now: i.now,
-    viewDeadline: i.keyHeldUntil,
+    viewDeadline: null,
     primary: i.leader,
     answers: i.answers,
     ttlS: ttl,
