@@ -415,7 +415,11 @@ export class EtcdDcs implements Dcs {
     });
   }
 
-  async leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null> {
+  /** etcd's view of `lease`: seconds left and seconds granted; null when the lease is gone. */
+  private async leaseTimeToLive(
+    lease: string,
+    signal?: AbortSignal,
+  ): Promise<{ remaining: number; granted: number } | null> {
     if (lease === '0' || lease === '') return null;
     const res = await this.call<{ TTL?: string; grantedTTL?: string }>(
       '/lease/timetolive',
@@ -424,25 +428,20 @@ export class EtcdDcs implements Dcs {
       signal,
     );
     const remaining = Number(res.TTL ?? -1);
-    const granted = Number(res.grantedTTL ?? 0);
-    if (!Number.isFinite(remaining) || !Number.isFinite(granted) || remaining < 0) return null;
-    return Math.max(0, granted - remaining) * 1000;
+    if (!Number.isFinite(remaining) || remaining < 0) return null;
+    const granted = Number(res.grantedTTL ?? NaN);
+    if (!Number.isFinite(granted))
+      throw new DcsError(`etcd lease time-to-live: no granted TTL for lease ${lease}`);
+    return { remaining, granted };
+  }
+
+  async leaseSilentMs(lease: string, signal?: AbortSignal): Promise<number | null> {
+    const ttl = await this.leaseTimeToLive(lease, signal);
+    return ttl && Math.max(0, ttl.granted - ttl.remaining) * 1000;
   }
 
   async leaseGrantedTtlS(lease: string, signal?: AbortSignal): Promise<number | null> {
-    if (lease === '0' || lease === '') return null;
-    const res = await this.call<{ TTL?: string; grantedTTL?: string }>(
-      '/lease/timetolive',
-      { ID: lease, keys: false },
-      'lease time-to-live',
-      signal,
-    );
-    const remaining = Number(res.TTL ?? -1);
-    const granted = Number(res.grantedTTL ?? NaN);
-    if (remaining < 0) return null;
-    if (!Number.isFinite(granted))
-      throw new DcsError(`etcd lease time-to-live: no granted TTL for lease ${lease}`);
-    return granted;
+    return (await this.leaseTimeToLive(lease, signal))?.granted ?? null;
   }
 
   async deleteLeader(): Promise<boolean> {

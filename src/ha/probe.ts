@@ -92,18 +92,21 @@ export class LeaderProbe {
     return !p.reachable && this.c.clock.mono() - p.doneMono <= PREFETCH_FRESH_MS ? p.answer : null;
   }
 
+  /** Records `leader` as seen at `now` and says what its silence allows. */
+  private verdictNow(leader: { name: string; modRevision: string } | null, now: number) {
+    this.sighting = sight(this.sighting, leader, now);
+    const s = this.sighting;
+    const d = this.c.dynamic();
+    return {
+      s,
+      v: silenceVerdict({ sighting: s, nowMono: now, ttlS: d.ttl, paused: d.pause, me: this.c.me }),
+    };
+  }
+
   private watchSilence(): void {
     const c = this.c;
     const now = c.clock.mono();
-    this.sighting = sight(this.sighting, c.snapshot.cluster?.leader ?? null, now);
-    const s = this.sighting;
-    const v = silenceVerdict({
-      sighting: s,
-      nowMono: now,
-      ttlS: c.dynamic().ttl,
-      paused: c.dynamic().pause,
-      me: c.me,
-    });
+    const { s, v } = this.verdictNow(c.snapshot.cluster?.leader ?? null, now);
     if (v.kind === 'quiet' || !s) return;
     const key = `${s.name}@${s.modRevision}`;
     if (this.prefetch?.key !== key) {
@@ -196,17 +199,8 @@ export class LeaderProbe {
 
   private async releaseSilent(cluster: ClusterState): Promise<ClusterState> {
     const c = this.c;
-    const now = c.clock.mono();
     const l = cluster.leader;
-    this.sighting = sight(this.sighting, l, now);
-    const s = this.sighting;
-    const v = silenceVerdict({
-      sighting: s,
-      nowMono: now,
-      ttlS: c.dynamic().ttl,
-      paused: c.dynamic().pause,
-      me: c.me,
-    });
+    const { s, v } = this.verdictNow(l, c.clock.mono());
     if (v.kind !== 'release' || !s || !l) return cluster;
     // The leader's lease may carry a longer ttl than this node read (a change not seen yet here).
     const granted = await c.d.dcs.leaseGrantedTtlS(l.lease, c.clock.timeout(1000)).catch(() => undefined);

@@ -37,6 +37,17 @@ function later(w: World, delayMs: number, fn: () => void | Promise<void>): void 
   w.time.add('faults', () => void fn(), delayMs);
 }
 
+/** Cuts `n` off from etcd and from its peers (clients still reach it) for `forMs`. */
+function partitionFor(w: World, n: ReturnType<World['node']>, forMs: number): void {
+  n.etcdCut = true;
+  for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, true);
+  later(w, forMs, () => {
+    n.etcdCut = false;
+    for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, false);
+    w.event(`heal: ${n.name}'s partition ends`);
+  });
+}
+
 const FAULTS: Fault[] = [
   {
     name: 'crash_node',
@@ -109,13 +120,7 @@ const FAULTS: Fault[] = [
     run(w, pick) {
       const n = w.node(pick());
       w.event(`fault: ${n.name} is cut off from etcd and its peers (clients still reach it)`);
-      n.etcdCut = true;
-      for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, true);
-      later(w, ms(w, 1000, 3 * w.opts.ttl * 1000), () => {
-        n.etcdCut = false;
-        for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, false);
-        w.event(`heal: ${n.name}'s partition ends`);
-      });
+      partitionFor(w, n, ms(w, 1000, 3 * w.opts.ttl * 1000));
     },
   },
   {
@@ -127,17 +132,11 @@ const FAULTS: Fault[] = [
     run(w, pick) {
       const n = w.node(pick());
       w.event(`fault: ${n.name} is cut off with the etcd leader member (clients still reach it)`);
-      n.etcdCut = true;
-      for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, true);
       later(w, 1000, () => {
         w.event('etcd: a new etcd leader renews every lease');
         w.store.promote(1000);
       });
-      later(w, ms(w, 1000, 3 * w.opts.ttl * 1000), () => {
-        n.etcdCut = false;
-        for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, false);
-        w.event(`heal: ${n.name}'s partition ends`);
-      });
+      partitionFor(w, n, ms(w, 1000, 3 * w.opts.ttl * 1000));
     },
   },
   {
