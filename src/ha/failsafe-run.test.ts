@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import type { RunnerContext } from './context.js';
+import type { FailsafeAnswer } from './failsafe.js';
+import { FailsafeGuard } from './failsafe-run.js';
+
+/**
+ * The leader's failsafe round, store unreachable. Invariant: `failsafe_mode_is_active` turns true
+ * only with a round every member confirmed (which re-arms the fence from the round's start), and a
+ * round the lease guard runs before the fence (`demote: false`) never demotes nor drops the flag
+ * the last confirmation set: that confirmation's fence still stands and stops PostgreSQL when due.
+ */
+interface Row {
+  name: string;
+  demote: boolean;
+  before: boolean;
+  answers: 'all accept' | 'one refuses' | 'one times out';
+  active: boolean;
+  armed: boolean;
+  demoted: boolean;
+}
+
+const rows: Row[] = [
+  {
+    name: 'confirmed round',
+    demote: true,
+    before: false,
+    answers: 'all accept',
+    active: true,
+    armed: true,
+    demoted: false,
+  },
+  {
+    name: 'refused round',
+    demote: true,
+    before: true,
+    answers: 'one refuses',
+    active: false,
+    armed: false,
+    demoted: true,
+  },
+  {
+    name: 'timed-out round',
+    demote: true,
+    before: true,
+    answers: 'one times out',
+    active: false,
+    armed: false,
+    demoted: true,
+  },
+  {
+    name: 'pre-fence, confirmed',
+    demote: false,
+    before: false,
+    answers: 'all accept',
+    active: true,
+    armed: true,
+    demoted: false,
+  },
+  {
+    name: 'pre-fence, refused, was active',
+    demote: false,
+    before: true,
+    answers: 'one refuses',
+    active: true,
+    armed: false,
+    demoted: false,
+  },
+  {
+    name: 'pre-fence, timed out, was active',
+    demote: false,
+    before: true,
+    answers: 'one times out',
+    active: true,
+    armed: false,
+    demoted: false,
+  },
+  {
+    name: 'pre-fence, refused, was not active',
+    demote: false,
+    before: false,
+    answers: 'one refuses',
+    active: false,
+    armed: false,
+    demoted: false,
+  },
+];
+
+function leaderContext(row: Row) {
+  const seen = { armedAt: null as number | null, disarmed: false, states: [] as string[] };
+  const snapshot = {
+    running: true,
+    status: { inRecovery: false, walPosition: 100 },
+    isLeader: true,
+    failsafeActive: row.before,
+    role: 'primary',
+    cluster: { failsafe: { a: 'http://a/patroni', b: 'http://b/patroni', c: 'http://c/patroni' } },
+  };
+  const answer = (name: string): Promise<FailsafeAnswer> => {
+    if (name === 'c' && row.answers === 'one refuses')
+      return Promise.resolve({ name, accepted: false, detail: 'Running as a leader' });
+    if (name === 'c' && row.answers === 'one times out') return Promise.reject(new Error('timed out'));
+    return Promise.resolve({ name, accepted: true, detail: 'Accepted' });
+  };
+  const quiet = (): void => undefined;
+  const c = {
+    me: 'a',
+    snapshot,
+    st: { failsafeWritten: null, ledBefore: true },
+    slots: { published: null },
+    log: { info: quiet, warn: quiet, error: quiet, debug: quiet },
+    clock: { mono: () => 5000, now: () => 5000, timeout: () => new AbortController().signal },
+    dynamic: () => ({ failsafe_mode: true, pause: false, ttl: 10 }),
+    lease: {
+      arm: (at: number) => (seen.armedAt = at),
+      disarm: () => (seen.disarmed = true),
+    },
+    d: {
+      config: { postgresql: { connect_address: 'a:5432' }, restapi: { connect_address: 'a:8008' } },
+      postFailsafe: (m: { name: string }) => answer(m.name),
+    },
+    during: (state: string) => {
+      seen.states.push(state);
+      return Promise.resolve();
+    },
+    stopFastOrImmediate: () => Promise.resolve(),
+  };
+  return { c: c as unknown as RunnerContext, snapshot, seen };
+}
+
+describe('FailsafeGuard.round on a primary whose store is unreachable', () => {
+  it.each(rows)('$name', async (row) => {
+    const { c, snapshot, seen } = leaderContext(row);
+    await new FailsafeGuard(c).round(false, { demote: row.demote });
+    expect(snapshot.failsafeActive).toBe(row.active);
+    expect(seen.armedAt).toBe(row.armed ? 5000 : null);
+    expect(seen.disarmed).toBe(row.demoted);
+    expect(seen.states.includes('stopping')).toBe(row.demoted);
+    expect(snapshot.isLeader).toBe(!row.demoted);
+  });
+});
