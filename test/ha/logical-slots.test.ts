@@ -151,7 +151,7 @@ it('a consumer of a permanent logical slot carries on on the new leader after a 
   expect(await consume(newLeader)).toEqual(range(51, 80));
   await c.query(newLeader, 'INSERT INTO t SELECT generate_series(81, 90)');
   expect(await consume(newLeader)).toEqual(range(81, 90));
-});
+}, 400_000); // the sum of its waits' bounds: a slow machine may use much of each
 
 it('the crashed former primary rejoins, rewound, with a fresh copy of cdc', async () => {
   c.startAgent(oldLeader);
@@ -162,7 +162,7 @@ it('the crashed former primary rejoins, rewound, with a fresh copy of cdc', asyn
     60_000,
   );
   await c.waitHealthy(2, 60_000);
-});
+}, 150_000);
 
 // Skipped: after the failover above, one of the replicas (the rewound former primary or the other)
 // sometimes keeps a copy of cdc that does not reach the leader's position within 120 s, even while
