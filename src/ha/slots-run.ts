@@ -25,14 +25,17 @@ type Advance = SlotPlan['advance'][number];
 /**
  * Advances slots one after another in the background, as Patroni's SlotsAdvanceThread: a cycle
  * schedules targets and collects what went wrong since the last one (slots whose WAL is gone need
- * a fresh copy).
+ * a fresh copy). clear() gives up the run under way: the next targets start a new one at once,
+ * whether or not the call it gave up ever settles.
  */
 export class SlotAdvancer {
   private readonly scheduled = new Map<string, Advance>();
   private failed = false;
   private copy: string[] = [];
-  private running = false;
+  /** Cancels the current run's call; a run goes on only while its own signal is not aborted. */
   private abort = new AbortController();
+  /** The signal of the run under way (null: none). */
+  private running: AbortSignal | null = null;
 
   constructor(
     private readonly pg: PostgresNode,
@@ -45,14 +48,17 @@ export class SlotAdvancer {
     const feedback = { failed: this.failed, copy: this.copy };
     this.failed = false;
     this.copy = [];
-    if (!this.running && this.scheduled.size > 0) {
-      this.running = true;
-      void this.run().finally(() => (this.running = false));
+    const signal = this.abort.signal;
+    if (this.running !== signal && this.scheduled.size > 0) {
+      this.running = signal;
+      void this.run(signal).finally(() => {
+        if (this.running === signal) this.running = null;
+      });
     }
     return feedback;
   }
 
-  /** Forgets everything scheduled (a promotion, a copy that restarts PostgreSQL). */
+  /** Forgets everything scheduled and gives up the run under way (a promotion, a slot copy). */
   clear(): void {
     this.scheduled.clear();
     this.failed = false;
@@ -61,14 +67,13 @@ export class SlotAdvancer {
     this.abort = new AbortController();
   }
 
-  private async run(): Promise<void> {
-    while (this.scheduled.size > 0) {
+  private async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted && this.scheduled.size > 0) {
       for (const item of [...this.scheduled.values()]) {
-        const signal = this.abort.signal;
         const res = await this.pg
           .advanceSlot(item.name, item.database, item.lsn, signal)
           .catch((err: unknown) => ({ ok: false as const, error: errorMessage(err), walGone: false }));
-        if (signal.aborted) break;
+        if (signal.aborted) return;
         if (!res.ok) {
           this.log.error(
             { slot: item.name },

@@ -1743,12 +1743,27 @@ export class Postgres implements PostgresNode {
     signal?: AbortSignal,
   ): Promise<T> {
     let client: pg.Client | null = null;
-    const stop = () => void client?.end().catch(() => undefined);
-    const timer = timeoutMs > 0 ? setTimeout(stop, timeoutMs) : null;
-    signal?.addEventListener('abort', stop, { once: true });
-    try {
+    const close = () => void client?.end().catch(() => undefined);
+    // Ending a client whose connection is still being made leaves its connect() pending for good
+    // (node-postgres): a cancelled or timed-out call settles through `given`, not through the client.
+    let over = false;
+    let giveUp: (e: Error) => void = () => undefined;
+    const given = new Promise<never>((_, reject) => (giveUp = reject));
+    given.catch(() => undefined);
+    const stop = (why: string) => {
+      over = true;
+      giveUp(new Error(why));
+      close();
+    };
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => stop(`no answer within ${timeoutMs} ms`), timeoutMs) : null;
+    const onAbort = () => stop('cancelled');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    const work = async (): Promise<T> => {
       let first: unknown = null;
       for (const [i, attempt] of tls.entries()) {
+        if (over) throw new Error('given up');
         const c = new pg.Client({ ...cfg, ssl: attempt.tls ? attempt.options : false });
         c.on('error', () => undefined);
         client = c;
@@ -1763,15 +1778,26 @@ export class Postgres implements PostgresNode {
         }
       }
       if (!client) throw new Error('no connection attempt was made');
+      if (over) {
+        // Connected just as the call was given up: the caller has its answer already.
+        close();
+        throw new Error('given up');
+      }
       return await fn(client);
+    };
+    const working = work();
+    working.catch(() => undefined);
+    try {
+      return await Promise.race([working, given]);
     } catch (e) {
       if (signal?.aborted) throw new PostgresConnectionError('cancelled', e);
       if (isSqlError(e)) throw new PostgresError(errorMessage(e), { cause: e });
       throw new PostgresConnectionError(`${cfg.host ?? ''}:${cfg.port ?? ''}: ${errorMessage(e)}`, e);
     } finally {
       if (timer) clearTimeout(timer);
-      signal?.removeEventListener('abort', stop);
-      stop();
+      signal?.removeEventListener('abort', onAbort);
+      over = true;
+      close();
     }
   }
 

@@ -1,0 +1,59 @@
+/**
+ * The local server's one-off connections (advancing a slot) against a fake server that accepts
+ * connections and never answers: a cancelled call settles at once, whatever state its connection
+ * was in.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PostgresqlConfig } from '../config/types.js';
+import { Postgres } from './postgres.js';
+
+let server: Server | null = null;
+const sockets = new Set<Socket>();
+
+afterEach(async () => {
+  for (const s of sockets) s.destroy();
+  sockets.clear();
+  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  server = null;
+});
+
+/** A TCP server that takes connections and says nothing: a client stays in its connect phase. */
+async function silentServer(): Promise<number> {
+  const srv = createServer((s) => {
+    sockets.add(s);
+    s.on('data', () => undefined);
+    s.on('end', () => s.end());
+    s.on('error', () => undefined);
+  });
+  server = srv;
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const addr = srv.address();
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
+function node(port: number): Postgres {
+  const cfg = {
+    data_dir: '/nonexistent/pgha-test/data',
+    bin_dir: '/nonexistent/bin',
+    listen: { hosts: ['127.0.0.1'], port },
+    authentication: { superuser: { username: 'postgres', password: 'x', sslmode: 'disable' } },
+  } as unknown as PostgresqlConfig;
+  return new Postgres(cfg, { name: 'n1' });
+}
+
+describe('a cancelled call on its own connection', () => {
+  it('settles when cancelled while its connection is still being made', async () => {
+    const port = await silentServer();
+    const ac = new AbortController();
+    const started = Date.now();
+    const res = node(port).advanceSlot('cdc', 'postgres', 0x1000000, ac.signal);
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    const settled = await Promise.race([res, new Promise((r) => setTimeout(() => r('pending'), 2000))]);
+    expect(settled).toMatchObject({ ok: false, walGone: false });
+    // Well before the connect timeout would have ended it.
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+});
