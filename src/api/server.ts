@@ -2,10 +2,10 @@ import { createAdaptorServer } from '@hono/node-server';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { once } from 'node:events';
 import type { Hono } from 'hono';
 import type { RestApiConfig } from '../config/types.js';
 import { PghaError, errorMessage } from '../util/errors.js';
+import { listenOrExplain } from '../util/net.js';
 
 /** A running REST API server on every configured listen host. */
 export interface ApiServer {
@@ -73,23 +73,12 @@ export async function startApiServer(app: Hono, restapi: RestApiConfig): Promise
       server.requestTimeout = 10_000;
       server.headersTimeout = 5_000;
       server.keepAliveTimeout = 5_000;
-      server.listen(listen.port, host === '*' ? '0.0.0.0' : host);
-      await Promise.race([
-        once(server, 'listening'),
-        once(server, 'error').then(([e]) => {
-          throw e;
-        }),
-      ]);
+      await listenOrExplain(server, host === '*' ? '0.0.0.0' : host, listen.port, 'restapi.listen');
       servers.push(server);
     }
   } catch (err) {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    const e = err as NodeJS.ErrnoException;
-    throw new PghaError(
-      'PGHA_API_LISTEN',
-      `restapi.listen: cannot listen on ${listen.hosts.join(',')}:${listen.port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`,
-      { cause: err },
-    );
+    throw err;
   }
   return {
     ports: servers.map((s) => {

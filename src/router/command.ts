@@ -160,12 +160,18 @@ export async function startRouter(config: PghaConfig, logger: Logger): Promise<R
   let status: StatusServer | null = null;
   if (rc.status_listen) {
     const host = rc.status_listen.hosts[0] ?? '127.0.0.1';
-    status = await startStatusServer(
-      router,
-      routerMetrics(router, { scope: config.scope }),
-      host === '*' || host === '' ? '0.0.0.0' : host,
-      rc.status_listen.port,
-    );
+    try {
+      status = await startStatusServer(
+        router,
+        routerMetrics(router, { scope: config.scope }),
+        host === '*' || host === '' ? '0.0.0.0' : host,
+        rc.status_listen.port,
+      );
+    } catch (err) {
+      await router.stop();
+      await dcs.close();
+      throw err;
+    }
     logger.info({ port: status.port }, 'router status and metrics listening');
   }
   return {

@@ -27,7 +27,7 @@ import { staleViewDeadline } from '../ha/timing.js';
 import { failsafeView } from '../ha/failsafe-view.js';
 import { FailsafeProbe, PRIMARY_ANSWER_TIMEOUT_MS } from '../ha/failsafe-probe.js';
 import { createServer, type Server, type Socket } from 'node:net';
-import { once } from 'node:events';
+import { listenOrExplain } from '../util/net.js';
 import { connect } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { ListenAddress } from '../config/types.js';
@@ -320,10 +320,9 @@ export class Router {
   private async listenAll(kind: PortKind, addr: ListenAddress): Promise<void> {
     for (const host of addr.hosts) {
       const server = createServer({ noDelay: true }, (sock) => this.accept(kind, sock));
-      server.on('error', (err) => this.log.error({ err: err.message, kind }, 'router listener error'));
       const h = host === '*' || host === '' ? '0.0.0.0' : host;
-      server.listen(addr.port, h);
-      await once(server, 'listening');
+      await listenOrExplain(server, h, addr.port, kind === 'rw' ? 'router.listen' : 'router.replica_listen');
+      server.on('error', (err) => this.log.error({ err: err.message, kind }, 'router listener error'));
       this.servers.push({ kind, server });
       const a = server.address();
       this.log.info(

@@ -183,5 +183,6 @@ export function startStatusServer(
     },
     host,
     port,
+    'router.status_listen',
   );
 }

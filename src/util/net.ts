@@ -1,4 +1,6 @@
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
+import { formatHostPort } from '../config/schema.js';
+import { PghaError } from './errors.js';
 
 /**
  * Returns a TCP port that was free on `host` a moment ago: binds port 0, reads the port the kernel
@@ -62,4 +64,40 @@ export function urlHostPort(url: string | undefined): { host: string; port: numb
   } catch {
     return null;
   }
+}
+
+/**
+ * Starts `server` listening on `host:port`; when it cannot (the port is taken, not allowed, the
+ * address is not this host's), throws one PghaError that names `setting`, the address and what to do.
+ */
+export async function listenOrExplain(
+  server: Server,
+  host: string,
+  port: number,
+  setting: string,
+): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(setting, host, port, err)));
+    server.once('listening', () => resolve());
+    server.listen(port, host);
+  });
+}
+
+/** The error for a listener that could not start: the setting, the address, the cause and the fix. */
+export function listenError(
+  setting: string,
+  host: string,
+  port: number,
+  err: NodeJS.ErrnoException,
+): PghaError {
+  const why: Record<string, string> = {
+    EADDRINUSE: 'address already in use (another process holds it: stop it, or choose another port)',
+    EACCES: 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE: choose another port)',
+    EADDRNOTAVAIL: 'no such address on this host (use one of its addresses, or 0.0.0.0)',
+  };
+  return new PghaError(
+    'PGHA_LISTEN',
+    `${setting}: cannot listen on ${formatHostPort(host, port)}: ${(err.code && why[err.code]) ?? err.message}`,
+    { cause: err },
+  );
 }

@@ -3,7 +3,7 @@
  * `GET /metrics` (Prometheus) and `GET /health` (200 or 503 with a short JSON reason).
  */
 import { createServer } from 'node:http';
-import { once } from 'node:events';
+import { listenOrExplain } from './net.js';
 import type { Registry } from 'prom-client';
 
 export interface StatusServer {
@@ -24,6 +24,8 @@ export async function startStatusServer(
   endpoints: StatusEndpoints,
   host: string,
   port: number,
+  /** The setting `host:port` comes from, named when it cannot listen. */
+  setting: string,
 ): Promise<StatusServer> {
   const { registry } = endpoints;
   const server = createServer((req, res) => {
@@ -52,8 +54,7 @@ export async function startStatusServer(
     }
     res.writeHead(404).end();
   });
-  server.listen(port, host);
-  await once(server, 'listening');
+  await listenOrExplain(server, host, port, setting);
   const a = server.address();
   return {
     port: typeof a === 'object' && a ? a.port : port,

@@ -5,9 +5,7 @@
  */
 import type { Command } from 'commander';
 import type { PghaConfig, VipConfig } from '../config/types.js';
-import { formatHostPort } from '../config/schema.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
-import { PghaError, errorMessage } from '../util/errors.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { loadVipConfig } from './config.js';
 import { safetyMarginMs } from '../ha/timing.js';
@@ -76,11 +74,7 @@ export async function startVip(config: PghaConfig & { vip: VipConfig }, logger: 
     } catch (err) {
       await manager.stop();
       await dcs.close({ revokeLease: true });
-      throw new PghaError(
-        'PGHA_VIP_STATUS_LISTEN',
-        `vip.status_listen: cannot listen on ${formatHostPort(host, v.status_listen.port)}: ${errorMessage(err)}`,
-        { cause: err },
-      );
+      throw err;
     }
     logger.info({ port: status.port }, 'vip status and metrics listening');
   }

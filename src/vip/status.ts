@@ -87,5 +87,6 @@ export function startVipStatusServer(
     },
     host,
     port,
+    'vip.status_listen',
   );
 }
