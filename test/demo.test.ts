@@ -23,10 +23,14 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
-/** A base port whose every derived port (PostgreSQL, etcd, REST) is free right now. */
+/**
+ * A base port whose every derived port (PostgreSQL, etcd +2000, REST +3000, router +4000) is free
+ * right now and below the kernel's ephemeral range (32768+), where an outgoing connection could
+ * take one between this check and the demo's bind.
+ */
 async function demoBasePort(): Promise<number> {
   for (let i = 0; i < 50; i++) {
-    const base = 20000 + Math.floor(Math.random() * 9000);
+    const base = 20000 + Math.floor(Math.random() * (32768 - 4003 - 20000));
     const ports = [0, 1, 2, 2000, 2001, 3000, 3001, 3002, 4000, 4001, 4002].map((d) => base + d);
     if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
   }
@@ -38,8 +42,6 @@ afterAll(() => {
 });
 
 it('pgha demo reaches one leader and two streaming replicas in under 60 s, then stops cleanly', async () => {
-  // Three PostgreSQL ports from a base below the kernel's ephemeral range (32768+), where outgoing
-  // connections cannot hold them; the REST (+3000) and etcd (+2000) ports derive from it.
   const base = await demoBasePort();
   const started = Date.now();
   const { stdout } = await promisify(execFile)(
