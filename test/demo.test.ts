@@ -8,20 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, expect, it } from 'vitest';
-import { createServer } from 'node:net';
 import pg from 'pg';
 import { stopProcess } from '../src/util/process.js';
+import { canBind } from './support/net.js';
 import { waitFor } from './support/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-demo-test-'));
-
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
 
 /**
  * A base port whose every derived port (PostgreSQL, etcd +2000, REST +3000, router +4000) is free
@@ -32,7 +24,7 @@ async function demoBasePort(): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const base = 20000 + Math.floor(Math.random() * (32768 - 4003 - 20000));
     const ports = [0, 1, 2, 2000, 2001, 3000, 3001, 3002, 4000, 4001, 4002].map((d) => base + d);
-    if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
+    if ((await Promise.all(ports.map((p) => canBind(p)))).every(Boolean)) return base;
   }
   throw new Error('no free port range for the demo');
 }

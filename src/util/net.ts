@@ -84,12 +84,7 @@ export async function listenOrExplain(
 }
 
 /** The error for a listener that could not start: the setting, the address, the cause and the fix. */
-export function listenError(
-  setting: string,
-  host: string,
-  port: number,
-  err: NodeJS.ErrnoException,
-): PghaError {
+function listenError(setting: string, host: string, port: number, err: NodeJS.ErrnoException): PghaError {
   const why: Record<string, string> = {
     EADDRINUSE: 'address already in use (another process holds it: stop it, or choose another port)',
     EACCES: 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE: choose another port)',

@@ -9,18 +9,12 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { freePort } from '../support/net.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgha-router-listen-'));
 const config = join(dir, 'router.yml');
 let busy: Server;
 let busyPort = 0;
-const free = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 
 beforeAll(async () => {
   // etcd is never reached: the router listens before it reads the cluster.
@@ -54,7 +48,7 @@ it.each([
 ])('$setting on a port in use: a clear error, exit 1', async ({ flag, setting }) => {
   const others = ['--listen', '--replica-listen', '--status-listen'].filter((f) => f !== flag);
   const args = [flag, `127.0.0.1:${busyPort}`];
-  for (const f of others) args.push(f, `127.0.0.1:${await free()}`);
+  for (const f of others) args.push(f, `127.0.0.1:${await freePort()}`);
   const { code, stderr } = await router(args);
   expect(stderr).not.toMatch(/unexpected error|at Server\./);
   expect(stderr).toContain(

@@ -15,7 +15,8 @@ const SLICE = Math.floor((32_000 - LOW) / SLICES);
 const slice = (Math.max(1, Number(process.env.VITEST_POOL_ID ?? '1') || 1) - 1) % SLICES;
 const given = new Set<number>();
 
-function canBind(port: number, host: string): Promise<boolean> {
+/** Whether `port` can be bound on `host` right now (bound and closed again at once). */
+export function canBind(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
