@@ -115,9 +115,11 @@ export class VipManager {
   private failsafeMode = false;
   private clusterTtl = 30;
   private members: ProbeTarget[] = [];
-  /** Until when failsafe_mode keeps the address past the key's deadline; null: it does not. */
-  private failsafeUntil: number | null = null;
-  private failsafeWhy: string | null = null;
+  /**
+   * The failsafe hold last logged (its end; null: none). Only for saying when it starts, moves and
+   * ends: the hold itself is derived from the latest answers each time (`failsafeHold`).
+   */
+  private failsafeSaid: number | null = null;
   private readonly failsafe: FailsafeProbe;
 
   constructor(d: VipManagerDeps) {
@@ -152,6 +154,7 @@ export class VipManager {
   status(): VipStatus {
     const c = this.d.config;
     const now = this.clock.mono();
+    const hold = this.failsafeHoldNow();
     // Monotonic moments shown as wall-clock times.
     const iso = (t: number | null) =>
       t === null ? null : new Date(this.clock.now() + (t - this.clock.mono())).toISOString();
@@ -171,7 +174,7 @@ export class VipManager {
       lastChange: iso(this.lastChange),
       takeovers: this.takeoversCount,
       etcd: { lastRenewal: iso(this.lastRenewal), error: this.etcdError },
-      failsafe: this.failsafeWhy,
+      failsafe: hold.until === null ? null : hold.why,
     };
   }
 
@@ -228,8 +231,7 @@ export class VipManager {
       this.etcdError = null;
       if (this.failsafe.active) this.d.log.info('etcd answers again: failsafe checks stopped');
       this.failsafe.stop();
-      this.failsafeUntil = null;
-      this.failsafeWhy = null;
+      this.failsafeSaid = null;
     } catch (err) {
       leaseSent = null;
       this.etcdError = errorMessage(err);
@@ -286,17 +288,7 @@ export class VipManager {
 
   /** Makes the interface agree with the decision. Runs under the address lock. */
   private async applyAddress(): Promise<void> {
-    // The failsafe hold as of now, from the latest answers: computed only when an answer came, it
-    // could still be the "none" of an answer that arrived before the key's deadline (while the key
-    // itself kept the address), and a check running just past that deadline would drop an address
-    // the primary's confirmation keeps.
-    if (this.keyHeldUntil !== null && this.failsafe.active) {
-      const before = this.failsafeUntil;
-      const h = this.failsafeHold();
-      this.failsafeUntil = h.until;
-      if (h.until !== null) this.failsafeWhy = h.why;
-      else if (before !== null) this.say('error', `failsafe_mode no longer keeps the VIP: ${h.why}`);
-    }
+    this.sayFailsafe();
     const step = addressStep({
       now: this.clock.mono(),
       eligible: this.eligible && !this.stopping,
@@ -376,13 +368,20 @@ export class VipManager {
     );
   }
 
-  /** Until when the address may stay: the key's deadline, or later while failsafe_mode keeps it. */
+  /**
+   * Until when the address may stay: the key's deadline, or later while failsafe_mode keeps it.
+   * The hold is read from the latest answers at each call, never from an older result: a result of
+   * an answer that came before the key's deadline (while the key itself kept the address) would
+   * drop, just past that deadline, an address the primary's confirmation keeps.
+   */
   private heldUntil(): number | null {
     if (this.keyHeldUntil === null) return null;
-    return Math.max(this.keyHeldUntil, this.failsafeUntil ?? -Infinity);
+    return Math.max(this.keyHeldUntil, this.failsafeHoldNow().until ?? -Infinity);
   }
 
-  private failsafeHold(): { until: number | null; why: string } {
+  /** The failsafe hold as of now; none while etcd answers (the probe is stopped, no answers). */
+  private failsafeHoldNow(): { until: number | null; why: string } {
+    if (!this.failsafe.active) return { until: null, why: 'etcd answers' };
     return failsafeHoldUntil({
       failsafeMode: this.failsafeMode,
       now: this.clock.mono(),
@@ -394,18 +393,22 @@ export class VipManager {
     });
   }
 
-  /** An agent answered: keep, extend or end the failsafe hold, and make the interface agree. */
-  private failsafeAnswered(): void {
-    if (this.stopping) return;
-    const before = this.failsafeUntil;
-    const h = this.failsafeHold();
-    this.failsafeUntil = h.until;
+  /** Logs when the failsafe hold starts and ends; true when it changed since it was last said. */
+  private sayFailsafe(): boolean {
+    const before = this.failsafeSaid;
+    const h = this.failsafeHoldNow();
+    this.failsafeSaid = h.until;
     if (h.until !== null && before === null)
       this.say('warn', `etcd unreachable: keeping the VIP while ${h.why}`);
     if (h.until === null && before !== null)
       this.say('error', `failsafe_mode no longer keeps the VIP: ${h.why}`);
-    this.failsafeWhy = h.until === null ? null : h.why;
-    if (h.until === before) return;
+    return h.until !== before;
+  }
+
+  /** An agent answered: keep, extend or end the failsafe hold, and make the interface agree. */
+  private failsafeAnswered(): void {
+    if (this.stopping) return;
+    if (!this.sayFailsafe()) return;
     this.armDeadline();
     void this.withAddressLock(() => this.applyAddress()).catch((err: unknown) =>
       this.say('error', `updating the VIP failed: ${errorMessage(err)}`),
@@ -429,13 +432,12 @@ export class VipManager {
         this.deadlineTimer = null;
         void this.withAddressLock(async () => {
           if (this.keyHeldUntil === null) return;
-          this.failsafeUntil = this.failsafeHold().until;
           const until = this.heldUntil();
           if (until !== null && this.clock.mono() < until) {
             this.armDeadline(); // renewed, or kept by failsafe_mode, meanwhile
             return;
           }
-          this.failsafeWhy = null;
+          this.sayFailsafe();
           this.say(
             'error',
             `could not renew the VIP key for ${this.lastRenewal === null ? 'ever' : `${Math.round((this.clock.mono() - this.lastRenewal) / 1000)} s`}; ` +
