@@ -9,81 +9,35 @@ import { FailsafeGuard } from './failsafe-run.js';
  * round the lease guard runs before the fence (`demote: false`) never demotes nor drops the flag
  * the last confirmation set: that confirmation's fence still stands and stops PostgreSQL when due.
  */
+type Answers = 'all accept' | 'one refuses' | 'one times out';
+
 interface Row {
   name: string;
   demote: boolean;
   before: boolean;
-  answers: 'all accept' | 'one refuses' | 'one times out';
+  answers: Answers;
   active: boolean;
   armed: boolean;
   demoted: boolean;
 }
 
-const rows: Row[] = [
-  {
-    name: 'confirmed round',
-    demote: true,
-    before: false,
-    answers: 'all accept',
-    active: true,
-    armed: true,
-    demoted: false,
-  },
-  {
-    name: 'refused round',
-    demote: true,
-    before: true,
-    answers: 'one refuses',
-    active: false,
-    armed: false,
-    demoted: true,
-  },
-  {
-    name: 'timed-out round',
-    demote: true,
-    before: true,
-    answers: 'one times out',
-    active: false,
-    armed: false,
-    demoted: true,
-  },
-  {
-    name: 'pre-fence, confirmed',
-    demote: false,
-    before: false,
-    answers: 'all accept',
-    active: true,
-    armed: true,
-    demoted: false,
-  },
-  {
-    name: 'pre-fence, refused, was active',
-    demote: false,
-    before: true,
-    answers: 'one refuses',
-    active: true,
-    armed: false,
-    demoted: false,
-  },
-  {
-    name: 'pre-fence, timed out, was active',
-    demote: false,
-    before: true,
-    answers: 'one times out',
-    active: true,
-    armed: false,
-    demoted: false,
-  },
-  {
-    name: 'pre-fence, refused, was not active',
-    demote: false,
-    before: false,
-    answers: 'one refuses',
-    active: false,
-    armed: false,
-    demoted: false,
-  },
-];
+/** The invariant, as the outcome every combination must have. */
+function expected(demote: boolean, before: boolean, answers: Answers): Omit<Row, 'name'> {
+  const base = { demote, before, answers };
+  if (answers === 'all accept') return { ...base, active: true, armed: true, demoted: false };
+  if (demote) return { ...base, active: false, armed: false, demoted: true };
+  return { ...base, active: before, armed: false, demoted: false };
+}
+
+// Every round kind × flag before × answers: 12 rows.
+const rows: Row[] = [true, false].flatMap((demote) =>
+  [false, true].flatMap((before) =>
+    (['all accept', 'one refuses', 'one times out'] as const).map((answers) => ({
+      name: `${demote ? 'fence round' : 'pre-fence round'}, ${answers}, ${before ? 'was' : 'was not'} active`,
+      ...expected(demote, before, answers),
+    })),
+  ),
+);
 
 function leaderContext(row: Row) {
   const seen = { armedAt: null as number | null, disarmed: false, states: [] as string[] };
