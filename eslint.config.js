@@ -12,6 +12,16 @@ export default tseslint.config(
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/restrict-template-expressions': 'off',
+      // On Node.js 20 a composite signal holds its sources weakly: a timeout among them can be
+      // garbage-collected and never fire (src/util/abort.ts).
+      'no-restricted-properties': [
+        'error',
+        {
+          object: 'AbortSignal',
+          property: 'any',
+          message: 'use deadline() from src/util/abort.ts: a timeout inside AbortSignal.any may never fire',
+        },
+      ],
     },
   },
 );

@@ -17,6 +17,7 @@ import { networkInterfaces } from 'node:os';
 import type { Logger } from '../util/log.js';
 import { DcsError, errorMessage } from '../util/errors.js';
 import { attemptTimeoutMs, endpointHost, isLoopbackHost, MemberPool } from './members.js';
+import { deadline } from '../util/abort.js';
 
 /** gRPC status codes etcd answers with (in the gateway's `code` field). */
 export const GRPC = {
@@ -395,8 +396,8 @@ export class EtcdClient {
     o: CallOptions,
     withToken = true,
   ): Promise<Answer | AttemptFailure> {
-    const timeout = AbortSignal.timeout(Math.max(1, Math.round(timeoutMs)));
-    const signal = o.signal ? AbortSignal.any([o.signal, timeout]) : timeout;
+    const limit = deadline(Math.max(1, Math.round(timeoutMs)), o.signal);
+    const signal = limit.signal;
     const payload = JSON.stringify(body ?? {});
     const run = (retryReused: boolean): Promise<Answer | AttemptFailure> =>
       new Promise((resolve) => {
@@ -431,16 +432,18 @@ export class EtcdClient {
         });
         req.end(payload);
       });
-    return run(true).then(async (r) => {
-      // etcd older than 3.4 serves the gateway under /v3beta.
-      if (!('kind' in r) && r.status === 404 && this.prefix === '/v3' && r.body.error === 'Not Found') {
-        this.prefix = '/v3beta';
-        const again = await run(false);
-        if (!('kind' in again) && again.status === 404) this.prefix = '/v3';
-        return again;
-      }
-      return r;
-    });
+    return run(true)
+      .then(async (r) => {
+        // etcd older than 3.4 serves the gateway under /v3beta.
+        if (!('kind' in r) && r.status === 404 && this.prefix === '/v3' && r.body.error === 'Not Found') {
+          this.prefix = '/v3beta';
+          const again = await run(false);
+          if (!('kind' in again) && again.status === 404) this.prefix = '/v3';
+          return again;
+        }
+        return r;
+      })
+      .finally(() => limit.clear());
   }
 
   private failure(

@@ -6,6 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PostgresqlConfig } from '../config/types.js';
+import { fullGc } from '../testing/gc.js';
 import { Postgres } from './postgres.js';
 
 let server: Server | null = null;
@@ -23,6 +24,29 @@ async function silentServer(): Promise<number> {
   const srv = createServer((s) => {
     sockets.add(s);
     s.on('data', () => undefined);
+    s.on('end', () => s.end());
+    s.on('error', () => undefined);
+  });
+  server = srv;
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const addr = srv.address();
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
+/**
+ * A server that lets every client in (AuthenticationOk, ReadyForQuery) and then answers nothing:
+ * a query on it runs until its timeout ends it.
+ */
+async function mutedServer(): Promise<number> {
+  const ready = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0, 0x5a, 0, 0, 0, 5, 0x49]);
+  const srv = createServer((s) => {
+    sockets.add(s);
+    let greeted = false;
+    s.on('data', () => {
+      if (!greeted) s.write(ready);
+      greeted = true;
+    });
     s.on('end', () => s.end());
     s.on('error', () => undefined);
   });
@@ -55,5 +79,23 @@ describe('a cancelled call on its own connection', () => {
     expect(settled).toMatchObject({ ok: false, walGone: false });
     // Well before the connect timeout would have ended it.
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+});
+
+describe('a query that gets no answer', () => {
+  it('ends at its timeout, also when a garbage collection runs while it waits', async () => {
+    const port = await mutedServer();
+    const pg = node(port);
+    const started = Date.now();
+    const res = pg.query('select 1', [], new AbortController().signal, 400).then(
+      () => 'answered',
+      (e: Error) => e.message,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    fullGc();
+    const settled = await Promise.race([res, new Promise((r) => setTimeout(() => r('pending'), 3000))]);
+    expect(settled).toMatch(/timed out after 400 ms/);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await pg.close();
   });
 });

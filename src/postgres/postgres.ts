@@ -78,6 +78,7 @@ import type {
   TimelineSwitch,
 } from './types.js';
 import { ParameterValidator } from './validator.js';
+import { deadline } from '../util/abort.js';
 
 export interface PostgresOptions {
   /** Member name: `application_name` towards the upstream and, by default, `cluster_name`. */
@@ -692,7 +693,8 @@ export class Postgres implements PostgresNode {
     timeoutMs: number,
     signal?: AbortSignal,
   ): Promise<T> {
-    const abort = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])]);
+    const limit = deadline(timeoutMs, signal);
+    const abort = limit.signal;
     p.catch(() => undefined);
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<never>((_, reject) => {
@@ -713,6 +715,7 @@ export class Postgres implements PostgresNode {
       return await Promise.race([p, aborted]);
     } finally {
       if (onAbort) abort.removeEventListener('abort', onAbort);
+      limit.clear();
     }
   }
 

@@ -46,6 +46,7 @@ import { INTROSPECTION, SessionRecord, parseIntrospection } from './session-stat
 import { splice } from './splice.js';
 import type { Backend } from './topology.js';
 import type { LinkState } from './tracker.js';
+import { deadline } from '../util/abort.js';
 
 /** Which listener a session came in on. */
 export type PortKind = 'rw' | 'ro';
@@ -794,48 +795,52 @@ export class Session {
    * primary that just died refuses connections until the topology moves on.
    */
   private async connectBackend(): Promise<Socket> {
-    const deadline = AbortSignal.timeout(Math.max(1, this.deadline - Date.now()));
-    const signal = AbortSignal.any([deadline, this.abort.signal]);
+    const limit = deadline(Math.max(1, this.deadline - Date.now()), this.abort.signal);
+    const signal = limit.signal;
     let lastErr: Error | null = null;
-    for (;;) {
-      let picked: { backend: Backend; role: 'primary' | 'replica' };
-      try {
-        picked = await this.host.pick(this.port, signal);
-      } catch (err) {
-        if (lastErr && err instanceof RouterRefusal) {
-          throw new RouterRefusal(
-            '08006',
-            `${err.message}; last connection error: ${lastErr.message}`,
-            err.reason,
+    try {
+      for (;;) {
+        let picked: { backend: Backend; role: 'primary' | 'replica' };
+        try {
+          picked = await this.host.pick(this.port, signal);
+        } catch (err) {
+          if (lastErr && err instanceof RouterRefusal) {
+            throw new RouterRefusal(
+              '08006',
+              `${err.message}; last connection error: ${lastErr.message}`,
+              err.reason,
+            );
+          }
+          throw err;
+        }
+        if (this.closed) throw new Error('closed');
+        try {
+          const server = await this.dial(picked.backend);
+          if (this.closed) {
+            server.destroy();
+            throw new Error('closed');
+          }
+          this.server = server;
+          this.backend = picked.backend;
+          this.role = picked.role;
+          server.on('close', () => {
+            if (this.server === server && this.link === null) this.close();
+          });
+          server.on('error', (err) =>
+            this.host.debug('server socket error', { session: this.id, err: err.message }),
           );
+          this.host.register(this); // re-registers with its backend now known
+          return server;
+        } catch (err) {
+          lastErr = err as Error;
+          this.host.connectFailed(picked.backend, lastErr);
+          if (signal.aborted)
+            throw new RouterRefusal('08006', `could not connect to ${picked.backend.name}`, lastErr.message);
+          await new Promise((r) => setTimeout(r, 100));
         }
-        throw err;
       }
-      if (this.closed) throw new Error('closed');
-      try {
-        const server = await this.dial(picked.backend);
-        if (this.closed) {
-          server.destroy();
-          throw new Error('closed');
-        }
-        this.server = server;
-        this.backend = picked.backend;
-        this.role = picked.role;
-        server.on('close', () => {
-          if (this.server === server && this.link === null) this.close();
-        });
-        server.on('error', (err) =>
-          this.host.debug('server socket error', { session: this.id, err: err.message }),
-        );
-        this.host.register(this); // re-registers with its backend now known
-        return server;
-      } catch (err) {
-        lastErr = err as Error;
-        this.host.connectFailed(picked.backend, lastErr);
-        if (signal.aborted)
-          throw new RouterRefusal('08006', `could not connect to ${picked.backend.name}`, lastErr.message);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+    } finally {
+      limit.clear();
     }
   }
 
@@ -1096,57 +1101,59 @@ export class Session {
     }
     const inFlight = state.pendingSync;
     const inTransaction = state.status !== 'I';
-    const budget = AbortSignal.any([
-      AbortSignal.timeout(Math.max(1000, this.host.waitTimeoutMs)),
-      this.abort.signal,
-    ]);
-    for (;;) {
-      let picked: { backend: Backend; role: 'primary' | 'replica' };
-      try {
-        picked = await this.host.pick(this.port, budget);
-      } catch (err) {
-        return this.cut(err instanceof RouterRefusal ? err.reason : (err as Error).message, why);
-      }
-      if (this.closed) return;
-      try {
-        const attached = await attachServer({
-          backend: picked.backend,
-          startup: this.startupRaw!,
-          user: this.user,
-          credentials,
-          replay: this.record.replay(),
-          abortTransaction: inTransaction,
-          connectTimeoutMs: this.host.connectTimeoutMs,
-          signal: budget,
-        });
-        if (this.closed || !this.link) {
-          attached.socket.destroy();
-          return;
+    const limit = deadline(Math.max(1000, this.host.waitTimeoutMs), this.abort.signal);
+    const budget = limit.signal;
+    try {
+      for (;;) {
+        let picked: { backend: Backend; role: 'primary' | 'replica' };
+        try {
+          picked = await this.host.pick(this.port, budget);
+        } catch (err) {
+          return this.cut(err instanceof RouterRefusal ? err.reason : (err as Error).message, why);
         }
-        const toClient = this.clientCatchUp(attached.params, inFlight, inTransaction);
-        if (attached.rest.length > 0) toClient.push(attached.rest);
-        const ok = this.link.attach(
-          attached.socket,
-          toClient.length > 0 ? Buffer.concat(toClient) : null,
-          attached.status,
-        );
-        if (!ok) return this.cut('its data path ended while it moved', why);
-        this.backend = picked.backend;
-        this.role = picked.role;
-        this.serverKey = attached.key;
-        this.phase = 'relayed';
-        this.stoppedState = null;
-        this.moves++;
-        this.host.register(this);
-        this.host.moved(this, { from, to: picked.backend.name, ms: Date.now() - started, why });
-        return;
-      } catch (err) {
-        const e = err as AttachError;
-        if (!(e instanceof AttachError) || !e.retry || budget.aborted)
-          return this.cut(`could not re-attach to ${picked.backend.name}: ${e.message}`, why);
-        this.host.connectFailed(picked.backend, e);
-        await new Promise((r) => setTimeout(r, 100));
+        if (this.closed) return;
+        try {
+          const attached = await attachServer({
+            backend: picked.backend,
+            startup: this.startupRaw!,
+            user: this.user,
+            credentials,
+            replay: this.record.replay(),
+            abortTransaction: inTransaction,
+            connectTimeoutMs: this.host.connectTimeoutMs,
+            signal: budget,
+          });
+          if (this.closed || !this.link) {
+            attached.socket.destroy();
+            return;
+          }
+          const toClient = this.clientCatchUp(attached.params, inFlight, inTransaction);
+          if (attached.rest.length > 0) toClient.push(attached.rest);
+          const ok = this.link.attach(
+            attached.socket,
+            toClient.length > 0 ? Buffer.concat(toClient) : null,
+            attached.status,
+          );
+          if (!ok) return this.cut('its data path ended while it moved', why);
+          this.backend = picked.backend;
+          this.role = picked.role;
+          this.serverKey = attached.key;
+          this.phase = 'relayed';
+          this.stoppedState = null;
+          this.moves++;
+          this.host.register(this);
+          this.host.moved(this, { from, to: picked.backend.name, ms: Date.now() - started, why });
+          return;
+        } catch (err) {
+          const e = err as AttachError;
+          if (!(e instanceof AttachError) || !e.retry || budget.aborted)
+            return this.cut(`could not re-attach to ${picked.backend.name}: ${e.message}`, why);
+          this.host.connectFailed(picked.backend, e);
+          await new Promise((r) => setTimeout(r, 100));
+        }
       }
+    } finally {
+      limit.clear();
     }
   }
 

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { userInfo } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { PghaError } from './errors.js';
+import { deadline } from './abort.js';
 
 /** Numeric ids of an OS user, looked up once. */
 export interface OsUser {
@@ -99,10 +100,8 @@ export async function run(file: string, args: string[], opts: RunOptions = {}): 
   if (opts.input !== undefined) child.stdin?.end(opts.input);
   else child.stdin?.end();
 
-  const signals: AbortSignal[] = [];
-  if (opts.timeoutMs !== undefined) signals.push(AbortSignal.timeout(opts.timeoutMs));
-  if (opts.signal) signals.push(opts.signal);
-  const abort = signals.length > 0 ? AbortSignal.any(signals) : undefined;
+  const limit = opts.timeoutMs !== undefined ? deadline(opts.timeoutMs, opts.signal) : null;
+  const abort = limit?.signal ?? opts.signal;
   const onAbort = () => {
     child.kill('SIGTERM');
     setTimeout(() => {
@@ -124,6 +123,7 @@ export async function run(file: string, args: string[], opts: RunOptions = {}): 
     return { code: exit, signal: child.signalCode, stdout, stderr };
   } finally {
     abort?.removeEventListener('abort', onAbort);
+    limit?.clear();
   }
 }
 
