@@ -204,6 +204,30 @@ export function createPgTestBase(): PgTestBase {
   };
 }
 
+/**
+ * `p`, or an error naming `what` once `timeoutMs` passes (with `detail()`'s answer, when given: the
+ * state that explains the wait). Bounds one step of a test, so a hang says which step hung.
+ */
+export async function within<T>(
+  what: string,
+  timeoutMs: number,
+  p: Promise<T>,
+  detail?: () => unknown,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const d = detail ? `: ${JSON.stringify(detail())}` : '';
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}${d}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Polls `fn` every `everyMs` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
 export async function waitFor<T>(
   what: string,
