@@ -61,6 +61,15 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/**
+ * A target's TPS against another's, run by run: the median and the range of the ratios of runs of
+ * the same round (run minutes apart, drift in the machine's load would move two medians apart).
+ */
+function pairedRatio(a: Result[], b: Result[]): { median: number; min: number; max: number } {
+  const ratios = a.map((x, i) => x.tps / b[i]!.tps);
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
+}
+
 /** The median of each figure over a target's runs of one case. */
 function medianResult(rs: Result[]): Result {
   const r: Result = { tps: median(rs.map((x) => x.tps)), latencyMs: median(rs.map((x) => x.latencyMs)) };
@@ -272,11 +281,12 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     let caseNo = 0;
     console.log(
-      `\n${duration} s per run, median of ${rounds} runs per case, pgbench -j 2, ` +
+      `\n${duration} s per run, median of ${rounds} runs per case (ratios: median of the rounds' ` +
+        `ratios, and their range), pgbench -j 2, ` +
         `${process.env.HOSTNAME ?? 'this host'}, loopback\n`,
     );
     const header =
-      'mode         clients  target         TPS        latency ms  vs HAProxy  vs direct  proxy CPU µs/tx';
+      'mode         clients  target         TPS        latency ms  vs HAProxy  (range)      vs direct  proxy CPU µs/tx';
     console.log(header);
     for (const mode of modes) {
       for (const clients of clientCounts) {
@@ -295,14 +305,15 @@ async function main(): Promise<void> {
           }
         }
         const results = new Map([...runs].map(([name, rs]) => [name, medianResult(rs)]));
-        const ha = results.get('haproxy')!;
-        const direct = results.get('direct')!;
         for (const t of targets) {
           const r = results.get(t.name)!;
+          const ha = pairedRatio(runs.get(t.name)!, runs.get('haproxy')!);
+          const direct = pairedRatio(runs.get(t.name)!, runs.get('direct')!);
+          const range = `${ha.min.toFixed(2)}–${ha.max.toFixed(2)}`;
           const line =
             `${mode.name.padEnd(12)} ${String(clients).padStart(7)}  ${t.name.padEnd(13)} ` +
             `${r.tps.toFixed(0).padStart(8)}  ${r.latencyMs.toFixed(3).padStart(10)}  ` +
-            `${(r.tps / ha.tps).toFixed(2).padStart(10)}  ${(r.tps / direct.tps).toFixed(2).padStart(9)}  ` +
+            `${ha.median.toFixed(2).padStart(10)}  ${range.padEnd(11)}  ${direct.median.toFixed(2).padStart(9)}  ` +
             `${r.proxyCpuUs === undefined ? '' : r.proxyCpuUs.toFixed(1).padStart(15)}`;
           console.log(line);
           rows.push(line);
