@@ -14,6 +14,7 @@ import { waitFor, within } from '../support/postgres.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { cancelSleep, client, makeCertificate, one, startTestRouter, type TestRouter } from './helpers.js';
 import { isStreamingMember } from '../../src/dcs/types.js';
+import { fullGc } from '../../src/testing/gc.js';
 
 let cluster: TestCluster;
 let router: TestRouter;
@@ -238,8 +239,14 @@ describe('pgha router', () => {
         one<{ ro: boolean }>(cut.rw, 'select pg_is_in_recovery() as ro'),
       );
       expect(before.ro).toBe(false);
-      // Then the session is fenced and new writes are refused, with the reason.
-      const closedAt = await step('the session to be closed at the deadline', ttlMs + 5000, sessionClosed);
+      // Then the session is fenced and new writes are refused, with the reason. Garbage
+      // collections meanwhile must not take the deadline of the fenced session's wait for a primary.
+      const collecting = setInterval(fullGc, 250);
+      const closedAt = await step(
+        'the session to be closed at the deadline',
+        ttlMs + 5000,
+        sessionClosed,
+      ).finally(() => clearInterval(collecting));
       expect(closedAt - suspendedAt).toBeLessThan(ttlMs + 1500);
       expect(closedAt - suspendedAt).toBeGreaterThan(ttlMs - 1500);
       await expect(
