@@ -13,6 +13,7 @@ import { isAlive, run, signalPid } from '../src/util/process.js';
 import type { FaultRecord, SyncMode } from './checker.js';
 import { createRng, type Rng } from './rng.js';
 import { isStreamingMember } from '../src/dcs/types.js';
+import { deadline } from '../src/util/abort.js';
 
 export const FAULT_KINDS = [
   'kill-agent',
@@ -282,14 +283,19 @@ export async function injectFault(planned: PlannedFault, env: FaultEnv): Promise
         rec.target = L;
         rec.detail = `POST /switchover leader=${L} candidate=${C}`;
         rec.injectedAt = Date.now();
-        const res = await fetch(`http://${c.node(L).address}:${NET_PORTS.api}/switchover`, {
-          method: 'POST',
-          body: JSON.stringify({ leader: L, candidate: C }),
-          signal: AbortSignal.any([AbortSignal.timeout(60_000), env.signal]),
-        });
-        const text = (await res.text()).trim();
-        rec.detail += `: ${res.status} ${text}`;
-        if (res.status !== 200) rec.error = `switchover refused: ${res.status} ${text}`;
+        const limit = deadline(60_000, env.signal);
+        try {
+          const res = await fetch(`http://${c.node(L).address}:${NET_PORTS.api}/switchover`, {
+            method: 'POST',
+            body: JSON.stringify({ leader: L, candidate: C }),
+            signal: limit.signal,
+          });
+          const text = (await res.text()).trim();
+          rec.detail += `: ${res.status} ${text}`;
+          if (res.status !== 200) rec.error = `switchover refused: ${res.status} ${text}`;
+        } finally {
+          limit.clear();
+        }
         break;
       }
       case 'switchover-ctl': {
