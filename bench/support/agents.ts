@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { demoNodeConfig, DEMO_SCOPE } from '../../src/demo/demo.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { startEtcd } from '../../src/util/etcd-server.js';
-import { freePorts } from '../../src/util/net.js';
+import { startEtcd } from '../../test/support/etcd.js';
+import { freePorts } from '../../test/support/net.js';
 import { isAlive, startProcess, stopProcess, type OsUser } from '../../src/util/process.js';
 import { cleanupScope, type CleanupScope } from './cleanup.js';
 import {

@@ -8,7 +8,7 @@
  */
 import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../../src/util/net.js';
+import { freePort } from '../../test/support/net.js';
 import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
 import type { CleanupScope } from './cleanup.js';
 import { tail, type BenchCluster } from './cluster.js';

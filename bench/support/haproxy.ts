@@ -5,7 +5,7 @@
  */
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../../src/util/net.js';
+import { freePort } from '../../test/support/net.js';
 import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
 import type { CleanupScope } from './cleanup.js';
 import type { BenchNode } from './cluster.js';

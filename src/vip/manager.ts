@@ -117,7 +117,7 @@ export class VipManager {
   private members: ProbeTarget[] = [];
   /**
    * The failsafe hold last logged (its end; null: none). Only for saying when it starts, moves and
-   * ends: the hold itself is derived from the latest answers each time (`failsafeHold`).
+   * ends: the hold itself is derived from the latest answers each time (`failsafeHoldNow`).
    */
   private failsafeSaid: number | null = null;
   private readonly failsafe: FailsafeProbe;
