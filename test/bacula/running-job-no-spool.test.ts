@@ -42,8 +42,10 @@ describe('SpoolAttributes = no through a switchover', () => {
       `SpoolAttributes=no, switchover at ${r.eventAfterMs} ms: job ${r.id} ${row.jobstatus} in ${row.seconds} s, ` +
         `${row.jobfiles} entries, ${row.files} File rows; router ${JSON.stringify(r.router)}`,
     );
-    // The router: the job session moved, the batch session was cut as an unfinished COPY.
-    expect(r.router.moved).toBe(1);
+    // The router: the job session moved (so may another session open at that moment, such as this
+    // test's own check that the router reaches the new primary), and the batch session alone was
+    // cut, as an unfinished COPY.
+    expect(r.router.moved).toBeGreaterThanOrEqual(1);
     expect(r.router.cut).toEqual({ copy: 1 });
     expect(r.router.cutReasons).toEqual(['unfinished COPY']);
     // Bacula: the file daemon sent everything, the batch insert failed on the closed connection.
