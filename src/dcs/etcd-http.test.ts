@@ -2,31 +2,20 @@
  * The etcd client against a member that takes connections and never answers: a request ends at
  * its deadline, also when a garbage collection runs while it waits.
  */
-import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { fullGc } from '../testing/gc.js';
+import { quietServer, type QuietServer } from '../testing/quiet-server.js';
 import { EtcdClient } from './etcd-http.js';
 
-let server: Server | null = null;
-const sockets = new Set<Socket>();
+let server: QuietServer | null = null;
 afterEach(async () => {
-  for (const s of sockets) s.destroy();
-  sockets.clear();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  await server?.close();
   server = null;
 });
 
 async function silentMember(): Promise<string> {
-  const srv = createServer((s) => {
-    sockets.add(s);
-    s.on('data', () => undefined);
-    s.on('error', () => undefined);
-  });
-  server = srv;
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const addr = srv.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return `127.0.0.1:${addr.port}`;
+  server = await quietServer();
+  return `127.0.0.1:${server.port}`;
 }
 
 it('ends a request with a caller signal at its deadline, a garbage collection notwithstanding', async () => {

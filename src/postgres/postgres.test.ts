@@ -3,35 +3,23 @@
  * connections and never answers: a cancelled call settles at once, whatever state its connection
  * was in.
  */
-import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PostgresqlConfig } from '../config/types.js';
 import { fullGc } from '../testing/gc.js';
+import { quietServer, type QuietServer } from '../testing/quiet-server.js';
 import { Postgres } from './postgres.js';
 
-let server: Server | null = null;
-const sockets = new Set<Socket>();
+let server: QuietServer | null = null;
 
 afterEach(async () => {
-  for (const s of sockets) s.destroy();
-  sockets.clear();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  await server?.close();
   server = null;
 });
 
-/** A TCP server that takes connections and says nothing: a client stays in its connect phase. */
+/** A server that takes connections and says nothing: a client stays in its connect phase. */
 async function silentServer(): Promise<number> {
-  const srv = createServer((s) => {
-    sockets.add(s);
-    s.on('data', () => undefined);
-    s.on('end', () => s.end());
-    s.on('error', () => undefined);
-  });
-  server = srv;
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const addr = srv.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
+  server = await quietServer();
+  return server.port;
 }
 
 /**
@@ -39,22 +27,8 @@ async function silentServer(): Promise<number> {
  * a query on it runs until its timeout ends it.
  */
 async function mutedServer(): Promise<number> {
-  const ready = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0, 0x5a, 0, 0, 0, 5, 0x49]);
-  const srv = createServer((s) => {
-    sockets.add(s);
-    let greeted = false;
-    s.on('data', () => {
-      if (!greeted) s.write(ready);
-      greeted = true;
-    });
-    s.on('end', () => s.end());
-    s.on('error', () => undefined);
-  });
-  server = srv;
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const addr = srv.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
+  server = await quietServer(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0, 0x5a, 0, 0, 0, 5, 0x49]));
+  return server.port;
 }
 
 function node(port: number): Postgres {
