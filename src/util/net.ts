@@ -77,8 +77,18 @@ export async function listenOrExplain(
   setting: string,
 ): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(setting, host, port, err)));
-    server.once('listening', () => resolve());
+    // Each outcome takes the other's listener away: a later error of the running server is the
+    // owner's to handle, not swallowed here.
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      reject(listenError(setting, host, port, err));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
     server.listen(port, host);
   });
 }
