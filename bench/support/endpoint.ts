@@ -30,7 +30,7 @@ export interface Endpoint {
 
 /** True when the built CLI has `pgha router`. */
 export function routerBuilt(): boolean {
-  return existsSync(join(CLI, '..', 'router', 'command.js'));
+  return existsSync(CLI);
 }
 
 /**
@@ -78,7 +78,7 @@ export async function startEndpoint(
 
 /** `node dist/cli.js router <node yml> --listen 127.0.0.1:<port>`; returns the port once it listens. */
 async function startRouter(scope: CleanupScope, dir: string, configPath: string): Promise<number> {
-  if (!routerBuilt()) throw new Error('pgha router is not built (dist/router missing): run "npm run build"');
+  if (!routerBuilt()) throw new Error('pgha is not built (dist/cli.js missing): run "npm run build"');
   const port = await freePort();
   const logPath = join(dir, 'router.log');
   const child = startProcess(process.execPath, [CLI, 'router', configPath, '--listen', `127.0.0.1:${port}`]);

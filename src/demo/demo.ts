@@ -14,12 +14,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { isStreamingMember, type ClusterState } from '../dcs/types.js';
 import { PghaError, errorMessage } from '../util/errors.js';
 import { startEtcd, type EtcdCluster } from '../util/etcd-server.js';
+import { packageRoot } from '../util/package-root.js';
 import { isAlive, runAsUser, stopProcess } from '../util/process.js';
 
 export interface DemoOptions {
@@ -44,7 +44,7 @@ interface DemoNode {
 }
 
 function cliPath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', 'cli.js');
+  return join(packageRoot(), 'dist', 'cli.js');
 }
 
 /** The YAML for one demo node: Patroni's format, loopback addresses, fast timings. */

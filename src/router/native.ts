@@ -10,8 +10,8 @@
  * connection for it, and reports the rare client statements that change session state. JavaScript
  * keeps everything that needs a decision: the startup phase, routing, cancel keys, the fence and moves.
  */
-import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
+import { loadAddon } from '../util/package-root.js';
 import type { LinkEvents, LinkState } from './tracker.js';
 
 /** Where the router's bytes are copied after the startup phase. */
@@ -56,8 +56,8 @@ interface Addon {
 /** Called once when the relay ends a session by itself: either side closed or failed. */
 export type RelayEnded = (fromClient: number, toClient: number, reason: string) => void;
 
-/** The file the addon is loaded from (the same relative place from `src/router` and `dist/router`). */
-export const ADDON_PATH = '../../build/Release/pgha_relay.node';
+/** The addon's name in binding.gyp. */
+const ADDON = 'pgha_relay';
 
 /** What a relayed session hears from the relay: its end, and with tracking the events of tracker.ts. */
 export type RelayListener = RelayEnded | (Partial<LinkEvents> & { ended: RelayEnded });
@@ -202,7 +202,7 @@ let loaded: NativeRelay | Error | undefined;
 export function nativeRelay(threads = 1): NativeRelay | Error {
   if (loaded === undefined) {
     try {
-      const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+      const addon = loadAddon<Addon>(ADDON);
       loaded = new NativeRelay(addon, threads);
     } catch (err) {
       loaded = new Error(

@@ -56,8 +56,6 @@ describe('npm pack', () => {
       expect.arrayContaining([
         'bin/pgha',
         'dist/cli.js',
-        'dist/agent.js',
-        'dist/ui/routes.js',
         'package.json',
         'README.md',
         'packaging/systemd/pgha-agent@.service',
@@ -72,6 +70,8 @@ describe('npm pack', () => {
       (f) => /^(src|test|bench|scripts|node_modules)\//.test(f) || /\.test\.js$/.test(f),
     );
     expect(unwanted).toEqual([]);
+    // The bundle (scripts/build.ts): the agent's code is a chunk of its own, loaded on demand.
+    expect(files.filter((f) => /^dist\/agent-\w+\.js$/.test(f))).toHaveLength(1);
   });
 
   it('installs globally and `pgha --help` and `--version` work from the installed copy', async () => {

@@ -1,0 +1,68 @@
+/**
+ * `npm run build` (after native/build.sh): bundles src/cli.ts, every command and the libraries they
+ * use into dist/ with esbuild. The CLI stays one entry (`dist/cli.js`) and each command stays loaded
+ * on demand (`import()` in src/cli.ts becomes a chunk of its own), so `pgha agent` still loads only
+ * the agent's code.
+ *
+ * Why a bundle and not tsc's one file per module: a running agent keeps every module's source text
+ * and records in its heap. Bundled, with whitespace and syntax minified and unused library code
+ * (zod's locales, for one) left out, the agent's V8 heap is some 3 MB smaller (bench/README.md).
+ * Identifiers are not renamed, so a stack trace still names the functions; `--enable-source-maps`
+ * maps it back to src/ through the linked .map files.
+ */
+import { build } from 'esbuild';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const outdir = join(root, 'dist');
+
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: ['src/cli.ts'],
+  outdir,
+  write: false,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  sourcemap: 'linked',
+  sourcesContent: false,
+  // Bundled CommonJS libraries (pg, pino, yaml, commander) call require() for Node's own modules.
+  banner: {
+    js: "import { createRequire as pghaCreateRequire } from 'node:module'; const require = pghaCreateRequire(import.meta.url);",
+  },
+  legalComments: 'linked',
+  logLevel: 'warning',
+});
+
+// dist/ may be in use while it is rebuilt (`npm pack` builds on prepack while pgha runs): a file
+// whose content is unchanged is left alone, a changed one is replaced in one rename, and files of
+// an older build are removed only after the new ones are in place. Chunk names carry a hash of
+// their content, so a process never reads half of an old build and half of a new one.
+const wanted = new Set<string>();
+for (const file of result.outputFiles) {
+  wanted.add(file.path);
+  if (existsSync(file.path) && readFileSync(file.path).equals(file.contents)) continue;
+  mkdirSync(dirname(file.path), { recursive: true });
+  const tmp = `${file.path}.${process.pid}.tmp`;
+  writeFileSync(tmp, file.contents);
+  renameSync(tmp, file.path);
+}
+/** Removes what the new build did not write; says whether `dir` is left empty. */
+function prune(dir: string): boolean {
+  let empty = true;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (prune(path)) rmSync(path, { recursive: true, force: true });
+      else empty = false;
+    } else if (wanted.has(path)) empty = false;
+    else rmSync(path, { force: true });
+  }
+  return empty;
+}
+prune(outdir);
