@@ -5,6 +5,11 @@
       "sources": ["native/relay.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"],
       "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "pgha_memory",
+      "sources": ["native/memory.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
     }
   ]
 }

@@ -28,6 +28,7 @@ import { errorMessage, PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { getJson, httpRequestText, peerTls, type HttpOptions } from './util/http.js';
 import { probePort } from './util/net.js';
+import { releaseWhenSettled } from './util/startup-memory.js';
 import { VERSION } from './version.js';
 import { Watchdog } from './watchdog/watchdog.js';
 
@@ -313,11 +314,16 @@ export async function runAgentCommand(configPath: string | undefined): Promise<v
     if (config.log.dir && err instanceof PghaError) logger.fatal(err.message);
     throw err;
   }
+  // Once PostgreSQL runs and a whole HA cycle has passed that way, the start-up's memory goes back.
+  const cancelRelease = releaseWhenSettled(() => agent.runner.snapshot.state === 'running', logger, {
+    holdMs: agent.runner.snapshot.dynamic.loop_wait * 1000,
+  });
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (sig: NodeJS.Signals) => {
       if (stopping) return;
       stopping = true;
+      cancelRelease();
       logger.info(`received ${sig}; shutting down`);
       agent
         .stop()

@@ -62,6 +62,7 @@ describe('npm pack', () => {
         'packaging/grafana/pgha.json',
         'docs/configuration.md',
         'native/relay.c',
+        'native/memory.c',
         'native/build.sh',
         'binding.gyp',
       ]),

@@ -1,0 +1,104 @@
+/**
+ * The agent's start-up memory, given back once it has settled: free pages of the C allocator, and
+ * the pages of the node executable and shared libraries that only the start-up read
+ * (native/memory.c says how, and why nothing is lost). Without the addon (native/build.sh did not
+ * run) the agent keeps that memory and works the same.
+ */
+import { readFileSync } from 'node:fs';
+import type { Logger } from './log.js';
+import { loadAddon } from './package-root.js';
+
+/** What one release gave back. */
+export interface Released {
+  /** Read-only file mappings whose pages were taken out of the process. */
+  mappings: number;
+  /** What those mappings held resident, in kB. */
+  fileKb: number;
+  /** Whether the C allocator returned free pages. */
+  mallocTrimmed: boolean;
+}
+
+interface MemoryAddon {
+  release(): Released;
+}
+
+/** A process's resident memory in kB: all of it, its own (anonymous) pages, and pages of files. */
+export interface Resident {
+  rss: number;
+  anon: number;
+  file: number;
+}
+
+/** Reads VmRSS, RssAnon and RssFile from `/proc/<pid>/status` text; null when one is missing. */
+export function parseResident(status: string): Resident | null {
+  const kb = (name: string): number | null => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status);
+    return m ? Number(m[1]) : null;
+  };
+  const rss = kb('VmRSS');
+  const anon = kb('RssAnon');
+  const file = kb('RssFile');
+  return rss === null || anon === null || file === null ? null : { rss, anon, file };
+}
+
+/** This process's resident memory, or null where /proc does not say. */
+export function residentNow(): Resident | null {
+  try {
+    return parseResident(readFileSync('/proc/self/status', 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+let addon: MemoryAddon | Error | undefined;
+
+/** Gives back the start-up memory now; an Error says why it cannot (the addon is not built). */
+export function releaseStartupMemory(): Released | Error {
+  if (addon === undefined) {
+    try {
+      addon = loadAddon<MemoryAddon>('pgha_memory');
+    } catch (err) {
+      addon = new Error(`the native addon is not available (${(err as Error).message.split('\n')[0]})`);
+    }
+  }
+  return addon instanceof Error ? addon : addon.release();
+}
+
+const MB = (kb: number) => (kb / 1024).toFixed(1);
+
+/**
+ * Releases the start-up memory once, when `settled()` has held at every check (one per `everyMs`)
+ * for `holdMs`; logs what it gave back. Returns a function that cancels a release not yet done.
+ */
+export function releaseWhenSettled(
+  settled: () => boolean,
+  logger: Logger,
+  opts: { holdMs: number; everyMs?: number; release?: () => Released | Error },
+): () => void {
+  const release = opts.release ?? releaseStartupMemory;
+  let since: number | null = null;
+  const timer = setInterval(() => {
+    if (!settled()) {
+      since = null;
+      return;
+    }
+    since ??= Date.now();
+    if (Date.now() - since < opts.holdMs) return;
+    clearInterval(timer);
+    const before = residentNow();
+    const released = release();
+    if (released instanceof Error) {
+      logger.debug(`start-up memory kept: ${released.message}`);
+      return;
+    }
+    const after = residentNow();
+    const rss = before && after ? `; resident ${MB(before.rss)} MB before, ${MB(after.rss)} MB after` : '';
+    logger.info(
+      `gave back start-up memory: ${MB(released.fileKb)} MB of read-only file pages out of the resident set ` +
+        `(${released.mappings} mappings; they stay in the page cache, and those used again come back)` +
+        `${released.mallocTrimmed ? ' and free C heap pages' : ''}${rss}`,
+    );
+  }, opts.everyMs ?? 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
