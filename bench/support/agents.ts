@@ -18,7 +18,7 @@ import { cleanupScope, type CleanupScope } from './cleanup.js';
 import {
   clusterReader,
   postmasterPid,
-  rssMb,
+  memoryMb,
   signal,
   stopPostmasters,
   type BenchCluster,
@@ -166,8 +166,10 @@ async function start(scope: CleanupScope, spec: AgentSpec, timings: HaTimings): 
       signal(n.proc.pid, 'SIGKILL');
       if (pm) signal(pm, 'SIGKILL');
     },
-    agentRssMb: () =>
-      nodes.map((n) => (n.proc && isAlive(n.proc) ? rssMb(n.proc.pid) : null)).filter((x) => x !== null),
+    agentMemory: () =>
+      nodes
+        .map((n) => (n.proc && isAlive(n.proc) ? memoryMb(n.name, n.proc.pid) : null))
+        .filter((x) => x !== null),
     stop: () => scope.close(),
   };
 }

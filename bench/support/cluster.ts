@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { isStreamingMember, type ClusterState, type Member } from '../../src/dcs/types.js';
+import { parseResident } from '../../src/util/startup-memory.js';
 import { waitFor } from './util.js';
 
 /** HA timings shared by both agents in one run (Patroni's dynamic `ttl`, `loop_wait`, `retry_timeout`). */
@@ -40,7 +41,7 @@ export interface BenchCluster {
   /** Kills the node's agent and its postmaster with SIGKILL, as a node crash would. */
   killNode(name: string): void;
   /** Resident memory of each running agent process, in MiB. */
-  agentRssMb(): number[];
+  agentMemory(): AgentMemory[];
   /** Stops the agents (each stops its PostgreSQL), then etcd; removes the directories. */
   stop(): Promise<void>;
 }
@@ -89,12 +90,20 @@ export function clusterReader(
   };
 }
 
-/** VmRSS of a pid in MiB, or null when it is gone. */
-export function rssMb(pid: number | undefined): number | null {
+/** One agent's resident memory in MiB: all of it, its own (anonymous) pages, pages of files. */
+export interface AgentMemory {
+  name: string;
+  rss: number;
+  anon: number;
+  file: number;
+}
+
+/** The resident memory of a pid in MiB, or null when it is gone. */
+export function memoryMb(name: string, pid: number | undefined): AgentMemory | null {
   if (!pid) return null;
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
+    const r = parseResident(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return r ? { name, rss: r.rss / 1024, anon: r.anon / 1024, file: r.file / 1024 } : null;
   } catch {
     return null;
   }

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { cleanupAll, cleanupScope } from './cleanup.js';
-import { tail, type BenchCluster, type HaTimings } from './cluster.js';
+import { tail, type AgentMemory, type BenchCluster, type HaTimings } from './cluster.js';
 import { resolveKinds, startEndpoint, type EndpointKind } from './endpoint.js';
 import { haproxyTime } from './haproxy.js';
 import { startPatroniCluster } from './patroni-cluster.js';
@@ -53,7 +53,10 @@ export interface RunResult {
   acked: number;
   errors: number;
   lost: number;
+  /** Each agent's peak VmRSS from just before the event to the end of the run, mean over agents, MiB. */
   agentRssMb: number;
+  /** At those peaks: the agents' own (anonymous) pages, mean over agents, MiB. */
+  agentAnonMb: number;
   error?: string;
 }
 
@@ -189,6 +192,7 @@ async function runOnce(
     errors: 0,
     lost: NaN,
     agentRssMb: NaN,
+    agentAnonMb: NaN,
   };
   let cluster: BenchCluster;
   try {
@@ -202,13 +206,12 @@ async function runOnce(
   let writer: Writer | null = null;
   let endpointDir: string | undefined;
   let leaderTimeline: ReturnType<typeof watchLeader> | null = null;
+  let memory: ReturnType<typeof peakMemory> | null = null;
   try {
     const t0 = Date.now();
     const leader = await cluster.waitHealthy(180_000);
     result.oldLeader = leader;
     log(`run ${run}: ${product} healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s, leader ${leader}`);
-    const rss = cluster.agentRssMb();
-    result.agentRssMb = rss.reduce((a, b) => a + b, 0) / Math.max(1, rss.length);
 
     const endpoint = await startEndpoint(endpointKind, cluster, scope, { inter: opts.inter });
     result.endpoint = endpoint.label;
@@ -226,6 +229,7 @@ async function runOnce(
     writer.start();
     await writer.waitForAcks(20, 30_000);
     await sleep(3000); // steady state before the event
+    memory = peakMemory(cluster);
 
     const eventAt = performance.now();
     leaderTimeline = watchLeader(cluster, leader, eventAt);
@@ -268,6 +272,7 @@ async function runOnce(
       await cluster.waitHealthy(120_000);
     }
     await sleep(5000);
+    Object.assign(result, memory.stop());
     await writer.stop();
     const tl = await leaderTimeline.stop();
     result.leaderKeyGoneMs = tl.goneMs;
@@ -300,12 +305,38 @@ async function runOnce(
       log(`could not keep the logs: ${errorText(err)}`);
     }
   } finally {
+    memory?.stop();
     await leaderTimeline?.stop();
     await writer?.stop().catch(() => undefined);
     await scope.close();
     await cluster.stop();
   }
   return result;
+}
+
+/**
+ * Samples every agent's resident memory once a second; `stop()` (which may be called again) gives
+ * the mean over agents of each one's peak VmRSS, and of its anonymous part at that peak. A peak,
+ * not one sample: the event, a promotion or a rejoin, runs code a settled agent does not.
+ */
+function peakMemory(cluster: BenchCluster): { stop(): { agentRssMb: number; agentAnonMb: number } } {
+  const peaks = new Map<string, AgentMemory>();
+  const take = () => {
+    for (const m of cluster.agentMemory()) {
+      if (m.rss > (peaks.get(m.name)?.rss ?? 0)) peaks.set(m.name, m);
+    }
+  };
+  take();
+  const timer = setInterval(take, 1000);
+  return {
+    stop() {
+      clearInterval(timer);
+      const all = [...peaks.values()];
+      const mean = (f: (m: AgentMemory) => number) =>
+        all.length ? all.reduce((sum, m) => sum + f(m), 0) / all.length : NaN;
+      return { agentRssMb: mean((m) => m.rss), agentAnonMb: mean((m) => m.anon) };
+    },
+  };
 }
 
 /**
@@ -384,6 +415,9 @@ function summaryTable(results: RunResult[], firstCol: string): string {
       'lost pgha',
       'client errors Patroni',
       'client errors pgha',
+      'RSS Patroni',
+      'RSS pgha',
+      'ratio',
       'runs ok',
     ],
   ];
@@ -395,6 +429,8 @@ function summaryTable(results: RunResult[], firstCol: string): string {
     const first = (rs: RunResult[]) => median(rs.map((r) => r.toFirstWriteMs ?? NaN));
     const lost = (rs: RunResult[]) => (rs.length ? String(rs.reduce((sum, r) => sum + r.lost, 0)) : '-');
     const errors = (rs: RunResult[]) => (rs.length ? String(median(rs.map((r) => r.errors))) : '-');
+    const rss = (rs: RunResult[]) => median(rs.map((r) => r.agentRssMb));
+    const mb = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
     rows.push([
       pk === gk ? label(pk) : `${label(pk)} / ${label(gk)}`,
       ms(gap(p)),
@@ -407,11 +443,15 @@ function summaryTable(results: RunResult[], firstCol: string): string {
       lost(g),
       errors(p),
       errors(g),
+      mb(rss(p)),
+      mb(rss(g)),
+      ratio(rss(g), rss(p)),
       `${p.length} / ${g.length}`,
     ]);
   }
   return (
-    `medians over runs, in s (client errors: median count); ratio = pgha / Patroni (below 1: pgha is faster); ` +
+    `medians over runs, in s (client errors: median count; RSS: agents' peak VmRSS in MB); ` +
+    `ratio = pgha / Patroni (below 1: pgha is faster, or smaller); ` +
     `first write = ${firstCol.replace(' (s)', '')}\n${table(rows)}`
   );
 }
@@ -429,7 +469,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
     `old / new: seconds from the ${event} to the last write acknowledged by the old primary / the first by the new one`,
     `key gone / new key: seconds from the ${event} until the old leader key was seen gone / a new leader held it (etcd polled every 50 ms)`,
     'lost: acknowledged ids missing on the final primary; errors: statements or connections the client saw fail (each followed by a reconnect)',
-    'RSS: mean resident memory of the agents at start',
+    'RSS: resident memory (VmRSS) of each agent, its peak from 3 s before the event to the end of the run, mean over the agents; own: the anonymous part (the rest is pages of files, such as the node or python executable)',
   ].join('\n');
   const rows = [
     [
@@ -444,7 +484,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
       'acked',
       'lost',
       'errors',
-      'RSS (MB)',
+      'RSS (own) MB',
       'note',
     ],
     ...results.map((r) => [
@@ -459,7 +499,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
       String(r.acked),
       Number.isNaN(r.lost) ? '-' : String(r.lost),
       String(r.errors),
-      Number.isNaN(r.agentRssMb) ? '-' : r.agentRssMb.toFixed(0),
+      Number.isNaN(r.agentRssMb) ? '-' : `${r.agentRssMb.toFixed(0)} (${r.agentAnonMb.toFixed(0)})`,
       r.error ? `FAILED: ${r.error.split('\n')[0]}` : `${r.oldLeader} -> ${r.newLeader}; ${r.trigger}`,
     ]),
   ];
