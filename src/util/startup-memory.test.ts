@@ -1,6 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from './log.js';
-import { parseResident, releaseWhenSettled, type Released } from './startup-memory.js';
+import {
+  parseResident,
+  releaseStartupMemory,
+  releaseWhenSettled,
+  type MemoryAddon,
+  type Released,
+} from './startup-memory.js';
 
 describe('parseResident', () => {
   it('reads VmRSS, RssAnon and RssFile in kB', () => {
@@ -60,5 +66,29 @@ describe('releaseWhenSettled', () => {
     releaseWhenSettled(() => true, logger, { holdMs: 0, release });
     vi.advanceTimersByTime(5000);
     expect(release).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('releaseStartupMemory', () => {
+  const plan = () => [];
+  it('turns an answer of the addon that is an error, or a throw, into an Error, never a throw', () => {
+    const answers: MemoryAddon[] = [
+      { release: () => ({ error: 'cannot read /proc/self/smaps' }), plan },
+      {
+        release: () => {
+          throw new Error('boom');
+        },
+        plan,
+      },
+    ];
+    expect(answers.map((a) => (releaseStartupMemory(a) as Error).message)).toEqual([
+      'cannot read /proc/self/smaps',
+      'boom',
+    ]);
+    expect((releaseStartupMemory(new Error('not built')) as Error).message).toBe('not built');
+  });
+  it('passes a release through', () => {
+    const done: Released = { mappings: 1, fileKb: 4, mallocTrimmed: false };
+    expect(releaseStartupMemory({ release: () => done, plan })).toEqual(done);
   });
 });

@@ -5,6 +5,7 @@
  * run) the agent keeps that memory and works the same.
  */
 import { readFileSync } from 'node:fs';
+import { errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { loadAddon } from './package-root.js';
 
@@ -18,8 +19,11 @@ export interface Released {
   mallocTrimmed: boolean;
 }
 
-interface MemoryAddon {
-  release(): Released;
+/** native/memory.c; each call answers `{ error }` instead of throwing. */
+export interface MemoryAddon {
+  release(): Released | { error: string };
+  /** The [start, end] ranges release() would consider for that /proc/<pid>/smaps text. */
+  plan(smaps: string): Array<[number, number]> | { error: string };
 }
 
 /** A process's resident memory in kB: all of it, its own (anonymous) pages, and pages of files. */
@@ -52,16 +56,27 @@ export function residentNow(): Resident | null {
 
 let addon: MemoryAddon | Error | undefined;
 
-/** Gives back the start-up memory now; an Error says why it cannot (the addon is not built). */
-export function releaseStartupMemory(): Released | Error {
+/** The addon, loaded once; an Error says why it cannot be used (not built, or does not load). */
+export function memoryAddon(): MemoryAddon | Error {
   if (addon === undefined) {
     try {
       addon = loadAddon<MemoryAddon>('pgha_memory');
     } catch (err) {
-      addon = new Error(`the native addon is not available (${(err as Error).message.split('\n')[0]})`);
+      addon = new Error(`the native addon is not available (${errorMessage(err).split('\n')[0]})`);
     }
   }
-  return addon instanceof Error ? addon : addon.release();
+  return addon;
+}
+
+/** Gives back the start-up memory now; an Error says why it could not. */
+export function releaseStartupMemory(a: MemoryAddon | Error = memoryAddon()): Released | Error {
+  if (a instanceof Error) return a;
+  try {
+    const r = a.release();
+    return 'error' in r ? new Error(r.error) : r;
+  } catch (err) {
+    return new Error(errorMessage(err));
+  }
 }
 
 const MB = (kb: number) => (kb / 1024).toFixed(1);
@@ -75,6 +90,11 @@ export function releaseWhenSettled(
   logger: Logger,
   opts: { holdMs: number; everyMs?: number; release?: () => Released | Error },
 ): () => void {
+  // Loaded now, not when settled (maybe hours later): the addon of the code that runs, and a
+  // failure to load is in the log from the start.
+  const loaded = opts.release ? null : memoryAddon();
+  if (loaded instanceof Error)
+    logger.info(`start-up memory will be kept: ${loaded.message}; \`npm run build:native\` builds it`);
   const release = opts.release ?? releaseStartupMemory;
   let since: number | null = null;
   const timer = setInterval(() => {
@@ -88,7 +108,7 @@ export function releaseWhenSettled(
     const before = residentNow();
     const released = release();
     if (released instanceof Error) {
-      logger.debug(`start-up memory kept: ${released.message}`);
+      if (!(loaded instanceof Error)) logger.warn(`start-up memory kept: ${released.message}`);
       return;
     }
     const after = residentNow();

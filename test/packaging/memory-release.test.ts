@@ -8,7 +8,8 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { addonPath } from '../../src/util/package-root.js';
+import { addonPath, loadAddon } from '../../src/util/package-root.js';
+import type { MemoryAddon } from '../../src/util/startup-memory.js';
 
 const run = promisify(execFile);
 
@@ -56,6 +57,128 @@ const work = crypto.createHash('sha256').update(require('node:zlib').gunzipSync(
 process.stdout.write(JSON.stringify({ released, fileBefore, fileAfter, clean: clean.length, own: own.length, changed, ownLost, work }));
 `;
 
+/** One block of /proc/<pid>/smaps, fields in the kernel's order. */
+function block(o: {
+  range: string;
+  perms: string;
+  path?: string;
+  rss?: number;
+  anon?: number;
+  dirty?: number;
+  swap?: number | null;
+  flags?: string;
+}): string {
+  const kb = (name: string, v: number) => `${(name + ':').padEnd(16)}${String(v).padStart(8)} kB\n`;
+  return (
+    `${o.range} ${o.perms} 00000000 08:01 4294967301${o.path === undefined ? '' : `                    ${o.path}`}\n` +
+    kb('Size', 64) +
+    kb('Rss', o.rss ?? 32) +
+    kb('Pss', o.rss ?? 32) +
+    kb('Private_Clean', o.rss ?? 32) +
+    kb('Private_Dirty', o.dirty ?? 0) +
+    kb('Anonymous', o.anon ?? 0) +
+    (o.swap === null ? '' : kb('Swap', o.swap ?? 0)) +
+    kb('Locked', 0) +
+    `VmFlags: ${o.flags ?? 'rd ex mr mw me'} \n`
+  );
+}
+
+describe('native/memory.c: which mappings release() considers', () => {
+  const prefix = `00900000-00901000 r--p 00000000 08:01 4294967301${' '.repeat(20)}`; // as block() writes it
+  // A path long enough that a line reader of 8 KB would see its end as a line of its own.
+  const longPath = '/' + 'a'.repeat(8191 - prefix.length - 1) + '7f0000-7f1000 r-xp 0 0:0 0 /x';
+  const rows: Array<{ name: string; text: string; released: boolean }> = [
+    {
+      name: 'clean text of a file',
+      text: block({ range: '00400000-00500000', perms: 'r-xp', path: '/usr/bin/node' }),
+      released: true,
+    },
+    {
+      name: 'read-only data with a private page',
+      text: block({ range: '00500000-00510000', perms: 'r--p', path: '/usr/bin/node', anon: 4 }),
+      released: false,
+    },
+    {
+      name: 'a dirty private page',
+      text: block({ range: '00510000-00520000', perms: 'r--p', path: '/usr/bin/node', dirty: 4 }),
+      released: false,
+    },
+    {
+      name: 'a private page swapped out',
+      text: block({ range: '00520000-00530000', perms: 'r--p', path: '/usr/lib/libc.so.6', swap: 8 }),
+      released: false,
+    },
+    {
+      name: 'no Swap line',
+      text: block({ range: '00530000-00540000', perms: 'r--p', path: '/usr/lib/libc.so.6', swap: null }),
+      released: false,
+    },
+    {
+      name: 'writable',
+      text: block({ range: '00540000-00550000', perms: 'rw-p', path: '/usr/bin/node' }),
+      released: false,
+    },
+    {
+      name: 'shared',
+      text: block({ range: '00550000-00560000', perms: 'r--s', path: '/dev/shm/x' }),
+      released: false,
+    },
+    {
+      name: 'a deleted file',
+      text: block({ range: '00560000-00570000', perms: 'r-xp', path: '/usr/bin/node (deleted)' }),
+      released: false,
+    },
+    { name: 'anonymous memory', text: block({ range: '00570000-00580000', perms: 'r--p' }), released: false },
+    {
+      name: 'the heap',
+      text: block({ range: '00580000-00590000', perms: 'r--p', path: '[heap]' }),
+      released: false,
+    },
+    {
+      name: 'locked',
+      text: block({
+        range: '00590000-005a0000',
+        perms: 'r-xp',
+        path: '/usr/bin/node',
+        flags: 'rd ex mr mw me lo',
+      }),
+      released: false,
+    },
+    {
+      name: 'nothing resident',
+      text: block({ range: '005a0000-005b0000', perms: 'r-xp', path: '/usr/bin/node', rss: 0 }),
+      released: false,
+    },
+    {
+      name: 'no access',
+      text: block({ range: '005b0000-005c0000', perms: '---p', path: '/usr/bin/node' }),
+      released: false,
+    },
+    {
+      name: 'a line too long to read whole',
+      text: block({ range: '00900000-00901000', perms: 'r--p', path: longPath }),
+      released: false,
+    },
+    {
+      name: 'the block after it',
+      text: block({ range: '00a00000-00a10000', perms: 'r-xp', path: '/usr/lib/libm.so.6' }),
+      released: true,
+    },
+  ];
+  it.skipIf(!existsSync(addonPath('pgha_memory')))(
+    'only private, read-only mappings of a file with nothing but clean pages resident',
+    () => {
+      const addon = loadAddon<MemoryAddon>('pgha_memory');
+      const got = addon.plan(rows.map((r) => r.text).join(''));
+      const hex = (n: number) => n.toString(16).padStart(8, '0');
+      const ranges = (got as Array<[number, number]>).map(([a, b]) => `${hex(a)}-${hex(b)}`);
+      const expected = rows.filter((r) => r.released).map((r) => r.text.slice(0, 17));
+      expect(ranges).toEqual(expected);
+      expect(expected).toEqual(['00400000-00500000', '00a00000-00a10000']);
+    },
+  );
+});
+
 describe('native/memory.c: release()', () => {
   it.skipIf(!existsSync(addonPath('pgha_memory')))(
     'takes the file pages out of the process, and every released mapping reads the same bytes',
@@ -77,7 +200,9 @@ describe('native/memory.c: release()', () => {
       console.log(
         `released ${r.released.mappings} mappings, ${r.released.fileKb} kB; RssFile ${r.fileBefore} -> ${r.fileAfter} kB`,
       );
-      expect(r.released.mappings).toBe(r.clean);
+      // Reclaim may empty a mapping, and a page may change under it, between the two readings.
+      expect(r.released.mappings).toBeGreaterThan(0);
+      expect(r.released.mappings).toBeLessThanOrEqual(r.clean);
       expect(r.released.fileKb).toBeGreaterThan(10 * 1024);
       expect(r.fileAfter).toBeLessThan(r.fileBefore - 10 * 1024);
       expect(r.changed).toEqual([]);
