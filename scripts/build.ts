@@ -7,8 +7,14 @@
  * Why a bundle and not tsc's one file per module: a running agent keeps every module's source text
  * and records in its heap. Bundled, with whitespace and syntax minified and unused library code
  * (zod's locales, for one) left out, the agent's V8 heap is some 3 MB smaller (bench/README.md).
- * Identifiers are not renamed, so a stack trace still names the functions; `--enable-source-maps`
- * maps it back to src/ through the linked .map files.
+ * Identifiers are not shortened, so a stack trace still names the functions (esbuild renames only
+ * the few that collide, `startStatusServer2`); `NODE_OPTIONS=--enable-source-maps` maps its
+ * `dist/chunk-<hash>.js:line:column` back to src/ through the linked .map files. `npm run build`
+ * type-checks first (tsc), since esbuild only strips the types.
+ *
+ * Bundled CommonJS code sees no `__dirname`: what needs it at run time, such as pino's transports
+ * (worker threads started from a file) and `pino/file`, cannot be used from the bundle; pgha uses
+ * neither. The libraries are inside dist/, so an update of one reaches users with a pgha release.
  */
 import { build } from 'esbuild';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,7 +50,13 @@ const result = await build({
 // an older build are removed only after the new ones are in place. Chunk names carry a hash of
 // their content, so a process never reads half of an old build and half of a new one.
 const wanted = new Set<string>();
-for (const file of result.outputFiles) {
+// Chunks first, the entry (`cli.js`, whose name has no hash) last: a `pgha` started meanwhile
+// finds every chunk the entry it reads imports.
+const entryLast = [...result.outputFiles].sort(
+  (a, b) =>
+    Number(a.path.startsWith(join(outdir, 'cli.js'))) - Number(b.path.startsWith(join(outdir, 'cli.js'))),
+);
+for (const file of entryLast) {
   wanted.add(file.path);
   if (existsSync(file.path) && readFileSync(file.path).equals(file.contents)) continue;
   mkdirSync(dirname(file.path), { recursive: true });
@@ -60,7 +72,8 @@ function prune(dir: string): boolean {
     if (entry.isDirectory()) {
       if (prune(path)) rmSync(path, { recursive: true, force: true });
       else empty = false;
-    } else if (wanted.has(path)) empty = false;
+    } else if (wanted.has(path) || path.endsWith('.tmp'))
+      empty = false; // .tmp: another build's
     else rmSync(path, { force: true });
   }
   return empty;

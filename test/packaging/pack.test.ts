@@ -86,9 +86,11 @@ describe('npm pack', () => {
     for (const command of ['agent', 'demo', 'ctl', 'router', 'vip'])
       expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect((await run(bin, ['--version'], { cwd: tmp })).stdout.trim()).toBe(pkg.version);
-    // The install script built the router's native data path in the installed copy.
+    // The install script built the native addons in the installed copy: the router's data path
+    // and the agent's memory release.
     const installed = join(prefix, 'lib', 'node_modules', pkg.name);
-    expect(existsSync(join(installed, 'build', 'Release', 'pgha_relay.node'))).toBe(true);
+    for (const addon of ['pgha_relay', 'pgha_memory'])
+      expect(existsSync(join(installed, 'build', 'Release', `${addon}.node`))).toBe(true);
   });
 
   it('runs the demo cluster from the installed copy', async () => {
