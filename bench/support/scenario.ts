@@ -228,8 +228,8 @@ async function runOnce(
     });
     writer.start();
     await writer.waitForAcks(20, 30_000);
-    await sleep(3000); // steady state before the event
     memory = peakMemory(cluster);
+    await sleep(3000); // steady state before the event
 
     const eventAt = performance.now();
     leaderTimeline = watchLeader(cluster, leader, eventAt);

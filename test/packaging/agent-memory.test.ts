@@ -12,11 +12,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addonPath } from '../../src/util/package-root.js';
+import { parseResident } from '../../src/util/startup-memory.js';
 import { CLI, startCluster, type TestCluster } from '../support/cluster.js';
 
 const run = promisify(execFile);
 /**
- * VmRSS bound in MiB for a running agent, once it gave back its start-up memory (measured 39-42 MB;
+ * VmRSS bound in MiB for a running agent, once it gave back its start-up memory (measured 36-38 MB;
  * 67-75 MB before the bundle and the release, 89-99 MB before loading commands on demand). Without
  * the native addon the agent keeps the start-up's pages: the older bound then.
  */
@@ -24,9 +25,9 @@ const RSS_BOUND_MB = existsSync(addonPath('pgha_memory')) ? 52 : 80;
 
 /** VmRSS and RssAnon of a pid, in MiB. */
 function rss(pid: number): { rss: number; anon: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]) / 1024;
-  return { rss: kb('VmRSS'), anon: kb('RssAnon') };
+  const r = parseResident(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!r) throw new Error(`no VmRSS/RssAnon/RssFile in /proc/${pid}/status`);
+  return { rss: r.rss / 1024, anon: r.anon / 1024 };
 }
 
 let c: TestCluster;
