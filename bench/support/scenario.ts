@@ -53,6 +53,8 @@ export interface RunResult {
   acked: number;
   errors: number;
   lost: number;
+  /** The agents' VmRSS when the cluster became healthy (start-up), mean over agents, MiB. */
+  agentStartRssMb: number;
   /** Each agent's peak VmRSS from just before the event to the end of the run, mean over agents, MiB. */
   agentRssMb: number;
   /** At those peaks: the agents' own (anonymous) pages, mean over agents, MiB. */
@@ -191,6 +193,7 @@ async function runOnce(
     acked: 0,
     errors: 0,
     lost: NaN,
+    agentStartRssMb: NaN,
     agentRssMb: NaN,
     agentAnonMb: NaN,
   };
@@ -212,6 +215,7 @@ async function runOnce(
     const leader = await cluster.waitHealthy(180_000);
     result.oldLeader = leader;
     log(`run ${run}: ${product} healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s, leader ${leader}`);
+    result.agentStartRssMb = meanOf(cluster.agentMemory().map((m) => m.rss));
 
     const endpoint = await startEndpoint(endpointKind, cluster, scope, { inter: opts.inter });
     result.endpoint = endpoint.label;
@@ -228,8 +232,8 @@ async function runOnce(
     });
     writer.start();
     await writer.waitForAcks(20, 30_000);
-    memory = peakMemory(cluster);
     await sleep(3000); // steady state before the event
+    memory = peakMemory(cluster);
 
     const eventAt = performance.now();
     leaderTimeline = watchLeader(cluster, leader, eventAt);
@@ -314,6 +318,10 @@ async function runOnce(
   return result;
 }
 
+function meanOf(xs: number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+}
+
 /**
  * Samples every agent's resident memory once a second; `stop()` (which may be called again) gives
  * the mean over agents of each one's peak VmRSS, and of its anonymous part at that peak. A peak,
@@ -332,9 +340,7 @@ function peakMemory(cluster: BenchCluster): { stop(): { agentRssMb: number; agen
     stop() {
       clearInterval(timer);
       const all = [...peaks.values()];
-      const mean = (f: (m: AgentMemory) => number) =>
-        all.length ? all.reduce((sum, m) => sum + f(m), 0) / all.length : NaN;
-      return { agentRssMb: mean((m) => m.rss), agentAnonMb: mean((m) => m.anon) };
+      return { agentRssMb: meanOf(all.map((m) => m.rss)), agentAnonMb: meanOf(all.map((m) => m.anon)) };
     },
   };
 }
@@ -450,7 +456,7 @@ function summaryTable(results: RunResult[], firstCol: string): string {
     ]);
   }
   return (
-    `medians over runs, in s (client errors: median count; RSS: agents' peak VmRSS in MB); ` +
+    `medians over runs, in s (client errors: median count; RSS: agents' peak VmRSS in operation, MB); ` +
     `ratio = pgha / Patroni (below 1: pgha is faster, or smaller); ` +
     `first write = ${firstCol.replace(' (s)', '')}\n${table(rows)}`
   );
@@ -469,7 +475,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
     `old / new: seconds from the ${event} to the last write acknowledged by the old primary / the first by the new one`,
     `key gone / new key: seconds from the ${event} until the old leader key was seen gone / a new leader held it (etcd polled every 50 ms)`,
     'lost: acknowledged ids missing on the final primary; errors: statements or connections the client saw fail (each followed by a reconnect)',
-    'RSS: resident memory (VmRSS) of each agent, its peak from 3 s before the event to the end of the run, mean over the agents; own: the anonymous part (the rest is pages of files, such as the node or python executable)',
+    "RSS: resident memory (VmRSS) of the agents, mean over them: when the cluster became healthy (start), and each one's peak from just before the event to the end of the run (in operation); own: the anonymous part at that peak (the rest is pages of files, such as the node or python executable)",
   ].join('\n');
   const rows = [
     [
@@ -484,7 +490,7 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
       'acked',
       'lost',
       'errors',
-      'RSS (own) MB',
+      'RSS start / in operation (own) MB',
       'note',
     ],
     ...results.map((r) => [
@@ -499,7 +505,9 @@ export function report(kind: ScenarioKind, opts: ScenarioOptions, results: RunRe
       String(r.acked),
       Number.isNaN(r.lost) ? '-' : String(r.lost),
       String(r.errors),
-      Number.isNaN(r.agentRssMb) ? '-' : `${r.agentRssMb.toFixed(0)} (${r.agentAnonMb.toFixed(0)})`,
+      Number.isNaN(r.agentRssMb)
+        ? '-'
+        : `${r.agentStartRssMb.toFixed(0)} / ${r.agentRssMb.toFixed(0)} (${r.agentAnonMb.toFixed(0)})`,
       r.error ? `FAILED: ${r.error.split('\n')[0]}` : `${r.oldLeader} -> ${r.newLeader}; ${r.trigger}`,
     ]),
   ];
