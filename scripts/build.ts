@@ -52,10 +52,8 @@ const result = await build({
 const wanted = new Set<string>();
 // Chunks first, the entry (`cli.js`, whose name has no hash) last: a `pgha` started meanwhile
 // finds every chunk the entry it reads imports.
-const entryLast = [...result.outputFiles].sort(
-  (a, b) =>
-    Number(a.path.startsWith(join(outdir, 'cli.js'))) - Number(b.path.startsWith(join(outdir, 'cli.js'))),
-);
+const isEntry = (path: string) => Number(path.startsWith(join(outdir, 'cli.js'))); // and its .map
+const entryLast = [...result.outputFiles].sort((a, b) => isEntry(a.path) - isEntry(b.path));
 for (const file of entryLast) {
   wanted.add(file.path);
   if (existsSync(file.path) && readFileSync(file.path).equals(file.contents)) continue;

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { isStreamingMember, type ClusterState, type Member } from '../../src/dcs/types.js';
-import { parseResident } from '../../src/util/startup-memory.js';
+import { residentOf } from '../../src/util/startup-memory.js';
 import { waitFor } from './util.js';
 
 /** HA timings shared by both agents in one run (Patroni's dynamic `ttl`, `loop_wait`, `retry_timeout`). */
@@ -100,13 +100,8 @@ export interface AgentMemory {
 
 /** The resident memory of a pid in MiB, or null when it is gone. */
 export function memoryMb(name: string, pid: number | undefined): AgentMemory | null {
-  if (!pid) return null;
-  try {
-    const r = parseResident(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return r ? { name, rss: r.rss / 1024, anon: r.anon / 1024, file: r.file / 1024 } : null;
-  } catch {
-    return null;
-  }
+  const r = pid ? residentOf(pid) : null;
+  return r ? { name, rss: r.rss / 1024, anon: r.anon / 1024, file: r.file / 1024 } : null;
 }
 
 /** The pid in a data directory's postmaster.pid, or null. */

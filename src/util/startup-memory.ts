@@ -45,10 +45,10 @@ export function parseResident(status: string): Resident | null {
   return rss === null || anon === null || file === null ? null : { rss, anon, file };
 }
 
-/** This process's resident memory, or null where /proc does not say. */
-export function residentNow(): Resident | null {
+/** A process's resident memory (this one's by default), or null when it is gone or /proc does not say. */
+export function residentOf(pid: number | 'self' = 'self'): Resident | null {
   try {
-    return parseResident(readFileSync('/proc/self/status', 'utf8'));
+    return parseResident(readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return null;
   }
@@ -93,32 +93,32 @@ export function releaseWhenSettled(
   // Loaded now, not when settled (maybe hours later): the addon of the code that runs, and a
   // failure to load is in the log from the start.
   const loaded = opts.release ? null : memoryAddon();
-  if (loaded instanceof Error)
+  if (loaded instanceof Error) {
     logger.info(`start-up memory will be kept: ${loaded.message}; \`npm run build:native\` builds it`);
+    return () => undefined;
+  }
   const release = opts.release ?? releaseStartupMemory;
-  let since: number | null = null;
+  const everyMs = opts.everyMs ?? 1000;
+  // Settled at this many checks in a row; the first of them starts the hold.
+  let streak = 0;
   const timer = setInterval(() => {
-    if (!settled()) {
-      since = null;
-      return;
-    }
-    since ??= Date.now();
-    if (Date.now() - since < opts.holdMs) return;
+    streak = settled() ? streak + 1 : 0;
+    if (streak === 0 || (streak - 1) * everyMs < opts.holdMs) return;
     clearInterval(timer);
-    const before = residentNow();
+    const before = residentOf();
     const released = release();
     if (released instanceof Error) {
-      if (!(loaded instanceof Error)) logger.warn(`start-up memory kept: ${released.message}`);
+      logger.warn(`start-up memory kept: ${released.message}`);
       return;
     }
-    const after = residentNow();
+    const after = residentOf();
     const rss = before && after ? `; resident ${MB(before.rss)} MB before, ${MB(after.rss)} MB after` : '';
     logger.info(
       `gave back start-up memory: ${MB(released.fileKb)} MB of read-only file pages out of the resident set ` +
         `(${released.mappings} mappings; they stay in the page cache, and those used again come back)` +
         `${released.mallocTrimmed ? ' and free C heap pages' : ''}${rss}`,
     );
-  }, opts.everyMs ?? 1000);
+  }, everyMs);
   timer.unref();
   return () => clearInterval(timer);
 }

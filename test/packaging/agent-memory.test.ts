@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addonPath } from '../../src/util/package-root.js';
-import { parseResident } from '../../src/util/startup-memory.js';
+import { residentOf } from '../../src/util/startup-memory.js';
 import { CLI, startCluster, type TestCluster } from '../support/cluster.js';
 
 const run = promisify(execFile);
@@ -25,7 +25,7 @@ const RSS_BOUND_MB = existsSync(addonPath('pgha_memory')) ? 52 : 80;
 
 /** VmRSS and RssAnon of a pid, in MiB. */
 function rss(pid: number): { rss: number; anon: number } {
-  const r = parseResident(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  const r = residentOf(pid);
   if (!r) throw new Error(`no VmRSS/RssAnon/RssFile in /proc/${pid}/status`);
   return { rss: r.rss / 1024, anon: r.anon / 1024 };
 }
