@@ -876,12 +876,10 @@ export class Router {
         const all = this.topology?.all ?? [];
         return first ? [first, ...all.filter((b) => b.name !== first.name)] : all;
       },
-      stillServing: (s) => {
-        const name = s.backend?.name;
-        if (name === undefined) return false;
-        if (s.role === 'primary') return this.primary?.name === name && !this.draining;
-        return (this.topology?.replicas ?? []).some((r) => r.name === name);
-      },
+      serves: (b, role) =>
+        role === 'primary'
+          ? sameBackend(this.primary, b) && !this.draining
+          : (this.topology?.replicas ?? []).some((r) => sameBackend(r, b)),
       held: (s) => this.sessionHeld(s),
       moved: (s, m) => {
         this.stats.moved++;

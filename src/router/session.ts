@@ -75,8 +75,13 @@ export interface SessionHost {
   secrets: RoleSecrets | null;
   /** Members to read verifiers from, the session's own first. */
   members(first: Backend | null): Backend[];
-  /** Whether `backend` is still where this port's sessions go (a FATAL from it may be deliberate). */
-  stillServing(session: Session): boolean;
+  /**
+   * Whether `backend`, in `role`, is where this port's sessions go now. Asked before a session's
+   * link starts on a server it picked (the pick was before the connection, and the router's fence
+   * only reaches sessions registered on a server), and of a FATAL from its server (which may then
+   * be deliberate).
+   */
+  serves(backend: Backend, role: 'primary' | 'replica'): boolean;
   /** A session stopped at an idle boundary because the router asked (drain). */
   held(session: Session): void;
   moved(session: Session, info: { from: string | null; to: string; ms: number; why: string }): void;
@@ -820,6 +825,11 @@ export class Session {
             server.destroy();
             throw new Error('closed');
           }
+          if (!this.host.serves(picked.backend, picked.role)) {
+            // The router moved on while this connected: nothing was sent yet; pick again.
+            server.destroy();
+            continue;
+          }
           this.server = server;
           this.backend = picked.backend;
           this.role = picked.role;
@@ -1056,7 +1066,7 @@ export class Session {
    */
   private async deliberate(fatal: Record<string, string> | null): Promise<boolean> {
     if (fatal?.C !== '57P01' || !/administrator command/.test(fatal.M ?? '') || !this.backend) return false;
-    if (!this.host.stillServing(this)) return false;
+    if (!this.role || !this.host.serves(this.backend, this.role)) return false;
     return acceptsConnections(this.backend, this.host.connectTimeoutMs);
   }
 
@@ -1126,6 +1136,11 @@ export class Session {
           if (this.closed || !this.link) {
             attached.socket.destroy();
             return;
+          }
+          if (!this.host.serves(picked.backend, picked.role)) {
+            // The router moved on while this attached: none of the client's statements went there.
+            attached.socket.destroy();
+            continue;
           }
           const toClient = this.clientCatchUp(attached.params, inFlight, inTransaction);
           if (attached.rest.length > 0) toClient.push(attached.rest);
