@@ -53,7 +53,10 @@ function progressLogger(log: Logger, tool: string, now: () => number): (line: st
 /** Starts PostgreSQL in a role; a replica shows itself first so the leader makes its slot. */
 export async function startAs(
   c: RunnerContext,
-  opts: { role: 'primary' } | { role: 'replica'; cluster: ClusterState; upstream: string | null },
+  opts:
+    | { role: 'primary' }
+    /** `storeUnreachable`: the caller knows etcd does not answer (failsafe_mode's demotion). */
+    | { role: 'replica'; cluster: ClusterState; upstream: string | null; storeUnreachable?: boolean },
   callback: 'on_start' | 'on_restart' | 'on_role_change',
 ): Promise<void> {
   if (opts.role === 'primary' && c.dynamic().standby_cluster)
@@ -66,10 +69,11 @@ export async function startAs(
       ? c.roleConfig('primary', null, null)
       : c.roleConfig('replica', opts.cluster, opts.upstream);
   await c.d.pg.configure(rc);
+  if (opts.role === 'replica') c.snapshot.running = false;
   // A replica may not reach consistency before it streams, and it cannot stream before the
-  // leader made its slot, which the leader does for members it sees: show ourselves first.
-  if (opts.role === 'replica') {
-    c.snapshot.running = false;
+  // leader made its slot, which the leader does for members it sees: show ourselves first (unless
+  // the store is known not to answer: each step would wait retry_timeout for nothing).
+  if (opts.role === 'replica' && opts.storeUnreachable !== true) {
     // A rewind or a base backup before this may have outlasted the lease, and the member key with
     // it: renewing first grants a new lease when the old one is gone, so the key is put again.
     // (A replica holds no leader key, so renewing here cannot keep a leadership alive.)

@@ -40,7 +40,13 @@ const rows: Row[] = [true, false].flatMap((demote) =>
 );
 
 function leaderContext(row: Row) {
-  const seen = { armedAt: null as number | null, disarmed: false, states: [] as string[] };
+  const seen = {
+    armedAt: null as number | null,
+    disarmed: false,
+    states: [] as string[],
+    started: [] as string[],
+    store: [] as string[],
+  };
   const snapshot = {
     running: true,
     status: { inRecovery: false, walPosition: 100 },
@@ -71,12 +77,21 @@ function leaderContext(row: Row) {
     d: {
       config: { postgresql: { connect_address: 'a:5432' }, restapi: { connect_address: 'a:8008' } },
       postFailsafe: (m: { name: string }) => answer(m.name),
+      pg: {
+        configure: (rc: { role: string }) => Promise.resolve(void seen.started.push(`configure ${rc.role}`)),
+        start: () => Promise.resolve(void seen.started.push('start')),
+      },
+      dcs: { refreshLease: () => Promise.resolve(void seen.store.push('refresh the lease')) },
+      runCallback: quiet,
     },
-    during: (state: string) => {
+    during: (state: string, fn: () => Promise<unknown>) => {
       seen.states.push(state);
-      return Promise.resolve();
+      return fn();
     },
     stopFastOrImmediate: () => Promise.resolve(),
+    markServerConfigApplied: quiet,
+    roleConfig: (role: string) => ({ role, upstream: null }),
+    publish: () => Promise.resolve(void seen.store.push('publish')),
   };
   return { c: c as unknown as RunnerContext, snapshot, seen };
 }
@@ -90,5 +105,9 @@ describe('FailsafeGuard.round on a primary whose store is unreachable', () => {
     expect(seen.disarmed).toBe(row.demoted);
     expect(seen.states.includes('stopping')).toBe(row.demoted);
     expect(snapshot.isLeader).toBe(!row.demoted);
+    // Demoted, it starts again as a standby at once: the store is the one thing it cannot reach,
+    // so it does not wait retry_timeout for it (twice) while no client can read from it.
+    expect(seen.started).toEqual(row.demoted ? ['configure replica', 'start'] : []);
+    expect(seen.store).toEqual([]);
   });
 });

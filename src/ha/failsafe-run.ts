@@ -107,7 +107,8 @@ export class FailsafeGuard {
 
   /**
    * Patroni's `demote('offline')`: no more writes (the fence is disarmed, as the lease is no longer
-   * ours to keep), fast stop, then start again as a standby of nobody. Once the store answers, the
+   * ours to keep), fast stop, then start again as a standby of nobody, at once: the member key waits
+   * for the store (the next cycle that reaches it publishes it). Once the store answers, the
    * HA loop takes it from there: a leader key still ours promotes it again, another leader is followed.
    */
   private async demote(): Promise<void> {
@@ -121,7 +122,11 @@ export class FailsafeGuard {
     c.snapshot.role = 'demoted';
     const cluster = c.snapshot.cluster ?? emptyCluster('0');
     try {
-      await startAs(c, { role: 'replica', cluster, upstream: null }, 'on_role_change');
+      await startAs(
+        c,
+        { role: 'replica', cluster, upstream: null, storeUnreachable: true },
+        'on_role_change',
+      );
       c.log.warn(
         { event: 'failsafe' },
         'failsafe_mode: demoted to a read-only standby until the store answers',
