@@ -150,6 +150,17 @@ export class HaRunner implements RunnerContext {
       if (events && renewalsOnly(events, this.snapshot.cluster?.leader?.name)) return;
       if (keys.length === 0 || keys.some((k) => WAKE_KEYS.has(k))) this.wake();
     });
+    // The server went away under the agent's own session (a crash, a kill): look now, not after
+    // loop_wait, so a primary is restarted (or replaced) in about a second whatever loop_wait is.
+    // Once per loop_wait at most: a server that crashes again and again restarts at the loop's pace.
+    let lostWakeAt = -Infinity;
+    this.d.pg.onConnectionLost?.(() => {
+      const now = this.clock.mono();
+      if (this.stopping || now - lostWakeAt < this.dyn.loop_wait * 1000) return;
+      lostWakeAt = now;
+      this.log.info('the session to the local PostgreSQL was lost: checking it now');
+      this.wake();
+    });
     let firstDone!: () => void;
     const first = new Promise<void>((r) => (firstDone = r));
     this.loopDone = this.loop(firstDone);

@@ -336,6 +336,9 @@ export class Postgres implements PostgresNode {
   private osUser: OsUser | null | undefined;
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
+  /** Sessions the agent ended itself, or whose loss was already told: their end is no news. */
+  private readonly ended = new WeakSet<pg.Client>();
+  private readonly lostListeners = new Set<() => void>();
   private version: number | null = null;
   private postPromoteCheckpoint: Promise<void> | null = null;
   private readonly validator: ParameterValidator;
@@ -629,14 +632,11 @@ export class Postgres implements PostgresNode {
     if (this.connecting) return this.connecting;
     this.connecting = this.openClient()
       .then((client) => {
-        const drop = () => {
-          if (this.client === client) this.client = null;
-        };
         client.on('error', (e) => {
           this.log.debug({ err: errorMessage(e) }, 'local PostgreSQL connection lost');
-          drop();
+          this.lost(client);
         });
-        client.on('end', drop);
+        client.on('end', () => this.lost(client));
         this.client = client;
         return client;
       })
@@ -654,8 +654,31 @@ export class Postgres implements PostgresNode {
 
   private dropClient(client: pg.Client | null = this.client): void {
     if (!client) return;
+    this.ended.add(client);
     if (this.client === client) this.client = null;
     void client.end().catch(() => undefined);
+  }
+
+  /**
+   * Calls `listener` when the agent's session to the server ends without the agent ending it: the
+   * server crashed, was killed or stopped by someone else, or terminated the session.
+   */
+  onConnectionLost(listener: () => void): void {
+    this.lostListeners.add(listener);
+  }
+
+  /** `client` went away under us (its error, its end, or a query that found it dead). */
+  private lost(client: pg.Client): void {
+    if (this.client === client) this.client = null;
+    if (this.ended.has(client)) return;
+    this.ended.add(client);
+    for (const listener of this.lostListeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, 'a connection-lost listener failed');
+      }
+    }
   }
 
   async query<T = Record<string, unknown>>(
@@ -676,9 +699,13 @@ export class Postgres implements PostgresNode {
         );
       } catch (e) {
         if (isSqlError(e)) throw new PostgresError(`query failed: ${errorMessage(e)}`, { cause: e });
+        // Timed out or cancelled (withAbort ended the session): do not run it again.
+        if (e instanceof PostgresError) {
+          this.dropClient(client);
+          throw e;
+        }
+        this.lost(client);
         this.dropClient(client);
-        // Timed out or cancelled (withAbort): do not run it again.
-        if (e instanceof PostgresError) throw e;
         // A kept connection may have died since its last use (restart): retry once on a fresh one.
         if (reused && attempt === 0 && !signal?.aborted) continue;
         throw new PostgresConnectionError(`query failed, connection lost: ${errorMessage(e)}`, e);
@@ -757,6 +784,7 @@ export class Postgres implements PostgresNode {
   async close(): Promise<void> {
     const c = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
     this.client = null;
+    if (c) this.ended.add(c);
     if (c) await c.end().catch(() => undefined);
   }
 

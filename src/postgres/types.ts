@@ -153,6 +153,11 @@ export interface PostgresNode {
   postmasterPid(): Promise<number | null>;
   /** Reads status over SQL; null when the server does not accept connections. */
   status(signal?: AbortSignal): Promise<ServerStatus | null>;
+  /**
+   * Calls `listener` when the agent's session to the server ends without the agent ending it (a
+   * crash, a kill, a stop by someone else): the HA loop then looks at once.
+   */
+  onConnectionLost?(listener: () => void): void;
   /** Why the last `status()` got no connection (e.g. a wrong password), or null when it got one. */
   readonly lastConnectionError?: string | null;
   /** The major version of the binaries in bin_dir, e.g. 15. */

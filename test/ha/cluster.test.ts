@@ -114,6 +114,7 @@ describe('a three-node cluster', () => {
 
   it('restarts a crashed postmaster in place on the leader, without a failover', async () => {
     const leader = await leaderName();
+    const killedAt = Date.now();
     await c.killPostmaster(leader);
     await waitFor(
       'the leader to accept writes again',
@@ -122,7 +123,9 @@ describe('a three-node cluster', () => {
         return true;
       },
       60_000,
+      50,
     );
+    console.log(`killed postmaster: the leader took writes again ${Date.now() - killedAt} ms after the kill`);
     expect(await leaderName()).toBe(leader);
     const tl = await c.query<{ tl: number }>(leader, 'SELECT timeline_id AS tl FROM pg_control_checkpoint()');
     expect(tl[0]?.tl).toBe(1);

@@ -73,7 +73,7 @@ const FAULTS: Fault[] = [
     run(w, pick) {
       const n = w.node(pick());
       w.event(`fault: ${n.name}'s postmaster is killed`);
-      n.server.stop(false);
+      n.server.crash();
     },
   },
   {
@@ -157,7 +157,7 @@ const FAULTS: Fault[] = [
       const n = w.node(pick());
       w.event(`fault: ${n.name}'s PostgreSQL cannot start (a bad parameter) and its postmaster is killed`);
       n.server.failStart = true;
-      n.server.stop(false);
+      n.server.crash();
       later(w, ms(w, 5000, 40_000), () => {
         n.server.failStart = false;
         w.event(`heal: ${n.name}'s PostgreSQL can start again`);

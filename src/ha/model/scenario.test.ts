@@ -93,6 +93,41 @@ describe('model scenarios: the store, starts, pause, holds', () => {
     expectClean();
   });
 
+  it("a leader's killed postmaster is restarted in place at once, not at the next loop_wait", async () => {
+    await healthyWorld({ seed: 16, ttl: 30, loopWait: 10, retryTimeout: 10 });
+    const old = leader()!;
+    const runner = w.node(old).agent!.runner;
+    // Right after a cycle, when the loop has the longest to sleep.
+    const last = runner.snapshot.lastLoop;
+    for (let t = 0; t < 20_000 && runner.snapshot.lastLoop === last; t += 20) await w.time.advance(20);
+    const pid = w.node(old).server.pid;
+    const killedAt = w.time.mono;
+    w.node(old).server.crash();
+    let backAt: number | null = null;
+    for (let t = 0; t < 15_000 && backAt === null; t += 50) {
+      await w.time.advance(50);
+      w.check('scenario');
+      if (w.node(old).server.writable(w.time.mono)) backAt = w.time.mono;
+    }
+    expect(backAt, w.report()).not.toBeNull();
+    console.log(`model: killed postmaster writable again ${backAt! - killedAt} ms after the kill`);
+    expect(backAt! - killedAt).toBeLessThan(3000);
+    expect(w.node(old).server.pid).not.toBe(pid);
+    expect(leader()).toBe(old);
+    // Killed again at once: a crash loop restarts at the loop's pace, not as fast as it crashes.
+    const againAt = w.time.mono;
+    w.node(old).server.crash();
+    let backAgainAt: number | null = null;
+    for (let t = 0; t < 15_000 && backAgainAt === null; t += 50) {
+      await w.time.advance(50);
+      w.check('scenario');
+      if (w.node(old).server.writable(w.time.mono)) backAgainAt = w.time.mono;
+    }
+    expect(backAgainAt, w.report()).not.toBeNull();
+    expect(backAgainAt! - againAt).toBeGreaterThan(5000);
+    expectClean();
+  });
+
   it('a leader whose PostgreSQL cannot start hands over within seconds', async () => {
     await healthyWorld({ seed: 13 });
     const old = leader()!;

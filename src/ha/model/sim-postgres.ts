@@ -136,6 +136,8 @@ export class SimServer {
   run = 0;
   /** Called as a primary stops cleanly: its walsenders hand the shutdown checkpoint to the streaming replicas. */
   onCleanPrimaryStop: (s: SimServer) => void = () => undefined;
+  /** The agents' sessions to this server (one is open while it runs): told when it crashes. */
+  readonly sessionLost = new Set<() => void>();
 
   constructor(
     readonly name: string,
@@ -157,6 +159,13 @@ export class SimServer {
     this.wal.append(100, this.name);
     this.clusterState = 'shut down';
     this.checkpointLsn = this.wal.end;
+  }
+
+  /** The postmaster is killed (a fault, not the agent's stop): its sessions end under their clients. */
+  crash(): void {
+    if (!this.running) return;
+    this.stop(false);
+    for (const lost of [...this.sessionLost]) lost();
   }
 
   /** Stops the server: clean (`fast`/`smart`) or not (`immediate`, a crash). */
@@ -223,6 +232,13 @@ export class SimPostgres implements PostgresNode {
 
   kill(): void {
     this.dead = true;
+  }
+
+  onConnectionLost(listener: () => void): void {
+    // A dead agent's listener is gone with it (its session was too).
+    this.s.sessionLost.add(() => {
+      if (!this.dead) listener();
+    });
   }
 
   private async op<T>(fn: () => T, ms = 5): Promise<T> {
