@@ -14,9 +14,10 @@
  *
  * Bundled CommonJS code sees no `__dirname`: what needs it at run time, such as pino's transports
  * (worker threads started from a file) and `pino/file`, cannot be used from the bundle; pgha uses
- * neither. The libraries are inside dist/, so an update of one reaches users with a pgha release.
+ * neither. The libraries are inside dist/, their licences in dist/THIRD-PARTY-LICENSES.txt: the
+ * package installs no dependencies, and an update of one reaches users with a pgha release.
  */
-import { build } from 'esbuild';
+import { build, type Metafile } from 'esbuild';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -42,8 +43,62 @@ const result = await build({
     js: "import { createRequire as pghaCreateRequire } from 'node:module'; const require = pghaCreateRequire(import.meta.url);",
   },
   legalComments: 'linked',
+  metafile: true,
   logLevel: 'warning',
 });
+
+/**
+ * The libraries inside the bundle, with their licences: `dist/THIRD-PARTY-LICENSES.txt`. The
+ * package installs no dependencies (the bundle holds all it runs), so this file is where their
+ * copyright and licence notices travel.
+ */
+function thirdPartyLicenses(meta: Metafile): string {
+  const dirs = new Set<string>();
+  for (const input of Object.keys(meta.inputs)) {
+    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m) dirs.add(m[1]!);
+  }
+  const parts: string[] = [
+    'pgha bundles these libraries into dist/. Each is used under its licence, given below.\n',
+  ];
+  const entries = [...dirs].map((dir) => {
+    const pkg = JSON.parse(readFileSync(join(root, dir, 'package.json'), 'utf8')) as {
+      name: string;
+      version: string;
+      license?: string;
+      author?: string | { name?: string };
+      homepage?: string;
+    };
+    return { dir, pkg };
+  });
+  entries.sort((a, b) => a.pkg.name.localeCompare(b.pkg.name) || a.pkg.version.localeCompare(b.pkg.version));
+  for (const { dir, pkg } of entries) {
+    const author = typeof pkg.author === 'string' ? pkg.author : pkg.author?.name;
+    const head = [
+      `${pkg.name} ${pkg.version}`,
+      `licence: ${pkg.license ?? 'not stated'}`,
+      ...(author ? [`author: ${author}`] : []),
+      ...(pkg.homepage ? [`home: ${pkg.homepage}`] : []),
+    ];
+    const files = readdirSync(join(root, dir)).filter((f) => /^(licen[cs]e|copying|notice)(\.|$)/i.test(f));
+    const texts = files.sort().map((f) => readFileSync(join(root, dir, f), 'utf8').trim());
+    parts.push(
+      `${'='.repeat(78)}\n${head.join('\n')}\n\n` +
+        (texts.length > 0
+          ? texts.join('\n\n')
+          : `(the package ships no licence file; its package.json names the ${pkg.license ?? 'unstated'} licence)`) +
+        '\n',
+    );
+  }
+  return parts.join('\n');
+}
+const outputs: Array<{ path: string; contents: Uint8Array }> = [
+  ...result.outputFiles,
+  {
+    path: join(outdir, 'THIRD-PARTY-LICENSES.txt'),
+    contents: Buffer.from(thirdPartyLicenses(result.metafile)),
+  },
+];
 
 // dist/ may be in use while it is rebuilt (`npm pack` builds on prepack while pgha runs): a file
 // whose content is unchanged is left alone, a changed one is replaced in one rename, and files of
@@ -53,7 +108,7 @@ const wanted = new Set<string>();
 // Chunks first, the entry (`cli.js`, whose name has no hash) last: a `pgha` started meanwhile
 // finds every chunk the entry it reads imports.
 const isEntry = (path: string) => Number(path.startsWith(join(outdir, 'cli.js'))); // and its .map
-const entryLast = [...result.outputFiles].sort((a, b) => isEntry(a.path) - isEntry(b.path));
+const entryLast = [...outputs].sort((a, b) => isEntry(a.path) - isEntry(b.path));
 for (const file of entryLast) {
   wanted.add(file.path);
   if (existsSync(file.path) && readFileSync(file.path).equals(file.contents)) continue;

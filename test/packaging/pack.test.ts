@@ -1,9 +1,9 @@
 /**
  * `npm pack` gives a package that installs and runs: the tarball (built by `prepack`) holds the CLI,
- * the compiled code and the packaging files, and nothing of the source tree; installed globally into
- * a fresh prefix — its dependencies fetched from the registry as a user's install would, never from a
- * cache a developer's machine happens to hold — its `pgha` prints its help and starts the three-node
- * demo cluster.
+ * the bundled code with the licences of the libraries inside it, and the packaging files, and
+ * nothing of the source tree. It has no dependencies: installed globally into a fresh prefix (with
+ * an empty npm cache of its own), no library is installed beside it, and its `pgha` prints its help
+ * and starts the three-node demo cluster from the bundle alone.
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
@@ -23,6 +23,7 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   name: string;
   version: string;
   scripts: Record<string, string>;
+  dependencies?: Record<string, string>;
 };
 
 let files: string[] = [];
@@ -65,8 +66,14 @@ describe('npm pack', () => {
         'native/memory.c',
         'native/build.sh',
         'binding.gyp',
+        'dist/THIRD-PARTY-LICENSES.txt',
       ]),
     );
+    // The libraries are in the bundle, their licences beside it (scripts/build.ts).
+    expect(pkg.dependencies ?? {}).toEqual({});
+    const licences = readFileSync(join(ROOT, 'dist', 'THIRD-PARTY-LICENSES.txt'), 'utf8');
+    for (const lib of ['pg', 'pino', 'hono', 'yaml', 'zod', 'commander', 'prom-client'])
+      expect(licences).toMatch(new RegExp(`^${lib} \\d+\\.\\d+\\.\\d+\\nlicence: \\S+`, 'm'));
     const unwanted = files.filter(
       (f) => /^(src|test|bench|scripts|node_modules)\//.test(f) || /\.test\.js$/.test(f),
     );
@@ -91,6 +98,11 @@ describe('npm pack', () => {
     const installed = join(prefix, 'lib', 'node_modules', pkg.name);
     for (const addon of ['pgha_relay', 'pgha_memory'])
       expect(existsSync(join(installed, 'build', 'Release', `${addon}.node`))).toBe(true);
+    // Nothing was installed beside it: what runs is the bundle.
+    const beside = existsSync(join(installed, 'node_modules'))
+      ? readdirSync(join(installed, 'node_modules'))
+      : [];
+    expect(beside.filter((d) => !d.startsWith('.'))).toEqual([]);
   });
 
   it('runs the demo cluster from the installed copy', async () => {
