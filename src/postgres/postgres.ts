@@ -61,6 +61,7 @@ import {
   parseLsnOrUndefined,
   timelineFromWalFileName,
 } from './lsn.js';
+import { attachedProcesses, sharedMemoryId } from './leftovers.js';
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {
@@ -111,8 +112,12 @@ const CHECKPOINT_TIMEOUT_MS = 300_000;
 const SINGLE_USER_TIMEOUT_MS = 1_800_000;
 /** Bound for each step of escalation after the requested stop mode timed out. */
 const ESCALATION_TIMEOUT_MS = 30_000;
+/** SQLSTATE of a session the server ended for `idle_session_timeout`. */
+const IDLE_SESSION_TIMEOUT = '57P05';
 /** How long to wait for a killed postmaster to be reaped before starting anew. */
 const ZOMBIE_WAIT_MS = 10_000;
+/** How long crash recovery in single-user mode waits for a crashed postmaster's backends to end. */
+const LEFTOVER_WAIT_MS = 60_000;
 
 const INITDB_FORBIDDEN = new Set([
   'pgdata',
@@ -339,6 +344,8 @@ export class Postgres implements PostgresNode {
   /** Sessions the agent ended itself, or whose loss was already told: their end is no news. */
   private readonly ended = new WeakSet<pg.Client>();
   private readonly lostListeners = new Set<() => void>();
+  /** `stop` calls running: sessions that end meanwhile end because the agent stops the server. */
+  private stopsInProgress = 0;
   private version: number | null = null;
   private postPromoteCheckpoint: Promise<void> | null = null;
   private readonly validator: ParameterValidator;
@@ -634,7 +641,7 @@ export class Postgres implements PostgresNode {
       .then((client) => {
         client.on('error', (e) => {
           this.log.debug({ err: errorMessage(e) }, 'local PostgreSQL connection lost');
-          this.lost(client);
+          this.lost(client, e);
         });
         client.on('end', () => this.lost(client));
         this.client = client;
@@ -667,11 +674,16 @@ export class Postgres implements PostgresNode {
     this.lostListeners.add(listener);
   }
 
-  /** `client` went away under us (its error, its end, or a query that found it dead). */
-  private lost(client: pg.Client): void {
+  /**
+   * `client` went away under us (its error, its end, or a query that found it dead). Not news while
+   * the agent itself stops the server (a query may open a session between `stop`'s close and its
+   * signal), nor when the server ended an idle session on purpose (`idle_session_timeout`).
+   */
+  private lost(client: pg.Client, err?: unknown): void {
     if (this.client === client) this.client = null;
     if (this.ended.has(client)) return;
     this.ended.add(client);
+    if (this.stopsInProgress > 0 || sqlState(err) === IDLE_SESSION_TIMEOUT) return;
     for (const listener of this.lostListeners) {
       try {
         listener();
@@ -704,7 +716,7 @@ export class Postgres implements PostgresNode {
           this.dropClient(client);
           throw e;
         }
-        this.lost(client);
+        this.lost(client, e);
         this.dropClient(client);
         // A kept connection may have died since its last use (restart): retry once on a fresh one.
         if (reused && attempt === 0 && !signal?.aborted) continue;
@@ -797,7 +809,7 @@ export class Postgres implements PostgresNode {
     }
     if (!(await exists(this.confPath)))
       throw new PostgresError(`${this.confPath} does not exist; configure the node before starting it`);
-    await this.preparePidFile();
+    await this.preparePidFile(Date.now() + timeoutMs, signal);
     const logOffset = await this.ensureLogFile();
     const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
     this.log.info({ dataDir: this.dataDir, logFile: this.logFile }, 'starting PostgreSQL');
@@ -838,10 +850,11 @@ export class Postgres implements PostgresNode {
    * Prepares a leftover postmaster.pid for a new start. One naming a live process that is not our
    * postgres (pid reuse after a crash) would make PostgreSQL refuse to start: it is removed. One
    * naming a dead postmaster not yet reaped (a zombie) makes PostgreSQL refuse too: wait for the
-   * reaper a little. A dead pid is left alone: PostgreSQL checks the file itself, including for
-   * orphaned backends still attached to shared memory.
+   * reaper a little. A dead pid is otherwise left alone, as PostgreSQL checks the file itself; but
+   * the backends of a crashed postmaster that still run a statement keep its shared memory attached,
+   * and PostgreSQL refuses to start until they end: wait for them until `waitUntil` (leftovers.ts).
    */
-  private async preparePidFile(): Promise<void> {
+  private async preparePidFile(waitUntil: number, signal?: AbortSignal): Promise<void> {
     const pidFile = join(this.dataDir, 'postmaster.pid');
     const text = await readText(pidFile);
     if (text === null) return;
@@ -852,6 +865,31 @@ export class Postgres implements PostgresNode {
     if (signalPid(pid, 0) && processState(pid) !== 'Z' && !(await this.isOurPostgres(pid))) {
       this.log.warn({ pid }, 'postmaster.pid names a process that is not this PostgreSQL; removing it');
       await unlink(pidFile).catch(() => undefined);
+      return;
+    }
+    if (signalPid(pid, 0)) return; // alive (or still a zombie): pg_ctl says what it sees
+    const shmid = sharedMemoryId(text);
+    if (shmid === null) return;
+    let said = false;
+    for (;;) {
+      const attached = attachedProcesses((await readText('/proc/sysvipc/shm')) ?? '', shmid);
+      if (!attached) return;
+      if (Date.now() >= waitUntil || signal?.aborted) {
+        this.log.warn(
+          { attached, shmid },
+          'processes of the previous postmaster still hold its shared memory; starting anyway (PostgreSQL will refuse)',
+        );
+        return;
+      }
+      if (!said) {
+        said = true;
+        this.log.warn(
+          { attached, shmid, postmaster: pid },
+          `${attached} process(es) of the previous postmaster (pid ${pid}, gone) still hold its shared memory: ` +
+            'waiting for them to end (a backend ends when its running statement does)',
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 
@@ -861,6 +899,15 @@ export class Postgres implements PostgresNode {
    * write gap is mostly this wait. On timeout it escalates smart → fast → immediate.
    */
   async stop(mode: StopMode, timeoutMs: number): Promise<void> {
+    this.stopsInProgress++;
+    try {
+      await this.stopServer(mode, timeoutMs);
+    } finally {
+      this.stopsInProgress--;
+    }
+  }
+
+  private async stopServer(mode: StopMode, timeoutMs: number): Promise<void> {
     if (!(await this.isRunning())) return;
     // Our own session would hold up a smart shutdown.
     await this.close();
@@ -1135,7 +1182,7 @@ export class Postgres implements PostgresNode {
       { state },
       'data directory was not shut down cleanly; running crash recovery in single-user mode',
     );
-    await this.preparePidFile();
+    await this.preparePidFile(Date.now() + LEFTOVER_WAIT_MS, signal);
     // Single-user mode refuses standby mode.
     for (const f of ['standby.signal', 'recovery.signal']) await rm(join(this.dataDir, f), { force: true });
     const args = [

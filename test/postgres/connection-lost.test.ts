@@ -37,8 +37,31 @@ it('is not told of the session the agent ends itself, nor of a stop it asked for
   await pg.stop('fast', 30_000);
   await pg.start(30_000);
   expect(await pg.status()).not.toBeNull();
+  // Status reads while the agent stops the server: a session opened meanwhile ends with the stop.
+  const reads = Array.from({ length: 40 }, (_, i) =>
+    new Promise((r) => setTimeout(r, i * 5)).then(() => pg.status().catch(() => null)),
+  );
+  await pg.stop('fast', 30_000);
+  await Promise.all(reads);
+  await pg.start(30_000);
+  expect(await pg.status()).not.toBeNull();
   await new Promise((r) => setTimeout(r, 500));
   expect(lost).toEqual([]);
+}, 60_000);
+
+it('is not told when the server ends the idle session for idle_session_timeout', async () => {
+  await pg.query("alter system set idle_session_timeout = '300ms'");
+  await pg.query('select pg_reload_conf()');
+  try {
+    await pg.close(); // a new session, which takes the setting
+    expect(await pg.status()).not.toBeNull();
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(await pg.status()).not.toBeNull();
+    expect(lost).toEqual([]);
+  } finally {
+    await pg.query('alter system reset idle_session_timeout');
+    await pg.query('select pg_reload_conf()');
+  }
 }, 60_000);
 
 it('is told at once when the postmaster is killed under an open session', async () => {

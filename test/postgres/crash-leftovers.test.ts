@@ -1,0 +1,71 @@
+/**
+ * A postmaster killed while a backend runs a long statement: the backend lives on until the
+ * statement ends (it notices its postmaster's death only when it next waits) and keeps the shared
+ * memory attached, so PostgreSQL refuses to start meanwhile. The agent's start waits for such
+ * leftovers (src/postgres/leftovers.ts) instead of failing, which would count as a PostgreSQL that
+ * cannot start and make a leader release its key. Real PostgreSQL 15.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { PostgresqlConfig } from '../../src/config/types.js';
+import { Postgres } from '../../src/postgres/postgres.js';
+import { createPgTestBase, TEST_AUTH, waitFor, waitGone, type PgTestBase } from '../support/postgres.js';
+
+let base: PgTestBase;
+let cfg: PostgresqlConfig;
+let server: Postgres;
+let busy: pg.Client | null = null;
+
+beforeAll(async () => {
+  base = createPgTestBase();
+  cfg = await base.pgConfig('n1');
+  server = new Postgres(cfg, { name: 'n1', scope: 'leftovers' });
+  await server.initdb([]);
+  await server.configure({ role: 'primary', parameters: cfg.parameters });
+  await server.start(30_000);
+  await server.createUsers();
+}, 60_000);
+
+afterAll(async () => {
+  await busy?.end().catch(() => undefined);
+  await server?.close();
+  await base?.cleanup();
+}, 60_000);
+
+it('starts once the backends of a killed postmaster have finished their statements', async () => {
+  busy = new pg.Client({
+    host: '127.0.0.1',
+    port: cfg.listen.port,
+    user: TEST_AUTH.superuser.username,
+    password: TEST_AUTH.superuser.password,
+    database: 'postgres',
+  });
+  busy.on('error', () => undefined);
+  await busy.connect();
+  // Busy for 4 s without ever waiting: it cannot notice its postmaster's death before the end.
+  const statement = busy
+    .query(
+      "DO $$ BEGIN WHILE clock_timestamp() < statement_timestamp() + interval '4 seconds' LOOP END LOOP; END $$",
+    )
+    .then(
+      () => 'finished',
+      (err: Error) => `failed: ${err.message}`,
+    );
+  await waitFor('the busy statement to run', async () => {
+    const rows = await server.query<{ n: number }>(
+      "select count(*)::int as n from pg_stat_activity where query like 'DO $$ BEGIN WHILE%'",
+    );
+    return rows[0]!.n === 1;
+  });
+  await server.close();
+  const pid = (await server.postmasterPid())!;
+  const killedAt = Date.now();
+  process.kill(pid, 'SIGKILL');
+  await waitGone([pid]);
+  await server.start(30_000);
+  const startedAfter = Date.now() - killedAt;
+  console.log(`started ${startedAfter} ms after the kill; the busy statement ${await statement}`);
+  expect(await server.status()).not.toBeNull();
+  // It waited for the busy backend: its statement ran on for some 4 s after the kill.
+  expect(startedAfter).toBeGreaterThan(1500);
+}, 60_000);
