@@ -71,7 +71,9 @@ function thirdPartyLicenses(meta: Metafile): string {
     };
     return { dir, pkg };
   });
-  entries.sort((a, b) => a.pkg.name.localeCompare(b.pkg.name) || a.pkg.version.localeCompare(b.pkg.version));
+  // A plain code-unit order, the same on every machine (localeCompare follows the locale).
+  const key = (e: (typeof entries)[number]) => `${e.pkg.name} ${e.pkg.version}`;
+  entries.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
   for (const { dir, pkg } of entries) {
     const author = typeof pkg.author === 'string' ? pkg.author : pkg.author?.name;
     const head = [
@@ -80,7 +82,7 @@ function thirdPartyLicenses(meta: Metafile): string {
       ...(author ? [`author: ${author}`] : []),
       ...(pkg.homepage ? [`home: ${pkg.homepage}`] : []),
     ];
-    const files = readdirSync(join(root, dir)).filter((f) => /^(licen[cs]e|copying|notice)(\.|$)/i.test(f));
+    const files = readdirSync(join(root, dir)).filter((f) => /^(licen[cs]e|copying|notice)([.-]|$)/i.test(f));
     const texts = files.sort().map((f) => readFileSync(join(root, dir, f), 'utf8').trim());
     parts.push(
       `${'='.repeat(78)}\n${head.join('\n')}\n\n` +

@@ -76,10 +76,11 @@ export interface SessionHost {
   /** Members to read verifiers from, the session's own first. */
   members(first: Backend | null): Backend[];
   /**
-   * Whether `backend`, in `role`, is where this port's sessions go now. Asked before a session's
-   * link starts on a server it picked (the pick was before the connection, and the router's fence
-   * only reaches sessions registered on a server), and of a FATAL from its server (which may then
-   * be deliberate).
+   * Whether `backend`, in `role`, is where this port's sessions go now. Asked once a session is
+   * connected to a server it picked, before it sends it anything (a new session: after the TCP
+   * connect; a moving one: after its re-authentication, before its link resumes), because the pick
+   * came before the connection and the router's fence only reaches sessions registered on a
+   * server; and of a FATAL from its server (which may then be deliberate).
    */
   serves(backend: Backend, role: 'primary' | 'replica'): boolean;
   /** A session stopped at an idle boundary because the router asked (drain). */

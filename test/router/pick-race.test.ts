@@ -2,11 +2,11 @@
  * The router's fence covers a session between its pick and its first byte. A session picks its
  * server, then connects (a new session: TCP; a moving one: TCP, authentication and the replay of its
  * settings). When the router's primary changes meanwhile, `setPrimary` does not see the session on
- * the old server yet, as it is not registered there. The invariant: a session relays client bytes
- * only to a server that is, when its link starts, where its port's sessions go
- * (`SessionHost.serves`). Otherwise a write could be acknowledged by a primary the router
- * had already stopped routing to, perhaps one that is being demoted and whose last writes a rewind
- * will discard.
+ * the old server yet, as it is not registered there. The invariant: a session sends client bytes
+ * to a server only if, once connected and before sending, that server was where its port's
+ * sessions go (`SessionHost.serves`); from then on it is registered there and the fence reaches
+ * it. Otherwise a write could be acknowledged by a primary the router had already stopped routing
+ * to, perhaps one that is being demoted and whose last writes a rewind will discard.
  *
  * Checked with real PostgreSQL servers and real sockets; the host is a plain object standing in for
  * the router, so the change can be made to fall exactly between the pick and the link.

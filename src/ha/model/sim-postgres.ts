@@ -230,15 +230,17 @@ export class SimPostgres implements PostgresNode {
     private readonly world: { members(): Map<string, SimServer>; addressOf(name: string): string },
   ) {}
 
+  private readonly lostListeners: Array<() => void> = [];
+
   kill(): void {
     this.dead = true;
+    // A dead agent's session and listeners are gone with it.
+    for (const l of this.lostListeners) this.s.sessionLost.delete(l);
   }
 
   onConnectionLost(listener: () => void): void {
-    // A dead agent's listener is gone with it (its session was too).
-    this.s.sessionLost.add(() => {
-      if (!this.dead) listener();
-    });
+    this.lostListeners.push(listener);
+    this.s.sessionLost.add(listener);
   }
 
   private async op<T>(fn: () => T, ms = 5): Promise<T> {
