@@ -796,8 +796,9 @@ export class Postgres implements PostgresNode {
   async close(): Promise<void> {
     const c = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
     this.client = null;
-    if (c) this.ended.add(c);
-    if (c) await c.end().catch(() => undefined);
+    if (!c) return;
+    this.ended.add(c);
+    await c.end().catch(() => undefined);
   }
 
   // ---- lifecycle --------------------------------------------------------------------------------

@@ -770,14 +770,18 @@ export class Router {
     return this.drain !== null && this.primary?.name === this.drain.key.from;
   }
 
+  /** Where writes go now: the primary, unless a drain holds its new transactions. */
+  private get writeTarget(): Backend | null {
+    return this.draining ? null : this.primary;
+  }
+
   private tryPick(port: PortKind): { backend: Backend; role: 'primary' | 'replica' } | null {
-    if (port === 'rw')
-      return this.primary && !this.draining ? { backend: this.primary, role: 'primary' } : null;
+    const primary = this.writeTarget;
+    if (port === 'rw') return primary ? { backend: primary, role: 'primary' } : null;
     const replicas = this.topology?.replicas ?? [];
     const r = this.picker.pick(replicas, (name) => this.sessionsOn(name));
     if (r) return { backend: r, role: 'replica' };
-    if (this.opts.fallbackToPrimary && this.primary && !this.draining)
-      return { backend: this.primary, role: 'primary' };
+    if (this.opts.fallbackToPrimary && primary) return { backend: primary, role: 'primary' };
     return null;
   }
 
@@ -878,7 +882,7 @@ export class Router {
       },
       serves: (b, role) =>
         role === 'primary'
-          ? sameBackend(this.primary, b) && !this.draining
+          ? sameBackend(this.writeTarget, b)
           : (this.topology?.replicas ?? []).some((r) => sameBackend(r, b)),
       held: (s) => this.sessionHeld(s),
       moved: (s, m) => {

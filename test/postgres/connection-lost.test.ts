@@ -16,12 +16,7 @@ const lost: number[] = [];
 
 beforeAll(async () => {
   base = createPgTestBase();
-  cfg = await base.pgConfig('n1');
-  pg = new Postgres(cfg, { name: 'n1', scope: 'lost' });
-  await pg.initdb([]);
-  await pg.configure({ role: 'primary', parameters: cfg.parameters });
-  await pg.start(30_000);
-  await pg.createUsers();
+  ({ cfg, pg } = await base.primary('n1', { scope: 'lost' }));
   pg.onConnectionLost(() => lost.push(Date.now()));
 }, 60_000);
 

@@ -18,12 +18,7 @@ let busy: pg.Client | null = null;
 
 beforeAll(async () => {
   base = createPgTestBase();
-  cfg = await base.pgConfig('n1');
-  server = new Postgres(cfg, { name: 'n1', scope: 'leftovers' });
-  await server.initdb([]);
-  await server.configure({ role: 'primary', parameters: cfg.parameters });
-  await server.start(30_000);
-  await server.createUsers();
+  ({ cfg, pg: server } = await base.primary('n1', { scope: 'leftovers' }));
 }, 60_000);
 
 afterAll(async () => {

@@ -22,14 +22,9 @@ const watchers: FSWatcher[] = [];
 
 beforeAll(async () => {
   base = createPgTestBase();
-  cfgA = await base.pgConfig('n1');
+  ({ cfg: cfgA, pg: a } = await base.primary('n1', { scope: 'temp' }));
   cfgB = await base.pgConfig('n2');
-  a = new Postgres(cfgA, { name: 'n1', scope: 'temp' });
   b = new Postgres(cfgB, { name: 'n2', scope: 'temp' });
-  await a.initdb([]);
-  await a.configure({ role: 'primary', parameters: cfgA.parameters });
-  await a.start(30_000);
-  await a.createUsers();
   // Enough data that the clone takes a while.
   await a.query('CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g');
 });

@@ -90,13 +90,9 @@ beforeAll(async () => {
   base = createPgTestBase();
   cleanups.unshift(() => base.cleanup());
   for (const name of ['a', 'b']) {
-    const cfg = await base.pgConfig(name);
     // Trust over loopback: a moving session re-authenticates with nothing to repeat.
-    cfg.pg_hba = ['local all all trust', 'host all all 127.0.0.1/32 trust'];
-    const p = new Postgres(cfg, { name, scope: 'pick-race' });
-    await p.initdb([]);
-    await p.configure({ role: 'primary', parameters: cfg.parameters, pgHba: cfg.pg_hba });
-    await p.start(30_000);
+    const pgHba = ['local all all trust', 'host all all 127.0.0.1/32 trust'];
+    const { cfg, pg: p } = await base.primary(name, { scope: 'pick-race', pgHba });
     cleanups.unshift(() => p.close());
     servers.push(p);
     backends.push({ name, host: '127.0.0.1', port: cfg.listen.port });

@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { PostgresqlConfig } from '../../src/config/types.js';
+import { Postgres } from '../../src/postgres/postgres.js';
 import { runAsUser, signalPid } from '../../src/util/process.js';
 import { freePort } from './net.js';
 
@@ -47,6 +48,14 @@ export interface PgTestBase {
   dir: string;
   /** Builds the configuration of node `name` (its directories live under `dir/<name>`). */
   pgConfig(name: string, opts?: PgNodeOptions): Promise<PostgresqlConfig>;
+  /**
+   * A standalone primary named `name`: configured (`pgHba` replaces the test's pg_hba), initdb'd,
+   * started, with pgha's users created. The caller closes `pg`; `cleanup` stops the server.
+   */
+  primary(
+    name: string,
+    opts?: PgNodeOptions & { scope?: string; pgHba?: string[] },
+  ): Promise<{ cfg: PostgresqlConfig; pg: Postgres }>;
   /** Stops every postmaster running in this base (immediate) and removes the directories. */
   cleanup(): Promise<void>;
 }
@@ -194,6 +203,16 @@ export function createPgTestBase(): PgTestBase {
         remove_data_directory_on_diverged_timelines: false,
         os_user: PG_OS_USER,
       };
+    },
+    async primary(name, opts = {}) {
+      const cfg = await this.pgConfig(name, opts);
+      if (opts.pgHba) cfg.pg_hba = opts.pgHba;
+      const pg = new Postgres(cfg, { name, scope: opts.scope ?? 'test' });
+      await pg.initdb([]);
+      await pg.configure({ role: 'primary', parameters: cfg.parameters, pgHba: cfg.pg_hba });
+      await pg.start(30_000);
+      await pg.createUsers();
+      return { cfg, pg };
     },
     async cleanup() {
       await stopPostmasters(dir);

@@ -101,14 +101,18 @@ describe('model scenarios: the store, starts, pause, holds', () => {
     const last = runner.snapshot.lastLoop;
     for (let t = 0; t < 20_000 && runner.snapshot.lastLoop === last; t += 20) await w.time.advance(20);
     const pid = w.node(old).server.pid;
+    /** Kills the postmaster; when it takes writes again (null: not within 15 s). */
+    const crashAndWait = async (): Promise<number | null> => {
+      w.node(old).server.crash();
+      for (let t = 0; t < 15_000; t += 50) {
+        await w.time.advance(50);
+        w.check('scenario');
+        if (w.node(old).server.writable(w.time.mono)) return w.time.mono;
+      }
+      return null;
+    };
     const killedAt = w.time.mono;
-    w.node(old).server.crash();
-    let backAt: number | null = null;
-    for (let t = 0; t < 15_000 && backAt === null; t += 50) {
-      await w.time.advance(50);
-      w.check('scenario');
-      if (w.node(old).server.writable(w.time.mono)) backAt = w.time.mono;
-    }
+    const backAt = await crashAndWait();
     expect(backAt, w.report()).not.toBeNull();
     console.log(`model: killed postmaster writable again ${backAt! - killedAt} ms after the kill`);
     expect(backAt! - killedAt).toBeLessThan(3000);
@@ -116,13 +120,7 @@ describe('model scenarios: the store, starts, pause, holds', () => {
     expect(leader()).toBe(old);
     // Killed again at once: a crash loop restarts at the loop's pace, not as fast as it crashes.
     const againAt = w.time.mono;
-    w.node(old).server.crash();
-    let backAgainAt: number | null = null;
-    for (let t = 0; t < 15_000 && backAgainAt === null; t += 50) {
-      await w.time.advance(50);
-      w.check('scenario');
-      if (w.node(old).server.writable(w.time.mono)) backAgainAt = w.time.mono;
-    }
+    const backAgainAt = await crashAndWait();
     expect(backAgainAt, w.report()).not.toBeNull();
     expect(backAgainAt! - againAt).toBeGreaterThan(5000);
     expectClean();
