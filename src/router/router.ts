@@ -21,7 +21,8 @@
  *   boundary (new transactions wait), lets transactions in flight finish within `drain_timeout`,
  *   reads each held session's state from the old server, cuts what cannot move, and answers
  *   `routers/<id>/drained` (it registers as `routers/<id>` on its own lease); once the new primary
- *   runs, the held sessions move to it.
+ *   runs, the held sessions move to it. Sessions still starting when the drain began are held as
+ *   their startup ends (`holdIfDrained`).
  */
 import { staleViewDeadline } from '../ha/timing.js';
 import { failsafeView } from '../ha/failsafe-view.js';
@@ -677,11 +678,27 @@ export class Router {
     this.maybeFinishDrain(d);
   }
 
+  /**
+   * A session whose startup ended during a drain of its server: it was picked before the drain
+   * began, so `startDrain` could not hold it yet. It is held now, before its first statement, and
+   * moves with the others. Encrypted end to end, it is cut with the others unless the drain has
+   * already cut them.
+   */
+  private holdIfDrained(s: Session): void {
+    const d = this.drain;
+    if (!d || s.role !== 'primary' || s.backend?.name !== d.key.from) return;
+    if (s.holdForDrain()) d.waiting.add(s);
+    else if (s.phase === 'tls' && !d.finishing) d.blind.add(s);
+  }
+
   /** A session stopped at an idle boundary: read its state while its server still runs. */
   private sessionHeld(s: Session): void {
     const d = this.drain;
     if (!d || !d.waiting.delete(s)) return;
     d.held.add(s);
+    // Held after the answer (its startup ended late): its server may be stopping; the recorded
+    // state decides when it moves.
+    if (d.answered) return;
     d.reading++;
     void s.introspect().then((reason) => {
       d.reading--;
@@ -884,6 +901,7 @@ export class Router {
         role === 'primary'
           ? sameBackend(this.writeTarget, b)
           : (this.topology?.replicas ?? []).some((r) => sameBackend(r, b)),
+      relaying: (s) => this.holdIfDrained(s),
       held: (s) => this.sessionHeld(s),
       moved: (s, m) => {
         this.stats.moved++;

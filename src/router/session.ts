@@ -83,6 +83,12 @@ export interface SessionHost {
    * server; and of a FATAL from its server (which may then be deliberate).
    */
   serves(backend: Backend, role: 'primary' | 'replica'): boolean;
+  /**
+   * The session's startup is over and its data path is up: from now on it can be held. A drain
+   * that began while it was still starting (authenticating, being handed to the relay) holds it
+   * here.
+   */
+  relaying(session: Session): void;
   /** A session stopped at an idle boundary because the router asked (drain). */
   held(session: Session): void;
   moved(session: Session, info: { from: string | null; to: string; ms: number; why: string }): void;
@@ -674,6 +680,8 @@ export class Session {
     const link = new JsLink(this.client, server, track, this.linkListener());
     this.link = link;
     this.linked = true;
+    // Before any client byte moves: a hold asked for now stops ahead of the first statement.
+    this.host.relaying(this);
     // The socket reads into the shared buffer (`onread`), which emits no 'data': from here on its
     // bytes are copied out and emitted as 'data', so they reach whoever holds the socket now (the
     // link; while the session is held, the router reading its state) and never a former holder.
@@ -729,6 +737,7 @@ export class Session {
       this.serverPending.length = 0;
       this.dataPath = 'native';
       this.lastBytes = [client.bytesRead - (toServer?.length ?? 0), client.bytesWritten];
+      this.host.relaying(this);
       for (const s of [client, server]) {
         s.removeAllListeners('close');
         s.removeAllListeners('end');

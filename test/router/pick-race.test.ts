@@ -78,6 +78,7 @@ function host(): SessionHost {
     secrets: null,
     members: (first) => (first ? [first, ...backends.filter((b) => b.name !== first.name)] : backends),
     serves: (b) => b.name === router.current?.name,
+    relaying: () => undefined,
     held: () => undefined,
     moved: () => undefined,
     cut: () => undefined,
