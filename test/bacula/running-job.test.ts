@@ -2,10 +2,11 @@
  * A Bacula backup job keeps running while the catalog's primary changes under it: the set-up of
  * docs/bacula.md (three nodes, `pgha router`, Debian's Bacula with its default
  * `SpoolAttributes = yes`), a job over 20,000 small files slowed by `Maximum Bandwidth` on its Job
- * resource so it runs over half a minute, and (a) a switchover, (b) a kill -9 of the leader's
- * agent and postmaster, each while a job runs. The router moves the Director's idle catalog
- * session to the new primary: each job ends `Backup OK` with every file in the catalog and
- * restores byte for byte, and the Director is the same process throughout.
+ * resource so it runs for half a minute or so (how long depends on the machine; `jobThrough` checks
+ * that it was still running once the primary had changed), and (a) a switchover, (b) a kill -9 of
+ * the leader's agent and postmaster, each while a job runs. The router moves the Director's idle
+ * catalog session to the new primary: each job ends `Backup OK` with every file in the catalog
+ * and restores byte for byte, and the Director is the same process throughout.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { isAlive } from '../../src/util/process.js';
 import { CatalogSetup, makeManyFiles, slowJobsConf } from './debian.js';
 
 const FILES = 20_000;
-/** The File daemon's pace: the 20,000 files take about 40 s. */
+/** The File daemon's pace: the 20,000 files take 25–40 s. */
 const BANDWIDTH = '320 kb/s';
 
 const env = new CatalogSetup();
@@ -61,7 +62,6 @@ describe('a Bacula job running while the catalog changes primary (SpoolAttribute
     expect(row.jobstatus).toBe('T');
     expect(row.jobfiles).toBe(entries);
     expect(row.files).toBe(entries);
-    expect(row.seconds).toBeGreaterThanOrEqual(30);
     expect(r.router.moved).toBeGreaterThanOrEqual(1);
     expect(r.router.cut).toEqual({});
     expect(Math.max(...r.router.pausesMs)).toBeLessThan(30_000);
@@ -82,7 +82,6 @@ describe('a Bacula job running while the catalog changes primary (SpoolAttribute
     expect(row.jobstatus).toBe('T');
     expect(row.jobfiles).toBe(entries);
     expect(row.files).toBe(entries);
-    expect(row.seconds).toBeGreaterThanOrEqual(30);
     expect(r.router.moved).toBeGreaterThanOrEqual(1);
     expect(r.router.cut).toEqual({});
     expect(Math.max(...r.router.pausesMs)).toBeLessThan(30_000);
