@@ -9,7 +9,7 @@ import { LocalCheck } from './api/live.js';
 import { startApiServer, type ApiServer } from './api/server.js';
 import { loadConfigOrThrow } from './config/load.js';
 import { applyReloadedConfig } from './config/reload.js';
-import { editMessage, etcdRefusalMessage, holdMessage, keyNotes, NoteMemory } from './config/keys.js';
+import { dynamicProblems, etcdRefusalMessage, holdMessage, keyNotes, NoteMemory } from './config/keys.js';
 import { parseDynamicConfig } from './config/schema.js';
 import type { DynamicConfig, PghaConfig } from './config/types.js';
 import { createEtcdDcs, type EtcdDcs } from './dcs/etcd.js';
@@ -150,12 +150,6 @@ function dynamicParser(config: PghaConfig, logger: Logger): (raw: Record<string,
     const holds = notes.filter((n) => n.kind === 'refused').map(holdMessage);
     return holds.length > 0 ? { ...dyn, hold: holds.join('; ') } : dyn;
   };
-}
-
-/** What `PATCH`/`PUT /config` refuses: invalid values, and keys the agents cannot honour safely. */
-function dynamicProblems(raw: Record<string, unknown>): string[] {
-  const refused = keyNotes(raw, 'dynamic').filter((n) => n.kind === 'refused');
-  return [...parseDynamicConfig(raw).errors, ...refused.map(editMessage)];
 }
 
 /**

@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
+  dynamicProblems,
+  newProblems,
   changedNotes,
   coveringKeyRow,
   DYNAMIC_KEYS,
@@ -258,5 +260,37 @@ describe('NoteMemory: a key read every cycle is reported when it appears or chan
     const before = keyNotes({ max_timelines_history: 5 }, 'dynamic');
     const after = keyNotes({ max_timelines_history: 5, primary_race_backoff: 1 }, 'dynamic');
     expect(changedNotes(before, after).map((n) => n.path)).toEqual(['primary_race_backoff']);
+  });
+});
+
+describe('dynamicProblems and newProblems: what an edit of the dynamic configuration is refused for', () => {
+  const cases: Array<{
+    what: string;
+    before: Record<string, unknown>;
+    after: Record<string, unknown>;
+    want: string[];
+  }> = [
+    { what: 'a valid change', before: { ttl: 30 }, after: { ttl: 20 }, want: [] },
+    {
+      what: 'a value the agents could not use',
+      before: { ttl: 30 },
+      after: { ttl: 'abc' },
+      want: ['ttl: expected a number, got "abc"'],
+    },
+    {
+      what: 'a problem the stored configuration already had is not blamed on the edit',
+      before: { ttl: 'abc' },
+      after: { ttl: 'abc', loop_wait: 5 },
+      want: [],
+    },
+    {
+      what: 'an edit that mends one problem and adds another',
+      before: { ttl: 'abc' },
+      after: { ttl: 30, synchronous_mode: 'sometimes' },
+      want: ['synchronous_mode: expected true, false or quorum, got "sometimes"'],
+    },
+  ];
+  it.each(cases)('$what', ({ before, after, want }) => {
+    expect(newProblems(dynamicProblems(before), dynamicProblems(after))).toEqual(want);
   });
 });

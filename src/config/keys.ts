@@ -17,7 +17,7 @@
  * `docs/yaml_configuration.rst` and `docs/dynamic_configuration.rst`, plus the names Patroni 4.1 still
  * reads from older files. `test/fixtures/config/patroni-keys.yml` lists every key for the tests.
  */
-import { parseBool } from './schema.js';
+import { parseBool, parseDynamicConfig } from './schema.js';
 import { LIBPQ_TLS_KEYS } from './types.js';
 
 export type KeySource = 'local' | 'dynamic';
@@ -628,6 +628,22 @@ export function editMessage(n: KeyNote): string {
   const r = n.row;
   if (r?.status !== 'refused') return n.message;
   return `${n.path}: ${r.why}: pgha agents refuse to start while it is set, and running ones stop acting on PostgreSQL (${r.risk}). ${fill(r.fix, n.path)}`;
+}
+
+/**
+ * What a change of the dynamic configuration is refused for (`PATCH`/`PUT /config`, `pgha ctl
+ * edit-config`): values the agents could not use (they would run with the default instead) and keys
+ * they refuse. `postgresql.parameters` are checked against PostgreSQL itself, elsewhere.
+ */
+export function dynamicProblems(raw: Record<string, unknown>): string[] {
+  const refused = keyNotes(raw, 'dynamic').filter((n) => n.kind === 'refused');
+  return [...parseDynamicConfig(raw).errors, ...refused.map(editMessage)];
+}
+
+/** The problems of `next` that `current` does not already have: an edit is not blamed for old ones. */
+export function newProblems(current: readonly string[], next: readonly string[]): string[] {
+  const old = new Set(current);
+  return next.filter((p) => !old.has(p));
 }
 
 /** The notes of `next` that are new or whose value changed since `previous`. */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
-import { changedNotes, editMessage, keyNotes } from '../config/keys.js';
+import { changedNotes, dynamicProblems, editMessage, keyNotes, newProblems } from '../config/keys.js';
 import { isExecutable } from '../config/load.js';
 import { parseDynamicConfig } from '../config/schema.js';
 import type { PghaConfig } from '../config/types.js';
@@ -74,17 +74,33 @@ function invokeEditor(before: string, scope: string): string {
 type Obj = Record<string, unknown>;
 
 /**
- * Refuses a configuration whose `postgresql.parameters` hold values this node's PostgreSQL (the
- * YAML's bin_dir) would refuse, as PATCH /config does; problems the stored configuration already had
- * are not blamed on the edit. Without PostgreSQL binaries here it says it could not check and lets
- * the edit through: the agents drop invalid values when they apply the configuration.
+ * Refuses a configuration with problems the stored one did not have, as PATCH /config does (problems
+ * it already had are not blamed on the edit): values the agents could not use and keys they refuse
+ * (`dynamicProblems`), and `postgresql.parameters` this node's PostgreSQL (the YAML's bin_dir) would
+ * refuse. Without PostgreSQL binaries here it says it could not check the parameters and checks the
+ * rest: the agents drop invalid parameters when they apply the configuration.
  */
-async function checkParameters(config: PghaConfig, before: Obj, after: Obj): Promise<void> {
+async function checkEdit(config: PghaConfig, before: Obj, after: Obj): Promise<void> {
+  const problems = [
+    ...newProblems(dynamicProblems(before), dynamicProblems(after)),
+    ...(await parameterProblems(config, before, after)).map((p) => `postgresql.parameters.${p}`),
+  ];
+  if (problems.length > 0)
+    throw new PghaError(
+      'PGHA_INVALID_CONFIG',
+      `the configuration is invalid, nothing was changed: ${problems.join('; ')}`,
+    );
+}
+
+/** The new problems of `after`'s `postgresql.parameters`; none when they cannot be checked here. */
+async function parameterProblems(config: PghaConfig, before: Obj, after: Obj): Promise<string[]> {
   const binDir = config.postgresql.bin_dir;
-  const cannot = (why: string) =>
+  const cannot = (why: string) => {
     console.error(
       `could not validate postgresql.parameters (${why}); the agents ignore values their PostgreSQL refuses`,
     );
+    return [];
+  };
   if (!binDir || !isExecutable(join(binDir, 'postgres')))
     return cannot(
       binDir
@@ -92,19 +108,12 @@ async function checkParameters(config: PghaConfig, before: Obj, after: Obj): Pro
         : 'postgresql.bin_dir is not set and PostgreSQL was not found',
     );
   const params = (c: Obj) => parseDynamicConfig(c).config.postgresql.parameters;
-  let problems: string[];
   try {
     const v = new ParameterValidator({ binDir, user: () => runAsUser(config.postgresql.os_user) });
-    const old = new Set(await v.problems(params(before)));
-    problems = (await v.problems(params(after))).filter((p) => !old.has(p));
+    return newProblems(await v.problems(params(before)), await v.problems(params(after)));
   } catch (err) {
     return cannot(errorMessage(err));
   }
-  if (problems.length > 0)
-    throw new PghaError(
-      'PGHA_INVALID_PARAMETERS',
-      `the configuration is invalid, nothing was changed: ${problems.map((p) => `postgresql.parameters.${p}`).join('; ')}`,
-    );
 }
 
 function collect(v: string, prev: string[]): string[] {
@@ -184,7 +193,7 @@ export function registerConfigCommands(ctl: Command): void {
             if (!o.quiet) console.log('Not changed');
             return;
           }
-          await checkParameters(ctx.config, data, changed);
+          await checkEdit(ctx.config, data, changed);
           if (!o.quiet) for (const line of unifiedDiff(before, after)) console.log(colour(line));
           // Keys the edit adds or changes that pgha agents do not act on (or refuse to run with).
           for (const n of changedNotes(keyNotes(data, 'dynamic'), keyNotes(changed, 'dynamic')))

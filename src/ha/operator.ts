@@ -6,6 +6,7 @@
  * interleave with an HA cycle; a switchover only writes the `failover` key and lets the leader's loop
  * carry it out, so waiting for its result happens outside the lock.
  */
+import { newProblems } from '../config/keys.js';
 import type { CallbackName, DynamicConfig } from '../config/types.js';
 import type { ClusterState, Dcs, Member } from '../dcs/types.js';
 import type { PostgresNode, RoleConfig } from '../postgres/types.js';
@@ -413,8 +414,7 @@ export class Operator {
     current: Record<string, unknown>,
     next: Record<string, unknown>,
   ): Promise<string[]> {
-    const old = new Set(await this.d.validateDynamic(current));
-    return (await this.d.validateDynamic(next)).filter((p) => !old.has(p));
+    return newProblems(await this.d.validateDynamic(current), await this.d.validateDynamic(next));
   }
 
   // ---- switchover / failover -----------------------------------------------------------------

@@ -191,6 +191,14 @@ describe('PostgreSQL parameters', () => {
     });
     expect(await configKey()).toEqual(before);
 
+    // The other keys are checked as PATCH /config checks them, binaries or not: the agents would
+    // not use this value but fall back to the default (ttl 30) with a warning in their logs.
+    expect(await ctl(['edit-config', '-s', 'ttl=abc', '--force'])).toEqual({
+      code: 1,
+      out: 'pgha: the configuration is invalid, nothing was changed: ttl: expected a number, got "abc"\n',
+    });
+    expect(await configKey()).toEqual(before);
+
     // Where there are no PostgreSQL binaries it says it could not check, and goes on.
     const elsewhere = parse(readFileSync(c.nodes[0]!.configPath, 'utf8')) as {
       postgresql: { bin_dir: string };
