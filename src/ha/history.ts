@@ -1,5 +1,6 @@
 import type { HistoryEntry } from '../dcs/types.js';
 import type { TimelineSwitch } from '../postgres/types.js';
+import { isoTime } from '../util/clock.js';
 
 /**
  * Turns a node's timeline history (its history file's lines) into Patroni's `history` entries,
@@ -16,7 +17,7 @@ export function mergeTimelineHistory(
     const k = byTimeline.get(s.timeline);
     // A known entry with another switch point belongs to another history: ours wins.
     if (k && k[1] === s.lsn) continue;
-    byTimeline.set(s.timeline, [s.timeline, s.lsn, s.reason ?? '', now.toISOString(), newLeader]);
+    byTimeline.set(s.timeline, [s.timeline, s.lsn, s.reason ?? '', isoTime(now.getTime()), newLeader]);
   }
   return [...byTimeline.values()]
     .filter((e) => switches.some((s) => s.timeline === e[0]))

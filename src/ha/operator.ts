@@ -12,6 +12,7 @@ import type { ClusterState, Dcs, Member } from '../dcs/types.js';
 import type { PostgresNode, RoleConfig } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
+import { isoTime } from '../util/clock.js';
 import type { AgentSnapshot } from './runner.js';
 import { isNoFailover, manualPromotionRisk } from './rules.js';
 import type { PeerStatus } from './types.js';
@@ -111,7 +112,7 @@ export function parseSchedule(
     };
   }
   if (ms < now) return { ok: false, status: 422, message: `Cannot schedule ${action} in the past` };
-  return { ok: true, at: new Date(ms).toISOString().replace('Z', '+00:00'), ms };
+  return { ok: true, at: isoTime(ms), ms };
 }
 
 /**

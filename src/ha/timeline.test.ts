@@ -205,10 +205,10 @@ describe('mergeTimelineHistory', () => {
     const merged = mergeTimelineHistory(known, switches, new Date('2026-02-01T00:00:00Z'), 'n3');
     expect(merged).toEqual([
       known[0],
-      [2, 0x5000000, 'no recovery target specified', '2026-02-01T00:00:00.000Z', 'n3'],
+      [2, 0x5000000, 'no recovery target specified', '2026-02-01T00:00:00.000+00:00', 'n3'],
     ]);
     expect(historyMatches(merged, switches)).toBe(true);
     const other = mergeTimelineHistory(known, [{ timeline: 1, lsn: 0x3000200 }], new Date(0), 'n4');
-    expect(other).toEqual([[1, 0x3000200, '', '1970-01-01T00:00:00.000Z', 'n4']]);
+    expect(other).toEqual([[1, 0x3000200, '', '1970-01-01T00:00:00.000+00:00', 'n4']]);
   });
 });

@@ -7,6 +7,14 @@
  * Timers and sleeps go through the same object, so a simulation drives all of them (src/ha/model).
  */
 
+/**
+ * A wall-clock time as Patroni writes times people read (`history`, `scheduled_at`): ISO 8601 with
+ * a `+00:00` offset, as Python's `isoformat()` gives, rather than JavaScript's `Z`.
+ */
+export function isoTime(ms: number): string {
+  return new Date(ms).toISOString().replace('Z', '+00:00');
+}
+
 /** An opaque timer handle. */
 export type TimerHandle = { readonly id: number } | ReturnType<typeof setTimeout>;
 
