@@ -349,6 +349,21 @@ postgresql:
     expect(seen).toEqual(refusals);
   });
 
+  it('lists unknown keys with the errors, as a misspelt key is often what is missing', () => {
+    // `ip` for `address` (vip-manager's name): the required key is missing because of the typo.
+    const { config, errors, warnings } = loadConfig(
+      file(MINIMAL + 'vip: {ip: 10.0.0.9, interface: eth0}\nlog: {colour: true}\n'),
+      {},
+    );
+    expect(config).toBeUndefined();
+    expect(errors).toEqual([
+      expect.stringMatching(/^vip\.address: required/),
+      'log.colour: unknown key (misspelt?)',
+      'vip.ip: unknown key (misspelt?)',
+    ]);
+    expect(warnings).toEqual([]);
+  });
+
   it('reports an unknown key of bootstrap.dcs', () => {
     const { warnings } = loadConfig(file(MINIMAL + 'bootstrap:\n  dcs: {ttl: 30, colour: red}\n'), {});
     expect(warnings).toEqual(['bootstrap.dcs.colour: unknown key, ignored']);

@@ -243,7 +243,9 @@ function unknownKeyWarning(path: string, raw: Raw): string | undefined {
 /**
  * Validates a Patroni configuration object (environment overrides already applied) and builds the
  * normalised config. `source` names the file in messages; `env.PATH` is searched for a missing bin_dir.
- * Unknown keys are warnings; everything else that is wrong is an error, all reported together.
+ * Unknown keys are warnings, unless the file has errors: then they are listed with them (a misspelt
+ * key is often why a required one is missing). Everything else that is wrong is an error, all
+ * reported together.
  */
 export function validateConfig(
   raw: unknown,
@@ -262,10 +264,15 @@ export function validateConfig(
   errors.push(...methods.errors);
   let result = fileSchema.safeParse(input, { error: errorMap });
   const unknown = result.success ? [] : result.error.issues.filter((i) => i.code === 'unrecognized_keys');
+  const unknownPaths: string[] = [];
   for (const issue of unknown) {
     for (const key of issue.keys) {
-      const warning = unknownKeyWarning(formatPath([...issue.path, key]), raw);
-      if (warning) warnings.push(warning);
+      const path = formatPath([...issue.path, key]);
+      const warning = unknownKeyWarning(path, raw);
+      if (warning) {
+        warnings.push(warning);
+        unknownPaths.push(path);
+      }
       deleteAt(input, issue.path, key);
     }
   }
@@ -312,7 +319,16 @@ export function validateConfig(
       );
     }
   }
-  if (!result.success || errors.length || !etcd) return { errors, warnings, refusals };
+  if (!result.success || errors.length || !etcd) {
+    // A file that does not load: its unknown keys go with the errors, as a misspelt key is often
+    // why a required one is missing (`vip.ip` for `vip.address`).
+    const unknownWarnings = new Set(unknownPaths.map((p) => unknownKeyWarning(p, raw)));
+    return {
+      errors: [...errors, ...unknownPaths.map((p) => `${p}: unknown key (misspelt?)`)],
+      warnings: warnings.filter((w) => !unknownWarnings.has(w)),
+      refusals,
+    };
+  }
 
   const config = build(result.data, etcd, binDir);
   if (Object.keys(methods.bootstrap).length > 0) config.bootstrap.methods = methods.bootstrap;
