@@ -195,7 +195,7 @@ export function registerConfigCommands(ctl: Command): void {
           }
           await checkEdit(ctx.config, data, changed);
           if (!o.quiet) for (const line of unifiedDiff(before, after)) console.log(colour(line));
-          // Keys the edit adds or changes that pgha agents do not act on (or refuse to run with).
+          // Keys the edit adds or changes that pgha agents do not act on (checkEdit refused the rest).
           for (const n of changedNotes(keyNotes(data, 'dynamic'), keyNotes(changed, 'dynamic')))
             console.error(`note: ${editMessage(n)}`);
           if ((o.apply === '-' || o.replace === '-') && !o.force) {

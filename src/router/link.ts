@@ -192,9 +192,13 @@ export class JsLink implements Link {
 
   /** Writes what the client sent to the server. */
   private fromClientBytes(chunk: Buffer): void {
-    if (this.stopped || !this.server) {
+    // Asked to hold and at an idle boundary: these bytes begin the next statement, so they wait in
+    // the client socket for the hold (or its release) instead of reaching the server first.
+    const atHold = this.holding && this.tracker !== null && this.tracker.idleBoundary();
+    if (this.stopped || !this.server || atHold) {
       this.client.pause();
       this.client.unshift(chunk);
+      if (atHold) this.checkHold();
       return;
     }
     this.fromClient += chunk.length;

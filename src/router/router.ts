@@ -22,7 +22,7 @@
  *   reads each held session's state from the old server, cuts what cannot move, and answers
  *   `routers/<id>/drained` (it registers as `routers/<id>` on its own lease); once the new primary
  *   runs, the held sessions move to it. Sessions still starting when the drain began are held as
- *   their startup ends (`holdIfDrained`).
+ *   their startup ends (`sessionRelaying`).
  */
 import { staleViewDeadline } from '../ha/timing.js';
 import { failsafeView } from '../ha/failsafe-view.js';
@@ -141,6 +141,12 @@ interface ActiveDrain {
   reading: number;
   /** Cut at the end of the drain (encrypted end to end: they cannot be held). */
   blind: Set<Session>;
+  /**
+   * Sessions whose startup ended once the drain was finishing: asked to hold, never cut by it and
+   * never waited for (their state is not read: their server may be stopping; the recorded state,
+   * a session this fresh has little else, decides whether they can move).
+   */
+  late: Set<Session>;
   timer: NodeJS.Timeout | null;
   /** Set once the router answered `drained`. */
   answered: boolean;
@@ -657,6 +663,7 @@ export class Router {
       held: new Set(),
       reading: 0,
       blind: new Set(),
+      late: new Set(),
       timer: null,
       answered: false,
       finishing: false,
@@ -679,26 +686,31 @@ export class Router {
   }
 
   /**
-   * A session whose startup ended during a drain of its server: it was picked before the drain
-   * began, so `startDrain` could not hold it yet. It is held now, before its first statement, and
-   * moves with the others. Encrypted end to end, it is cut with the others unless the drain has
-   * already cut them.
+   * A session's data path is up, nothing relayed yet. It was picked before a drain of its server
+   * began (`startDrain` could not hold it yet) or before the primary changed (the fence found no
+   * link to stop); it is held, or moved, now, before its first statement.
    */
-  private holdIfDrained(s: Session): void {
+  private sessionRelaying(s: Session): void {
+    if (s.role !== 'primary' || s.backend === null) return;
+    if (!sameBackend(this.primary, s.backend)) {
+      s.fence(`the primary changed to ${this.primary?.name ?? 'none'} while the session started`);
+      return;
+    }
     const d = this.drain;
-    if (!d || s.role !== 'primary' || s.backend?.name !== d.key.from) return;
-    if (s.holdForDrain()) d.waiting.add(s);
+    if (d?.key.from !== s.backend.name) return;
+    if (s.holdForDrain()) (d.finishing ? d.late : d.waiting).add(s);
     else if (s.phase === 'tls' && !d.finishing) d.blind.add(s);
   }
 
   /** A session stopped at an idle boundary: read its state while its server still runs. */
   private sessionHeld(s: Session): void {
     const d = this.drain;
+    if (d?.late.delete(s)) {
+      d.held.add(s);
+      return;
+    }
     if (!d || !d.waiting.delete(s)) return;
     d.held.add(s);
-    // Held after the answer (its startup ended late): its server may be stopping; the recorded
-    // state decides when it moves.
-    if (d.answered) return;
     d.reading++;
     void s.introspect().then((reason) => {
       d.reading--;
@@ -708,6 +720,17 @@ export class Router {
       }
       this.maybeFinishDrain(d);
     });
+  }
+
+  /** A session that ended is waited for no more (a drain answers without waiting out its timeout). */
+  private drainForget(s: Session): void {
+    const d = this.drain;
+    if (!d) return;
+    const waited = d.waiting.delete(s);
+    d.late.delete(s);
+    d.blind.delete(s);
+    d.held.delete(s);
+    if (waited) this.maybeFinishDrain(d);
   }
 
   private maybeFinishDrain(d: ActiveDrain): void {
@@ -757,7 +780,7 @@ export class Router {
     this.drain = null;
     if (d.timer) clearTimeout(d.timer);
     if (d.expiry) clearTimeout(d.expiry);
-    for (const s of d.waiting) s.cancelHold();
+    for (const s of [...d.waiting, ...d.late]) s.cancelHold();
     const src = this.opts.source;
     if (d.answered && src.releaseKey)
       void src.releaseKey(`routers/${this.id}/drained`, d.key.id).catch(() => false);
@@ -882,6 +905,7 @@ export class Router {
       },
       unregister: (s) => {
         if (!this.sessions.delete(s.id)) return;
+        this.drainForget(s);
         if (s.keyId) this.keys.delete(s.keyId);
         this.stats.closedBytesFromClients += s.bytesFromClient;
         this.stats.closedBytesToClients += s.bytesToClient;
@@ -901,7 +925,8 @@ export class Router {
         role === 'primary'
           ? sameBackend(this.writeTarget, b)
           : (this.topology?.replicas ?? []).some((r) => sameBackend(r, b)),
-      relaying: (s) => this.holdIfDrained(s),
+      relaying: (s) => this.sessionRelaying(s),
+      draining: (b) => this.drain?.key.from === b.name,
       held: (s) => this.sessionHeld(s),
       moved: (s, m) => {
         this.stats.moved++;

@@ -84,11 +84,14 @@ export interface SessionHost {
    */
   serves(backend: Backend, role: 'primary' | 'replica'): boolean;
   /**
-   * The session's startup is over and its data path is up: from now on it can be held. A drain
-   * that began while it was still starting (authenticating, being handed to the relay) holds it
-   * here.
+   * The session's startup is over and its data path is up, no client byte has gone through it yet:
+   * from now on it can be held or moved. A drain that began while it was still starting
+   * (authenticating, being handed to the relay) holds it here, and a fence that came meanwhile
+   * moves it.
    */
   relaying(session: Session): void;
+  /** Whether a switchover's drain holds new transactions on `backend` now. */
+  draining(backend: Backend): boolean;
   /** A session stopped at an idle boundary because the router asked (drain). */
   held(session: Session): void;
   moved(session: Session, info: { from: string | null; to: string; ms: number; why: string }): void;
@@ -486,6 +489,10 @@ export class Session {
     const fromServer = new BackendStartupReader();
     const fromClient = new MessageReader(1 << 20);
     let authenticated = false;
+    // What the client sent ahead of the end of its startup: complete messages other than its
+    // authentication (`kept`, in order), then whole chunks once it is authenticated (`held`). They
+    // reach the server when the session's data path is up, so a drain can hold them.
+    const kept: Buffer[] = [];
     const held: Buffer[] = [];
     const onClient = (chunk: Buffer) => {
       if (authenticated) {
@@ -495,8 +502,10 @@ export class Session {
       fromClient.push(chunk);
       try {
         for (let m = fromClient.next(); m; m = fromClient.next()) {
-          if (m.type === 'p') this.clientAuthMessage(m.body);
-          server.write(m.raw);
+          if (m.type === 'p' && kept.length === 0) {
+            this.clientAuthMessage(m.body);
+            server.write(m.raw);
+          } else kept.push(Buffer.from(m.raw));
         }
       } catch {
         // Not PostgreSQL's framing: let the server say so.
@@ -526,7 +535,7 @@ export class Session {
             continue;
           case 'ready': {
             this.client.removeListener('data', onClient);
-            const rest = [fromClient.takeRest(), ...held];
+            const rest = [...kept, fromClient.takeRest(), ...held];
             const toServer = Buffer.concat(rest);
             this.phase = 'relayed';
             this.startupDone(server, toServer.length > 0 ? toServer : null);
@@ -665,7 +674,11 @@ export class Session {
   /** The startup phase is over: the native relay takes the session, or JavaScript relays it. */
   private startupDone(server: Socket, toServer: Buffer | null): void {
     const track = this.phase === 'relayed';
-    if (this.host.relay && !this.tlsTerminated) {
+    // A drain holds its server: the JavaScript link can hold it before its first byte moves (the
+    // relay thread would start copying before the hold could reach it).
+    const drained =
+      track && this.role === 'primary' && this.backend !== null && this.host.draining(this.backend);
+    if (this.host.relay && !this.tlsTerminated && !drained) {
       this.handOff(this.host.relay, server, toServer, track);
       return;
     }
@@ -737,7 +750,6 @@ export class Session {
       this.serverPending.length = 0;
       this.dataPath = 'native';
       this.lastBytes = [client.bytesRead - (toServer?.length ?? 0), client.bytesWritten];
-      this.host.relaying(this);
       for (const s of [client, server]) {
         s.removeAllListeners('close');
         s.removeAllListeners('end');
@@ -747,6 +759,7 @@ export class Session {
         s.destroy();
       }
       this.server = null;
+      this.host.relaying(this);
     };
     setImmediate(attempt);
   }

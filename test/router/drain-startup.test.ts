@@ -8,8 +8,12 @@
  *
  * Real PostgreSQL servers and a real router on each data path; etcd's side is a plain object, so the
  * drain can be made to begin while a client is half way through its authentication (the client's
- * password callback waits for it).
+ * password callback waits for it). A client that sends its first statement right behind its
+ * password, before the server has said it is ready, is held the same way; and a session the drain
+ * waits for that ends does not keep the drain waiting.
  */
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +21,7 @@ import { emptyCluster } from '../../src/dcs/keys.js';
 import type { ClusterState, DrainKey, Member } from '../../src/dcs/types.js';
 import { Postgres } from '../../src/postgres/postgres.js';
 import { nativeRelay } from '../../src/router/native.js';
+import { message, startupMessage } from '../../src/router/protocol.js';
 import { Router } from '../../src/router/router.js';
 import { createLogger } from '../../src/util/log.js';
 import { freePort } from '../support/net.js';
@@ -92,6 +97,88 @@ function gate(): { wait: Promise<void>; open: () => void } {
   return { wait, open };
 }
 
+type DataPath = 'javascript' | 'native';
+
+/** A router on `dataPath` in front of a and b, its log lines, and the plain object it reads etcd from. */
+async function startRouter(dataPath: DataPath) {
+  if (dataPath === 'native' && nativeRelay() instanceof Error)
+    throw new Error('the native relay is not built');
+  const src = source();
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n'))
+        if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const port = await freePort();
+  const router = new Router({
+    source: src,
+    logger: createLogger({ type: 'json', level: 'info', destination: sink }),
+    listen: { hosts: ['127.0.0.1'], port },
+    balance: 'round-robin',
+    maxLagBytes: null,
+    fallbackToPrimary: false,
+    waitTimeoutMs: 20_000,
+    connectTimeoutMs: 3000,
+    checkIntervalMs: 60_000,
+    verifyPrimary: false,
+    dataPath,
+    drainTimeoutMs: 10_000,
+  });
+  cleanups.unshift(() => router.stop());
+  await router.start();
+  await waitFor('the router to route writes to a', () => Promise.resolve(router.status().primary === 'a'));
+  const clients: pg.Client[] = [];
+  cleanups.unshift(async () => {
+    for (const c of clients) await c.end().catch(() => undefined);
+  });
+  const client = (password: () => Promise<string> = () => Promise.resolve(TEST_AUTH.superuser.password)) => {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port,
+      user: TEST_AUTH.superuser.username,
+      database: 'postgres',
+      password,
+    });
+    c.on('error', () => undefined);
+    clients.push(c);
+    return c;
+  };
+  return {
+    router,
+    logs,
+    port,
+    client,
+    /** The switchover from a to b begins: a's agent writes the drain key. */
+    async beginDrain() {
+      src.state = cluster('a', { id: 'switchover-1', from: 'a', to: 'b' }, 3);
+      src.changed();
+      await waitFor('the router to begin the drain', () => Promise.resolve(router.status().drain !== null));
+    },
+    /** a has stopped, b runs as the leader, the drain key is gone. */
+    switchToB() {
+      src.state = cluster('b', null, 4);
+      src.changed();
+    },
+    drained: () => logs.find((l) => l.msg === 'switchover: drained'),
+    moved: () => logs.filter((l) => l.msg === 'session moved').length,
+    cuts: () => logs.filter((l) => String(l.msg).startsWith('session cut')).map((l) => l.msg),
+  };
+}
+
+const serverOf = async (c: pg.Client) =>
+  (await c.query<{ port: number }>('select inet_server_port() as port')).rows[0]!.port;
+
+/** 'waiting' if `p` is still pending after `ms`, else which server answered. */
+async function stillWaiting(p: Promise<number>, ms = 500): Promise<string> {
+  let got: number | null = null;
+  void p.then((v) => (got = v)).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, ms));
+  return got === null ? 'waiting' : got === ports.a ? 'ran on a' : 'ran on b';
+}
+
 const cases = [
   { dataPath: 'javascript', busy: false },
   { dataPath: 'javascript', busy: true },
@@ -103,106 +190,116 @@ describe.each(cases)(
   'drain on the $dataPath data path (another session busy: $busy)',
   ({ dataPath, busy }) => {
     it('holds a session that was authenticating when the drain began and moves it to the new primary', async () => {
-      if (dataPath === 'native' && nativeRelay() instanceof Error)
-        throw new Error('the native relay is not built');
-      const src = source();
-      const logs: Array<Record<string, unknown>> = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done) {
-          for (const line of chunk.toString().split('\n'))
-            if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-          done();
-        },
-      });
-      const port = await freePort();
-      const router = new Router({
-        source: src,
-        logger: createLogger({ type: 'json', level: 'info', destination: sink }),
-        listen: { hosts: ['127.0.0.1'], port },
-        balance: 'round-robin',
-        maxLagBytes: null,
-        fallbackToPrimary: false,
-        waitTimeoutMs: 20_000,
-        connectTimeoutMs: 3000,
-        checkIntervalMs: 60_000,
-        verifyPrimary: false,
-        dataPath,
-        drainTimeoutMs: 10_000,
-      });
-      const clients: pg.Client[] = [];
-      const client = (password: () => Promise<string>) => {
-        const c = new pg.Client({
-          host: '127.0.0.1',
-          port,
-          user: TEST_AUTH.superuser.username,
-          database: 'postgres',
-          password,
-        });
-        c.on('error', () => undefined);
-        clients.push(c);
-        return c;
-      };
-      const serverOf = async (c: pg.Client) =>
-        (await c.query<{ port: number }>('select inet_server_port() as port')).rows[0]!.port;
-      try {
-        await router.start();
-        await waitFor('the router to route writes to a', () =>
-          Promise.resolve(router.status().primary === 'a'),
-        );
-        // With a transaction open on a, the drain waits for it and has not answered yet when the
-        // late session's startup ends; without one, it answered at once.
-        const other = busy ? client(() => Promise.resolve(TEST_AUTH.superuser.password)) : null;
-        if (other) {
-          await other.connect();
-          expect(await serverOf(other)).toBe(ports.a);
-          await other.query('BEGIN');
-        }
-
-        const authenticating = gate();
-        const drainBegun = gate();
-        // The password is asked once the server wants it: the session is in its startup, on a.
-        const late = client(async () => {
-          authenticating.open();
-          await drainBegun.wait;
-          return TEST_AUTH.superuser.password;
-        });
-        const connected = late.connect();
-        await within('the client to be asked for its password', 10_000, authenticating.wait);
-
-        // The switchover from a to b begins: a's agent writes the drain key.
-        src.state = cluster('a', { id: 'switchover-1', from: 'a', to: 'b' }, 3);
-        src.changed();
-        await waitFor('the router to begin the drain', () => Promise.resolve(router.status().drain !== null));
-        drainBegun.open();
-        await within('the client to connect', 10_000, connected);
-
-        // Its first statement must wait for the new primary, not run on a.
-        const answer = serverOf(late);
-        let early: number | null = null;
-        void answer.then((p) => (early = p)).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 500));
-        expect(early === null ? 'waiting' : early === ports.a ? 'ran on a' : 'ran on b').toBe('waiting');
-
-        if (other) {
-          // The transaction ends; the drain answers with both sessions held.
-          await other.query('COMMIT');
-          await waitFor('the drain to answer', () =>
-            Promise.resolve(logs.some((l) => l.msg === 'switchover: drained')),
-          );
-          expect(logs.find((l) => l.msg === 'switchover: drained')?.held).toBe(2);
-        }
-
-        // a has stopped, b runs as the leader, the drain key is gone.
-        src.state = cluster('b', null, 4);
-        src.changed();
-        expect(await within('the statement to be answered', 15_000, answer)).toBe(ports.b);
-        if (other) expect(await serverOf(other)).toBe(ports.b);
-        expect(logs.filter((l) => l.msg === 'session moved').length).toBe(busy ? 2 : 1);
-        expect(logs.filter((l) => String(l.msg).startsWith('session cut')).map((l) => l.msg)).toEqual([]);
-      } finally {
-        for (const c of clients) await c.end().catch(() => undefined);
-        await router.stop();
+      const r = await startRouter(dataPath);
+      // With a transaction open on a, the drain waits for it and has not answered yet when the
+      // late session's startup ends; without one, it answered at once.
+      const other = busy ? r.client() : null;
+      if (other) {
+        await other.connect();
+        expect(await serverOf(other)).toBe(ports.a);
+        await other.query('BEGIN');
       }
+
+      const authenticating = gate();
+      const drainBegun = gate();
+      // The password is asked once the server wants it: the session is in its startup, on a.
+      const late = r.client(async () => {
+        authenticating.open();
+        await drainBegun.wait;
+        return TEST_AUTH.superuser.password;
+      });
+      const connected = late.connect();
+      await within('the client to be asked for its password', 10_000, authenticating.wait);
+      await r.beginDrain();
+      drainBegun.open();
+      await within('the client to connect', 10_000, connected);
+
+      // Its first statement must wait for the new primary, not run on a.
+      const answer = serverOf(late);
+      expect(await stillWaiting(answer)).toBe('waiting');
+
+      if (other) {
+        // The transaction ends; the drain answers with both sessions held.
+        await other.query('COMMIT');
+        await waitFor('the drain to answer', () => Promise.resolve(r.drained() !== undefined));
+        expect(r.drained()?.held).toBe(2);
+      }
+
+      r.switchToB();
+      expect(await within('the statement to be answered', 15_000, answer)).toBe(ports.b);
+      if (other) expect(await serverOf(other)).toBe(ports.b);
+      expect(r.moved()).toBe(busy ? 2 : 1);
+      expect(r.cuts()).toEqual([]);
     }, 60_000);
   },
 );
+
+/** Reads protocol messages from a raw socket. */
+function messages(sock: Socket) {
+  let buf = Buffer.alloc(0);
+  const waiters: Array<() => void> = [];
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    /** The next message whose type is in `types` (others are skipped). */
+    async next(types: string): Promise<{ type: string; body: Buffer }> {
+      for (;;) {
+        while (buf.length >= 5 && buf.length >= buf.readInt32BE(1) + 1) {
+          const len = buf.readInt32BE(1);
+          const m = { type: String.fromCharCode(buf[0]!), body: buf.subarray(5, len + 1) };
+          buf = buf.subarray(len + 1);
+          if (types.includes(m.type)) return m;
+        }
+        await new Promise<void>((r) => waiters.push(r));
+      }
+    },
+  };
+}
+
+describe.each(['javascript', 'native'] as const)('drain on the %s data path', (dataPath) => {
+  it('holds a statement a client sent right behind its password, before the server was ready', async () => {
+    const r = await startRouter(dataPath);
+    const sock = connect(r.port, '127.0.0.1');
+    cleanups.unshift(() => Promise.resolve(void sock.destroy()));
+    await once(sock, 'connect');
+    const read = messages(sock);
+    sock.write(startupMessage({ user: TEST_AUTH.superuser.username, database: 'postgres' }));
+    const auth = await within('the password request', 10_000, read.next('RE'));
+    expect([auth.type, auth.body.readInt32BE(0)]).toEqual(['R', 3]);
+
+    await r.beginDrain();
+    // The password and the first statement in one packet: the statement reaches the router while
+    // the session is still in its startup.
+    sock.write(
+      Buffer.concat([
+        message('p', Buffer.from(`${TEST_AUTH.superuser.password}\0`)),
+        message('Q', Buffer.from('select inet_server_port()\0')),
+      ]),
+    );
+    const row = read.next('DE').then((m) => {
+      if (m.type === 'E') throw new Error(`error: ${m.body.toString('latin1')}`);
+      return Number(m.body.subarray(6, 6 + m.body.readInt32BE(2)).toString());
+    });
+    expect(await stillWaiting(row)).toBe('waiting');
+    r.switchToB();
+    expect(await within('the statement to be answered', 15_000, row)).toBe(ports.b);
+    expect(r.moved()).toBe(1);
+  }, 60_000);
+
+  it('answers at once when a session it waits for ends', async () => {
+    const r = await startRouter(dataPath);
+    const busy = r.client();
+    await busy.connect();
+    await busy.query('BEGIN');
+    await r.beginDrain();
+    expect(r.drained()).toBeUndefined();
+    const ended = performance.now();
+    await busy.end();
+    await waitFor('the drain to answer', () => Promise.resolve(r.drained() !== undefined), 10_000, 20);
+    // drain_timeout is 10 s: the answer did not wait for it.
+    expect(performance.now() - ended).toBeLessThan(3000);
+    expect(r.drained()?.held).toBe(0);
+  }, 60_000);
+});

@@ -79,6 +79,7 @@ function host(): SessionHost {
     members: (first) => (first ? [first, ...backends.filter((b) => b.name !== first.name)] : backends),
     serves: (b) => b.name === router.current?.name,
     relaying: () => undefined,
+    draining: () => false,
     held: () => undefined,
     moved: () => undefined,
     cut: () => undefined,
