@@ -61,7 +61,7 @@ import {
   parseLsnOrUndefined,
   timelineFromWalFileName,
 } from './lsn.js';
-import { attachedProcesses, sharedMemoryId } from './leftovers.js';
+import { attachedProcesses, parseProcStat, sharedMemoryId } from './leftovers.js';
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {
@@ -292,10 +292,9 @@ export function slotFromRow(s: Record<string, unknown>): ReplicationSlot {
 }
 
 /** One-letter state of a process from /proc (`R`, `S`, `Z`, ...), or null when it does not exist. */
-function processState(pid: number): string | null {
+function processState(pid: number): { state: string; dying: boolean } | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return null;
   }
@@ -555,8 +554,8 @@ export class Postgres implements PostgresNode {
   /** True when `pid` is alive, not a zombie, runs a postgres binary and (when visible) sits in our data dir. */
   private async isOurPostgres(pid: number): Promise<boolean> {
     if (!signalPid(pid, 0)) return false;
-    const state = processState(pid);
-    if (state === null || state === 'Z' || state === 'X') return false;
+    const st = processState(pid);
+    if (st === null || st.dying) return false;
     const cmdline = await readText(`/proc/${pid}/cmdline`).catch(() => null);
     if (cmdline === null || !/postgres|postmaster/.test(cmdline)) return false;
     try {
@@ -850,8 +849,9 @@ export class Postgres implements PostgresNode {
   /**
    * Prepares a leftover postmaster.pid for a new start. One naming a live process that is not our
    * postgres (pid reuse after a crash) would make PostgreSQL refuse to start: it is removed. One
-   * naming a dead postmaster not yet reaped (a zombie) makes PostgreSQL refuse too: wait for the
-   * reaper a little. A dead pid is otherwise left alone, as PostgreSQL checks the file itself; but
+   * naming a postmaster still exiting, or dead but not yet reaped (a zombie), makes PostgreSQL
+   * refuse too: wait for the kernel and the reaper a little (an exiting process's cmdline reads
+   * empty: it must not be taken for another program). A dead pid is otherwise left alone, as PostgreSQL checks the file itself; but
    * the backends of a crashed postmaster that still run a statement keep its shared memory attached,
    * and PostgreSQL refuses to start until they end: wait for them until `waitUntil` (leftovers.ts).
    */
@@ -861,9 +861,10 @@ export class Postgres implements PostgresNode {
     if (text === null) return;
     const pid = Math.abs(Number(text.split('\n')[0]));
     if (!Number.isInteger(pid) || pid <= 0) return;
+    // A postmaster still exiting or not yet reaped: wait (it is not another program).
     const deadline = Date.now() + ZOMBIE_WAIT_MS;
-    while (processState(pid) === 'Z' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (signalPid(pid, 0) && processState(pid) !== 'Z' && !(await this.isOurPostgres(pid))) {
+    while (processState(pid)?.dying && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (signalPid(pid, 0) && !processState(pid)?.dying && !(await this.isOurPostgres(pid))) {
       this.log.warn({ pid }, 'postmaster.pid names a process that is not this PostgreSQL; removing it');
       await unlink(pidFile).catch(() => undefined);
       return;

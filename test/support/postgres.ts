@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { PostgresqlConfig } from '../../src/config/types.js';
+import { parseProcStat } from '../../src/postgres/leftovers.js';
 import { Postgres } from '../../src/postgres/postgres.js';
 import { runAsUser, signalPid } from '../../src/util/process.js';
 import { freePort } from './net.js';
@@ -99,23 +100,24 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-function isZombie(pid: number): boolean {
+/** A zombie, or a process whose exit is under way (its cmdline already reads empty). */
+function isDying(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.dying ?? false;
   } catch {
     return false;
   }
 }
 
 /**
- * Waits until none of `pids` exists, zombies included: PostgreSQL's own lock-file check treats a
- * zombie postmaster as running, and some inits reap orphans only every few seconds.
+ * Waits until none of `pids` exists, exiting processes and zombies included: PostgreSQL's own
+ * lock-file check treats a zombie postmaster as running, and some inits reap orphans only every
+ * few seconds.
  */
 export async function waitGone(pids: number[], timeoutMs = 10_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const alive = pids.filter((p) => signalPid(p, 0) && (isZombie(p) || isPostgres(p)));
+    const alive = pids.filter((p) => signalPid(p, 0) && (isDying(p) || isPostgres(p)));
     if (alive.length === 0) return true;
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
