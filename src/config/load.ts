@@ -258,21 +258,19 @@ export function validateConfig(
     return { errors: [`${source ?? 'configuration'}: expected a YAML mapping at the top level`], warnings };
   }
 
-  // Unknown keys: record a warning, strip them, parse again. Strict objects report them as issues.
+  // Unknown keys: strip them and parse again (strict objects report them as issues); they are
+  // warnings if the file loads, errors beside its errors if it does not.
   const input = structuredClone(raw);
   const methods = extractMethods(input);
   errors.push(...methods.errors);
   let result = fileSchema.safeParse(input, { error: errorMap });
   const unknown = result.success ? [] : result.error.issues.filter((i) => i.code === 'unrecognized_keys');
-  const unknownPaths: string[] = [];
+  const unknownKeys: Array<{ path: string; warning: string }> = [];
   for (const issue of unknown) {
     for (const key of issue.keys) {
       const path = formatPath([...issue.path, key]);
       const warning = unknownKeyWarning(path, raw);
-      if (warning) {
-        warnings.push(warning);
-        unknownPaths.push(path);
-      }
+      if (warning) unknownKeys.push({ path, warning });
       deleteAt(input, issue.path, key);
     }
   }
@@ -320,15 +318,11 @@ export function validateConfig(
     }
   }
   if (!result.success || errors.length || !etcd) {
-    // A file that does not load: its unknown keys go with the errors, as a misspelt key is often
-    // why a required one is missing (`vip.ip` for `vip.address`).
-    const unknownWarnings = new Set(unknownPaths.map((p) => unknownKeyWarning(p, raw)));
-    return {
-      errors: [...errors, ...unknownPaths.map((p) => `${p}: unknown key (misspelt?)`)],
-      warnings: warnings.filter((w) => !unknownWarnings.has(w)),
-      refusals,
-    };
+    // A misspelt key is often why a required one is missing (`vip.ip` for `vip.address`).
+    const misspelt = unknownKeys.map((u) => `${u.path}: unknown key (misspelt?)`);
+    return { errors: [...errors, ...misspelt], warnings, refusals };
   }
+  warnings.unshift(...unknownKeys.map((u) => u.warning));
 
   const config = build(result.data, etcd, binDir);
   if (Object.keys(methods.bootstrap).length > 0) config.bootstrap.methods = methods.bootstrap;

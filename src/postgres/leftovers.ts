@@ -33,6 +33,8 @@ export function attachedProcesses(sysvShm: string, shmid: number): number | null
   return null;
 }
 
+import { readFileSync } from 'node:fs';
+
 /** The kernel's "this task is exiting" flag in /proc/<pid>/stat's flags field (PF_EXITING). */
 const PF_EXITING = 0x4;
 
@@ -50,4 +52,13 @@ export function parseProcStat(text: string): { state: string; dying: boolean } |
   const flags = Number(fields[6]);
   if (!state || !/^[A-Za-z]$/.test(state) || !Number.isInteger(flags)) return null;
   return { state, dying: state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0 };
+}
+
+/** `parseProcStat` of process `pid`; null when it does not exist (or /proc does not say). */
+export function procStat(pid: number): { state: string; dying: boolean } | null {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
 }

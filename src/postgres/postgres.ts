@@ -10,7 +10,7 @@
  * - the server log `<data_dir>.log` (a sibling of the data directory, so pg_basebackup and pg_rewind
  *   neither copy nor overwrite it): where `pg_ctl -l` sends the postmaster's stderr.
  */
-import { constants as fsc, existsSync, readFileSync } from 'node:fs';
+import { constants as fsc, existsSync } from 'node:fs';
 import {
   access,
   chmod,
@@ -61,7 +61,7 @@ import {
   parseLsnOrUndefined,
   timelineFromWalFileName,
 } from './lsn.js';
-import { attachedProcesses, parseProcStat, sharedMemoryId } from './leftovers.js';
+import { attachedProcesses, procStat, sharedMemoryId } from './leftovers.js';
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {
@@ -289,15 +289,6 @@ export function slotFromRow(s: Record<string, unknown>): ReplicationSlot {
     walStatus: text('wal_status'),
     failover: s.failover === true,
   };
-}
-
-/** One-letter state of a process from /proc (`R`, `S`, `Z`, ...), or null when it does not exist. */
-function processState(pid: number): { state: string; dying: boolean } | null {
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return null;
-  }
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -554,7 +545,7 @@ export class Postgres implements PostgresNode {
   /** True when `pid` is alive, not a zombie, runs a postgres binary and (when visible) sits in our data dir. */
   private async isOurPostgres(pid: number): Promise<boolean> {
     if (!signalPid(pid, 0)) return false;
-    const st = processState(pid);
+    const st = procStat(pid);
     if (st === null || st.dying) return false;
     const cmdline = await readText(`/proc/${pid}/cmdline`).catch(() => null);
     if (cmdline === null || !/postgres|postmaster/.test(cmdline)) return false;
@@ -851,9 +842,10 @@ export class Postgres implements PostgresNode {
    * postgres (pid reuse after a crash) would make PostgreSQL refuse to start: it is removed. One
    * naming a postmaster still exiting, or dead but not yet reaped (a zombie), makes PostgreSQL
    * refuse too: wait for the kernel and the reaper a little (an exiting process's cmdline reads
-   * empty: it must not be taken for another program). A dead pid is otherwise left alone, as PostgreSQL checks the file itself; but
-   * the backends of a crashed postmaster that still run a statement keep its shared memory attached,
-   * and PostgreSQL refuses to start until they end: wait for them until `waitUntil` (leftovers.ts).
+   * empty: it must not be taken for another program). A dead pid is otherwise left alone, as
+   * PostgreSQL checks the file itself; but the backends of a crashed postmaster that still run a
+   * statement keep its shared memory attached, and PostgreSQL refuses to start until they end: wait
+   * for them until `waitUntil` (leftovers.ts).
    */
   private async preparePidFile(waitUntil: number, signal?: AbortSignal): Promise<void> {
     const pidFile = join(this.dataDir, 'postmaster.pid');
@@ -863,13 +855,13 @@ export class Postgres implements PostgresNode {
     if (!Number.isInteger(pid) || pid <= 0) return;
     // A postmaster still exiting or not yet reaped: wait (it is not another program).
     const deadline = Date.now() + ZOMBIE_WAIT_MS;
-    while (processState(pid)?.dying && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (signalPid(pid, 0) && !processState(pid)?.dying && !(await this.isOurPostgres(pid))) {
+    while (procStat(pid)?.dying && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (signalPid(pid, 0) && !procStat(pid)?.dying && !(await this.isOurPostgres(pid))) {
       this.log.warn({ pid }, 'postmaster.pid names a process that is not this PostgreSQL; removing it');
       await unlink(pidFile).catch(() => undefined);
       return;
     }
-    if (signalPid(pid, 0)) return; // alive (or still a zombie): pg_ctl says what it sees
+    if (signalPid(pid, 0)) return; // alive (or still dying): pg_ctl says what it sees
     const shmid = sharedMemoryId(text);
     if (shmid === null) return;
     let said = false;

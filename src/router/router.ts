@@ -697,7 +697,7 @@ export class Router {
       return;
     }
     const d = this.drain;
-    if (d?.key.from !== s.backend.name) return;
+    if (!d || !this.drainHolds(s.backend)) return;
     if (s.holdForDrain()) (d.finishing ? d.late : d.waiting).add(s);
     else if (s.phase === 'tls' && !d.finishing) d.blind.add(s);
   }
@@ -805,9 +805,14 @@ export class Router {
     return n;
   }
 
+  /** Whether a switchover's drain holds new transactions on `b` (the primary it drains). */
+  private drainHolds(b: Backend | null): boolean {
+    return b !== null && this.drain?.key.from === b.name;
+  }
+
   /** True while a drain holds new transactions for the current primary. */
   private get draining(): boolean {
-    return this.drain !== null && this.primary?.name === this.drain.key.from;
+    return this.drainHolds(this.primary);
   }
 
   /** Where writes go now: the primary, unless a drain holds its new transactions. */
@@ -926,7 +931,7 @@ export class Router {
           ? sameBackend(this.writeTarget, b)
           : (this.topology?.replicas ?? []).some((r) => sameBackend(r, b)),
       relaying: (s) => this.sessionRelaying(s),
-      draining: (b) => this.drain?.key.from === b.name,
+      draining: (s) => s.role === 'primary' && this.drainHolds(s.backend),
       held: (s) => this.sessionHeld(s),
       moved: (s, m) => {
         this.stats.moved++;

@@ -90,8 +90,8 @@ export interface SessionHost {
    * moves it.
    */
   relaying(session: Session): void;
-  /** Whether a switchover's drain holds new transactions on `backend` now. */
-  draining(backend: Backend): boolean;
+  /** Whether a switchover's drain holds new transactions on the session's server now. */
+  draining(session: Session): boolean;
   /** A session stopped at an idle boundary because the router asked (drain). */
   held(session: Session): void;
   moved(session: Session, info: { from: string | null; to: string; ms: number; why: string }): void;
@@ -676,8 +676,7 @@ export class Session {
     const track = this.phase === 'relayed';
     // A drain holds its server: the JavaScript link can hold it before its first byte moves (the
     // relay thread would start copying before the hold could reach it).
-    const drained =
-      track && this.role === 'primary' && this.backend !== null && this.host.draining(this.backend);
+    const drained = track && this.host.draining(this);
     if (this.host.relay && !this.tlsTerminated && !drained) {
       this.handOff(this.host.relay, server, toServer, track);
       return;

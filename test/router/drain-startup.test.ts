@@ -19,7 +19,6 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emptyCluster } from '../../src/dcs/keys.js';
 import type { ClusterState, DrainKey, Member } from '../../src/dcs/types.js';
-import { Postgres } from '../../src/postgres/postgres.js';
 import { nativeRelay } from '../../src/router/native.js';
 import { message, startupMessage } from '../../src/router/protocol.js';
 import { Router } from '../../src/router/router.js';
@@ -28,7 +27,6 @@ import { freePort } from '../support/net.js';
 import { createPgTestBase, TEST_AUTH, waitFor, within, type PgTestBase } from '../support/postgres.js';
 
 let base: PgTestBase;
-const servers: Postgres[] = [];
 const ports: Record<string, number> = {};
 const cleanups: Array<() => Promise<void>> = [];
 
@@ -40,7 +38,6 @@ beforeAll(async () => {
     const pgHba = ['local all all trust', 'host all all 127.0.0.1/32 password'];
     const { cfg, pg: p } = await base.primary(name, { scope: 'drain-startup', pgHba });
     cleanups.unshift(() => p.close());
-    servers.push(p);
     ports[name] = cfg.listen.port;
   }
 }, 120_000);

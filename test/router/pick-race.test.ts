@@ -15,13 +15,11 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Postgres } from '../../src/postgres/postgres.js';
 import type { Backend } from '../../src/router/topology.js';
 import { Session, type PortKind, type SessionHost } from '../../src/router/session.js';
 import { createPgTestBase, TEST_AUTH, type PgTestBase } from '../support/postgres.js';
 
 let base: PgTestBase;
-const servers: Postgres[] = [];
 const backends: Backend[] = [];
 let listener: Server;
 let listenPort = 0;
@@ -96,7 +94,6 @@ beforeAll(async () => {
     const pgHba = ['local all all trust', 'host all all 127.0.0.1/32 trust'];
     const { cfg, pg: p } = await base.primary(name, { scope: 'pick-race', pgHba });
     cleanups.unshift(() => p.close());
-    servers.push(p);
     backends.push({ name, host: '127.0.0.1', port: cfg.listen.port });
   }
   listener = createServer((sock: Socket) => void new Session('rw', sock, host()).run());

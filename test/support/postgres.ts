@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { PostgresqlConfig } from '../../src/config/types.js';
-import { parseProcStat } from '../../src/postgres/leftovers.js';
+import { procStat } from '../../src/postgres/leftovers.js';
 import { Postgres } from '../../src/postgres/postgres.js';
 import { runAsUser, signalPid } from '../../src/util/process.js';
 import { freePort } from './net.js';
@@ -100,15 +100,6 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-/** A zombie, or a process whose exit is under way (its cmdline already reads empty). */
-function isDying(pid: number): boolean {
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.dying ?? false;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Waits until none of `pids` exists, exiting processes and zombies included: PostgreSQL's own
  * lock-file check treats a zombie postmaster as running, and some inits reap orphans only every
@@ -117,7 +108,7 @@ function isDying(pid: number): boolean {
 export async function waitGone(pids: number[], timeoutMs = 10_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const alive = pids.filter((p) => signalPid(p, 0) && (isDying(p) || isPostgres(p)));
+    const alive = pids.filter((p) => signalPid(p, 0) && (procStat(p)?.dying || isPostgres(p)));
     if (alive.length === 0) return true;
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
