@@ -28,6 +28,7 @@ import { errorMessage, PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { getJson, httpRequestText, peerTls, type HttpOptions } from './util/http.js';
 import { probePort } from './util/net.js';
+import { startReaper } from './util/reaper.js';
 import { releaseWhenSettled } from './util/startup-memory.js';
 import { VERSION } from './version.js';
 import { Watchdog } from './watchdog/watchdog.js';
@@ -299,6 +300,8 @@ export async function runAgentCommand(configPath: string | undefined): Promise<v
     destination: logDestination(config),
   });
   for (const w of warnings) logger.warn(`configuration: ${w}`);
+  // In a container without an init, what PostgreSQL leaves behind is ours to collect.
+  startReaper(logger);
   let agent: Agent;
   try {
     if (refusals.length > 0) throw refusal(refusals);

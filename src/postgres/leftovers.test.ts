@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attachedProcesses, parseProcStat, sharedMemoryId } from './leftovers.js';
+import { attachedProcesses, sharedMemoryId } from './leftovers.js';
 
 const PID_FILE = [
   '31088',
@@ -44,26 +44,5 @@ describe('attachedProcesses', () => {
     const moved = 'shmid nattch key\n360448 3 2147482\n';
     expect(attachedProcesses(moved, 360448)).toBe(3);
     expect(attachedProcesses('no header here\n', 360448)).toBeNull();
-  });
-});
-
-describe('parseProcStat: a process the kernel is still taking down is not another program', () => {
-  // Fields after the command: state, ppid, pgrp, session, tty_nr, tpgid, flags, ... (proc(5)).
-  const stat = (comm: string, state: string, flags: number) =>
-    `31088 (${comm}) ${state} 1 31088 31088 0 -1 ${flags} 120 0 0 0 0 0 0 0 20 0 1 0 500 0 0`;
-  it.each([
-    ['a running postmaster', stat('postgres', 'S', 0x400100), { state: 'S', dying: false }],
-    // SIGKILLed: its memory is being unmapped, /proc/<pid>/cmdline already reads empty (PF_EXITING).
-    ['a postmaster whose exit is under way', stat('postgres', 'R', 0x40044c), { state: 'R', dying: true }],
-    ['a zombie waiting for its parent', stat('postgres', 'Z', 0x400104), { state: 'Z', dying: true }],
-    ['a command with spaces and parentheses', stat('a (b) c', 'S', 0), { state: 'S', dying: false }],
-    [
-      'a kernel thread (empty cmdline, not exiting)',
-      stat('kworker/0:1', 'I', 0x4208060),
-      { state: 'I', dying: false },
-    ],
-    ['unreadable text', 'garbage', null],
-  ])('%s', (_name, text, want) => {
-    expect(parseProcStat(text)).toEqual(want);
   });
 });

@@ -32,33 +32,3 @@ export function attachedProcesses(sysvShm: string, shmid: number): number | null
   }
   return null;
 }
-
-import { readFileSync } from 'node:fs';
-
-/** The kernel's "this task is exiting" flag in /proc/<pid>/stat's flags field (PF_EXITING). */
-const PF_EXITING = 0x4;
-
-/**
- * A process's state letter from /proc/<pid>/stat text, and whether it is dying: a zombie, or a
- * process whose exit is under way. A SIGKILLed postmaster spends a moment exiting (unmapping its
- * memory) before it turns zombie; its cmdline already reads empty then, so it must be waited for,
- * not taken for another program that reused the pid. Null when the text cannot be read as a stat.
- */
-export function parseProcStat(text: string): { state: string; dying: boolean } | null {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const fields = text.slice(close + 2).split(' ');
-  const state = fields[0];
-  const flags = Number(fields[6]);
-  if (!state || !/^[A-Za-z]$/.test(state) || !Number.isInteger(flags)) return null;
-  return { state, dying: state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0 };
-}
-
-/** `parseProcStat` of process `pid`; null when it does not exist (or /proc does not say). */
-export function procStat(pid: number): { state: string; dying: boolean } | null {
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return null;
-  }
-}

@@ -61,7 +61,8 @@ import {
   parseLsnOrUndefined,
   timelineFromWalFileName,
 } from './lsn.js';
-import { attachedProcesses, procStat, sharedMemoryId } from './leftovers.js';
+import { attachedProcesses, sharedMemoryId } from './leftovers.js';
+import { procStat } from '../util/proc-stat.js';
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {

@@ -4,6 +4,7 @@ import { userInfo } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { PghaError } from './errors.js';
 import { deadline } from './abort.js';
+import { trackChild } from './reaper.js';
 
 /** Numeric ids of an OS user, looked up once. */
 export interface OsUser {
@@ -81,7 +82,7 @@ function spawnOptions(opts: RunOptions): SpawnOptions {
  * `PghaError` on timeout or abort (after killing it); a non-zero exit is returned, not thrown.
  */
 export async function run(file: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const child = spawn(file, args, spawnOptions(opts));
+  const child = trackChild(spawn(file, args, spawnOptions(opts)));
   let stdout = '';
   let stderr = '';
   const lineBuf = { stdout: '', stderr: '' };
@@ -135,7 +136,7 @@ export function startProcess(
 ): ChildProcess {
   const o = spawnOptions(opts);
   o.detached = opts.detached ?? false;
-  return spawn(file, args, o);
+  return trackChild(spawn(file, args, o));
 }
 
 /** True while the child has neither exited nor been killed by a signal. */

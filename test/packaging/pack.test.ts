@@ -96,7 +96,7 @@ describe('npm pack', () => {
     // The install script built the native addons in the installed copy: the router's data path
     // and the agent's memory release.
     const installed = join(prefix, 'lib', 'node_modules', pkg.name);
-    for (const addon of ['pgha_relay', 'pgha_memory'])
+    for (const addon of ['pgha_relay', 'pgha_memory', 'pgha_reap'])
       expect(existsSync(join(installed, 'build', 'Release', `${addon}.node`))).toBe(true);
     // Nothing was installed beside it: what runs is the bundle.
     const beside = existsSync(join(installed, 'node_modules'))

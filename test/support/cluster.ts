@@ -44,6 +44,8 @@ export interface ClusterOptions {
   proxyEtcd?: boolean;
   /** Edits each node's YAML before it is written. */
   edit?: (cfg: Record<string, unknown>, name: string) => void;
+  /** A program (and its arguments) that runs each agent, such as `unshare`; the agent runs directly without it. */
+  launcher?: string[];
 }
 
 export interface TestCluster {
@@ -140,7 +142,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
       const n = node(name);
       if (n.agent && isAlive(n.agent)) throw new Error(`agent ${name} is already running`);
       const log = createWriteStream(n.logPath, { flags: 'a' });
-      const child = startProcess(process.execPath, [CLI, 'agent', n.configPath], {
+      const command = [...(opts.launcher ?? []), process.execPath, CLI, 'agent', n.configPath];
+      const child = startProcess(command[0]!, command.slice(1), {
         env: { ...process.env, PATRONI_LOG_LEVEL: 'DEBUG' },
       });
       child.stdout?.pipe(log);

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { PostgresqlConfig } from '../../src/config/types.js';
-import { procStat } from '../../src/postgres/leftovers.js';
+import { childProcesses, procStat } from '../../src/util/proc-stat.js';
 import { Postgres } from '../../src/postgres/postgres.js';
 import { runAsUser, signalPid } from '../../src/util/process.js';
 import { freePort } from './net.js';
@@ -86,18 +86,7 @@ function isPostgres(pid: number): boolean {
 
 /** Pids whose parent is `pid` (a postmaster's backends and auxiliary processes). */
 export function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid) out.push(Number(e));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
+  return childProcesses(pid).map((p) => p.pid);
 }
 
 /**

@@ -1,0 +1,66 @@
+/**
+ * What /proc/<pid>/stat says about a process: its state, its parent, and whether it is dying.
+ * Read by the start of PostgreSQL (a postmaster still dying is waited for) and by the reaper of a
+ * pgha process that runs as a container's first process (src/util/reaper.ts).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** The kernel's "this task is exiting" flag in /proc/<pid>/stat's flags field (PF_EXITING). */
+const PF_EXITING = 0x4;
+
+export interface ProcStat {
+  /** The state letter: R, S, D, Z (exited, not yet collected by its parent), ... */
+  state: string;
+  /** The parent's pid, as this process's PID namespace sees it. */
+  ppid: number;
+  /**
+   * A zombie, or a process whose exit is under way. A SIGKILLed postmaster spends a moment exiting
+   * (unmapping its memory) before it turns zombie; its cmdline already reads empty then, so it must
+   * be waited for, not taken for another program that reused the pid.
+   */
+  dying: boolean;
+}
+
+/** Reads /proc/<pid>/stat text; null when it cannot be read as a stat. */
+export function parseProcStat(text: string): ProcStat | null {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return null;
+  // Fields after the command: state, ppid, pgrp, session, tty_nr, tpgid, flags, ... (proc(5)).
+  const fields = text.slice(close + 2).split(' ');
+  const state = fields[0];
+  const ppid = Number(fields[1]);
+  const flags = Number(fields[6]);
+  if (!state || !/^[A-Za-z]$/.test(state) || !Number.isInteger(ppid) || !Number.isInteger(flags)) return null;
+  return { state, ppid, dying: state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0 };
+}
+
+/** `parseProcStat` of process `pid`; null when it does not exist (or /proc does not say). */
+export function procStat(pid: number): ProcStat | null {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** The processes whose parent is `parent`, with their stat; `proc` is where /proc is mounted. */
+export function childProcesses(parent: number, proc = '/proc'): Array<{ pid: number } & ProcStat> {
+  const out: Array<{ pid: number } & ProcStat> = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(proc);
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let st: ProcStat | null = null;
+    try {
+      st = parseProcStat(readFileSync(`${proc}/${e}/stat`, 'utf8'));
+    } catch {
+      // gone meanwhile
+    }
+    if (st?.ppid === parent) out.push({ pid: Number(e), ...st });
+  }
+  return out;
+}
