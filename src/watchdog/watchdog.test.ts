@@ -1,15 +1,36 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../util/log.js';
 import { desiredTimeout, Watchdog } from './watchdog.js';
 
 const logger = createLogger({ level: 'silent' });
 
+/** The directories the tests made, removed at the end. */
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'pgha-wd-'));
+  dirs.push(d);
+  return d;
+}
+
 function device(): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'pgha-wd-')), 'watchdog');
+  const path = join(tempDir(), 'watchdog');
   writeFileSync(path, '');
   return path;
 }
@@ -55,7 +76,7 @@ describe('watchdog', () => {
 describe("watchdog with the testing driver (a named pipe, as Patroni's acceptance tests use)", () => {
   /** A named pipe and its reader, as the test harness has it: what the agent wrote, and whether it closed. */
   function pipe(): { path: string; read(): string; writerGone(): boolean; close(): void } {
-    const path = join(mkdtempSync(join(tmpdir(), 'pgha-wd-')), 'watchdog.fifo');
+    const path = join(tempDir(), 'watchdog.fifo');
     expect(spawnSync('mkfifo', [path]).status).toBe(0);
     const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     let eof = false;

@@ -8,7 +8,7 @@
  * The "restore" here is initdb into `--datadir`, made by the test; it fails on its first run after
  * leaving a half-made directory behind.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -81,6 +81,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await c?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 it('runs the bootstrap command with --scope and --datadir, again after a failure, then users and post_bootstrap', async () => {

@@ -7,7 +7,7 @@
  * Otherwise no other member is reachable, and the crashed leader restarts in place instead of
  * failing over.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -17,9 +17,10 @@ import { logLines } from '../support/ha-probes.js';
 import { selfSigned } from '../support/tls.js';
 
 let c: TestCluster;
+let dir: string | undefined;
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pgha-peer-tls-'));
+  dir = mkdtempSync(join(tmpdir(), 'pgha-peer-tls-'));
   const { cert, key } = selfSigned(dir, 'patroni', '/CN=batman.patroni');
   c = await startCluster({
     nodes: 2,
@@ -43,6 +44,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await c?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 it('a crashed leader reaches the replica over TLS with its client certificate and fails over to it', async () => {

@@ -6,7 +6,7 @@
  * while it hangs, so that the device would fire.
  */
 import { spawnSync } from 'node:child_process';
-import { constants, mkdtempSync } from 'node:fs';
+import { constants, mkdtempSync, rmSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,9 +95,11 @@ class Monitor {
 
 let c: TestCluster;
 let monitor: Monitor;
+let fifoDir: string | undefined;
 
 beforeAll(async () => {
-  const fifo = join(mkdtempSync(join(tmpdir(), 'pgha-wd-')), 'watchdog.fifo');
+  fifoDir = mkdtempSync(join(tmpdir(), 'pgha-wd-'));
+  const fifo = join(fifoDir, 'watchdog.fifo');
   monitor = new Monitor(fifo);
   monitor.start();
   c = await startCluster({
@@ -119,6 +121,7 @@ afterAll(async () => {
   // The agent's end of the pipe closes with it; then the reader, waiting for the next writer, is woken.
   await c?.stop();
   await monitor?.stop();
+  if (fifoDir) rmSync(fifoDir, { recursive: true, force: true });
 });
 
 async function patchConfig(body: unknown): Promise<void> {

@@ -8,7 +8,7 @@
  * - idle sessions of an `md5` role (its password stored as an MD5 hash) and of a `password` role
  *   move on a switchover with no error.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -59,6 +59,7 @@ beforeAll(async () => {
   );
 
   const dir = mkdtempSync(join(tmpdir(), 'pgha-router-tls-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
   makeCa(dir, ['router']);
   ca = join(dir, 'ca.crt');
   const sink = new Writable({
