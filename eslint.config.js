@@ -22,6 +22,21 @@ export default tseslint.config(
           message: 'use deadline() from src/util/abort.ts: a timeout inside AbortSignal.any may never fire',
         },
       ],
+      // An agent that runs as process 1 collects the zombies Node did not start (src/util/reaper.ts);
+      // it must know every child Node starts, so they all start through src/util/process.ts.
+      'no-restricted-imports': [
+        'error',
+        ...['node:child_process', 'child_process'].map((name) => ({
+          name,
+          importNames: ['spawn', 'exec', 'execFile', 'fork'],
+          message:
+            'start children with run() or startProcess() from src/util/process.ts (src/util/reaper.ts says why)',
+        })),
+      ],
     },
+  },
+  {
+    files: ['src/util/process.ts', '**/*.test.ts', 'test/**', 'chaos/**', 'bench/**', 'scripts/**'],
+    rules: { 'no-restricted-imports': 'off' },
   },
 );

@@ -28,7 +28,7 @@ import { errorMessage, PghaError } from './util/errors.js';
 import { createLogger, type Logger } from './util/log.js';
 import { getJson, httpRequestText, peerTls, type HttpOptions } from './util/http.js';
 import { probePort } from './util/net.js';
-import { startReaper } from './util/reaper.js';
+import { exitOnStopSignals, startReaper } from './util/reaper.js';
 import { releaseWhenSettled } from './util/startup-memory.js';
 import { VERSION } from './version.js';
 import { Watchdog } from './watchdog/watchdog.js';
@@ -302,6 +302,7 @@ export async function runAgentCommand(configPath: string | undefined): Promise<v
   for (const w of warnings) logger.warn(`configuration: ${w}`);
   // In a container without an init, what PostgreSQL leaves behind is ours to collect.
   startReaper(logger);
+  const startSignals = exitOnStopSignals(logger);
   let agent: Agent;
   try {
     if (refusals.length > 0) throw refusal(refusals);
@@ -310,6 +311,8 @@ export async function runAgentCommand(configPath: string | undefined): Promise<v
     // Standard error gets the CLI's line; a log file would otherwise not say why the agent stopped.
     if (config.log.dir && err instanceof PghaError) logger.fatal(err.message);
     throw err;
+  } finally {
+    startSignals();
   }
   // Once PostgreSQL runs and a whole HA cycle has passed that way, the start-up's memory goes back.
   const cancelRelease = releaseWhenSettled(() => agent.runner.snapshot.state === 'running', logger, {

@@ -2,6 +2,8 @@
  * `pgha demo`: a local cluster on loopback — one etcd and N agents, each managing its own
  * PostgreSQL — that runs until Ctrl-C and then stops every process it started.
  */
+// The reaper (src/util/reaper.ts) runs in `pgha agent` only; the demo's children keep its stdio and cwd.
+// eslint-disable-next-line no-restricted-imports
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {

@@ -43,24 +43,38 @@ export function procStat(pid: number): ProcStat | null {
   }
 }
 
-/** The processes whose parent is `parent`, with their stat; `proc` is where /proc is mounted. */
-export function childProcesses(parent: number, proc = '/proc'): Array<{ pid: number } & ProcStat> {
+/**
+ * The processes whose parent is `parent`, with their stat. Reads the kernel's list of each of the
+ * parent's threads' children (`/proc/<pid>/task/<tid>/children`) when it has one, and otherwise
+ * every process's stat.
+ */
+export function childProcesses(parent: number): Array<{ pid: number } & ProcStat> {
   const out: Array<{ pid: number } & ProcStat> = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(proc);
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    let st: ProcStat | null = null;
-    try {
-      st = parseProcStat(readFileSync(`${proc}/${e}/stat`, 'utf8'));
-    } catch {
-      // gone meanwhile
-    }
-    if (st?.ppid === parent) out.push({ pid: Number(e), ...st });
+  for (const pid of listedChildren(parent) ?? allPids()) {
+    const st = procStat(pid);
+    if (st?.ppid === parent) out.push({ pid, ...st });
   }
   return out;
+}
+
+function listedChildren(parent: number): number[] | null {
+  try {
+    const pids: number[] = [];
+    for (const tid of readdirSync(`/proc/${parent}/task`))
+      for (const word of readFileSync(`/proc/${parent}/task/${tid}/children`, 'utf8').split(' '))
+        if (/^\d+$/.test(word)) pids.push(Number(word));
+    return pids;
+  } catch {
+    return null; // no such file (a kernel without CONFIG_PROC_CHILDREN), or the parent is gone
+  }
+}
+
+function allPids(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((e) => /^\d+$/.test(e))
+      .map(Number);
+  } catch {
+    return [];
+  }
 }

@@ -13,6 +13,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
 import { errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { loadAddon } from './package-root.js';
@@ -88,24 +89,58 @@ export function startReaper(logger: Logger, opts: ReaperOptions = {}): () => voi
   }
   const reap = addon;
   logger.info('running as process 1 without an init: collecting the processes handed to it');
+  // Process 1 must never die of a sweep that failed: the container would end with it.
   const sweep = () => {
-    for (const orphan of orphansToCollect(childProcesses(pid), started)) {
-      const r = reap.collect(orphan);
-      if (r === null) continue;
-      if ('error' in r) logger.debug(`could not collect process ${orphan}: ${r.error}`);
-      else
-        logger.debug(
-          `collected process ${r.pid} (${r.signal !== undefined ? `killed by signal ${r.signal}` : `exit code ${r.code}`})`,
-        );
+    try {
+      for (const orphan of orphansToCollect(childProcesses(pid), started)) {
+        const r = reap.collect(orphan);
+        if (r == null) continue;
+        if ('error' in r) logger.debug(`could not collect process ${orphan}: ${r.error}`);
+        else
+          logger.debug(
+            `collected process ${r.pid} (${r.signal !== undefined ? `killed by signal ${r.signal}` : `exit code ${r.code}`})`,
+          );
+      }
+    } catch (err) {
+      logger.warn(`collecting orphaned processes failed: ${errorMessage(err)}`);
     }
   };
-  process.on('SIGCHLD', sweep);
+  // Several exits in a row raise several signals: one sweep after them collects them all.
+  let queued = false;
+  const onSignal = () => {
+    if (queued) return;
+    queued = true;
+    setImmediate(() => {
+      queued = false;
+      sweep();
+    });
+  };
+  process.on('SIGCHLD', onSignal);
   const timer = setInterval(sweep, opts.everyMs ?? 1000);
   timer.unref();
   sweep();
   return () => {
-    process.off('SIGCHLD', sweep);
+    process.off('SIGCHLD', onSignal);
     clearInterval(timer);
+  };
+}
+
+/**
+ * The kernel drops a signal sent to process 1 that has no handler, so a SIGTERM (`docker stop`)
+ * that came before the agent's own handlers are in place would be lost. As process 1, until the
+ * returned function is called, SIGTERM and SIGINT end the process, as they do elsewhere.
+ */
+export function exitOnStopSignals(logger: Logger, pid = process.pid): () => void {
+  if (pid !== 1) return () => undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    logger.info(`received ${sig} while starting; exiting`);
+    process.exit(128 + constants.signals[sig]);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
   };
 }
 

@@ -6,10 +6,14 @@
  * while its old postmaster's pid is still taken. The agent must collect them, as init does.
  * Real etcd, real PostgreSQL, the built agent under `unshare --pid --fork --mount-proc`.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { procStat } from '../../src/util/proc-stat.js';
-import { startCluster, type TestCluster } from '../support/cluster.js';
+import { isAlive, startProcess, stopProcess } from '../../src/util/process.js';
+import { CLI, startCluster, type TestCluster } from '../support/cluster.js';
+import { freePorts } from '../support/net.js';
 import { childPids, waitFor } from '../support/postgres.js';
 
 let c: TestCluster;
@@ -22,11 +26,13 @@ function agentPid(): number {
   return kids[0]!;
 }
 
-function comm(pid: number): string {
+/** A process's pid in the innermost PID namespace it belongs to (the last of NSpid). */
+function innerPid(pid: number): number | null {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    const m = /^NSpid:\s+([\d\s]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]!.trim().split(/\s+/).pop()) : null;
   } catch {
-    return '';
+    return null;
   }
 }
 
@@ -45,25 +51,28 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  // Stop the agent itself, not unshare, so that it stops its PostgreSQL before its namespace ends.
   const launcher = c?.node('pg1').agent;
-  if (launcher?.pid) {
-    for (const pid of childPids(launcher.pid)) process.kill(pid, 'SIGTERM');
-    await waitFor(
-      'the agent to stop',
-      () => Promise.resolve(launcher.exitCode !== null || launcher.signalCode !== null),
-      60_000,
-    );
+  try {
+    // Stop the agent itself, not unshare, so that it stops its PostgreSQL before its namespace ends.
+    if (launcher?.pid) {
+      for (const pid of childPids(launcher.pid)) process.kill(pid, 'SIGTERM');
+      await waitFor('the agent to stop', () => Promise.resolve(!isAlive(launcher)), 60_000);
+    }
+  } finally {
+    // Otherwise unshare's end takes the agent (--kill-child) and with it the whole namespace.
+    if (launcher && isAlive(launcher)) launcher.kill('SIGKILL');
+    await c?.stop();
   }
-  await c?.stop();
-}, 90_000);
+}, 120_000);
 
 it('runs as process 1 of its namespace and restarts a killed postmaster, collecting what it leaves', async () => {
   const agent = agentPid();
   expect(readFileSync(`/proc/${agent}/status`, 'utf8')).toMatch(/^NSpid:\s+\d+\s+1$/m);
-  // pg_ctl has exited: its postmaster is now the agent's child.
+  // pg_ctl has exited: its postmaster (postmaster.pid names it as the namespace sees it) is now
+  // the agent's child.
+  const inner = c.postmasterPid('pg1');
   const postmaster = await waitFor('the postmaster to be the agent child', () =>
-    Promise.resolve(childPids(agent).find((p) => comm(p) === 'postgres' && procStat(p)?.state !== 'Z')),
+    Promise.resolve(childPids(agent).find((p) => innerPid(p) === inner && procStat(p)?.state !== 'Z')),
   );
   const backends = childPids(postmaster);
   expect(backends.length).toBeGreaterThan(0);
@@ -93,3 +102,48 @@ it('runs as process 1 of its namespace and restarts a killed postmaster, collect
   // pg_ctl, psql and the like that the agent ran meanwhile are collected too.
   await waitFor('no zombie left under the agent', () => Promise.resolve(zombies(agent).length === 0), 10_000);
 }, 90_000);
+
+it('ends on SIGTERM while it is still starting, although process 1 gets no signal it has no handler for', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgha-init-'));
+  const [api, pgPort, etcdPort] = await freePorts(3);
+  // No etcd listens there: the start waits for it.
+  writeFileSync(
+    join(dir, 'patroni.yml'),
+    [
+      'scope: starting',
+      'name: n1',
+      `restapi: {listen: 127.0.0.1:${api}, connect_address: 127.0.0.1:${api}}`,
+      `etcd3: {hosts: 127.0.0.1:${etcdPort}}`,
+      `postgresql: {listen: 127.0.0.1:${pgPort}, connect_address: 127.0.0.1:${pgPort}, data_dir: ${dir}/data,`,
+      '  authentication: {superuser: {username: postgres, password: x}, replication: {username: r, password: x}}}',
+    ].join('\n'),
+  );
+  const launcher = startProcess('unshare', [
+    '--pid',
+    '--fork',
+    '--mount-proc',
+    '--kill-child=SIGKILL',
+    process.execPath,
+    CLI,
+    'agent',
+    join(dir, 'patroni.yml'),
+  ]);
+  let out = '';
+  launcher.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+  launcher.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+  try {
+    await waitFor(
+      'the agent to wait for etcd',
+      () => Promise.resolve(/etcd member failed/.test(out)),
+      20_000,
+    );
+    const kids = childPids(launcher.pid!);
+    expect(kids).toHaveLength(1);
+    process.kill(kids[0]!, 'SIGTERM');
+    await waitFor('the agent to end', () => Promise.resolve(!isAlive(launcher)), 10_000);
+    expect(out).toMatch(/received SIGTERM while starting; exiting/);
+  } finally {
+    await stopProcess(launcher, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
