@@ -38,10 +38,26 @@ async function buildProgram(args: readonly string[]): Promise<Command> {
       '[config]',
       'path to the YAML configuration (patroni.yml); PATRONI_* environment variables override it',
     )
-    .action(async (config: string | undefined) => {
-      const { runAgentCommand } = await import('./agent.js');
-      await runAgentCommand(config);
-    });
+    .option(
+      '--validate-config',
+      'check the configuration and what it names on this host (PostgreSQL programs, data directory, ' +
+        'listen ports, etcd), print each problem and exit: status 0 when the agent could start with it',
+    )
+    .option(
+      '-i, --ignore-listen-port',
+      "with --validate-config: do not report listen ports in use (this node's agent or PostgreSQL may be running)",
+    )
+    .action(
+      async (config: string | undefined, opts: { validateConfig?: boolean; ignoreListenPort?: boolean }) => {
+        if (opts.validateConfig) {
+          const { validateAgentConfig } = await import('./config/validate.js');
+          await validateAgentConfig(config, { ignoreListenPort: opts.ignoreListenPort });
+          return;
+        }
+        const { runAgentCommand } = await import('./agent.js');
+        await runAgentCommand(config);
+      },
+    );
 
   program
     .command('demo')
