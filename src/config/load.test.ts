@@ -241,6 +241,36 @@ describe('loadConfig: environment overrides', () => {
   });
 });
 
+describe('loadConfig: a directory of YAML files, as Patroni reads one', () => {
+  it('merges its *.yml and *.yaml files in name order; a later file patches, null removes a key', () => {
+    const conf = join(dir, 'conf.d');
+    mkdirSync(join(conf, 'sub.yml'), { recursive: true }); // a directory named like a file: skipped
+    writeFileSync(join(conf, '10-base.yml'), MINIMAL + 'tags: {nofailover: true, clonefrom: true}\n');
+    writeFileSync(
+      join(conf, '20-node.yaml'),
+      'name: n2\npostgresql: {data_dir: /data/n2}\ntags: {nofailover: null}\n',
+    );
+    writeFileSync(join(conf, '30-empty.yml'), '');
+    writeFileSync(join(conf, 'README'), 'not: [yaml');
+    const r = loadConfig(conf, {});
+    expect(r.errors).toEqual([]);
+    expect(r.config?.name).toBe('n2');
+    expect(r.config?.postgresql.data_dir).toBe('/data/n2');
+    expect(r.config?.postgresql.bin_dir).toBe('/opt/pg/bin');
+    expect(r.config?.tags.clonefrom).toBe(true);
+    expect(r.config?.tags.nofailover).toBeUndefined();
+  });
+
+  it('names the file that does not parse', () => {
+    const conf = join(dir, 'conf-bad.d');
+    mkdirSync(conf, { recursive: true });
+    writeFileSync(join(conf, '10-base.yml'), MINIMAL);
+    writeFileSync(join(conf, '20-list.yml'), '- a\n- b\n');
+    const r = loadConfig(conf, {});
+    expect(r.errors).toEqual([`${join(conf, '20-list.yml')}: expected a YAML mapping at the top level`]);
+  });
+});
+
 describe('loadConfig: problems', () => {
   it('reports every problem at once, in the user’s terms', () => {
     const yaml = `

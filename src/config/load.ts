@@ -2,7 +2,7 @@
  * Loading `patroni.yml`: read the YAML, apply Patroni's environment overrides, validate everything with
  * `schema.ts`, fill defaults, and report every problem at once.
  */
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
@@ -20,6 +20,7 @@ import {
   type ParsedFile,
 } from './schema.js';
 import { findKeyRow, keyNotes } from './keys.js';
+import { mergePatch } from './merge-patch.js';
 import { extractMethods } from './methods.js';
 import {
   LIBPQ_TLS_KEYS,
@@ -383,19 +384,40 @@ function build(d: ParsedFile, etcd: PghaConfig['etcd'], detectedBinDir: string |
 // ---------------------------------------------------------------------------------------------------
 // Entry points
 
-/** Reads and parses a YAML file whose top level must be a mapping (an empty file is `{}`). */
-function readYamlFile(source: string): { value: Raw; errors: string[] } {
+/**
+ * Reads the configuration at `source`: a YAML file whose top level must be a mapping (an empty file
+ * is `{}`), or, as Patroni, a directory whose `*.yml` and `*.yaml` files are merged in name order,
+ * each later one patching the earlier (`mergePatch`: `null` removes a key).
+ */
+export function readConfigPath(source: string): { value: Raw; errors: string[] } {
+  let files: string[] | null = null;
+  try {
+    if (statSync(source).isDirectory())
+      files = readdirSync(source)
+        .filter((f) => /\.ya?ml$/.test(f) && statSync(join(source, f)).isFile())
+        .sort()
+        .map((f) => join(source, f));
+  } catch {
+    // read below, which says why
+  }
+  if (files === null) return readOneYamlFile(source);
+  const merged: Raw = {};
+  const errors: string[] = [];
+  for (const file of files) {
+    const one = readOneYamlFile(file);
+    errors.push(...one.errors);
+    mergePatch(merged, one.value);
+  }
+  return { value: errors.length ? {} : merged, errors };
+}
+
+function readOneYamlFile(source: string): { value: Raw; errors: string[] } {
   let text: string;
   try {
     text = readFileSync(source, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'file not found'
-        : code === 'EISDIR'
-          ? 'is a directory, expected a YAML file'
-          : errorMessage(err);
+    const why = code === 'ENOENT' ? 'file not found' : errorMessage(err);
     return { value: {}, errors: [`${source}: cannot read configuration: ${why}`] };
   }
   const parsed = parseYaml(text, source);
@@ -419,7 +441,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
   let raw: Raw = {};
   const source = path === undefined ? undefined : resolve(path);
   if (source !== undefined) {
-    const parsed = readYamlFile(source);
+    const parsed = readConfigPath(source);
     if (parsed.errors.length) return { errors: parsed.errors, warnings: [] };
     raw = parsed.value;
   }
@@ -491,7 +513,7 @@ export function loadCtlConfig(
 ): PghaConfig {
   let raw: Raw = {};
   if (path !== undefined) {
-    const parsed = readYamlFile(resolve(path));
+    const parsed = readConfigPath(resolve(path));
     if (parsed.errors.length) throw new ConfigError(parsed.errors, path);
     raw = parsed.value;
   }

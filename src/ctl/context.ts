@@ -3,8 +3,7 @@
  * `--dcs-url`), a read/write handle on the cluster's keys in etcd, the members' REST API and
  * questions on standard input.
  */
-import { readFileSync } from 'node:fs';
-import { loadConfigOrThrow, loadCtlConfig, parseYaml } from '../config/load.js';
+import { loadConfigOrThrow, loadCtlConfig, readConfigPath } from '../config/load.js';
 import type { PghaConfig } from '../config/types.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
 import type { Dcs, Member } from '../dcs/types.js';
@@ -40,7 +39,7 @@ export interface CtlContext {
 function ctlSection(path: string | undefined): Record<string, unknown> {
   if (!path) return {};
   try {
-    const parsed = parseYaml(readFileSync(path, 'utf8'), path);
+    const parsed = readConfigPath(path);
     const root = parsed.value as Record<string, unknown> | undefined;
     const ctl = root?.ctl;
     return ctl && typeof ctl === 'object' ? (ctl as Record<string, unknown>) : {};

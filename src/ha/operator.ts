@@ -13,6 +13,7 @@ import type { PostgresNode, RoleConfig } from '../postgres/types.js';
 import type { Logger } from '../util/log.js';
 import { errorMessage } from '../util/errors.js';
 import { isoTime } from '../util/clock.js';
+import { mergePatch } from '../config/merge-patch.js';
 import type { AgentSnapshot } from './runner.js';
 import { isNoFailover, manualPromotionRisk } from './rules.js';
 import type { PeerStatus } from './types.js';
@@ -113,40 +114,6 @@ export function parseSchedule(
   }
   if (ms < now) return { ok: false, status: 422, message: `Cannot schedule ${action} in the past` };
   return { ok: true, at: isoTime(ms), ms };
-}
-
-/**
- * Applies a JSON merge patch as Patroni's `patch_config` does: `null` deletes, objects merge
- * recursively, anything else replaces. Returns whether `target` changed.
- */
-export function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): boolean {
-  let changed = false;
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) {
-      if (k in target) {
-        delete target[k];
-        changed = true;
-      }
-    } else if (isRecord(v) && isRecord(target[k])) {
-      if (mergePatch(target[k], v)) changed = true;
-    } else if (isRecord(v)) {
-      target[k] = withoutNulls(v);
-      changed = true;
-    } else if (!(k in target) || JSON.stringify(target[k]) !== JSON.stringify(v)) {
-      target[k] = v;
-      changed = true;
-    }
-  }
-  return changed;
-}
-
-function withoutNulls(v: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) {
-    if (x === null) continue;
-    out[k] = isRecord(x) ? withoutNulls(x) : x;
-  }
-  return out;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Command } from 'commander';
-import { loadCtlConfig, parseYaml } from '../config/load.js';
+import { loadCtlConfig, readConfigPath } from '../config/load.js';
 import { errorMap, formatIssue, routerSection } from '../config/schema.js';
 import type { Credentials, PghaConfig, RouterConfig } from '../config/types.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
@@ -83,7 +83,7 @@ export function loadRouterConfig(path: string | undefined, flags: RouterFlags = 
   if (!config.scope) throw new ConfigError(['scope: required: the cluster the router serves']);
   let raw: unknown;
   if (path !== undefined) {
-    const parsed = parseYaml(readFileSync(path, 'utf8'), path);
+    const parsed = readConfigPath(path);
     raw = (parsed.value as Record<string, unknown> | undefined)?.router;
   }
   config.router = parseRouterSection(raw, flags);

@@ -9,9 +9,8 @@
  *   `restapi.authentication`, which the members share.
  * - `GET /ui/routers` reads the `GET /status` of the routers configured for this node.
  */
-import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
-import { parseYaml } from '../config/load.js';
+import { readConfigPath } from '../config/load.js';
 import { defaultConnectAddress, routerSection } from '../config/schema.js';
 import type { PghaConfig, RestApiConfig } from '../config/types.js';
 import type { AgentSnapshot } from '../ha/runner.js';
@@ -44,7 +43,7 @@ const FORWARDED = new Set(['restart', 'reinitialize']);
 export function uiOptionsFromConfig(config: Pick<PghaConfig, 'source'>): UiOptions {
   if (!config.source) return {};
   try {
-    const parsed = parseYaml(readFileSync(config.source, 'utf8'), config.source);
+    const parsed = readConfigPath(config.source);
     const raw = (parsed.value as Record<string, unknown> | undefined)?.router;
     if (raw === undefined || raw === null) return {};
     const r = routerSection.safeParse(raw);

@@ -3,9 +3,8 @@
  * in the config schema, with the defaults that depend on other sections: the prefix by address
  * family, and in router mode the health URL from `router.status_listen`.
  */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { loadCtlConfig, parseYaml } from '../config/load.js';
+import { loadCtlConfig, readConfigPath } from '../config/load.js';
 import {
   errorMap,
   formatHostPort,
@@ -87,7 +86,7 @@ export function loadVipConfig(path: string, dcsUrl?: string): PghaConfig & { vip
   // Validates the whole file first, so a problem anywhere (the vip section included) is reported
   // as `path.to.key: what is wrong`, exactly as the agent would report it.
   const config = loadCtlConfig(path, dcsUrl);
-  const parsed = parseYaml(readFileSync(path, 'utf8'), path);
+  const parsed = readConfigPath(path);
   const raw = (parsed.value ?? {}) as Record<string, unknown>;
   const problems: string[] = [];
   if (!config.scope) problems.push('scope: required: the cluster whose leader or routers the VIP follows');

@@ -3,7 +3,7 @@
  * configuration the agent could start with; one line per problem and status 1 otherwise. Real etcd,
  * Debian's PostgreSQL programs, the built CLI; every address is on loopback.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,10 @@ async function validate(
   edit(cfg);
   const path = join(dir, 'patroni.yml');
   writeFileSync(path, stringify(cfg));
+  return check(path, flags);
+}
+
+async function check(path: string, flags: string[] = []): Promise<{ code: number | null; out: string }> {
   const res = await run(process.execPath, [CLI, 'agent', '--validate-config', ...flags, path], {
     timeoutMs: 30_000,
   });
@@ -125,6 +129,19 @@ describe('pgha agent --validate-config', () => {
     } finally {
       await new Promise((r) => busy.close(r));
     }
+  });
+
+  it('a directory of YAML files, merged in name order as Patroni does', async () => {
+    await validate();
+    const conf = join(dir, 'conf.d');
+    mkdirSync(conf, { recursive: true });
+    const base = readFileSync(join(dir, 'patroni.yml'), 'utf8');
+    writeFileSync(join(conf, '10-cluster.yml'), base.replace(`bin_dir: ${binDir}`, 'bin_dir: /nowhere'));
+    writeFileSync(join(conf, '20-node.yml'), stringify({ postgresql: { bin_dir: binDir } }));
+    const r = await check(conf);
+    expect(r.code, r.out).toBe(0);
+    rmSync(join(conf, '20-node.yml'));
+    expect((await check(conf)).out).toMatch(/bin_dir: \/nowhere is not a directory/);
   });
 
   it('a key the agent refuses to run with and a schema error are problems too, before anything on the host', async () => {
