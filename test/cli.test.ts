@@ -1,6 +1,6 @@
 /** The CLI's error boundary: user errors end in one clear message and exit 1, never a stack trace. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,11 @@ const dir = mkdtempSync(join(tmpdir(), 'pgha-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function pgha(...args: string[]) {
-  const env = { ...process.env };
+  return pghaWith({}, ...args);
+}
+
+function pghaWith(extra: NodeJS.ProcessEnv, ...args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: join(dir, 'no-config-home'), ...extra };
   delete env.PATRONICTL_CONFIG_FILE;
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000, env });
   return { code: r.status, out: r.stdout, err: r.stderr };
@@ -53,5 +57,28 @@ describe('pgha CLI errors', () => {
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/Usage: pgha/);
     }
+  });
+});
+
+describe('pgha ctl reads a patronictl.yaml as patronictl does', () => {
+  // Only the etcd section (and the ctl section) matter to patronictl; no etcd listens on port 1.
+  const minimal = 'etcd3:\n  hosts: 127.0.0.1:1\nctl:\n  insecure: true\n';
+
+  it('a file with only the etcd section is enough', () => {
+    const file = join(dir, 'patronictl.yaml');
+    writeFileSync(file, minimal);
+    const r = pgha('ctl', '-c', file, 'list', 'demo');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^pgha: etcd unreachable at 127\.0\.0\.1:1/);
+    expect(r.err).not.toMatch(/required/);
+  });
+
+  it("without -c and $PATRONICTL_CONFIG_FILE, reads patronictl's own file under $XDG_CONFIG_HOME", () => {
+    const home = join(dir, 'config-home');
+    mkdirSync(join(home, 'patroni'), { recursive: true });
+    writeFileSync(join(home, 'patroni', 'patronictl.yaml'), minimal);
+    const r = pghaWith({ XDG_CONFIG_HOME: home }, 'ctl', 'list', 'demo');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^pgha: etcd unreachable at 127\.0\.0\.1:1/);
   });
 });

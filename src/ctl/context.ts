@@ -1,9 +1,11 @@
 /**
- * What every ctl command needs: the configuration (from `-c`, `$PATRONICTL_CONFIG_FILE` or
- * `--dcs-url`), a read/write handle on the cluster's keys in etcd, the members' REST API and
+ * What every ctl command needs: the configuration (from `-c`, `$PATRONICTL_CONFIG_FILE`,
+ * patronictl's default file or `--dcs-url`), a read/write handle on the cluster's keys in etcd, the members' REST API and
  * questions on standard input.
  */
-import { loadConfigOrThrow, loadCtlConfig, readConfigPath } from '../config/load.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadCtlConfig, readConfigPath } from '../config/load.js';
 import type { PghaConfig } from '../config/types.js';
 import { createEtcdDcs } from '../dcs/etcd.js';
 import type { Dcs, Member } from '../dcs/types.js';
@@ -52,12 +54,27 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
+/**
+ * The configuration file: `-c`, else `$PATRONICTL_CONFIG_FILE`, else patronictl's own default,
+ * `patroni/patronictl.yaml` under `$XDG_CONFIG_HOME` (`~/.config`), when it exists.
+ */
+export function ctlConfigPath(
+  configFile: string | undefined,
+  env: NodeJS.ProcessEnv,
+  exists: (path: string) => boolean = existsSync,
+): string | undefined {
+  if (configFile ?? env.PATRONICTL_CONFIG_FILE) return configFile ?? env.PATRONICTL_CONFIG_FILE;
+  const base = env.XDG_CONFIG_HOME || (env.HOME ? join(env.HOME, '.config') : undefined);
+  const fallback = base ? join(base, 'patroni', 'patronictl.yaml') : undefined;
+  return fallback && exists(fallback) ? fallback : undefined;
+}
+
 /** Builds the context; the store is connected lazily and closed by `close()`. */
 export function ctlContext(opts: GlobalOptions): CtlContext {
-  const path = opts.configFile ?? process.env.PATRONICTL_CONFIG_FILE;
+  const path = ctlConfigPath(opts.configFile, process.env);
   const dcsUrl = opts.dcsUrl ?? process.env.DCS_URL;
-  const config =
-    path && !dcsUrl ? loadConfigOrThrow(path, process.env) : loadCtlConfig(path, dcsUrl, process.env);
+  // As patronictl: a patronictl.yaml needs only the etcd section; what a file gives is checked.
+  const config = loadCtlConfig(path, dcsUrl, process.env);
   const ctl = ctlSection(path);
   const ctlAuth = ctl.authentication as { username?: unknown; password?: unknown } | undefined;
   const restAuth = config.restapi.authentication;

@@ -19,7 +19,10 @@ export function registerCtl(program: Command): void {
   const ctl = program
     .command('ctl')
     .description('manage a cluster, as patronictl does (same commands, flags and output)')
-    .option('-c, --config-file <file>', 'Configuration file (patroni.yml or patronictl.yaml)')
+    .option(
+      '-c, --config-file <file>',
+      'Configuration file (patroni.yml or patronictl.yaml; default: $PATRONICTL_CONFIG_FILE, else ~/.config/patroni/patronictl.yaml when it exists)',
+    )
     .option(
       '-d, --dcs-url <url>',
       'The DCS connect url, e.g. etcd3://127.0.0.1:2379 (overrides the config file)',
