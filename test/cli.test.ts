@@ -73,6 +73,12 @@ describe('pgha ctl reads a patronictl.yaml as patronictl does', () => {
     expect(r.err).not.toMatch(/required/);
   });
 
+  it('--dcs is read as --dcs-url, as patronictl spells it too', () => {
+    const r = pgha('ctl', '--dcs', '127.0.0.1:1', 'list', 'demo');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^pgha: etcd unreachable at 127\.0\.0\.1:1/);
+  });
+
   it("without -c and $PATRONICTL_CONFIG_FILE, reads patronictl's own file under $XDG_CONFIG_HOME", () => {
     const home = join(dir, 'config-home');
     mkdirSync(join(home, 'patroni'), { recursive: true });

@@ -16,6 +16,8 @@ import { createPrompter, type Prompter } from './prompt.js';
 export interface GlobalOptions {
   configFile?: string;
   dcsUrl?: string;
+  /** patronictl's other spelling of `--dcs-url`. */
+  dcs?: string;
   insecure?: boolean;
 }
 
@@ -72,7 +74,7 @@ export function ctlConfigPath(
 /** Builds the context; the store is connected lazily and closed by `close()`. */
 export function ctlContext(opts: GlobalOptions): CtlContext {
   const path = ctlConfigPath(opts.configFile, process.env);
-  const dcsUrl = opts.dcsUrl ?? process.env.DCS_URL;
+  const dcsUrl = opts.dcsUrl ?? opts.dcs ?? process.env.DCS_URL;
   // As patronictl: a patronictl.yaml needs only the etcd section; what a file gives is checked.
   const config = loadCtlConfig(path, dcsUrl, process.env);
   const ctl = ctlSection(path);

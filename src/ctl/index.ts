@@ -3,7 +3,7 @@
  * each opens the store through `ctlContext` and closes it afterwards; refusals are `PghaError`s
  * that say which rule, member or number stopped them.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { registerClusterRole } from './cluster-role.js';
 import { registerDoctor } from './doctor.js';
 import { registerDsn } from './dsn.js';
@@ -27,6 +27,8 @@ export function registerCtl(program: Command): void {
       '-d, --dcs-url <url>',
       'The DCS connect url, e.g. etcd3://127.0.0.1:2379 (overrides the config file)',
     )
+    // patronictl's other spelling of --dcs-url.
+    .addOption(new Option('--dcs <url>').hideHelp())
     .option('-k, --insecure', 'Allow connections to SSL sites without certs')
     // As with click groups, ctl's options come before the command, so commands may reuse -c and -d.
     .enablePositionalOptions();

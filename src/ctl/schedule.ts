@@ -15,11 +15,25 @@ export function isoLocal(d: Date): string {
 
 /**
  * patronictl's `parse_scheduled`: `now` or nothing means immediately (undefined); otherwise an
- * unambiguous timestamp, taken as local time when it has no offset. Returns the ISO string.
+ * unambiguous timestamp, taken as local time when it has no offset. As dateutil, a time alone
+ * (`22:00`) is today's and a date without a year is this year's. Returns the ISO string.
  */
-export function parseScheduled(value: string | undefined): string | undefined {
+export function parseScheduled(value: string | undefined, now = new Date()): string | undefined {
   if ((value || 'now') === 'now') return undefined;
   const v = value!.trim();
+  const time = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(v);
+  if (time) {
+    const [, h, mi, s] = time;
+    const d = new Date(
+      now.getFullYear(),
+      now.getMonth(),
+      now.getDate(),
+      Number(h),
+      Number(mi),
+      Number(s ?? 0),
+    );
+    if (d.getHours() === Number(h) && d.getMinutes() === Number(mi)) return isoLocal(d);
+  }
   // A date alone would be read as UTC midnight by Date; Python reads it as local midnight.
   const m =
     /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i.exec(
@@ -45,6 +59,8 @@ export function parseScheduled(value: string | undefined): string | undefined {
     }
   } else {
     d = new Date(v);
+    // Date takes 2001 for a date without a year ("June 1 22:00"); dateutil takes this year.
+    if (!/\d{4}/.test(v) && !Number.isNaN(d.getTime())) d.setFullYear(now.getFullYear());
   }
   if (Number.isNaN(d.getTime()))
     throw new PghaError(

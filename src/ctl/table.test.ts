@@ -209,6 +209,15 @@ describe('--scheduled', () => {
       '2030-05-01T08:00:00.000Z',
     );
     expect(new Date(parseScheduled('2030-05-01 10:00')!).getHours()).toBe(10); // local time
+    const now = new Date(2030, 4, 1, 9, 30);
+    const local = (iso: string) => {
+      const d = new Date(iso);
+      return [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes()];
+    };
+    // As dateutil: a time alone is today's, a date without a year this year's.
+    expect(local(parseScheduled('22:00', now)!)).toEqual([2030, 5, 1, 22, 0]);
+    expect(local(parseScheduled('June 3 22:15', now)!)).toEqual([2030, 6, 3, 22, 15]);
+    expect(() => parseScheduled('25:00', now)).toThrow(/Unable to parse/);
     expect(() => parseScheduled('tomorrow-ish')).toThrow(
       /Unable to parse scheduled timestamp \(tomorrow-ish\)/,
     );
