@@ -36,7 +36,7 @@ async function buildProgram(args: readonly string[]): Promise<Command> {
     .description("run the HA agent for one PostgreSQL node (reads Patroni's YAML)")
     .argument(
       '[config]',
-      'path to the YAML configuration (patroni.yml); PATRONI_* environment variables override it',
+      'path to the YAML configuration (patroni.yml), or a directory whose YAML files are merged; PATRONI_* environment variables override it',
     )
     .option(
       '--validate-config',
