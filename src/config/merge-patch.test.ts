@@ -20,3 +20,20 @@ describe('mergePatch (Patroni patch_config)', () => {
     expect(cfg.postgresql).toBe('flat');
   });
 });
+
+describe('mergePatch never reaches a prototype', () => {
+  it('skips __proto__, constructor and prototype, from JSON and from YAML alike', () => {
+    const target: Record<string, unknown> = { a: 1 };
+    const patch = JSON.parse(
+      '{"__proto__": {"polluted": 1}, "constructor": {"prototype": {"x": 1}}, "b": 2}',
+    ) as Record<string, unknown>;
+    expect(mergePatch(target, patch)).toBe(true);
+    expect(target).toEqual({ a: 1, b: 2 });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+    const nested = JSON.parse('{"c": {"__proto__": {"polluted": 1}, "d": 1}}') as Record<string, unknown>;
+    mergePatch(target, nested);
+    expect(target.c).toEqual({ d: 1 });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});

@@ -143,3 +143,15 @@ describe('the diff edit-config shows', () => {
     expect(unifiedDiff(a, a)).toEqual([]);
   });
 });
+
+describe('patchConfig never reaches a prototype', () => {
+  it('skips __proto__ in a patch', () => {
+    const config: Record<string, unknown> = { ttl: 30 };
+    patchConfig(
+      config,
+      JSON.parse('{"__proto__": {"polluted": 1}, "loop_wait": 5}') as Record<string, unknown>,
+    );
+    expect(config).toEqual({ ttl: 30, loop_wait: 5 });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});

@@ -3,6 +3,7 @@
  * the dynamic configuration exactly as patronictl's `apply_config_changes` and `patch_config` do.
  */
 import { isDeepStrictEqual } from 'node:util';
+import { isUnsafeKey } from '../config/merge-patch.js';
 import { PghaError } from '../util/errors.js';
 import { parseYaml11, pyStr, type Cell } from './table.js';
 
@@ -66,6 +67,7 @@ export function pgPairs(pairs: string[]): string[] {
 export function patchConfig(config: Obj, patch: Obj): boolean {
   let changed = false;
   for (const [name, value] of Object.entries(patch)) {
+    if (isUnsafeKey(name)) continue;
     if (value === null || value === undefined) {
       if (name in config && config[name] !== null && config[name] !== undefined) changed = true;
       delete config[name];
