@@ -2,12 +2,11 @@
  * The Bacula Director's `Catalog` resource for a pgha cluster, and the endpoint it names: the
  * router's port on the virtual IP (the seed's HAProxy port 5433 on the Keepalived address).
  */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { parseYaml } from '../config/load.js';
+import { readConfigPath } from '../config/load.js';
 import type { HostPort } from '../config/types.js';
 import { parseRouterSection } from '../router/command.js';
-import { ConfigError, PghaError, errorMessage } from '../util/errors.js';
+import { ConfigError, PghaError } from '../util/errors.js';
 
 /** What goes into the resource. */
 export interface CatalogResource {
@@ -57,22 +56,11 @@ export function parsePortFlag(value: string, flag = '--port'): number {
   return n;
 }
 
-/** Reads a YAML file's top-level mapping; a missing or broken file is a one-line `PghaError`. */
+/** Reads a configuration's top-level mapping (a file or a directory); a missing or broken one is a one-line `PghaError`. */
 export function readYamlMapping(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : errorMessage(err);
-    throw new PghaError('PGHA_CONFIG_UNREADABLE', `${path}: cannot read configuration: ${why}`);
-  }
-  const parsed = parseYaml(text, path);
+  const parsed = readConfigPath(path);
   if (parsed.errors.length) throw new PghaError('PGHA_CONFIG_INVALID', parsed.errors.join('; '));
-  const value = parsed.value ?? {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw new PghaError('PGHA_CONFIG_INVALID', `${path}: expected a YAML mapping at the top level`);
-  return value as Record<string, unknown>;
+  return parsed.value;
 }
 
 /** `vip.address` of the YAML without a `/prefix`, or undefined when there is no `vip:` section. */

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -234,10 +234,18 @@ describe('loadConfig: environment overrides', () => {
     expect(config!.source).toBeUndefined();
   });
 
-  it('reads PATRONI_CONFIGURATION instead of the file and other variables', () => {
-    const { config } = loadConfig(SEED, { PATRONI_CONFIGURATION: MINIMAL, PATRONI_NAME: 'ignored' });
-    expect(config!.name).toBe('n1');
-    expect(config!.source).toBe('PATRONI_CONFIGURATION');
+  it('reads PATRONI_CONFIGURATION instead of other variables when no file is given or the file does not exist', () => {
+    for (const path of [undefined, join(dir, 'absent.yml')]) {
+      const { config } = loadConfig(path, { PATRONI_CONFIGURATION: MINIMAL, PATRONI_NAME: 'ignored' });
+      expect(config!.name).toBe('n1');
+      expect(config!.source).toBe('PATRONI_CONFIGURATION');
+    }
+  });
+
+  it('reads a file that exists before PATRONI_CONFIGURATION, as Patroni does', () => {
+    const { config } = loadConfig(SEED, { PATRONI_CONFIGURATION: MINIMAL });
+    expect(config!.name).toBe('catalog01');
+    expect(config!.source).toBe(SEED);
   });
 });
 
@@ -259,6 +267,18 @@ describe('loadConfig: a directory of YAML files, as Patroni reads one', () => {
     expect(r.config?.postgresql.bin_dir).toBe('/opt/pg/bin');
     expect(r.config?.tags.clonefrom).toBe(true);
     expect(r.config?.tags.nofailover).toBeUndefined();
+  });
+
+  it('skips a dangling link, and says so when nothing is left to read', () => {
+    const conf = join(dir, 'conf-empty.d');
+    mkdirSync(conf, { recursive: true });
+    symlinkSync(join(dir, 'nowhere.yml'), join(conf, '10-gone.yml'));
+    writeFileSync(join(conf, 'notes.txt'), 'x');
+    expect(loadConfig(conf, {}).errors).toEqual([
+      `${conf}: a configuration directory, but it holds no *.yml or *.yaml file`,
+    ]);
+    writeFileSync(join(conf, '20-base.yml'), MINIMAL);
+    expect(loadConfig(conf, {}).errors).toEqual([]);
   });
 
   it('names the file that does not parse', () => {

@@ -2,7 +2,7 @@
  * Loading `patroni.yml`: read the YAML, apply Patroni's environment overrides, validate everything with
  * `schema.ts`, fill defaults, and report every problem at once.
  */
-import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
@@ -390,17 +390,31 @@ function build(d: ParsedFile, etcd: PghaConfig['etcd'], detectedBinDir: string |
  * each later one patching the earlier (`mergePatch`: `null` removes a key).
  */
 export function readConfigPath(source: string): { value: Raw; errors: string[] } {
-  let files: string[] | null = null;
+  let names: string[] | null = null;
   try {
-    if (statSync(source).isDirectory())
-      files = readdirSync(source)
-        .filter((f) => /\.ya?ml$/.test(f) && statSync(join(source, f)).isFile())
-        .sort()
-        .map((f) => join(source, f));
+    if (statSync(source).isDirectory()) names = readdirSync(source);
   } catch {
     // read below, which says why
   }
-  if (files === null) return readOneYamlFile(source);
+  if (names === null) return readOneYamlFile(source);
+  // As Patroni: the regular files named *.yml or *.yaml; anything else (a dangling link) is skipped.
+  const isFile = (path: string) => {
+    try {
+      return statSync(path).isFile();
+    } catch {
+      return false;
+    }
+  };
+  const files = names
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(source, f))
+    .filter(isFile);
+  if (files.length === 0)
+    return {
+      value: {},
+      errors: [`${source}: a configuration directory, but it holds no *.yml or *.yaml file`],
+    };
   const merged: Raw = {};
   const errors: string[] = [];
   for (const file of files) {
@@ -428,12 +442,14 @@ function readOneYamlFile(source: string): { value: Raw; errors: string[] } {
 }
 
 /**
- * Loads a Patroni-compatible configuration: the YAML file at `path` (or none: environment only, as
- * Patroni allows), `PATRONI_CONFIGURATION` when set (then no other variable is read, as in Patroni), and
- * the `PATRONI_*` overrides. Never throws; all problems are in `errors`.
+ * Loads a Patroni-compatible configuration: the YAML file or directory at `path` with the
+ * `PATRONI_*` overrides; when there is no such path, `PATRONI_CONFIGURATION` if set (then no other
+ * variable is read, as in Patroni), else the environment alone, as Patroni allows. Never throws;
+ * all problems are in `errors`.
  */
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  if (env.PATRONI_CONFIGURATION) {
+  // As Patroni: a file (or directory) that exists first, else PATRONI_CONFIGURATION.
+  if (env.PATRONI_CONFIGURATION && (path === undefined || !existsSync(path))) {
     const parsed = parseYaml(env.PATRONI_CONFIGURATION, 'PATRONI_CONFIGURATION');
     if (parsed.errors.length) return { errors: parsed.errors, warnings: [] };
     return validateConfig(parsed.value ?? {}, 'PATRONI_CONFIGURATION', env);

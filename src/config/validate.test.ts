@@ -39,6 +39,11 @@ describe('validationFindings', () => {
     ],
     ['files but no cluster', { dataDir: { kind: 'no-cluster' } }, [/holds no PostgreSQL cluster/]],
     [
+      'a data directory this user cannot read',
+      { dataDir: { kind: 'unreadable', why: 'EACCES: permission denied' } },
+      [/data_dir: cannot read \S+: EACCES/],
+    ],
+    [
       'data of another version',
       { dataDir: { kind: 'cluster', version: '13', walDir: true } },
       [/holds PostgreSQL 13 data, but \S+ is PostgreSQL 15/],

@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { probePort } from '../util/net.js';
 import { run } from '../util/process.js';
-import { ConfigError } from '../util/errors.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
 import { isExecutable, loadConfig } from './load.js';
 import { formatHostPort, parseHostPort } from './schema.js';
 import type { ListenAddress, PghaConfig } from './types.js';
@@ -30,6 +30,7 @@ export const REQUIRED_PROGRAMS = [
 /** What the data directory holds. */
 export type DataDirFacts =
   | { kind: 'missing' | 'empty' | 'not-a-directory' | 'no-cluster' }
+  | { kind: 'unreadable'; why: string }
   | { kind: 'cluster'; version: string; walDir: boolean };
 
 export interface HostFacts {
@@ -70,6 +71,7 @@ export function validationFindings(
   const d = facts.dataDir;
   if (d.kind === 'not-a-directory')
     errors.push(`postgresql.data_dir: ${dataDir} exists and is not a directory`);
+  if (d.kind === 'unreadable') errors.push(`postgresql.data_dir: cannot read ${dataDir}: ${d.why}`);
   if (d.kind === 'no-cluster')
     errors.push(
       `postgresql.data_dir: ${dataDir} is not empty but holds no PostgreSQL cluster (no PG_VERSION); move its files away or fix data_dir`,
@@ -131,13 +133,20 @@ function dataDirFacts(dir: string): DataDirFacts {
   try {
     if (!statSync(dir).isDirectory()) return { kind: 'not-a-directory' };
     entries = readdirSync(dir);
-  } catch {
-    return { kind: 'missing' };
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT'
+      ? { kind: 'missing' }
+      : { kind: 'unreadable', why: errorMessage(err) };
   }
   const files = entries.filter((e) => !e.startsWith('.') && e !== 'lost+found');
   if (files.length === 0) return { kind: 'empty' };
   if (!files.includes('PG_VERSION')) return { kind: 'no-cluster' };
-  const version = readFileSync(join(dir, 'PG_VERSION'), 'utf8').trim();
+  let version: string;
+  try {
+    version = readFileSync(join(dir, 'PG_VERSION'), 'utf8').trim();
+  } catch (err) {
+    return { kind: 'unreadable', why: errorMessage(err) };
+  }
   const wal = Number(version) >= 10 ? 'pg_wal' : 'pg_xlog';
   return { kind: 'cluster', version, walDir: existsSync(join(dir, wal)) };
 }
