@@ -3,7 +3,7 @@
  * patronictl's default file or `--dcs-url`), a read/write handle on the cluster's keys in etcd, the members' REST API and
  * questions on standard input.
  */
-import { existsSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { loadCtlConfig, readConfigPath } from '../config/load.js';
 import type { PghaConfig } from '../config/types.js';
@@ -58,17 +58,27 @@ function str(v: unknown): string | undefined {
 
 /**
  * The configuration file: `-c`, else `$PATRONICTL_CONFIG_FILE`, else patronictl's own default,
- * `patroni/patronictl.yaml` under `$XDG_CONFIG_HOME` (`~/.config`), when it exists.
+ * `patroni/patronictl.yaml` under `$XDG_CONFIG_HOME` (`~/.config`), when it exists and is readable.
  */
 export function ctlConfigPath(
   configFile: string | undefined,
   env: NodeJS.ProcessEnv,
-  exists: (path: string) => boolean = existsSync,
+  exists: (path: string) => boolean = readable,
 ): string | undefined {
   if (configFile ?? env.PATRONICTL_CONFIG_FILE) return configFile ?? env.PATRONICTL_CONFIG_FILE;
   const base = env.XDG_CONFIG_HOME || (env.HOME ? join(env.HOME, '.config') : undefined);
   const fallback = base ? join(base, 'patroni', 'patronictl.yaml') : undefined;
   return fallback && exists(fallback) ? fallback : undefined;
+}
+
+/** patronictl ignores its default file when it cannot read it. */
+function readable(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Builds the context; the store is connected lazily and closed by `close()`. */

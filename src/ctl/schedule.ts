@@ -57,10 +57,12 @@ export function parseScheduled(value: string | undefined, now = new Date()): str
         ms,
       );
     }
-  } else {
+  } else if (/\d{4}/.test(v)) {
     d = new Date(v);
-    // Date takes 2001 for a date without a year ("June 1 22:00"); dateutil takes this year.
-    if (!/\d{4}/.test(v) && !Number.isNaN(d.getTime())) d.setFullYear(now.getFullYear());
+  } else {
+    // Without a year, Date takes 2001 and reads almost anything as a date: only a month name, a
+    // day and an optional local time are taken, in this year, as dateutil reads them.
+    d = monthDay(v, now) ?? new Date(NaN);
   }
   if (Number.isNaN(d.getTime()))
     throw new PghaError(
@@ -68,6 +70,35 @@ export function parseScheduled(value: string | undefined, now = new Date()): str
       `Unable to parse scheduled timestamp (${v}). It should be in an unambiguous format (e.g. ISO 8601)`,
     );
   return isoLocal(d);
+}
+
+const MONTHS = [
+  'january',
+  'february',
+  'march',
+  'april',
+  'may',
+  'june',
+  'july',
+  'august',
+  'september',
+  'october',
+  'november',
+  'december',
+];
+
+/** `June 1`, `Jun 1 22:00`, `june 1, 22:00:30`: that day of this year, local time; null otherwise. */
+function monthDay(v: string, now: Date): Date | null {
+  const m = /^([a-z]{3,9})\.?\s+(\d{1,2})(?:,?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$/i.exec(v);
+  if (!m) return null;
+  const [, name, day, h, mi, s] = m;
+  // The full name or its first three letters or more, as dateutil takes them.
+  const month = MONTHS.findIndex((full) => full.startsWith(name!.toLowerCase()));
+  if (month < 0) return null;
+  const d = new Date(now.getFullYear(), month, Number(day), Number(h ?? 0), Number(mi ?? 0), Number(s ?? 0));
+  // No rolling over: February 30 is no date, and neither is a time that does not exist that day.
+  if (d.getMonth() !== month || d.getDate() !== Number(day) || d.getHours() !== Number(h ?? 0)) return null;
+  return d;
 }
 
 /** The example patronictl shows in its "When should ... take place" question: now + 1 hour. */

@@ -217,7 +217,12 @@ describe('--scheduled', () => {
     // As dateutil: a time alone is today's, a date without a year this year's.
     expect(local(parseScheduled('22:00', now)!)).toEqual([2030, 5, 1, 22, 0]);
     expect(local(parseScheduled('June 3 22:15', now)!)).toEqual([2030, 6, 3, 22, 15]);
+    expect(local(parseScheduled('jun 3, 22:15', now)!)).toEqual([2030, 6, 3, 22, 15]);
+    expect(local(parseScheduled('February 28', now)!)).toEqual([2030, 2, 28, 0, 0]);
     expect(() => parseScheduled('25:00', now)).toThrow(/Unable to parse/);
+    // Date would read these as dates; dateutil refuses them, and so does pgha.
+    for (const bad of ['next week 3', 'a 5', 'Feb 30 10:00', 'Junx 1'])
+      expect(() => parseScheduled(bad, now), bad).toThrow(/Unable to parse/);
     expect(() => parseScheduled('tomorrow-ish')).toThrow(
       /Unable to parse scheduled timestamp \(tomorrow-ish\)/,
     );
