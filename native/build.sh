@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 current() { # <addon> <source>
-  [[ -f $1 && $1 -nt $2 && $1 -nt binding.gyp ]]
+  [[ -f $1 && $1 -nt $2 && $1 -nt binding.gyp && $1 -nt native/napi-result.h ]]
 }
 if current build/Release/pgha_relay.node native/relay.c && current build/Release/pgha_memory.node native/memory.c &&
   current build/Release/pgha_reap.node native/reap.c; then

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <node_api.h>
+#include "napi-result.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,14 +144,6 @@ static int only_file_pages(int pagemap, const range *r) {
     at += n * (unsigned long)page;
   }
   return 1;
-}
-
-static napi_value error_result(napi_env env, const char *message) {
-  napi_value out, v;
-  if (napi_create_object(env, &out) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &v) == napi_ok)
-    napi_set_named_property(env, out, "error", v);
-  return out;
 }
 
 static napi_value release(napi_env env, napi_callback_info info) {

@@ -12,17 +12,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include "napi-result.h"
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-
-static napi_value error_result(napi_env env, const char *message) {
-  napi_value out, v;
-  if (napi_create_object(env, &out) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &v) == napi_ok)
-    napi_set_named_property(env, out, "error", v);
-  return out;
-}
 
 static napi_value collect(napi_env env, napi_callback_info info) {
   size_t argc = 1;

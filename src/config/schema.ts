@@ -61,6 +61,18 @@ export function formatHostPort(host: string, port: number): string {
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '*', '::']);
 
+/** Where a process on this host connects to reach a listen host: a wildcard is loopback. */
+export function localHostOf(host: string): string {
+  const h = host.trim();
+  if (h === '' || h === '*' || h === '0.0.0.0') return '127.0.0.1';
+  return h === '::' ? '::1' : h;
+}
+
+/** Whether a listen host is a wildcard (every address of the host). */
+export function isWildcardHost(host: string): boolean {
+  return WILDCARD_HOSTS.has(host.trim());
+}
+
 /** The address others use to reach a listener: its first host, with a wildcard replaced by 127.0.0.1. */
 export function defaultConnectAddress(listen: ListenAddress): string {
   const host = listen.hosts[0] ?? '';

@@ -14,7 +14,9 @@ import { probePort } from '../util/net.js';
 import { run } from '../util/process.js';
 import { ConfigError, errorMessage } from '../util/errors.js';
 import { isExecutable, loadConfig } from './load.js';
-import { formatHostPort, parseHostPort } from './schema.js';
+import { isLoopbackListenHost } from '../doctor/checks.js';
+import { parseVersionOutput } from '../postgres/postgres.js';
+import { formatHostPort, isWildcardHost, localHostOf, parseHostPort } from './schema.js';
 import type { ListenAddress, PghaConfig } from './types.js';
 
 /** The programs the agent runs from `bin_dir` (Patroni's validator asks for the same six). */
@@ -39,8 +41,11 @@ export interface HostFacts {
   /** The programs of `REQUIRED_PROGRAMS` that are missing or not executable. */
   missingPrograms: string[];
   dataDir: DataDirFacts;
-  /** The major version `bin_dir`'s postgres reports (15, or 9.6), or why it could not be read. */
-  binaryVersion: string | Error;
+  /**
+   * The major version `bin_dir`'s postgres reports, as PG_VERSION writes it (15, or 9.6); why it
+   * could not be read; null when there is no postgres program to ask.
+   */
+  binaryVersion: string | Error | null;
   /** Listen addresses where something already accepts connections. */
   portsInUse: Array<{ key: string; address: string }>;
   /** etcd members that did not accept a connection. */
@@ -80,10 +85,9 @@ export function validationFindings(
     const wal = Number(d.version) >= 10 ? 'pg_wal' : 'pg_xlog';
     if (!d.walDir)
       errors.push(`postgresql.data_dir: ${dataDir} holds a cluster without its ${wal} directory`);
-    if (facts.binaryVersion instanceof Error) {
-      if (facts.binDirExists && !facts.missingPrograms.includes('postgres'))
-        errors.push(`postgresql.bin_dir: ${facts.binaryVersion.message}`);
-    } else if (facts.binaryVersion !== d.version) {
+    if (facts.binaryVersion instanceof Error)
+      errors.push(`postgresql.bin_dir: ${facts.binaryVersion.message}`);
+    else if (facts.binaryVersion !== null && facts.binaryVersion !== d.version) {
       errors.push(
         `postgresql.data_dir: ${dataDir} holds PostgreSQL ${d.version} data, but ${join(binDir, 'postgres')} is PostgreSQL ` +
           `${facts.binaryVersion}; point bin_dir at PostgreSQL ${d.version}'s programs`,
@@ -104,28 +108,12 @@ export function validationFindings(
     ['postgresql.connect_address', config.postgresql.connect_address],
   ] as const) {
     const host = parseHostPort(address)?.host;
-    if (host && isLoopbackOrWildcard(host))
+    if (host && (isLoopbackListenHost(host) || isWildcardHost(host)))
       warnings.push(
         `${key}: ${address} cannot be reached from other hosts; use this host's own address there`,
       );
   }
   return { errors, warnings };
-}
-
-function isLoopbackOrWildcard(host: string): boolean {
-  return (
-    host === 'localhost' || host === '::1' || host.startsWith('127.') || ['0.0.0.0', '*', '::'].includes(host)
-  );
-}
-
-/** Where to connect to find out whether something listens on a listen address. */
-function probeHosts(listen: ListenAddress): string[] {
-  return listen.hosts.map((h) => {
-    const host = h.trim();
-    if (host === '' || host === '*' || host === '0.0.0.0') return '127.0.0.1';
-    if (host === '::') return '::1';
-    return host;
-  });
 }
 
 function dataDirFacts(dir: string): DataDirFacts {
@@ -155,9 +143,9 @@ async function binaryVersion(binDir: string): Promise<string | Error> {
   const postgres = join(binDir, 'postgres');
   try {
     const res = await run(postgres, ['--version'], { timeoutMs: 10_000 });
-    const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(res.stdout);
-    if (res.code !== 0 || !m) return new Error(`cannot read the version of ${postgres}`);
-    return Number(m[1]) >= 10 ? m[1]! : `${m[1]}.${m[2] ?? '0'}`;
+    const v = res.code === 0 ? parseVersionOutput(res.stdout) : null;
+    if (!v) return new Error(`cannot read the version of ${postgres}`);
+    return v.major >= 10 ? String(v.major) : `${v.major}.${v.minor}`;
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
   }
@@ -172,7 +160,7 @@ export async function gatherFacts(config: PghaConfig, timeoutMs = 1000): Promise
     ['postgresql.listen', pg.listen],
   ];
   const portChecks = listens.flatMap(([key, listen]) =>
-    probeHosts(listen).map(async (host) => {
+    listen.hosts.map(localHostOf).map(async (host) => {
       const open = (await probePort(host, listen.port, timeoutMs)) === 'open';
       return open ? { key, address: formatHostPort(host, listen.port) } : null;
     }),
@@ -184,9 +172,7 @@ export async function gatherFacts(config: PghaConfig, timeoutMs = 1000): Promise
   const [ports, etcd, version] = await Promise.all([
     Promise.all(portChecks),
     Promise.all(etcdChecks),
-    missingPrograms.includes('postgres')
-      ? Promise.resolve(new Error('no postgres program'))
-      : binaryVersion(pg.bin_dir),
+    missingPrograms.includes('postgres') ? Promise.resolve(null) : binaryVersion(pg.bin_dir),
   ]);
   let binDirExists = false;
   try {

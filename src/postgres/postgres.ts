@@ -35,6 +35,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
+import { localHostOf } from '../config/schema.js';
 import type { PostgresqlConfig } from '../config/types.js';
 import { PostgresError, errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -97,6 +98,12 @@ export interface PostgresOptions {
 export function walSegmentStart(name: string, segBytes: number): number {
   const perId = 0x100000000 / segBytes;
   return (parseInt(name.slice(8, 16), 16) * perId + parseInt(name.slice(16, 24), 16)) * segBytes;
+}
+
+/** The version `postgres --version` prints (`postgres (PostgreSQL) 15.8 (Debian ...)`); null when none. */
+export function parseVersionOutput(text: string): { major: number; minor: number } | null {
+  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(text);
+  return m ? { major: Number(m[1]), minor: Number(m[2] ?? 0) } : null;
 }
 
 export class PostgresConnectionError extends PostgresError {
@@ -563,11 +570,9 @@ export class Postgres implements PostgresNode {
   async binaryVersion(): Promise<number> {
     if (this.version !== null) return this.version;
     const res = await this.tool('postgres', ['-V'], { timeoutMs: TOOL_TIMEOUT_MS });
-    const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(res.stdout);
-    if (res.code !== 0 || !m)
-      throw new PostgresError(`cannot read the version of ${this.bin('postgres')}: ${toolOutput(res)}`);
-    const major = Number(m[1]);
-    this.version = major >= 10 ? major : Number(`${m[1]}${(m[2] ?? '0').padStart(2, '0')}`) / 100;
+    const v = res.code === 0 ? parseVersionOutput(res.stdout) : null;
+    if (!v) throw new PostgresError(`cannot read the version of ${this.bin('postgres')}: ${toolOutput(res)}`);
+    this.version = v.major >= 10 ? v.major : Number(`${v.major}${String(v.minor).padStart(2, '0')}`) / 100;
     return this.version;
   }
 
@@ -584,10 +589,7 @@ export class Postgres implements PostgresNode {
       const first = dir.split(',')[0]?.trim();
       if (first && isAbsolute(first)) return first;
     }
-    const host = this.cfg.listen.hosts[0]?.trim() ?? '';
-    if (host === '' || host === '*' || host === '0.0.0.0') return '127.0.0.1';
-    if (host === '::') return '::1';
-    return host;
+    return localHostOf(this.cfg.listen.hosts[0] ?? '');
   }
 
   private clientConfig(): pg.ClientConfig {

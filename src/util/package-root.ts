@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from './errors.js';
 
 let root: string | undefined;
 
@@ -34,4 +35,13 @@ export function addonPath(name: string): string {
 /** Loads a native addon; throws when it was not built or does not load. */
 export function loadAddon<T>(name: string): T {
   return createRequire(import.meta.url)(addonPath(name)) as T;
+}
+
+/** `loadAddon`, or an Error saying why the addon cannot be used (not built, or does not load). */
+export function loadAddonOrWhy<T>(name: string): T | Error {
+  try {
+    return loadAddon<T>(name);
+  } catch (err) {
+    return new Error(`the native addon is not available (${errorMessage(err).split('\n')[0]})`);
+  }
 }

@@ -16,7 +16,7 @@ import { readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { errorMessage } from './errors.js';
 import type { Logger } from './log.js';
-import { loadAddon } from './package-root.js';
+import { loadAddonOrWhy } from './package-root.js';
 import { childProcesses } from './proc-stat.js';
 
 /** native/reap.c; answers `{ error }` instead of throwing. */
@@ -66,14 +66,7 @@ export interface ReaperOptions {
 export function startReaper(logger: Logger, opts: ReaperOptions = {}): () => void {
   const pid = opts.pid ?? process.pid;
   if (pid !== 1) return () => undefined;
-  let addon = opts.addon;
-  if (addon === undefined) {
-    try {
-      addon = loadAddon<ReapAddon>('pgha_reap');
-    } catch (err) {
-      addon = new Error(`the native addon is not available (${errorMessage(err).split('\n')[0]})`);
-    }
-  }
+  const addon = opts.addon ?? loadAddonOrWhy<ReapAddon>('pgha_reap');
   const consequence =
     'processes that PostgreSQL leaves behind will stay zombies, and a PostgreSQL that crashes cannot start again; ' +
     'start the container with an init (`docker run --init`, tini) or build the addon (`npm run build:native`)';

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { errorMessage } from './errors.js';
 import type { Logger } from './log.js';
-import { loadAddon } from './package-root.js';
+import { loadAddonOrWhy } from './package-root.js';
 
 /** What one release gave back. */
 export interface Released {
@@ -58,13 +58,7 @@ let addon: MemoryAddon | Error | undefined;
 
 /** The addon, loaded once; an Error says why it cannot be used (not built, or does not load). */
 export function memoryAddon(): MemoryAddon | Error {
-  if (addon === undefined) {
-    try {
-      addon = loadAddon<MemoryAddon>('pgha_memory');
-    } catch (err) {
-      addon = new Error(`the native addon is not available (${errorMessage(err).split('\n')[0]})`);
-    }
-  }
+  addon ??= loadAddonOrWhy<MemoryAddon>('pgha_memory');
   return addon;
 }
 

@@ -10,6 +10,7 @@ import {
   formatHostPort,
   formatIssue,
   formatPath,
+  localHostOf,
   routerSection,
   vipSection,
 } from '../config/schema.js';
@@ -70,10 +71,7 @@ export function parseVipSection(raw: unknown, router?: unknown): VipConfig {
           '(the local router status URL, e.g. http://127.0.0.1:8009/status)',
       ]);
     }
-    const host = status.hosts[0] ?? '';
-    const local =
-      host === '' || host === '*' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-    out.router_health_url = `http://${formatHostPort(local, status.port)}/status`;
+    out.router_health_url = `http://${formatHostPort(localHostOf(status.hosts[0] ?? ''), status.port)}/status`;
   }
   return out;
 }
