@@ -87,6 +87,8 @@ export interface RunnerState {
   ssn: string;
   ssnSince: number;
   lastSyncWhy: string;
+  /** Quick looks taken since the last change of synchronous replication (leader.ts followUpSync). */
+  syncRechecks: number;
   lastStatusKey: string;
   /** Whether this node was leader in the previous cycle (a new leader restarts its slot retention). */
   ledBefore: boolean;
@@ -118,6 +120,7 @@ export function initialState(): RunnerState {
     ssn: '',
     ssnSince: 0,
     lastSyncWhy: '',
+    syncRechecks: 0,
     lastStatusKey: '',
     ledBefore: false,
     switchoverWait: null,

@@ -15,6 +15,11 @@ import { memberData } from './member.js';
 import { planQuorum, planSync } from './sync.js';
 import type { LocalPostgres } from './types.js';
 
+/** How soon the loop looks again while a change of synchronous replication is on its way (ms). */
+const SYNC_RECHECK_MS = 200;
+/** Quick looks after one change at most: a standby that never confirms is then looked at every loop_wait. */
+const SYNC_RECHECKS = 25;
+
 /**
  * The leader of a cluster the store lost (a wiped namespace, a rebuilt etcd) writes it back, as
  * Patroni: `initialize` with its system id and `config` with the dynamic configuration it runs.
@@ -164,6 +169,7 @@ async function manageSync(c: RunnerContext, cluster: ClusterState, status: Serve
     if (plan.why !== c.st.lastSyncWhy)
       c.log.info({ synchronous_standby_names: c.st.ssn }, `synchronous replication: ${plan.why}`);
     c.st.lastSyncWhy = plan.why;
+    followUpSync(c, plan.changes.length > 0, plan.pending);
     return;
   }
   const plan = planSync(input);
@@ -174,10 +180,26 @@ async function manageSync(c: RunnerContext, cluster: ClusterState, status: Serve
       return;
     }
   }
+  const changed = plan.syncKey !== null || plan.ssn !== c.st.ssn;
   if (plan.ssn !== c.st.ssn) await setSsn(c, plan.ssn, status);
   if (mode && plan.why !== c.st.lastSyncWhy)
     c.log.info({ synchronous_standby_names: c.st.ssn }, `synchronous replication: ${plan.why}`);
   c.st.lastSyncWhy = plan.why;
+  followUpSync(c, changed, plan.pending);
+}
+
+/**
+ * A change of synchronous replication goes in steps, each made once the one before has taken
+ * effect (a standby named, then confirmed, then listed in the key). While one is on its way the
+ * loop looks again SYNC_RECHECK_MS later rather than loop_wait later, so the `sync` key names the
+ * new standby (and a failover may pick it) within a moment, not several loop_waits; at most
+ * SYNC_RECHECKS times after each change, so a standby that never confirms costs no more.
+ */
+function followUpSync(c: RunnerContext, changed: boolean, pending: boolean): void {
+  if (changed) c.st.syncRechecks = 0;
+  if (!pending || c.st.syncRechecks >= SYNC_RECHECKS) return;
+  c.st.syncRechecks++;
+  c.clock.setTimer(() => c.wake(), SYNC_RECHECK_MS);
 }
 
 /**
@@ -188,6 +210,14 @@ async function manageSync(c: RunnerContext, cluster: ClusterState, status: Serve
 async function setSsn(c: RunnerContext, ssn: string, before: ServerStatus): Promise<void> {
   c.st.ssn = ssn;
   await applySsn(c, ssn);
+  // PostgreSQL releases a waiting commit only when a standby's answer shows the commit reached
+  // it, and a standby answers when new WAL arrives or every wal_receiver_status_interval (10 s).
+  // A standby named now may hold the waiting commits already: one small WAL record makes every
+  // standby answer at once, so commits that waited for a lost standby go on.
+  if (ssn !== '')
+    await c.d.pg
+      .nudgeStandbys?.()
+      .catch((err: unknown) => c.log.debug(`could not ask the standbys to answer: ${errorMessage(err)}`));
   const after = await c.d.pg.status().catch(() => null);
   c.st.ssnSince = after && !after.inRecovery ? after.walPosition : before.walPosition;
 }

@@ -30,6 +30,7 @@ import { LeaseGuard, storeLossNote } from './lease.js';
 import { canCloneWithoutLeader } from './replica-methods.js';
 import { Observer } from './observe.js';
 import { LeaderProbe } from './probe.js';
+import { SyncStandbyWatch } from './standby-watch.js';
 import { remoteKey, remoteTarget, roleConfigFor, serverParameters, serverPgHba } from './server-config.js';
 import { REMOTE_UPSTREAM } from './standby.js';
 import { switchover } from './switchover-run.js';
@@ -61,6 +62,7 @@ export class HaRunner implements RunnerContext {
   readonly lease: LeaseGuard;
   readonly slots = new SlotKeeper();
   private readonly probe: LeaderProbe;
+  private readonly standbyWatch: SyncStandbyWatch;
   private dyn: DynamicConfig;
   private stopping = false;
   private wakeUp: (() => void) | null = null;
@@ -120,6 +122,7 @@ export class HaRunner implements RunnerContext {
         this.dyn.failsafe_mode ? this.failsafe.round(this.stopping, { demote: false }) : Promise.resolve(),
     });
     this.probe = new LeaderProbe(this);
+    this.standbyWatch = new SyncStandbyWatch(this);
     this.observer = new Observer(this);
     this.failsafe = new FailsafeGuard(this);
   }
@@ -167,6 +170,7 @@ export class HaRunner implements RunnerContext {
     await first;
     this.lease.startKeeper();
     this.probe.start();
+    this.standbyWatch.start();
   }
 
   /** Wakes the loop early (a watch event, an API request). */
@@ -557,6 +561,7 @@ export class HaRunner implements RunnerContext {
   async shutdown(opts: { stopPostgres?: boolean } = {}): Promise<void> {
     this.stopping = true;
     this.probe.stop();
+    this.standbyWatch.stop();
     this.wake();
     await this.loopDone;
     await this.stopWatch?.();

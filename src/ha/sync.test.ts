@@ -3,6 +3,7 @@ import type { Member, SyncKey } from '../dcs/types.js';
 import type { ServerStatus } from '../postgres/types.js';
 import {
   keyValue,
+  lostSyncStandbys,
   parseSsn,
   planQuorum,
   planSync,
@@ -63,10 +64,11 @@ describe('renderSsn', () => {
 describe('planSync (synchronous_mode: on)', () => {
   it('first asks the most advanced standby to acknowledge, then lists it once it is sync and caught up', () => {
     const step1 = planSync(input({}));
-    expect(step1).toMatchObject({ ssn: 'FIRST 1 (n2)', syncKey: null });
+    expect(step1).toMatchObject({ ssn: 'FIRST 1 (n2)', syncKey: null, pending: true });
     const waiting = planSync(input({ currentSsn: 'FIRST 1 (n2)', ssnSince: 150 }));
     expect(waiting.syncKey).toBeNull();
     expect(waiting.why).toMatch(/waiting for n2/);
+    expect(waiting.pending).toBe(true);
     const confirmed = planSync(
       input({
         currentSsn: 'FIRST 1 (n2)',
@@ -75,6 +77,7 @@ describe('planSync (synchronous_mode: on)', () => {
       }),
     );
     expect(confirmed.syncKey).toEqual({ leader: 'n1', sync_standby: 'n2', quorum: null });
+    expect(confirmed.pending).toBe(false);
   });
 
   it('does not list a standby that has not flushed what was committed before it was required', () => {
@@ -94,10 +97,12 @@ describe('planSync (synchronous_mode: on)', () => {
     );
     expect(p.syncKey).toEqual({ leader: 'n1', sync_standby: null, quorum: null });
     expect(p.ssn).toBe('FIRST 1 (n2)');
+    expect(p.pending).toBe(true);
     const next = planSync(
       input({ syncKey: key(null), currentSsn: 'FIRST 1 (n2)', replication: [row('n3', 100)] }),
     );
     expect(next.ssn).toBe('FIRST 1 (n3)');
+    expect(next.pending).toBe(true);
   });
 
   it('keeps the current synchronous standby while it streams, and honours nosync', () => {
@@ -108,7 +113,7 @@ describe('planSync (synchronous_mode: on)', () => {
         replication: [row('n2', 900), row('n3', 100, 'sync')],
       }),
     );
-    expect(stable).toMatchObject({ ssn: 'FIRST 1 (n3)', syncKey: null });
+    expect(stable).toMatchObject({ ssn: 'FIRST 1 (n3)', syncKey: null, pending: false });
     const nosync = planSync(input({ members: [member('n1'), member('n2', { nosync: true }), member('n3')] }));
     expect(nosync.ssn).toBe('FIRST 1 (n3)');
   });
@@ -123,6 +128,7 @@ describe('planSync (synchronous_mode: on)', () => {
       ssn: '',
       syncKey: { leader: null, sync_standby: null, quorum: null },
       why: 'synchronous_mode is off',
+      pending: false,
     });
   });
 });
@@ -298,5 +304,71 @@ describe('planQuorum (synchronous_mode: quorum, as Patroni 4)', () => {
     expect(parseSsn('ANY 2 (n2,"db-3")')).toEqual({ any: true, numsync: 2, names: ['n2', 'db-3'] });
     expect(parseSsn('FIRST 1 (n2)')).toEqual({ any: false, numsync: 1, names: ['n2'] });
     expect(parseSsn('')).toEqual({ any: false, numsync: 0, names: [] });
+  });
+});
+
+describe('lostSyncStandbys: when the standby watch wakes the loop', () => {
+  it.each([
+    {
+      why: 'the synchronous standby stopped streaming',
+      ssn: 'FIRST 1 (pg2)',
+      before: ['pg2'],
+      now: ['pg3'],
+      lost: ['pg2'],
+      streaming: [],
+    },
+    {
+      why: 'still gone at the next look: not news',
+      ssn: 'FIRST 1 (pg2)',
+      before: [],
+      now: ['pg3'],
+      lost: [],
+      streaming: [],
+    },
+    {
+      why: 'back again: streaming, nothing lost',
+      ssn: 'FIRST 1 (pg2)',
+      before: [],
+      now: ['pg2', 'pg3'],
+      lost: [],
+      streaming: ['pg2'],
+    },
+    {
+      why: 'a standby that is not synchronous left',
+      ssn: 'FIRST 1 (pg2)',
+      before: ['pg2'],
+      now: ['pg2'],
+      lost: [],
+      streaming: ['pg2'],
+    },
+    {
+      why: 'one of a quorum left',
+      ssn: 'ANY 1 (pg2,pg3)',
+      before: ['pg2', 'pg3'],
+      now: ['pg2'],
+      lost: ['pg3'],
+      streaming: ['pg2'],
+    },
+    {
+      why: 'quoted names',
+      ssn: 'FIRST 2 ("Node-2",pg3)',
+      before: ['Node-2', 'pg3'],
+      now: ['pg3'],
+      lost: ['Node-2'],
+      streaming: ['pg3'],
+    },
+    {
+      why: 'strict mode without a standby (*): any standby counts',
+      ssn: '*',
+      before: ['pg2', 'pg3'],
+      now: [],
+      lost: ['pg2', 'pg3'],
+      streaming: [],
+    },
+    { why: 'no list: nothing to watch', ssn: '', before: [], now: ['pg2'], lost: [], streaming: [] },
+  ])('$why', ({ ssn, before, now, lost, streaming }) => {
+    const r = lostSyncStandbys(ssn, new Set(before), now);
+    expect(r.lost).toEqual(lost);
+    expect([...r.streaming].sort()).toEqual(streaming);
   });
 });

@@ -40,6 +40,8 @@ export interface SyncPlan {
   /** New `sync` key value, or null to leave the key as it is. */
   syncKey: { leader: string | null; sync_standby: string | null; quorum: number | null } | null;
   why: string;
+  /** A step on the way: the next one can follow as soon as this one has taken effect. */
+  pending: boolean;
 }
 
 /** Splits a comma-separated member list. */
@@ -75,6 +77,7 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       ssn: '',
       syncKey: clear ? { leader: null, sync_standby: null, quorum: null } : null,
       why: 'synchronous_mode is off',
+      pending: false,
     };
   }
   if (mode === 'quorum') throw new Error('quorum mode is planned by planQuorum');
@@ -100,6 +103,7 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       ssn: input.currentSsn,
       syncKey: { leader: me, sync_standby: keyValue(remaining), quorum: null },
       why: `${dropped.join(', ')} no longer synchronous (not streaming, nosync, lagging more than maximum_lag_on_syncnode, or above synchronous_node_count)`,
+      pending: true,
     };
   }
   const added = desired.filter((n) => !key.includes(n));
@@ -107,7 +111,12 @@ export function planSync(input: SyncPlanInput): SyncPlan {
     // Require the new standbys too, then list them in the key once PostgreSQL confirms them.
     const both = renderSsn(true, [...key, ...added], count, strict);
     if (input.currentSsn !== both)
-      return { ssn: both, syncKey: null, why: `asking ${added.join(', ')} to acknowledge commits` };
+      return {
+        ssn: both,
+        syncKey: null,
+        why: `asking ${added.join(', ')} to acknowledge commits`,
+        pending: true,
+      };
     // Commits from before the change are only on the old set: a new standby must also have
     // flushed everything up to the moment it was first required.
     const caughtUp = (n: string) => confirmed.has(n) && lsnOf(n) >= input.ssnSince;
@@ -116,12 +125,14 @@ export function planSync(input: SyncPlanInput): SyncPlan {
         ssn: both,
         syncKey: { leader: me, sync_standby: keyValue(desired), quorum: null },
         why: `${added.join(', ')} now synchronous`,
+        pending: false,
       };
     }
     return {
       ssn: both,
       syncKey: null,
       why: `waiting for ${added.filter((n) => !caughtUp(n)).join(', ')} to report sync`,
+      pending: true,
     };
   }
   if (input.syncKey?.leader === me && input.syncKey.sync_standby !== keyValue(desired)) {
@@ -130,6 +141,7 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       ssn: target,
       syncKey: { leader: me, sync_standby: keyValue(desired), quorum: null },
       why: 'sync key sorted',
+      pending: false,
     };
   }
   if (input.syncKey?.leader !== me && desired.length === 0) {
@@ -137,12 +149,14 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       ssn: target,
       syncKey: { leader: me, sync_standby: null, quorum: null },
       why: 'no synchronous standby available',
+      pending: false,
     };
   }
   return {
     ssn: target,
     syncKey: null,
     why: `synchronous: ${desired.join(', ') || (strict ? 'none (strict: writes wait)' : 'none')}`,
+    pending: false,
   };
 }
 
@@ -230,7 +244,7 @@ export type QuorumChange =
  * A member counts as confirmed once it reports `quorum` and has flushed everything committed
  * since the list last changed (`ssnSince`).
  */
-export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why: string } {
+export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why: string; pending: boolean } {
   const { me, strict, count } = input;
   const rows = new Map(input.replication.map((r) => [r.application_name, r]));
   const active = input.members
@@ -251,7 +265,7 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
     if (input.currentSsn !== '*') changes.push({ kind: 'ssn', ssn: '*' });
     if (!key || key.leader !== me || key.sync_standby !== null || (key.quorum ?? 0) !== 0)
       changes.push({ kind: 'key', value: { leader: me, sync_standby: null, quorum: 0 } });
-    return { changes, why: 'strict quorum mode and no standby streams: writes wait for one' };
+    return { changes, why: 'strict quorum mode and no standby streams: writes wait for one', pending: false };
   }
   const steps = quorumTransitions({
     leader: key?.leader ?? me,
@@ -265,6 +279,9 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
     leaderWanted: me,
   });
   const changes: QuorumChange[] = [];
+  // A `restart` step: what follows it waits until the changes before it have taken effect; and
+  // changes made now may let the next plan go further.
+  const pending = steps.length > 0;
   for (const t of steps) {
     if (t.kind === 'restart') break;
     if (t.kind === 'key')
@@ -292,5 +309,23 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
               : `synchronous_standby_names = '${c.ssn}'`,
           )
           .join(', then ');
-  return { changes, why };
+  return { changes, why, pending };
+}
+
+/**
+ * What the leader's standby watch makes of one look at pg_stat_replication: the standbys named in
+ * synchronous_standby_names (every standby for `*`) that streamed at the previous look (`before`)
+ * and no longer do. A commit may then wait for one of them until the loop names another, so the
+ * loop should look at once. Only a change counts: a standby still gone at the next look is not
+ * news, and one that comes back and goes again is.
+ */
+export function lostSyncStandbys(
+  ssn: string,
+  before: ReadonlySet<string>,
+  streaming: readonly string[],
+): { streaming: Set<string>; lost: string[] } {
+  const names = parseSsn(ssn).names;
+  const named = names.includes('*') ? () => true : (n: string) => names.includes(n);
+  const now = new Set(streaming.filter(named));
+  return { streaming: now, lost: [...before].filter((n) => !now.has(n)).sort() };
 }

@@ -198,6 +198,17 @@ SELECT usename::text, application_name, client_addr::text, state, sync_state, sy
   write_lsn::text, flush_lsn::text, replay_lsn::text
 FROM pg_stat_replication ORDER BY application_name, pid`;
 
+const STREAMING_SQL = `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'`;
+/**
+ * The standby watch's session asks five times a second: its statements stay out of the server's
+ * log whatever `log_statement` or `log_min_duration_statement` say (the agent connects as superuser,
+ * who may set them at connection).
+ */
+/** How long the standby watch waits after a refused session before it tries again (ms). */
+const WATCH_RETRY_MS = 5000;
+const QUIET_SESSION =
+  '-c log_statement=none -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 -c log_duration=off';
+
 interface StatusRow {
   in_recovery: boolean;
   server_version: number;
@@ -339,6 +350,9 @@ export class Postgres implements PostgresNode {
   private osUser: OsUser | null | undefined;
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
+  /** The standby watch's own session (`streamingStandbys`), and when it may next try to open one. */
+  private watchSession: Promise<pg.Client> | null = null;
+  private watchRetryAt = 0;
   /** Sessions the agent ended itself, or whose loss was already told: their end is no news. */
   private readonly ended = new WeakSet<pg.Client>();
   private readonly lostListeners = new Set<() => void>();
@@ -609,11 +623,15 @@ export class Postgres implements PostgresNode {
    * Opens a connection to the local server as the superuser, with the role's TLS settings followed
    * as libpq follows them (`prefer` tries TLS, then plain). Rejects with the most telling error.
    */
-  private async openClient(): Promise<pg.Client> {
+  private async openClient(extra: pg.ClientConfig = {}): Promise<pg.Client> {
     const attempts = tlsAttempts(this.cfg.authentication.superuser, this.localHost().startsWith('/'));
     let first: unknown = null;
     for (const [i, attempt] of attempts.entries()) {
-      const client = new pg.Client({ ...this.clientConfig(), ssl: attempt.tls ? attempt.options : false });
+      const client = new pg.Client({
+        ...this.clientConfig(),
+        ...extra,
+        ssl: attempt.tls ? attempt.options : false,
+      });
       client.on('error', () => undefined); // replaced by the caller's handler once connected
       try {
         await client.connect();
@@ -786,7 +804,56 @@ export class Postgres implements PostgresNode {
     return st;
   }
 
+  async streamingStandbys(signal?: AbortSignal): Promise<string[] | null> {
+    // Not while the agent stops the server: a new session would hold up a smart shutdown.
+    if (this.stopsInProgress > 0 || (!this.watchSession && Date.now() < this.watchRetryAt)) return null;
+    const session = (this.watchSession ??= this.openClient({
+      application_name: 'pgha standby watch',
+      options: QUIET_SESSION,
+    }).then((client) => {
+      const forget = () => {
+        if (this.watchSession === session) this.watchSession = null;
+      };
+      client.on('error', forget);
+      client.on('end', forget);
+      return client;
+    }));
+    let client: pg.Client;
+    try {
+      client = await session;
+    } catch (e) {
+      // Refused (a server starting, a superuser that may not set the log parameters): try again
+      // in a while rather than five times a second.
+      if (this.watchSession === session) this.watchSession = null;
+      this.watchRetryAt = Date.now() + WATCH_RETRY_MS;
+      this.log.debug({ err: errorMessage(e) }, 'the standby watch could not connect');
+      return null;
+    }
+    try {
+      const rows = await this.withAbort(
+        client,
+        client.query(STREAMING_SQL).then((r) => r.rows as Array<{ application_name: string }>),
+        QUERY_TIMEOUT_MS,
+        signal,
+      );
+      return rows.map((r) => r.application_name);
+    } catch (e) {
+      if (this.watchSession === session) this.watchSession = null;
+      void client.end().catch(() => undefined);
+      if (isSqlError(e)) throw new PostgresError(`query failed: ${errorMessage(e)}`, { cause: e });
+      return null;
+    }
+  }
+
+  async nudgeStandbys(): Promise<void> {
+    await this.query(`SELECT pg_logical_emit_message(false, 'pgha', 'synchronous_standby_names')`);
+  }
+
   async close(): Promise<void> {
+    const watch = this.watchSession;
+    this.watchSession = null;
+    const w = await watch?.catch(() => null);
+    await w?.end().catch(() => undefined);
     const c = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
     this.client = null;
     if (!c) return;

@@ -158,6 +158,17 @@ export interface PostgresNode {
    * crash, a kill, a stop by someone else): the HA loop then looks at once.
    */
   onConnectionLost?(listener: () => void): void;
+  /**
+   * Primary: the application names of the standbys streaming from it now (pg_stat_replication in
+   * state `streaming`); null when the server takes no connection. Light enough to ask often.
+   */
+  streamingStandbys?(signal?: AbortSignal): Promise<string[] | null>;
+  /**
+   * Primary: writes one small WAL record (a logical decoding message, prefix `pgha`, not
+   * transactional: no commit waits for it), so every standby receives WAL and answers within the
+   * WAL writer's delay.
+   */
+  nudgeStandbys?(): Promise<void>;
   /** Why the last `status()` got no connection (e.g. a wrong password), or null when it got one. */
   readonly lastConnectionError?: string | null;
   /** The major version of the binaries in bin_dir, e.g. 15. */

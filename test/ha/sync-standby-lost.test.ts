@@ -1,0 +1,111 @@
+/**
+ * A synchronous standby that dies (kill -9 of its agent and postmaster) while the leader's loop
+ * sleeps: commits on the leader wait for it until the leader names another standby. The leader
+ * notices the standby's walsender is gone within a fraction of a second and looks at once, so
+ * commits go on within seconds whatever loop_wait is (Patroni waits for its next cycle: up to
+ * loop_wait, 10 s by default). The waiting commit had reached the next standby already, which
+ * answers only when new WAL arrives: the leader writes one small record once it names it, so the
+ * commit is released then, not at the standby's next status report (wal_receiver_status_interval,
+ * set to a minute here). Invariant kept: a commit acknowledged after the change is on the new
+ * synchronous standby.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/postgres.js';
+
+/** The loop's pace once the cluster is up: a commit that waited for the next cycle would wait this long. */
+const LOOP_WAIT = 20;
+
+let c: TestCluster;
+
+beforeAll(async () => {
+  c = await startCluster({
+    nodes: 3,
+    ttl: 10,
+    loopWait: 1,
+    retryTimeout: 3,
+    edit: (cfg) => {
+      const dcs = (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs;
+      dcs.synchronous_mode = true;
+      // A quiet standby answers its primary only this often (PostgreSQL's default is 10 s): a
+      // commit released only by such an answer would wait up to a minute.
+      const pgDcs = (dcs.postgresql ??= {}) as { parameters?: Record<string, unknown> };
+      pgDcs.parameters = { ...pgDcs.parameters, wal_receiver_status_interval: '60s' };
+    },
+  });
+  for (const n of c.nodes) c.startAgent(n.name);
+});
+
+afterAll(async () => {
+  await c?.stop();
+});
+
+it('commits go on within seconds after the synchronous standby dies, on the next standby', async () => {
+  await c.waitHealthy(2, 90_000);
+  const { leader, standby } = await waitFor(
+    'a synchronous standby in the sync key',
+    async () => {
+      const s = await c.readCluster();
+      const name = s.leader?.name;
+      return name && s.sync?.leader === name && s.sync.sync_standby
+        ? { leader: name, standby: s.sync.sync_standby }
+        : null;
+    },
+    30_000,
+  );
+  const other = c.nodes.map((n) => n.name).find((n) => n !== leader && n !== standby)!;
+  await c.query(leader, 'CREATE TABLE lost_standby (id int PRIMARY KEY)');
+  await c.query(leader, 'INSERT INTO lost_standby VALUES (1)');
+
+  // A slow loop from now on. The change of the `config` key wakes every agent once; after that
+  // the leader's next cycle is LOOP_WAIT seconds away.
+  const res = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`, {
+    method: 'PATCH',
+    body: JSON.stringify({ ttl: 30, loop_wait: LOOP_WAIT }),
+  });
+  expect(res.status).toBe(200);
+  await waitFor(
+    'the leader to run with the new loop_wait',
+    async () => {
+      const r = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`);
+      return ((await r.json()) as { loop_wait?: number }).loop_wait === LOOP_WAIT;
+    },
+    10_000,
+  );
+  await new Promise((r) => setTimeout(r, 2000));
+
+  const client = new pg.Client({ ...c.connection(leader), query_timeout: 60_000 });
+  await client.connect();
+  await c.stopAgent(standby, 'SIGKILL');
+  // The commit starts at the kill: it waits for the dead standby until the leader names another.
+  const killedAt = Date.now();
+  const killed = c.killPostmaster(standby);
+  let waitedMs: number;
+  try {
+    await client.query('INSERT INTO lost_standby VALUES (2)');
+    waitedMs = Date.now() - killedAt;
+  } finally {
+    await client.end();
+    await killed;
+  }
+  console.log(
+    `commit on ${leader} acknowledged ${waitedMs} ms after ${standby} was killed (loop_wait ${LOOP_WAIT})`,
+  );
+  // A gross bound, far below loop_wait and wal_receiver_status_interval.
+  expect(waitedMs).toBeLessThan(5000);
+
+  const after = await c.readCluster();
+  expect(after.sync?.sync_standby).toBe(other);
+  const [ssn] = await c.query<{ synchronous_standby_names: string }>(
+    leader,
+    'SHOW synchronous_standby_names',
+  );
+  expect(ssn?.synchronous_standby_names).toBe(`FIRST 1 (${other})`);
+  // Acknowledged in synchronous mode: flushed on the new standby, so replayed there soon.
+  await waitFor(
+    'row 2 on the new synchronous standby',
+    async () => (await c.query(other, 'SELECT 1 FROM lost_standby WHERE id = 2')).length === 1,
+    10_000,
+  );
+});
