@@ -199,13 +199,13 @@ SELECT usename::text, application_name, client_addr::text, state, sync_state, sy
 FROM pg_stat_replication ORDER BY application_name, pid`;
 
 const STREAMING_SQL = `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'`;
+/** How long the standby watch waits after a refused session before it tries again (ms). */
+const WATCH_RETRY_MS = 5000;
 /**
  * The standby watch's session asks five times a second: its statements stay out of the server's
  * log whatever `log_statement` or `log_min_duration_statement` say (the agent connects as superuser,
  * who may set them at connection).
  */
-/** How long the standby watch waits after a refused session before it tries again (ms). */
-const WATCH_RETRY_MS = 5000;
 const QUIET_SESSION =
   '-c log_statement=none -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 -c log_duration=off';
 
