@@ -1,10 +1,8 @@
 import { defineConfig } from 'vitest/config';
-import LongestFirstSequencer from './test/support/sequencer.js';
 
 // Integration tests start real etcd and PostgreSQL processes. Two files run at a time: most of an
 // HA test is waiting (for a lease to run out, a replica to catch up), so two clusters share the
-// two cores without starving each other, and every timed assertion is a gross bound. The longest
-// files start first (test/support/sequencer.ts), so the two stay busy until the end.
+// two cores without starving each other, and every timed assertion is a gross bound.
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'chaos/**/*.test.ts'],
@@ -13,6 +11,5 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     reporters: ['default'],
-    sequence: { sequencer: LongestFirstSequencer },
   },
 });
