@@ -89,6 +89,8 @@ export interface RunnerState {
   lastSyncWhy: string;
   /** Quick looks taken since the last change of synchronous replication (leader.ts followUpSync). */
   syncRechecks: number;
+  /** Standbys the standby watch found silent (sync.ts trackSilence): not synchronous candidates. */
+  silentStandbys: string[];
   lastStatusKey: string;
   /** Whether this node was leader in the previous cycle (a new leader restarts its slot retention). */
   ledBefore: boolean;
@@ -121,6 +123,7 @@ export function initialState(): RunnerState {
     ssnSince: 0,
     lastSyncWhy: '',
     syncRechecks: 0,
+    silentStandbys: [],
     lastStatusKey: '',
     ledBefore: false,
     switchoverWait: null,

@@ -154,6 +154,7 @@ async function manageSync(c: RunnerContext, cluster: ClusterState, status: Serve
     maxLag: c.dynamic().maximum_lag_on_syncnode,
     synchronousCommit: status.synchronousCommit,
     primaryLsn: status.walPosition,
+    silent: c.st.silentStandbys,
   };
   if (mode === 'quorum') {
     // Each change is made only after the one before it took effect: the order is the safety.

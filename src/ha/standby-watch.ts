@@ -1,14 +1,16 @@
 /**
  * The leader's watch on its synchronous standbys, every STANDBY_WATCH_MS while
- * synchronous_standby_names names any: when one of them stops streaming (its server died, its
- * host reset the connection), commits may wait for it until the loop names another standby, so the
- * loop is woken at once instead of at its next cycle, up to loop_wait later. The watch decides
- * nothing itself: the cycle it wakes plans the change (sync.ts) as any other cycle would.
+ * synchronous_standby_names names any. Commits wait for those standbys; when one of them stops
+ * streaming (its server died) or falls silent (streaming for PostgreSQL, but answering nothing for
+ * SILENT_STANDBY_MS while WAL sent to it waits: its host vanished without closing the connection),
+ * the loop is woken at once instead of at its next cycle, up to loop_wait later, and the cycle
+ * leaves the silent ones out (`RunnerState.silentStandbys`). The watch decides nothing itself: the
+ * cycle it wakes plans the change (sync.ts) as any other cycle would.
  */
 import type { TimerHandle } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { RunnerContext } from './context.js';
-import { lostSyncStandbys } from './sync.js';
+import { lostSyncStandbys, SILENT_STANDBY_MS, trackSilence, type Silence } from './sync.js';
 
 /** How often the leader looks at pg_stat_replication while a standby is synchronous (ms). */
 export const STANDBY_WATCH_MS = 200;
@@ -16,12 +18,14 @@ export const STANDBY_WATCH_MS = 200;
 export class SyncStandbyWatch {
   private timer: TimerHandle | null = null;
   private stopped = false;
-  private streaming = new Set<string>();
+  /** The synchronous standbys that answered at the last look. */
+  private answering = new Set<string>();
+  private sightings = new Map<string, Silence>();
 
   constructor(private readonly c: RunnerContext) {}
 
   start(): void {
-    if (this.stopped || !this.c.d.pg.streamingStandbys) return;
+    if (this.stopped || !this.c.d.pg.walSenders) return;
     this.timer = this.c.clock.setTimer(() => {
       void this.look()
         .catch((err: unknown) => this.c.log.debug(`standby watch failed: ${errorMessage(err)}`))
@@ -40,17 +44,30 @@ export class SyncStandbyWatch {
     const ssn = c.st.ssn;
     const primary = c.snapshot.isLeader && c.snapshot.running && c.snapshot.status?.inRecovery === false;
     if (!primary || ssn === '') {
-      this.streaming.clear();
+      this.answering.clear();
+      this.sightings.clear();
+      c.st.silentStandbys = [];
       return;
     }
-    const rows = await c.d.pg.streamingStandbys!();
-    if (rows === null || this.stopped) return;
-    const seen = lostSyncStandbys(ssn, this.streaming, rows);
-    this.streaming = seen.streaming;
+    const senders = await c.d.pg.walSenders!();
+    if (senders === null || this.stopped) return;
+    const silence = trackSilence(this.sightings, senders, c.clock.mono(), SILENT_STANDBY_MS);
+    this.sightings = silence.sightings;
+    c.st.silentStandbys = silence.silent;
+    const answering = senders
+      .filter((s) => s.streaming && !silence.silent.includes(s.name))
+      .map((s) => s.name);
+    const seen = lostSyncStandbys(ssn, this.answering, answering);
+    this.answering = seen.streaming;
     if (seen.lost.length === 0) return;
-    c.log.info(
-      `synchronous standby ${seen.lost.join(', ')} stopped streaming: commits may wait for it; checking now`,
-    );
+    const why = seen.lost
+      .map((n) =>
+        silence.silent.includes(n)
+          ? `${n} answered nothing for ${SILENT_STANDBY_MS / 1000} s while WAL sent to it waited`
+          : `${n} stopped streaming`,
+      )
+      .join('; ');
+    c.log.warn(`synchronous standby ${why}: commits may wait for it; checking now`);
     c.wake();
   }
 }

@@ -4,6 +4,7 @@ import type { ServerStatus } from '../postgres/types.js';
 import {
   keyValue,
   lostSyncStandbys,
+  trackSilence,
   parseSsn,
   planQuorum,
   planSync,
@@ -370,5 +371,119 @@ describe('lostSyncStandbys: when the standby watch wakes the loop', () => {
     const r = lostSyncStandbys(ssn, new Set(before), now);
     expect(r.lost).toEqual(lost);
     expect([...r.streaming].sort()).toEqual(streaming);
+  });
+});
+
+describe('trackSilence: a standby that answers nothing while WAL waits', () => {
+  const sender = (
+    name: string,
+    sent: number,
+    flushed: number,
+    replyTime: string | null,
+    streaming = true,
+  ) => ({
+    name,
+    streaming,
+    sent,
+    flushed,
+    replyTime,
+  });
+  // Each case: looks at t = 0, 1000, ... ms (limit 5000), and the silent set after the last one.
+  it.each([
+    {
+      why: 'WAL waits and no answer comes for the limit: silent',
+      looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1')]),
+      silent: ['pg2'],
+    },
+    {
+      why: 'one look short of the limit: not yet',
+      looks: Array.from({ length: 5 }, () => [sender('pg2', 200, 100, 't1')]),
+      silent: [],
+    },
+    {
+      why: 'an old answer when WAL first waits does not count (an idle standby reports every 10 s)',
+      looks: [
+        [sender('pg2', 100, 100, 't0')],
+        [sender('pg2', 200, 100, 't0')],
+        [sender('pg2', 200, 100, 't0')],
+      ],
+      silent: [],
+    },
+    {
+      why: 'a busy standby always behind but answering is never silent',
+      looks: Array.from({ length: 8 }, (_, i) => [sender('pg2', 200 + i * 10, 100 + i * 10, `t${i}`)]),
+      silent: [],
+    },
+    {
+      why: 'nothing outstanding: not silent, however old its last answer',
+      looks: Array.from({ length: 8 }, () => [sender('pg2', 100, 100, 't0')]),
+      silent: [],
+    },
+    {
+      why: 'an answer resets the wait',
+      looks: [
+        ...Array.from({ length: 4 }, () => [sender('pg2', 200, 100, 't1')]),
+        [sender('pg2', 300, 200, 't2')],
+        ...Array.from({ length: 4 }, () => [sender('pg2', 300, 200, 't2')]),
+      ],
+      silent: [],
+    },
+    {
+      why: 'only the silent one of two',
+      looks: Array.from({ length: 6 }, (_, i) => [
+        sender('pg2', 200, 100, 't1'),
+        sender('pg3', 200 + i, 200 + i, `u${i}`),
+      ]),
+      silent: ['pg2'],
+    },
+    {
+      why: 'a walsender not streaming (catching up) is not judged',
+      looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1', false)]),
+      silent: [],
+    },
+    {
+      why: 'unknown positions are not judged',
+      looks: Array.from({ length: 6 }, () => [{ name: 'pg2', streaming: true, replyTime: null }]),
+      silent: [],
+    },
+  ])('$why', ({ looks, silent }) => {
+    let sightings = new Map();
+    let last: string[] = [];
+    looks.forEach((senders, i) => {
+      const r = trackSilence(sightings, senders, i * 1000, 5000);
+      sightings = r.sightings;
+      last = r.silent;
+    });
+    expect(last).toEqual(silent);
+  });
+});
+
+describe('silent standbys in the plans', () => {
+  it('FIRST: a silent standby in the key is dropped from it, and another one is asked', () => {
+    const base = {
+      syncKey: key('n2'),
+      currentSsn: 'FIRST 1 (n2)',
+      replication: [row('n2', 100, 'sync'), row('n3', 100)],
+    };
+    expect(planSync(input(base)).syncKey).toBeNull();
+    const drop = planSync(input({ ...base, silent: ['n2'] }));
+    expect(drop.syncKey).toEqual({ leader: 'n1', sync_standby: null, quorum: null });
+    expect(drop.ssn).toBe('FIRST 1 (n2)');
+    const next = planSync(input({ ...base, syncKey: key(null), silent: ['n2'] }));
+    expect(next.ssn).toBe('FIRST 1 (n3)');
+  });
+
+  it('quorum: a silent standby counts as one that stopped streaming', () => {
+    const base: Partial<SyncPlanInput> = {
+      mode: 'quorum',
+      syncKey: key('n2,n3', 1),
+      currentSsn: 'ANY 1 (n2,n3)',
+      replication: [row('n2', 200, 'quorum'), row('n3', 200, 'quorum')],
+    };
+    expect(planQuorum(input(base)).changes).toEqual([]);
+    expect(planQuorum(input({ ...base, silent: ['n3'] })).changes).toEqual([
+      { kind: 'ssn', ssn: 'ANY 1 (n2)' },
+      { kind: 'key', value: { leader: 'n1', sync_standby: 'n2', quorum: 0 } },
+    ]);
   });
 });

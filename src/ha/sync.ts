@@ -5,7 +5,7 @@
  * acknowledged commit (for quorum mode: enough of them can be asked to find one that does).
  */
 import type { Member, SyncKey } from '../dcs/types.js';
-import type { ServerStatus } from '../postgres/types.js';
+import type { ServerStatus, WalSender } from '../postgres/types.js';
 import { quorumTransitions } from './quorum.js';
 import { isNoFailover } from './rules.js';
 
@@ -32,6 +32,11 @@ export interface SyncPlanInput {
   synchronousCommit?: string;
   /** The primary's current WAL position (the reference for the lag when one standby streams). */
   primaryLsn?: number;
+  /**
+   * Standbys that stream but have answered nothing for SILENT_STANDBY_MS while WAL sent to them
+   * waited (silentStandbys): left out, as if they did not stream.
+   */
+  silent?: readonly string[];
 }
 
 export interface SyncPlan {
@@ -102,7 +107,7 @@ export function planSync(input: SyncPlanInput): SyncPlan {
     return {
       ssn: input.currentSsn,
       syncKey: { leader: me, sync_standby: keyValue(remaining), quorum: null },
-      why: `${dropped.join(', ')} no longer synchronous (not streaming, nosync, lagging more than maximum_lag_on_syncnode, or above synchronous_node_count)`,
+      why: `${dropped.join(', ')} no longer synchronous (not streaming, silent, nosync, lagging more than maximum_lag_on_syncnode, or above synchronous_node_count)`,
       pending: true,
     };
   }
@@ -195,7 +200,11 @@ export function syncCandidates(input: SyncPlanInput, key: string[]): string[] {
   const rows = new Map(input.replication.map((r) => [r.application_name, r]));
   const lsnOf = (n: string) => syncLsn(rows.get(n), input.synchronousCommit);
   const streaming = input.members.filter(
-    (m) => m.name !== input.me && m.data.tags?.nosync !== true && rows.get(m.name)?.state === 'streaming',
+    (m) =>
+      m.name !== input.me &&
+      m.data.tags?.nosync !== true &&
+      rows.get(m.name)?.state === 'streaming' &&
+      !input.silent?.includes(m.name),
   );
   const ordered = streaming
     .map((m) => ({ name: m.name, inKey: key.includes(m.name), noFailover: isNoFailover(m.data.tags) }))
@@ -248,7 +257,13 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
   const { me, strict, count } = input;
   const rows = new Map(input.replication.map((r) => [r.application_name, r]));
   const active = input.members
-    .filter((m) => m.name !== me && m.data.tags?.nosync !== true && rows.get(m.name)?.state === 'streaming')
+    .filter(
+      (m) =>
+        m.name !== me &&
+        m.data.tags?.nosync !== true &&
+        rows.get(m.name)?.state === 'streaming' &&
+        !input.silent?.includes(m.name),
+    )
     .map((m) => m.name);
   const current = parseSsn(input.currentSsn);
   const sync = current.names.filter((n) => n !== '*');
@@ -310,6 +325,46 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
           )
           .join(', then ');
   return { changes, why, pending };
+}
+
+/**
+ * How long a streaming standby may leave WAL sent to it unanswered before the leader stops
+ * counting it as streaming (ms). A standby answers each piece of WAL it receives within
+ * milliseconds; one that answers nothing for this long while WAL waits is a host that vanished
+ * without closing the connection (power, cable, a frozen machine), which PostgreSQL itself notices
+ * only at `wal_sender_timeout` (60 s by default) — and every commit waits for it until then.
+ */
+export const SILENT_STANDBY_MS = 5000;
+
+/** Since when (the watch's clock) a standby has WAL outstanding and no new answer. */
+export interface Silence {
+  replyTime: string | null;
+  since: number;
+}
+
+/**
+ * The standbys that are silent: streaming, with WAL sent and not yet flushed by their last answer,
+ * and no new answer for `limitMs` since that was first seen. A standby that answers (its reply time
+ * changes) or has nothing outstanding starts over, so an idle standby whose last status report is
+ * old is not silent when a commit reaches it: only the time since the WAL was seen waiting counts.
+ */
+export function trackSilence(
+  before: ReadonlyMap<string, Silence>,
+  senders: readonly WalSender[],
+  nowMs: number,
+  limitMs = SILENT_STANDBY_MS,
+): { sightings: Map<string, Silence>; silent: string[] } {
+  const sightings = new Map<string, Silence>();
+  const silent: string[] = [];
+  for (const s of senders) {
+    const outstanding = s.streaming && s.sent !== undefined && s.flushed !== undefined && s.sent > s.flushed;
+    if (!outstanding) continue;
+    const prev = before.get(s.name);
+    const since = prev && prev.replyTime === s.replyTime ? prev.since : nowMs;
+    sightings.set(s.name, { replyTime: s.replyTime, since });
+    if (nowMs - since >= limitMs) silent.push(s.name);
+  }
+  return { sightings, silent: silent.sort() };
 }
 
 /**

@@ -79,6 +79,7 @@ import type {
   SlotCopy,
   StopMode,
   TimelineSwitch,
+  WalSender,
 } from './types.js';
 import { ParameterValidator } from './validator.js';
 import { deadline } from '../util/abort.js';
@@ -198,7 +199,8 @@ SELECT usename::text, application_name, client_addr::text, state, sync_state, sy
   write_lsn::text, flush_lsn::text, replay_lsn::text
 FROM pg_stat_replication ORDER BY application_name, pid`;
 
-const STREAMING_SQL = `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'`;
+const WALSENDERS_SQL = `SELECT application_name, state, sent_lsn::text, flush_lsn::text, reply_time::text
+FROM pg_stat_replication`;
 /** How long the standby watch waits after a refused session before it tries again (ms). */
 const WATCH_RETRY_MS = 5000;
 /**
@@ -208,6 +210,14 @@ const WATCH_RETRY_MS = 5000;
  */
 const QUIET_SESSION =
   '-c log_statement=none -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 -c log_duration=off';
+
+interface WalSenderRow {
+  application_name: string;
+  state: string;
+  sent_lsn: string | null;
+  flush_lsn: string | null;
+  reply_time: string | null;
+}
 
 interface StatusRow {
   in_recovery: boolean;
@@ -804,7 +814,7 @@ export class Postgres implements PostgresNode {
     return st;
   }
 
-  async streamingStandbys(signal?: AbortSignal): Promise<string[] | null> {
+  async walSenders(signal?: AbortSignal): Promise<WalSender[] | null> {
     // Not while the agent stops the server: a new session would hold up a smart shutdown.
     if (this.stopsInProgress > 0 || (!this.watchSession && Date.now() < this.watchRetryAt)) return null;
     const session = (this.watchSession ??= this.openClient({
@@ -832,11 +842,17 @@ export class Postgres implements PostgresNode {
     try {
       const rows = await this.withAbort(
         client,
-        client.query(STREAMING_SQL).then((r) => r.rows as Array<{ application_name: string }>),
+        client.query(WALSENDERS_SQL).then((r) => r.rows as WalSenderRow[]),
         QUERY_TIMEOUT_MS,
         signal,
       );
-      return rows.map((r) => r.application_name);
+      return rows.map((r) => ({
+        name: r.application_name,
+        streaming: r.state === 'streaming',
+        sent: parseLsnOrUndefined(r.sent_lsn),
+        flushed: parseLsnOrUndefined(r.flush_lsn),
+        replyTime: r.reply_time,
+      }));
     } catch (e) {
       if (this.watchSession === session) this.watchSession = null;
       void client.end().catch(() => undefined);

@@ -115,6 +115,18 @@ export interface ServerStatus {
   synchronousCommit?: string;
 }
 
+/** One walsender as the leader's standby watch sees it (pg_stat_replication). */
+export interface WalSender {
+  /** application_name: the member's name. */
+  name: string;
+  streaming: boolean;
+  /** WAL positions: sent to the standby, and flushed there by its last answer. */
+  sent?: number;
+  flushed?: number;
+  /** When its last answer arrived (PostgreSQL's text), compared for change only. */
+  replyTime: string | null;
+}
+
 /** How the server should run when (re)configured. */
 export interface RoleConfig {
   role: 'primary' | 'replica';
@@ -159,10 +171,10 @@ export interface PostgresNode {
    */
   onConnectionLost?(listener: () => void): void;
   /**
-   * Primary: the application names of the standbys streaming from it now (pg_stat_replication in
-   * state `streaming`); null when the server takes no connection. Light enough to ask often.
+   * Primary: its walsenders now (pg_stat_replication); null when the server takes no connection.
+   * Light enough to ask often.
    */
-  streamingStandbys?(signal?: AbortSignal): Promise<string[] | null>;
+  walSenders?(signal?: AbortSignal): Promise<WalSender[] | null>;
   /**
    * Primary: writes one small WAL record (a logical decoding message, prefix `pgha`, not
    * transactional: no commit waits for it), so every standby receives WAL and answers within the

@@ -6,13 +6,17 @@
  * loop_wait, 10 s by default). The waiting commit had reached the next standby already, which
  * answers only when new WAL arrives: the leader writes one small record once it names it, so the
  * commit is released then, not at the standby's next status report (wal_receiver_status_interval,
- * set to a minute here). Invariant kept: a commit acknowledged after the change is on the new
- * synchronous standby.
+ * set to a minute here). Then a synchronous standby that falls silent (its postgres processes and
+ * its agent stopped with SIGSTOP: the connection stays open, as when a host freezes or loses its
+ * cable, so PostgreSQL keeps it until wal_sender_timeout, a minute): the leader stops counting it
+ * once it has answered nothing for 5 s while WAL waited. Invariant kept: a commit acknowledged
+ * after the change is on the new synchronous standby.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from '../support/cluster.js';
-import { waitFor } from '../support/postgres.js';
+import { signalPid } from '../../src/util/process.js';
+import { childPids, waitFor } from '../support/postgres.js';
 
 /** The loop's pace once the cluster is up: a commit that waited for the next cycle would wait this long. */
 const LOOP_WAIT = 20;
@@ -106,6 +110,63 @@ it('commits go on within seconds after the synchronous standby dies, on the next
   await waitFor(
     'row 2 on the new synchronous standby',
     async () => (await c.query(other, 'SELECT 1 FROM lost_standby WHERE id = 2')).length === 1,
+    10_000,
+  );
+});
+
+it('a synchronous standby that falls silent is replaced after 5 s, not at wal_sender_timeout', async () => {
+  // The standby killed above comes back; the other one is the synchronous standby now.
+  const back = c.nodes.map((n) => n.name).find((n) => !c.node(n).agent)!;
+  c.startAgent(back);
+  await c.waitHealthy(2, 90_000);
+  const { leader, standby } = await waitFor(
+    'a synchronous standby in the sync key',
+    async () => {
+      const s = await c.readCluster();
+      const name = s.leader?.name;
+      return name && s.sync?.leader === name && s.sync.sync_standby
+        ? { leader: name, standby: s.sync.sync_standby }
+        : null;
+    },
+    30_000,
+  );
+  const other = c.nodes.map((n) => n.name).find((n) => n !== leader && n !== standby)!;
+  await waitFor(
+    `${other} streaming from ${leader}`,
+    async () =>
+      (
+        await c.query(
+          leader,
+          `SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`,
+          [other],
+        )
+      ).length === 1,
+    30_000,
+  );
+
+  const postmaster = c.postmasterPid(standby)!;
+  const frozen = [c.node(standby).agent!.pid!, postmaster, ...childPids(postmaster)];
+  const client = new pg.Client({ ...c.connection(leader), query_timeout: 90_000 });
+  await client.connect();
+  let waitedMs: number;
+  try {
+    for (const pid of frozen) signalPid(pid, 'SIGSTOP');
+    const frozenAt = Date.now();
+    await client.query('INSERT INTO lost_standby VALUES (3)');
+    waitedMs = Date.now() - frozenAt;
+  } finally {
+    for (const pid of frozen) signalPid(pid, 'SIGCONT');
+    await client.end();
+  }
+  console.log(`commit on ${leader} acknowledged ${waitedMs} ms after ${standby} froze`);
+  // A gross bound, far below wal_sender_timeout (60 s) and the frozen agent's lease (ttl 30).
+  expect(waitedMs).toBeLessThan(15_000);
+  expect(waitedMs).toBeGreaterThanOrEqual(4000);
+  const after = await c.readCluster();
+  expect(after.sync?.sync_standby).toBe(other);
+  await waitFor(
+    'row 3 on the new synchronous standby',
+    async () => (await c.query(other, 'SELECT 1 FROM lost_standby WHERE id = 3')).length === 1,
     10_000,
   );
 });
