@@ -484,7 +484,13 @@ export function leaderChanges(
 
 const ETCD_FAULTS = new Set(['kill-etcd-member', 'kill-etcd-leader']);
 /** Faults that must not move the leader: the primary itself never stopped being reachable and alive. */
-const NO_FAILOVER_FAULTS = new Set([...ETCD_FAULTS, 'kill-agent', 'kill-postmaster', 'kill-replica']);
+const NO_FAILOVER_FAULTS = new Set([
+  ...ETCD_FAULTS,
+  'kill-agent',
+  'kill-postmaster',
+  'kill-replica',
+  'partition-replica',
+]);
 
 /** Checks a run: the report with its verdict (`ok`, `failures`, `warnings`). */
 export function check(data: ChaosData, opts: CheckOptions = DEFAULT_CHECK_OPTIONS): ChaosReport {

@@ -22,6 +22,7 @@ export const FAULT_KINDS = [
   'kill-replica',
   'stop-agent',
   'partition-primary',
+  'partition-replica',
   'kill-etcd-member',
   'kill-etcd-leader',
   'switchover',
@@ -39,6 +40,8 @@ export const FAULT_HELP: Record<FaultKind, string> = {
   'stop-agent': "SIGSTOP the leader's agent for longer than ttl, then SIGCONT",
   'partition-primary':
     'cut the primary off from the other nodes (their etcd members and agents) for longer than ttl; clients still reach it',
+  'partition-replica':
+    'cut a replica (the synchronous one when there is one) off from the other nodes for longer than ttl',
   'kill-etcd-member': 'SIGKILL an etcd member that is not the raft leader; restart it',
   'kill-etcd-leader': 'SIGKILL the etcd raft leader; restart it',
   switchover: "POST /switchover to the leader's REST API",
@@ -252,6 +255,19 @@ export async function injectFault(planned: PlannedFault, env: FaultEnv): Promise
         // reaching the old primary, the case where a fence that fails would show.
         await c.lab.split([L], others);
         if (await hold(ttlMs + rng.int(3000, 10_000))) for (const n of [L, ...others]) await c.lab.heal(n);
+        break;
+      }
+      case 'partition-replica': {
+        const r = await replicas(c);
+        const R = rng.pick(r.sync.length > 0 ? r.sync : r.all);
+        const others = c.nodes.filter((n) => n.name !== R).map((n) => n.name);
+        rec.target = R;
+        rec.detail = `cut ${r.sync.includes(R) ? 'synchronous ' : ''}replica ${R} off from ${others.join(', ')} (both ways)`;
+        rec.injectedAt = Date.now();
+        // Packets are dropped, not refused: the primary's walsender keeps the connection, as with a
+        // host that lost power or its cable.
+        await c.lab.split([R], others);
+        if (await hold(ttlMs + rng.int(3000, 10_000))) for (const n of [R, ...others]) await c.lab.heal(n);
         break;
       }
       case 'kill-etcd-member':
