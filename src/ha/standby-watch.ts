@@ -1,26 +1,30 @@
 /**
- * The leader's watch on its synchronous standbys, every STANDBY_WATCH_MS while
- * synchronous_standby_names names any. Commits wait for those standbys; when one of them stops
- * streaming (its server died) or falls silent (streaming for PostgreSQL, but answering nothing for
+ * The leader's watch on its standbys in synchronous mode, every STANDBY_WATCH_MS. Commits wait for
+ * the standbys synchronous_standby_names names; when one of them stops streaming (its server died)
+ * or falls silent (streaming for PostgreSQL, but neither answering nor taking WAL for
  * SILENT_STANDBY_MS while WAL sent to it waits: its host vanished without closing the connection),
- * the loop is woken at once instead of at its next cycle, up to loop_wait later, and the cycle
- * leaves the silent ones out (`RunnerState.silentStandbys`). The watch decides nothing itself: the
- * cycle it wakes plans the change (sync.ts) as any other cycle would.
+ * the loop is woken at once instead of at its next cycle, up to loop_wait later, and the cycles
+ * leave the silent ones out (`RunnerState.silentStandbys`) until they answer again. The watch
+ * decides nothing itself: the cycle it wakes plans the change (sync.ts) as any other cycle would.
  */
 import type { TimerHandle } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { RunnerContext } from './context.js';
 import { lostSyncStandbys, SILENT_STANDBY_MS, trackSilence, type Silence } from './sync.js';
 
-/** How often the leader looks at pg_stat_replication while a standby is synchronous (ms). */
+/** How often the leader looks at pg_stat_replication in synchronous mode (ms). */
 export const STANDBY_WATCH_MS = 200;
+/** The watch wakes the loop at most this often (ms): a standby that crashes again and again does not spin it. */
+const WAKE_EVERY_MS = 1000;
 
 export class SyncStandbyWatch {
   private timer: TimerHandle | null = null;
   private stopped = false;
   /** The synchronous standbys that answered at the last look. */
   private answering = new Set<string>();
-  private sightings = new Map<string, Silence>();
+  private sightings = new Map<number, Silence>();
+  private wokeAt = -Infinity;
+  private wakeTimer: TimerHandle | null = null;
 
   constructor(private readonly c: RunnerContext) {}
 
@@ -35,29 +39,35 @@ export class SyncStandbyWatch {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) this.c.clock.clearTimer(this.timer);
+    for (const t of [this.timer, this.wakeTimer]) if (t) this.c.clock.clearTimer(t);
     this.timer = null;
+    this.wakeTimer = null;
   }
 
   private async look(): Promise<void> {
     const { c } = this;
-    const ssn = c.st.ssn;
-    const primary = c.snapshot.isLeader && c.snapshot.running && c.snapshot.status?.inRecovery === false;
-    if (!primary || ssn === '') {
+    // Silence is tracked whatever the list names now: a silent standby dropped from it still
+    // streams for PostgreSQL, and must not be named again until it answers.
+    const watching = c.snapshot.isLeader && c.snapshot.running && !!c.dynamic().synchronous_mode;
+    if (!watching) {
       this.answering.clear();
       this.sightings.clear();
       c.st.silentStandbys = [];
       return;
     }
-    const senders = await c.d.pg.walSenders!();
-    if (senders === null || this.stopped) return;
+    if (c.snapshot.status?.inRecovery !== false) return;
+    const all = await c.d.pg.walSenders!();
+    if (all === null || this.stopped) return;
+    // Members only: a logical replication client is no synchronous standby of this cluster.
+    const members = new Set(c.snapshot.cluster?.members.map((m) => m.name) ?? []);
+    const senders = all.filter((s) => members.has(s.name));
     const silence = trackSilence(this.sightings, senders, c.clock.mono(), SILENT_STANDBY_MS);
     this.sightings = silence.sightings;
     c.st.silentStandbys = silence.silent;
     const answering = senders
       .filter((s) => s.streaming && !silence.silent.includes(s.name))
       .map((s) => s.name);
-    const seen = lostSyncStandbys(ssn, this.answering, answering);
+    const seen = lostSyncStandbys(c.st.ssn, this.answering, answering);
     this.answering = seen.streaming;
     if (seen.lost.length === 0) return;
     const why = seen.lost
@@ -68,6 +78,19 @@ export class SyncStandbyWatch {
       )
       .join('; ');
     c.log.warn(`synchronous standby ${why}: commits may wait for it; checking now`);
-    c.wake();
+    this.wakeLoop();
+  }
+
+  /** Wakes the loop now, or as soon as WAKE_EVERY_MS has passed since the last wake. */
+  private wakeLoop(): void {
+    if (this.wakeTimer) return;
+    const now = this.c.clock.mono();
+    const wait = Math.max(0, this.wokeAt + WAKE_EVERY_MS - now);
+    this.wokeAt = now + wait;
+    if (wait === 0) return this.c.wake();
+    this.wakeTimer = this.c.clock.setTimer(() => {
+      this.wakeTimer = null;
+      if (!this.stopped) this.c.wake();
+    }, wait);
   }
 }

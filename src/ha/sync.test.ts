@@ -367,6 +367,14 @@ describe('lostSyncStandbys: when the standby watch wakes the loop', () => {
       streaming: [],
     },
     { why: 'no list: nothing to watch', ssn: '', before: [], now: ['pg2'], lost: [], streaming: [] },
+    {
+      why: 'a standby the list no longer names (replaced on purpose) is not news',
+      ssn: 'FIRST 1 (pg3)',
+      before: ['pg2'],
+      now: ['pg3'],
+      lost: [],
+      streaming: ['pg3'],
+    },
   ])('$why', ({ ssn, before, now, lost, streaming }) => {
     const r = lostSyncStandbys(ssn, new Set(before), now);
     expect(r.lost).toEqual(lost);
@@ -381,13 +389,8 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
     flushed: number,
     replyTime: string | null,
     streaming = true,
-  ) => ({
-    name,
-    streaming,
-    sent,
-    flushed,
-    replyTime,
-  });
+    pid = name === 'pg2' ? 102 : 103,
+  ) => ({ pid, name, streaming, sent, flushed, replyTime });
   // Each case: looks at t = 0, 1000, ... ms (limit 5000), and the silent set after the last one.
   it.each([
     {
@@ -437,13 +440,26 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
       silent: ['pg2'],
     },
     {
+      why: 'WAL keeps being sent but no answer comes: silent all the same',
+      looks: Array.from({ length: 6 }, (_, i) => [sender('pg2', 200 + i * 10, 100, 't1')]),
+      silent: ['pg2'],
+    },
+    {
+      why: 'a dead walsender beside the new connection of the same standby does not make it silent',
+      looks: Array.from({ length: 6 }, (_, i) => [
+        sender('pg2', 200, 100, 't1', true, 90),
+        sender('pg2', 300 + i, 300 + i, `v${i}`, true, 95),
+      ]),
+      silent: [],
+    },
+    {
       why: 'a walsender not streaming (catching up) is not judged',
       looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1', false)]),
       silent: [],
     },
     {
       why: 'unknown positions are not judged',
-      looks: Array.from({ length: 6 }, () => [{ name: 'pg2', streaming: true, replyTime: null }]),
+      looks: Array.from({ length: 6 }, () => [{ pid: 102, name: 'pg2', streaming: true, replyTime: null }]),
       silent: [],
     },
   ])('$why', ({ looks, silent }) => {

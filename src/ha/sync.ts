@@ -328,43 +328,53 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
 }
 
 /**
- * How long a streaming standby may leave WAL sent to it unanswered before the leader stops
- * counting it as streaming (ms). A standby answers each piece of WAL it receives within
- * milliseconds; one that answers nothing for this long while WAL waits is a host that vanished
- * without closing the connection (power, cable, a frozen machine), which PostgreSQL itself notices
- * only at `wal_sender_timeout` (60 s by default) — and every commit waits for it until then.
+ * How long a streaming standby may leave WAL sent to it unanswered before the leader stops counting
+ * it as streaming (ms). A standby answers the WAL it receives within milliseconds (once its socket
+ * is drained, and at each 16 MB segment when WAL keeps coming); one that answers nothing for this
+ * long while WAL waits is a host that vanished without closing the connection (power, cable, a
+ * frozen machine) or one whose disk has stalled, which PostgreSQL itself notices only at
+ * `wal_sender_timeout` (60 s by default) — and every commit waits for it until then.
  */
 export const SILENT_STANDBY_MS = 5000;
 
-/** Since when (the watch's clock) a standby has WAL outstanding and no new answer. */
+/** Since when (the watch's clock) a walsender has had WAL outstanding and no new answer. */
 export interface Silence {
   replyTime: string | null;
   since: number;
 }
 
 /**
- * The standbys that are silent: streaming, with WAL sent and not yet flushed by their last answer,
- * and no new answer for `limitMs` since that was first seen. A standby that answers (its reply time
- * changes) or has nothing outstanding starts over, so an idle standby whose last status report is
- * old is not silent when a commit reaches it: only the time since the WAL was seen waiting counts.
+ * The standbys that are silent: a walsender streaming to them has WAL sent and not yet flushed by
+ * their last answer, and no new answer came (its reply time) for `limitMs` since that was first
+ * seen. An answer starts the count over, and so does nothing outstanding: an idle standby whose
+ * last status report is old is not silent when a commit reaches it. (The sent position is no sign
+ * of life: the primary's own background WAL still fits in a vanished host's socket buffer.)
+ * Walsenders are told apart by pid (a dead one may linger beside the standby's new connection); a
+ * name is silent only when none of its walsenders answers.
  */
 export function trackSilence(
-  before: ReadonlyMap<string, Silence>,
+  before: ReadonlyMap<number, Silence>,
   senders: readonly WalSender[],
   nowMs: number,
   limitMs = SILENT_STANDBY_MS,
-): { sightings: Map<string, Silence>; silent: string[] } {
-  const sightings = new Map<string, Silence>();
-  const silent: string[] = [];
+): { sightings: Map<number, Silence>; silent: string[] } {
+  const sightings = new Map<number, Silence>();
+  const silentNames = new Set<string>();
+  const answering = new Set<string>();
   for (const s of senders) {
-    const outstanding = s.streaming && s.sent !== undefined && s.flushed !== undefined && s.sent > s.flushed;
-    if (!outstanding) continue;
-    const prev = before.get(s.name);
+    if (!s.streaming) continue;
+    const outstanding = s.sent !== undefined && s.flushed !== undefined && s.sent > s.flushed;
+    if (!outstanding) {
+      answering.add(s.name);
+      continue;
+    }
+    const prev = before.get(s.pid);
     const since = prev && prev.replyTime === s.replyTime ? prev.since : nowMs;
-    sightings.set(s.name, { replyTime: s.replyTime, since });
-    if (nowMs - since >= limitMs) silent.push(s.name);
+    sightings.set(s.pid, { replyTime: s.replyTime, since });
+    if (nowMs - since >= limitMs) silentNames.add(s.name);
+    else answering.add(s.name);
   }
-  return { sightings, silent: silent.sort() };
+  return { sightings, silent: [...silentNames].filter((n) => !answering.has(n)).sort() };
 }
 
 /**
@@ -382,5 +392,6 @@ export function lostSyncStandbys(
   const names = parseSsn(ssn).names;
   const named = names.includes('*') ? () => true : (n: string) => names.includes(n);
   const now = new Set(streaming.filter(named));
-  return { streaming: now, lost: [...before].filter((n) => !now.has(n)).sort() };
+  // Only standbys the list still names: one the leader replaced on purpose is not news.
+  return { streaming: now, lost: [...before].filter((n) => named(n) && !now.has(n)).sort() };
 }

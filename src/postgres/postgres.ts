@@ -199,8 +199,8 @@ SELECT usename::text, application_name, client_addr::text, state, sync_state, sy
   write_lsn::text, flush_lsn::text, replay_lsn::text
 FROM pg_stat_replication ORDER BY application_name, pid`;
 
-const WALSENDERS_SQL = `SELECT application_name, state, sent_lsn::text, flush_lsn::text, reply_time::text
-FROM pg_stat_replication`;
+const WALSENDERS_SQL = `SELECT pid, application_name, state, sent_lsn::text, flush_lsn::text, reply_time::text
+FROM pg_stat_replication ORDER BY pid`;
 /** How long the standby watch waits after a refused session before it tries again (ms). */
 const WATCH_RETRY_MS = 5000;
 /**
@@ -212,6 +212,7 @@ const QUIET_SESSION =
   '-c log_statement=none -c log_min_duration_statement=-1 -c log_min_duration_sample=-1 -c log_duration=off';
 
 interface WalSenderRow {
+  pid: number;
   application_name: string;
   state: string;
   sent_lsn: string | null;
@@ -363,6 +364,7 @@ export class Postgres implements PostgresNode {
   /** The standby watch's own session (`streamingStandbys`), and when it may next try to open one. */
   private watchSession: Promise<pg.Client> | null = null;
   private watchRetryAt = 0;
+  private watchWarned = false;
   /** Sessions the agent ended itself, or whose loss was already told: their end is no news. */
   private readonly ended = new WeakSet<pg.Client>();
   private readonly lostListeners = new Set<() => void>();
@@ -836,7 +838,14 @@ export class Postgres implements PostgresNode {
       // in a while rather than five times a second.
       if (this.watchSession === session) this.watchSession = null;
       this.watchRetryAt = Date.now() + WATCH_RETRY_MS;
-      this.log.debug({ err: errorMessage(e) }, 'the standby watch could not connect');
+      // Said once when the agent's own session works: then it is not a server starting up.
+      if (this.client && !this.watchWarned) {
+        this.watchWarned = true;
+        this.log.warn(
+          `the standby watch cannot open its session (${errorMessage(e)}): a synchronous standby that ` +
+            'dies is noticed at the next HA cycle only; the configured superuser must be allowed to set log_statement',
+        );
+      } else this.log.debug({ err: errorMessage(e) }, 'the standby watch could not connect');
       return null;
     }
     try {
@@ -847,6 +856,7 @@ export class Postgres implements PostgresNode {
         signal,
       );
       return rows.map((r) => ({
+        pid: r.pid,
         name: r.application_name,
         streaming: r.state === 'streaming',
         sent: parseLsnOrUndefined(r.sent_lsn),

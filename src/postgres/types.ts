@@ -117,6 +117,7 @@ export interface ServerStatus {
 
 /** One walsender as the leader's standby watch sees it (pg_stat_replication). */
 export interface WalSender {
+  pid: number;
   /** application_name: the member's name. */
   name: string;
   streaming: boolean;

@@ -99,8 +99,12 @@ it('commits go on within seconds after the synchronous standby dies, on the next
   // A gross bound, far below loop_wait and wal_receiver_status_interval.
   expect(waitedMs).toBeLessThan(5000);
 
-  const after = await c.readCluster();
-  expect(after.sync?.sync_standby).toBe(other);
+  // The key names the new standby a step after the list does (sync.ts): a moment later.
+  await waitFor(
+    `the sync key to name ${other}`,
+    async () => (await c.readCluster()).sync?.sync_standby === other,
+    5000,
+  );
   const [ssn] = await c.query<{ synchronous_standby_names: string }>(
     leader,
     'SHOW synchronous_standby_names',
@@ -162,8 +166,12 @@ it('a synchronous standby that falls silent is replaced after 5 s, not at wal_se
   // A gross bound, far below wal_sender_timeout (60 s) and the frozen agent's lease (ttl 30).
   expect(waitedMs).toBeLessThan(15_000);
   expect(waitedMs).toBeGreaterThanOrEqual(4000);
-  const after = await c.readCluster();
-  expect(after.sync?.sync_standby).toBe(other);
+  // The key names the new standby a step after the list does (sync.ts): a moment later.
+  await waitFor(
+    `the sync key to name ${other}`,
+    async () => (await c.readCluster()).sync?.sync_standby === other,
+    5000,
+  );
   await waitFor(
     'row 3 on the new synchronous standby',
     async () => (await c.query(other, 'SELECT 1 FROM lost_standby WHERE id = 3')).length === 1,
