@@ -1,8 +1,8 @@
 /**
  * The leader's watch on its standbys in synchronous mode, every STANDBY_WATCH_MS. Commits wait for
  * the standbys synchronous_standby_names names; when one of them stops streaming (its server died)
- * or falls silent (streaming for PostgreSQL, but neither answering nor taking WAL for
- * SILENT_STANDBY_MS while WAL sent to it waits: its host vanished without closing the connection),
+ * or falls silent (streaming for PostgreSQL, but answering nothing for SILENT_STANDBY_MS while WAL
+ * sent to it waits: its host vanished without closing the connection),
  * the loop is woken at once instead of at its next cycle, up to loop_wait later, and the cycles
  * leave the silent ones out (`RunnerState.silentStandbys`) until they answer again. The watch
  * decides nothing itself: the cycle it wakes plans the change (sync.ts) as any other cycle would.
@@ -64,10 +64,7 @@ export class SyncStandbyWatch {
     const silence = trackSilence(this.sightings, senders, c.clock.mono(), SILENT_STANDBY_MS);
     this.sightings = silence.sightings;
     c.st.silentStandbys = silence.silent;
-    const answering = senders
-      .filter((s) => s.streaming && !silence.silent.includes(s.name))
-      .map((s) => s.name);
-    const seen = lostSyncStandbys(c.st.ssn, this.answering, answering);
+    const seen = lostSyncStandbys(c.st.ssn, this.answering, silence.answering);
     this.answering = seen.streaming;
     if (seen.lost.length === 0) return;
     const why = seen.lost

@@ -189,6 +189,21 @@ export function syncLsn(
 }
 
 /**
+ * The members that may acknowledge commits at all, in the order of `input.members`: streaming from
+ * this leader, not silent, and not tagged `nosync`.
+ */
+function streamingCandidates(input: SyncPlanInput): Member[] {
+  const rows = new Map(input.replication.map((r) => [r.application_name, r]));
+  return input.members.filter(
+    (m) =>
+      m.name !== input.me &&
+      m.data.tags?.nosync !== true &&
+      rows.get(m.name)?.state === 'streaming' &&
+      !input.silent?.includes(m.name),
+  );
+}
+
+/**
  * The members that may be synchronous standbys, best first, as Patroni's `current_state`: streaming
  * from this leader and not tagged `nosync`; those already in the key first (so a healthy one is
  * never swapped for one that merely got ahead), then by position (syncLsn), members that may be
@@ -199,14 +214,7 @@ export function syncLsn(
 export function syncCandidates(input: SyncPlanInput, key: string[]): string[] {
   const rows = new Map(input.replication.map((r) => [r.application_name, r]));
   const lsnOf = (n: string) => syncLsn(rows.get(n), input.synchronousCommit);
-  const streaming = input.members.filter(
-    (m) =>
-      m.name !== input.me &&
-      m.data.tags?.nosync !== true &&
-      rows.get(m.name)?.state === 'streaming' &&
-      !input.silent?.includes(m.name),
-  );
-  const ordered = streaming
+  const ordered = streamingCandidates(input)
     .map((m) => ({ name: m.name, inKey: key.includes(m.name), noFailover: isNoFailover(m.data.tags) }))
     .sort(
       (a, b) =>
@@ -256,15 +264,7 @@ export type QuorumChange =
 export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why: string; pending: boolean } {
   const { me, strict, count } = input;
   const rows = new Map(input.replication.map((r) => [r.application_name, r]));
-  const active = input.members
-    .filter(
-      (m) =>
-        m.name !== me &&
-        m.data.tags?.nosync !== true &&
-        rows.get(m.name)?.state === 'streaming' &&
-        !input.silent?.includes(m.name),
-    )
-    .map((m) => m.name);
+  const active = streamingCandidates(input).map((m) => m.name);
   const current = parseSsn(input.currentSsn);
   const sync = current.names.filter((n) => n !== '*');
   const confirmed = sync.filter((n) => {
@@ -350,14 +350,15 @@ export interface Silence {
  * last status report is old is not silent when a commit reaches it. (The sent position is no sign
  * of life: the primary's own background WAL still fits in a vanished host's socket buffer.)
  * Walsenders are told apart by pid (a dead one may linger beside the standby's new connection); a
- * name is silent only when none of its walsenders answers.
+ * name is silent only when none of its walsenders answers. `answering`: the streaming names that
+ * are not silent.
  */
 export function trackSilence(
   before: ReadonlyMap<number, Silence>,
   senders: readonly WalSender[],
   nowMs: number,
   limitMs = SILENT_STANDBY_MS,
-): { sightings: Map<number, Silence>; silent: string[] } {
+): { sightings: Map<number, Silence>; silent: string[]; answering: string[] } {
   const sightings = new Map<number, Silence>();
   const silentNames = new Set<string>();
   const answering = new Set<string>();
@@ -374,7 +375,11 @@ export function trackSilence(
     if (nowMs - since >= limitMs) silentNames.add(s.name);
     else answering.add(s.name);
   }
-  return { sightings, silent: [...silentNames].filter((n) => !answering.has(n)).sort() };
+  return {
+    sightings,
+    silent: [...silentNames].filter((n) => !answering.has(n)).sort(),
+    answering: [...answering].sort(),
+  };
 }
 
 /**

@@ -361,7 +361,7 @@ export class Postgres implements PostgresNode {
   private osUser: OsUser | null | undefined;
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
-  /** The standby watch's own session (`streamingStandbys`), and when it may next try to open one. */
+  /** The standby watch's own session (`walSenders`), and when it may next try to open one. */
   private watchSession: Promise<pg.Client> | null = null;
   private watchRetryAt = 0;
   private watchWarned = false;

@@ -45,8 +45,8 @@ afterAll(async () => {
   await c?.stop();
 });
 
-it('commits go on within seconds after the synchronous standby dies, on the next standby', async () => {
-  await c.waitHealthy(2, 90_000);
+/** The leader, its synchronous standby (once the sync key names one) and the third node. */
+async function syncRoles(): Promise<{ leader: string; standby: string; other: string }> {
   const { leader, standby } = await waitFor(
     'a synchronous standby in the sync key',
     async () => {
@@ -58,7 +58,12 @@ it('commits go on within seconds after the synchronous standby dies, on the next
     },
     30_000,
   );
-  const other = c.nodes.map((n) => n.name).find((n) => n !== leader && n !== standby)!;
+  return { leader, standby, other: c.nodes.map((n) => n.name).find((n) => n !== leader && n !== standby)! };
+}
+
+it('commits go on within seconds after the synchronous standby dies, on the next standby', async () => {
+  await c.waitHealthy(2, 90_000);
+  const { leader, standby, other } = await syncRoles();
   await c.query(leader, 'CREATE TABLE lost_standby (id int PRIMARY KEY)');
   await c.query(leader, 'INSERT INTO lost_standby VALUES (1)');
 
@@ -123,18 +128,7 @@ it('a synchronous standby that falls silent is replaced after 5 s, not at wal_se
   const back = c.nodes.map((n) => n.name).find((n) => !c.node(n).agent)!;
   c.startAgent(back);
   await c.waitHealthy(2, 90_000);
-  const { leader, standby } = await waitFor(
-    'a synchronous standby in the sync key',
-    async () => {
-      const s = await c.readCluster();
-      const name = s.leader?.name;
-      return name && s.sync?.leader === name && s.sync.sync_standby
-        ? { leader: name, standby: s.sync.sync_standby }
-        : null;
-    },
-    30_000,
-  );
-  const other = c.nodes.map((n) => n.name).find((n) => n !== leader && n !== standby)!;
+  const { leader, standby, other } = await syncRoles();
   await waitFor(
     `${other} streaming from ${leader}`,
     async () =>
