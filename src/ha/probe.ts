@@ -1,8 +1,8 @@
 /**
  * The replica's watch on its leader, every LEADER_PROBE_MS:
  * - silence (silence.ts, always on): when the leader key has stood at one revision for ttl on this
- *   node's clock, the leader's own fence has fired; ask its REST API shortly before (so the race
- *   need not wait for an unreachable host), then release the key;
+ *   node's clock, the leader's own fence has fired; ask its REST API, again and again, from when
+ *   the key is overdue (so the race need not wait for an unreachable host), then release the key;
  * - `fast_failover`: probe the leader's ports and, once fast-failover.ts finds it proven gone,
  *   release its key without waiting.
  * Either way the key is deleted by compare-and-set on its revision (a leader that renewed or
@@ -18,19 +18,32 @@ import { countRefusals, LEADER_PROBE_MS, leaderGoneVerdict, REFUSALS_NEEDED } fr
 import { findMember } from './rules.js';
 import { outlastsLease, sight, silenceVerdict, type Sighting } from './silence.js';
 
-/** How long an unanswered prefetch of the silent leader stands in for asking it again (ms). */
-const PREFETCH_FRESH_MS = 1500;
+/**
+ * How long an unanswered request to the silent leader stands in for asking it again (ms): longer
+ * than one request's 2 s plus a tick, so that while the requests follow each other one always
+ * stands. The race then hears of the lost leader at once, as Patroni would after its own 2 s.
+ */
+const PREFETCH_FRESH_MS = 2500;
+/** A silent leader's REST API is asked again at most this often (ms). */
+const PREFETCH_EVERY_MS = 1000;
 /** The loop is woken at most this often for the same silent revision (ms). */
 const SILENCE_WAKE_MS = 1000;
 /** How often the silence is checked (ms). */
 const SILENCE_TICK_MS = 250;
 
-/** A request to the silent leader's REST API, made before its key is released. */
-interface Prefetch {
-  key: string;
+/** One request to the silent leader's REST API, made before its key is released. */
+interface Ask {
   answer: Promise<PeerStatus>;
+  startMono: number;
   doneMono: number | null;
   reachable: boolean;
+}
+
+/** The requests made about one silent revision of the leader key: the newest, the last answered. */
+interface Prefetch {
+  key: string;
+  newest: Ask;
+  done: Ask | null;
 }
 
 export class LeaderProbe {
@@ -88,8 +101,10 @@ export class LeaderProbe {
   prefetched(name: string): Promise<PeerStatus> | null {
     const p = this.prefetch;
     if (p === null || !p.key.startsWith(`${name}@`)) return null;
-    if (p.doneMono === null) return p.answer;
-    return !p.reachable && this.c.clock.mono() - p.doneMono <= PREFETCH_FRESH_MS ? p.answer : null;
+    const d = p.done;
+    if (d?.doneMono != null && !d.reachable && this.c.clock.mono() - d.doneMono <= PREFETCH_FRESH_MS)
+      return d.answer;
+    return p.newest.doneMono === null ? p.newest.answer : null;
   }
 
   /** Records `leader` as seen at `now` and says what its silence allows. */
@@ -99,7 +114,14 @@ export class LeaderProbe {
     const d = this.c.dynamic();
     return {
       s,
-      v: silenceVerdict({ sighting: s, nowMono: now, ttlS: d.ttl, paused: d.pause, me: this.c.me }),
+      v: silenceVerdict({
+        sighting: s,
+        nowMono: now,
+        ttlS: d.ttl,
+        loopWaitS: d.loop_wait,
+        paused: d.pause,
+        me: this.c.me,
+      }),
     };
   }
 
@@ -109,16 +131,20 @@ export class LeaderProbe {
     const { s, v } = this.verdictNow(c.snapshot.cluster?.leader ?? null, now);
     if (v.kind === 'quiet' || !s) return;
     const key = `${s.name}@${s.modRevision}`;
-    if (this.prefetch?.key !== key) {
+    const p = this.prefetch?.key === key ? this.prefetch : null;
+    if (p === null || (p.newest.doneMono !== null && now - p.newest.startMono >= PREFETCH_EVERY_MS)) {
       const m = c.snapshot.cluster ? findMember(c.snapshot.cluster, s.name) : undefined;
       if (m?.data.api_url) {
         const unreachable: PeerStatus = { name: m.name, reachable: false };
         const answer = c.d.fetchPeer(m, c.clock.timeout(2000)).catch(() => unreachable);
-        const p: Prefetch = { key, answer, doneMono: null, reachable: false };
-        this.prefetch = p;
+        const ask: Ask = { answer, startMono: now, doneMono: null, reachable: false };
+        const next: Prefetch = p ?? { key, newest: ask, done: null };
+        next.newest = ask;
+        this.prefetch = next;
         void answer.then((st) => {
-          p.reachable = st.reachable;
-          p.doneMono = c.clock.mono();
+          ask.reachable = st.reachable;
+          ask.doneMono = c.clock.mono();
+          next.done = ask;
         });
       }
     }

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { renewalsOnly } from './runner.js';
-import { outlastsLease, PREFETCH_LEAD_MS, sight, silenceVerdict, type Sighting } from './silence.js';
+import {
+  outlastsLease,
+  prefetchFromMs,
+  PREFETCH_LEAD_MS,
+  sight,
+  silenceVerdict,
+  type Sighting,
+} from './silence.js';
 
 const seen = (name: string, modRevision: string, atMono: number): Sighting => ({ name, modRevision, atMono });
 
@@ -42,7 +49,7 @@ describe('sight', () => {
 });
 
 describe('silenceVerdict', () => {
-  const base = { ttlS: 10, paused: false, me: 'pg2' };
+  const base = { ttlS: 10, loopWaitS: 10, paused: false, me: 'pg2' };
   it.each([
     ['nothing seen', null, 99_000, {}, 'quiet'],
     ['renewed recently', seen('pg1', '10', 0), 5000, {}, 'quiet'],
@@ -52,7 +59,9 @@ describe('silenceVerdict', () => {
     ['ttl reached', seen('pg1', '10', 0), 10_000, {}, 'release'],
     ['long silence in maintenance mode', seen('pg1', '10', 0), 60_000, { paused: true }, 'quiet'],
     ['my own key', seen('pg2', '10', 0), 60_000, {}, 'quiet'],
-    ['a longer ttl waits longer', seen('pg1', '10', 0), 20_000, { ttlS: 30 }, 'quiet'],
+    ['a longer ttl waits longer', seen('pg1', '10', 0), 29_999, { ttlS: 30 }, 'prefetch'],
+    ['a short loop_wait: renewed within it', seen('pg1', '10', 0), 2499, { loopWaitS: 1 }, 'quiet'],
+    ['a short loop_wait: overdue, asked early', seen('pg1', '10', 0), 2500, { loopWaitS: 1 }, 'prefetch'],
   ] as const)('%s', (_what, sighting, now, over, kind) => {
     expect(silenceVerdict({ ...base, ...over, sighting, nowMono: now }).kind).toBe(kind);
   });
@@ -63,6 +72,28 @@ describe('silenceVerdict', () => {
       11_500,
       'its leader key has not been renewed for 11.5 s (ttl 10 s)',
     ]);
+  });
+});
+
+describe('prefetchFromMs', () => {
+  it.each([
+    ['overdue well before ttl', 10, 1, 2500],
+    ["Patroni's defaults", 30, 10, 11_500],
+    ['loop_wait close to ttl: the lead before ttl', 10, 10, 10_000 - PREFETCH_LEAD_MS],
+    ['never negative', 2, 1, 0],
+  ] as const)('%s (ttl %d s, loop_wait %d s)', (_what, ttl, loopWait, want) => {
+    expect(prefetchFromMs(ttl, loopWait)).toBe(want);
+  });
+
+  // Whatever the timings, the ask starts at least PREFETCH_LEAD_MS before this node's own release.
+  it.each([
+    [10, 1],
+    [10, 5],
+    [30, 10],
+    [30, 28],
+    [60, 10],
+  ])('ttl %d s, loop_wait %d s: at least the lead before ttl', (ttl, loopWait) => {
+    expect(prefetchFromMs(ttl, loopWait)).toBeLessThanOrEqual(ttl * 1000 - PREFETCH_LEAD_MS);
   });
 });
 

@@ -52,13 +52,29 @@ function revisionBefore(a: string, b: string): boolean {
   }
 }
 
-/** How long before the release the lost leader's REST API is asked (so the race need not wait). */
+/** The latest a silent leader's REST API is first asked, before this node would release its key (ms). */
 export const PREFETCH_LEAD_MS = 2300;
+/** How long past `loop_wait` a leader key may stand before its holder counts as overdue (ms). */
+export const OVERDUE_MS = 1500;
+
+/**
+ * From how long a silence on this node's clock the silent leader's REST API is asked, so that the
+ * race (which must hear from every member, the lost leader too, or wait 2 s for it) finds the
+ * answer ready. Not only shortly before this node's own release: replicas start their clocks on
+ * one revision seconds apart (one whose etcd member was lost reads the revision only after an
+ * election), and the first to reach ttl releases the key for all of them. So the asking starts as
+ * soon as the key is overdue — a healthy leader rewrites it every `loop_wait` — and at the latest
+ * PREFETCH_LEAD_MS before this node's own ttl.
+ */
+export function prefetchFromMs(ttlS: number, loopWaitS: number): number {
+  return Math.max(0, Math.min(ttlS * 1000 - PREFETCH_LEAD_MS, loopWaitS * 1000 + OVERDUE_MS));
+}
 
 export interface SilenceFacts {
   sighting: Sighting | null;
   nowMono: number;
   ttlS: number;
+  loopWaitS: number;
   /** Maintenance mode: nobody replaces anyone. */
   paused: boolean;
   me: string;
@@ -81,7 +97,7 @@ export function silenceVerdict(f: SilenceFacts): SilenceVerdict {
       silentMs,
       why: `its leader key has not been renewed for ${(silentMs / 1000).toFixed(1)} s (ttl ${f.ttlS} s)`,
     };
-  if (silentMs >= needMs - PREFETCH_LEAD_MS) return { kind: 'prefetch', silentMs };
+  if (silentMs >= prefetchFromMs(f.ttlS, f.loopWaitS)) return { kind: 'prefetch', silentMs };
   return { kind: 'quiet' };
 }
 
