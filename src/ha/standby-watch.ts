@@ -53,6 +53,8 @@ export class SyncStandbyWatch {
       this.answering.clear();
       this.sightings.clear();
       c.st.silentStandbys = [];
+      // No idle session left on a primary that leaves synchronous mode (or stops leading).
+      await c.d.pg.endWalSenders?.();
       return;
     }
     if (c.snapshot.status?.inRecovery !== false) return;

@@ -875,11 +875,15 @@ export class Postgres implements PostgresNode {
     await this.query(`SELECT pg_logical_emit_message(false, 'pgha', 'synchronous_standby_names')`);
   }
 
-  async close(): Promise<void> {
+  async endWalSenders(): Promise<void> {
     const watch = this.watchSession;
     this.watchSession = null;
     const w = await watch?.catch(() => null);
     await w?.end().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.endWalSenders();
     const c = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
     this.client = null;
     if (!c) return;

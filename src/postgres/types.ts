@@ -176,6 +176,8 @@ export interface PostgresNode {
    * Light enough to ask often.
    */
   walSenders?(signal?: AbortSignal): Promise<WalSender[] | null>;
+  /** Ends the session `walSenders` keeps open, when there is nothing more to watch. */
+  endWalSenders?(): Promise<void>;
   /**
    * Primary: writes one small WAL record (a logical decoding message, prefix `pgha`, not
    * transactional: no commit waits for it), so every standby receives WAL and answers within the

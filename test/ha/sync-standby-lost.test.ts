@@ -10,7 +10,8 @@
  * its agent stopped with SIGSTOP: the connection stays open, as when a host freezes or loses its
  * cable, so PostgreSQL keeps it until wal_sender_timeout, a minute): the leader stops counting it
  * once it has answered nothing for 5 s while WAL waited. Invariant kept: a commit acknowledged
- * after the change is on the new synchronous standby.
+ * after the change is on the new synchronous standby. Last, the watch's own session goes when
+ * synchronous mode is switched off.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -171,4 +172,19 @@ it('a synchronous standby that falls silent is replaced after 5 s, not at wal_se
     async () => (await c.query(other, 'SELECT 1 FROM lost_standby WHERE id = 3')).length === 1,
     10_000,
   );
+});
+
+it('leaving synchronous mode closes the watch session', async () => {
+  const { leader } = await syncRoles();
+  const watchSessions = async () =>
+    (await c.query(leader, `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgha standby watch'`))
+      .length;
+  await waitFor('the standby watch session', async () => (await watchSessions()) === 1, 10_000);
+  const res = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`, {
+    method: 'PATCH',
+    body: JSON.stringify({ synchronous_mode: false }),
+  });
+  expect(res.status).toBe(200);
+  // Nothing to watch: no idle session left behind on the primary.
+  await waitFor('no standby watch session', async () => (await watchSessions()) === 0, 10_000);
 });
