@@ -64,6 +64,41 @@ describe('evaluateRace', () => {
     expect(race({ cluster: c, peers: [{ name: 'n3', reachable: false }] }).why).toMatch(/n3 is unreachable/);
   });
 
+  // Liveness: with its leader gone, a switchover must not leave every healthy member waiting for
+  // another. A candidate outside the sync key (the key changed after the request was taken) can
+  // never take the key in synchronous mode, so nobody waits for it.
+  it.each([
+    ['the candidate is the synchronous standby', true as const, 'n3', 'n3'],
+    ['the candidate is not in the sync key', true as const, 'n1', 'n1'],
+    ['quorum mode, the candidate is not a voter', 'quorum' as const, 'n1', 'n1'],
+    ['asynchronous mode', false as const, 'n3', 'n3'],
+  ])(
+    'a switchover whose leader vanished: %s — someone may take the key',
+    (_what, mode, syncStandby, winner) => {
+      const c = cluster({
+        failover: { leader: 'n0', member: 'n3', modRevision: '3' },
+        sync: {
+          leader: 'n0',
+          sync_standby: syncStandby,
+          quorum: mode === 'quorum' ? 0 : null,
+          modRevision: '4',
+        },
+        members: [member('n1'), member('n3')],
+      });
+      const config = { ...dynamic, synchronous_mode: mode };
+      const verdicts = ['n1', 'n3'].map((me) =>
+        race({
+          me,
+          cluster: c,
+          config,
+          peers: [peer(me === 'n1' ? 'n3' : 'n1', { walPosition: 0x3000100 })],
+        }),
+      );
+      const winners = ['n1', 'n3'].filter((_, i) => verdicts[i]!.ok);
+      expect(winners, JSON.stringify(verdicts)).toEqual([winner]);
+    },
+  );
+
   it('keeps the member a switchover moves away from out of the race while another can take over', () => {
     const c = cluster({ failover: { leader: 'n1', modRevision: '3' } });
     expect(race({ cluster: c, peers: [peer('n2', { walPosition: 1 })] }).why).toBe(

@@ -64,19 +64,22 @@ function behindClusterTimeline(cluster: ClusterState, timeline: number | undefin
     : `my timeline ${timeline} is behind last known cluster timeline ${ct}`;
 }
 
+/**
+ * A switchover (it names the old leader) in synchronous mode: only members of the sync key may
+ * race, even the named candidate (as Patroni); a failover by hand may name anyone, with the risk.
+ */
+function outOfSwitchover(cluster: ClusterState, config: DynamicConfig, name: string): boolean {
+  return (
+    !!cluster.failover?.leader && syncModeActive(cluster, config) && !includesName(syncMembers(cluster), name)
+  );
+}
+
 /** Whether this node may take the leader key when none exists. */
 export function evaluateRace(input: RaceInput): RaceVerdict {
   const { me, cluster, config, tags, status } = input;
   const failover = cluster.failover;
   const manualTarget = failover?.member;
-  // A switchover (it names the old leader) in synchronous mode: only members of the sync key may
-  // race, even the named candidate (as Patroni); a failover by hand may name anyone, with the risk.
-  if (
-    failover?.leader &&
-    status.inRecovery &&
-    syncModeActive(cluster, config) &&
-    !includesName(syncMembers(cluster), me)
-  )
+  if (status.inRecovery && outOfSwitchover(cluster, config, me))
     return {
       ok: false,
       why: `a switchover in synchronous mode: this member is not in the sync key (synchronous: ${nameList(cluster.sync?.sync_standby).join(', ') || 'none'})`,
@@ -139,11 +142,18 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
   let ignoredTarget = '';
   if (manualTarget && findMember(cluster, manualTarget)) {
     // Wait for a named candidate only while it can act on it (Patroni falls back to a normal race).
+    // A switchover candidate the sync key no longer names never can: waiting for it would leave
+    // the cluster without a leader for good (Patroni's members wait; pgha's race on).
     const t = input.peers.find((p) => p.name === manualTarget);
-    if (!t || (t.reachable && t.state === 'running' && failoverLimitation(t) === null)) {
+    const barred = outOfSwitchover(cluster, config, manualTarget);
+    if (!barred && (!t || (t.reachable && t.state === 'running' && failoverLimitation(t) === null))) {
       return { ok: false, why: `a manual failover/switchover to ${manualTarget} is in progress` };
     }
-    ignoredTarget = ` (the requested candidate ${manualTarget} is ${t.reachable ? (failoverLimitation(t) ?? `not running: ${t.state ?? 'unknown state'}`) : 'unreachable'})`;
+    ignoredTarget = ` (the requested candidate ${manualTarget} ${
+      barred
+        ? `is not in the sync key (synchronous: ${nameList(cluster.sync?.sync_standby).join(', ') || 'none'})`
+        : `is ${t?.reachable ? (failoverLimitation(t) ?? `not running: ${t.state ?? 'unknown state'}`) : 'unreachable'}`
+    })`;
   }
   // The member a switchover moves away from stands back while another healthy member can take over.
   if (failover?.leader === me && !manualTarget) {

@@ -3,6 +3,7 @@
  * They complement the random runs in model.test.ts with the paths the HA rules were written for.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { KEYS } from '../../dcs/keys.js';
 import { World } from './world.js';
 
 let w: World;
@@ -33,6 +34,16 @@ async function newWritableLeader(old: string, ms: number): Promise<number | null
     if (l && l !== old && w.node(l).server.writable(w.time.mono)) return w.time.mono;
   }
   return null;
+}
+
+/** The standby the sync key names, once it names one. */
+async function syncStandby(): Promise<string> {
+  for (let t = 0; t < 20_000; t += 250) {
+    await w.time.advance(250);
+    const name = w.store.read().sync?.sync_standby;
+    if (name) return name;
+  }
+  throw new Error(`no synchronous standby in the sync key\n${w.report()}`);
 }
 
 async function run(ms: number): Promise<void> {
@@ -92,19 +103,14 @@ describe('model scenarios: a host lost with the etcd leader member', () => {
     async (seed) => {
       await healthyWorld({ seed, ttl: 10, loopWait: 1, synchronousMode: true });
       const old = leader()!;
-      let sync: string | null = null;
-      for (let t = 0; t < 20_000 && !sync; t += 250) {
-        await w.time.advance(250);
-        sync = w.store.read().sync?.sync_standby ?? null;
-      }
-      expect(sync, 'a synchronous standby').not.toBeNull();
-      w.node(sync!).etcdCut = true;
+      const sync = await syncStandby();
+      w.node(sync).etcdCut = true;
       await w.time.advance(1500);
       const cutAt = w.time.mono;
       w.node(old).etcdCut = true;
       for (const o of w.nodes) if (o.name !== old) w.cut(old, o.name, true);
       await w.time.advance(2000);
-      w.node(sync!).etcdCut = false;
+      w.node(sync).etcdCut = false;
       const writableAt = await newWritableLeader(old, 28_000);
       expect(writableAt, `a new writable leader\n${w.report()}`).not.toBeNull();
       console.log(
@@ -115,6 +121,55 @@ describe('model scenarios: a host lost with the etcd leader member', () => {
       expectClean();
     },
   );
+});
+
+describe('model scenarios: a synchronous standby that vanishes', () => {
+  // Its host cut off from the others (etcd still answers it, so its member key stays): PostgreSQL
+  // keeps its walsender, 'streaming' at its last position, until wal_sender_timeout (a minute), and
+  // commits wait for it. The leader leaves it out once it has answered nothing for 5 s.
+  it('commits go on after about 5 s, not at wal_sender_timeout', async () => {
+    await healthyWorld({ seed: 18, ttl: 10, loopWait: 1, synchronousMode: true });
+    const old = leader()!;
+    const sync = await syncStandby();
+    const cutAt = w.time.mono;
+    const endAtCut = w.node(old).server.wal.end;
+    for (const o of w.nodes) if (o.name !== sync) w.cut(sync, o.name, true);
+    let ackedAt: number | null = null;
+    for (let t = 0; t < 70_000 && ackedAt === null; t += 100) {
+      await w.time.advance(100);
+      w.check('scenario');
+      if (w.acked.some((c) => c.node === old && c.pos >= endAtCut)) ackedAt = w.time.mono;
+    }
+    expect(ackedAt, `a commit acknowledged after the cut\n${w.report()}`).not.toBeNull();
+    console.log(`model: a commit acknowledged ${ackedAt! - cutAt} ms after the synchronous standby's cut`);
+    expect(leader()).toBe(old);
+    expect(ackedAt! - cutAt).toBeGreaterThanOrEqual(4000);
+    expect(ackedAt! - cutAt, w.report()).toBeLessThan(10_000);
+    expect(w.store.read().sync?.sync_standby).not.toBe(sync);
+    expectClean();
+  });
+});
+
+describe('model scenarios: a switchover whose leader vanished', () => {
+  // The request names a member the sync key does not (the key changed after the request was
+  // taken): that member may never take the key, and the synchronous standby must not wait for it.
+  it('the synchronous standby takes over although the request names another member', async () => {
+    await healthyWorld({ seed: 19, ttl: 10, loopWait: 1, synchronousMode: true });
+    const old = leader()!;
+    const sync = await syncStandby();
+    const other = w.nodes.find((n) => n.name !== old && n.name !== sync)!.name;
+    const n = w.node(old);
+    w.killAgent(old);
+    n.server.stop(false);
+    n.up = false;
+    w.store.put(KEYS.failover, JSON.stringify({ leader: old, member: other }));
+    const writableAt = await newWritableLeader(old, 40_000);
+    expect(writableAt, w.report()).not.toBeNull();
+    expect(leader()).toBe(sync);
+    await run(3_000);
+    expect(w.store.read().failover, 'the request is cleaned up').toBeNull();
+    expectClean();
+  });
 });
 
 describe('model scenarios: the store, starts, pause, holds', () => {

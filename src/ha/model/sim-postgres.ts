@@ -18,6 +18,7 @@ import type {
   ServerStatus,
   StopMode,
   TimelineSwitch,
+  WalSender,
 } from '../../postgres/types.js';
 import { PostgresError } from '../../util/errors.js';
 import type { SimClock } from './sim-clock.js';
@@ -106,6 +107,19 @@ export class Wal {
   }
 }
 
+/**
+ * One of a primary's walsenders: the connection of a standby, kept by PostgreSQL until the standby
+ * closes it or, when its host vanished without closing it, until wal_sender_timeout.
+ */
+export interface SimWalSender {
+  pid: number;
+  /** WAL sent into the connection, and flushed by the standby as of its last answer. */
+  sent: number;
+  flushed: number;
+  /** When its last answer arrived (monotonic ms). */
+  replyAt: number;
+}
+
 /** The machine's PostgreSQL: data and server, surviving agent restarts. */
 export class SimServer {
   data: 'empty' | 'initialized' = 'empty';
@@ -126,6 +140,8 @@ export class SimServer {
   ssnConfigured = '';
   ssnActive = '';
   slots = new Map<string, ReplicationSlot>();
+  /** As a primary: its walsenders, by standby name (the world keeps them, see World.replicate). */
+  readonly walSenders = new Map<string, SimWalSender>();
   streaming = false;
   hold: string | null = null;
   /** Faults. */
@@ -174,6 +190,7 @@ export class SimServer {
     this.run++;
     this.running = false;
     this.streaming = false;
+    this.walSenders.clear();
     this.promotion = null;
     if (this.inRecovery) {
       this.clusterState = clean ? 'shut down in recovery' : 'in archive recovery';
@@ -534,6 +551,21 @@ export class SimPostgres implements PostgresNode {
     return Promise.resolve(false);
   }
 
+  walSenders(): Promise<WalSender[] | null> {
+    return this.op(() => {
+      const s = this.s;
+      if (!s.ready(this.clock.mono()) || s.inRecovery) return null;
+      return [...s.walSenders].map(([name, w]) => ({
+        pid: w.pid,
+        name,
+        streaming: true,
+        sent: w.sent,
+        flushed: w.flushed,
+        replyTime: String(w.replyAt),
+      }));
+    });
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -549,19 +581,20 @@ export function statusOf(
   const replication: ServerStatus['replication'] = [];
   if (!s.inRecovery) {
     const listed = parseSsn(s.ssnActive);
-    for (const r of world.members().values()) {
-      if (r === s || !r.streaming || r.upstream !== s.name || !r.ready(now)) continue;
-      const flushed = r.wal.end;
+    // pg_stat_replication lists every walsender, answered or not: a standby whose host vanished
+    // stays 'streaming' at its last flush position until wal_sender_timeout.
+    for (const [name, w] of s.walSenders) {
+      const flushed = w.flushed;
       const syncState =
-        listed && listed.names.some((n) => n === r.name || n === '*')
+        listed && listed.names.some((n) => n === name || n === '*')
           ? listed.any
             ? 'quorum'
             : 'sync'
           : 'async';
       replication.push({
         usename: 'replicator',
-        application_name: r.name,
-        client_addr: world.addressOf(r.name),
+        application_name: name,
+        client_addr: world.addressOf(name),
         state: 'streaming',
         sync_state: syncState,
         sync_priority: syncState === 'async' ? 0 : 1,

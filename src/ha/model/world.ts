@@ -71,6 +71,8 @@ export interface Violation {
 }
 
 const PREFIX = '/service/model/';
+/** PostgreSQL's default: how long a walsender waits for an unreachable standby's answer. */
+const WAL_SENDER_TIMEOUT_MS = 60_000;
 
 export class World {
   readonly time = new SimTime();
@@ -88,6 +90,7 @@ export class World {
   private keyHeldDown = new Map<string, number>();
   step = 0;
   private incarnations = 0;
+  private walSenderPids = 1000;
   stats = { writes: 0, acked: 0, promotions: 0, faults: 0, leaderlessMs: 0 };
 
   constructor(opts: ModelOptions) {
@@ -272,6 +275,7 @@ export class World {
     this.time.add('world', () => this.tick(), 100);
     const now = this.time.mono;
     for (const n of this.nodes) this.replicate(n, now);
+    for (const n of this.nodes) this.keepWalSenders(n, now);
     for (const n of this.nodes) {
       if (n.up && n.server.writable(now) && this.random() < 0.5) {
         const s = n.server.wal.append(100, n.name);
@@ -294,10 +298,32 @@ export class World {
     const lag = this.random() < 0.2 ? Math.floor(this.random() * 300) : 0;
     const target = Math.max(s.wal.end, u.server.wal.end - lag);
     s.wal = u.server.wal.copy(target);
+    const w = u.server.walSenders.get(r.name);
+    u.server.walSenders.set(r.name, {
+      pid: w?.pid ?? ++this.walSenderPids,
+      sent: u.server.wal.end,
+      flushed: s.wal.end,
+      replyAt: now,
+    });
     const slot = s.slotName ? u.server.slots.get(s.slotName) : undefined;
     if (slot) {
       slot.active = true;
       slot.restartLsn = s.wal.end;
+    }
+  }
+
+  /**
+   * A primary's walsenders for standbys that no longer stream from it: closed when the standby's
+   * host answers (its server stopped, or follows another), kept when it cannot be reached (a cut,
+   * a host down) until wal_sender_timeout, the WAL the primary writes still sent into it.
+   */
+  private keepWalSenders(p: Node, now: number): void {
+    for (const [name, w] of p.server.walSenders) {
+      const r = this.node(name).server;
+      if (r.streaming && r.upstream === p.name) continue;
+      if (this.linked(p.name, name) || now - w.replyAt >= WAL_SENDER_TIMEOUT_MS)
+        p.server.walSenders.delete(name);
+      else w.sent = p.server.wal.end;
     }
   }
 
