@@ -64,6 +64,11 @@ function behindClusterTimeline(cluster: ClusterState, timeline: number | undefin
     : `my timeline ${timeline} is behind last known cluster timeline ${ct}`;
 }
 
+/** The standbys the sync key names, for a message. */
+function syncNames(cluster: ClusterState): string {
+  return nameList(cluster.sync?.sync_standby).join(', ') || 'none';
+}
+
 /**
  * A switchover (it names the old leader) in synchronous mode: only members of the sync key may
  * race, even the named candidate (as Patroni); a failover by hand may name anyone, with the risk.
@@ -82,7 +87,7 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
   if (status.inRecovery && outOfSwitchover(cluster, config, me))
     return {
       ok: false,
-      why: `a switchover in synchronous mode: this member is not in the sync key (synchronous: ${nameList(cluster.sync?.sync_standby).join(', ') || 'none'})`,
+      why: `a switchover in synchronous mode: this member is not in the sync key (synchronous: ${syncNames(cluster)})`,
     };
   if (manualTarget === me && !failover?.leader) {
     // A failover by hand names its candidate: the operator's call, with the risk said out loud.
@@ -151,7 +156,7 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
     }
     ignoredTarget = ` (the requested candidate ${manualTarget} ${
       barred
-        ? `is not in the sync key (synchronous: ${nameList(cluster.sync?.sync_standby).join(', ') || 'none'})`
+        ? `is not in the sync key (synchronous: ${syncNames(cluster)})`
         : `is ${t?.reachable ? (failoverLimitation(t) ?? `not running: ${t.state ?? 'unknown state'}`) : 'unreachable'}`
     })`;
   }
@@ -188,7 +193,7 @@ export function evaluateRace(input: RaceInput): RaceVerdict {
   if (syncActive && !quorumActive && !includesName(members, me)) {
     return {
       ok: false,
-      why: `synchronous_mode is on and this member is not in the sync key (synchronous: ${nameList(cluster.sync?.sync_standby).join(', ') || 'none'}), so it may miss acknowledged commits`,
+      why: `synchronous_mode is on and this member is not in the sync key (synchronous: ${syncNames(cluster)}), so it may miss acknowledged commits`,
     };
   }
 

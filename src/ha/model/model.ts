@@ -40,7 +40,7 @@ function later(w: World, delayMs: number, fn: () => void | Promise<void>): void 
 /** Cuts `n` off from etcd and from its peers (clients still reach it) for `forMs`. */
 function partitionFor(w: World, n: ReturnType<World['node']>, forMs: number): void {
   n.etcdCut = true;
-  for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, true);
+  w.isolate(n.name);
   later(w, forMs, () => {
     n.etcdCut = false;
     for (const o of w.nodes) if (o !== n) w.cut(n.name, o.name, false);
@@ -56,9 +56,7 @@ const FAULTS: Fault[] = [
     run(w, pick) {
       const n = w.node(pick());
       w.event(`fault: ${n.name} crashes (machine down)`);
-      w.killAgent(n.name);
-      n.server.stop(false);
-      n.up = false;
+      w.powerOff(n.name);
       later(w, ms(w, 2000, 30_000), () => {
         n.up = true;
         w.event(`heal: ${n.name} boots`);

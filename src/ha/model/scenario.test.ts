@@ -36,12 +36,17 @@ async function newWritableLeader(old: string, ms: number): Promise<number | null
   return null;
 }
 
-/** The standby the sync key names, once it names one. */
-async function syncStandby(): Promise<string> {
+/**
+ * A healthy world in synchronous mode at ttl 10 and loop_wait 1: its leader, and the standby the
+ * sync key names once it names one.
+ */
+async function syncWorld(seed: number): Promise<{ old: string; sync: string }> {
+  await healthyWorld({ seed, ttl: 10, loopWait: 1, synchronousMode: true });
+  const old = leader()!;
   for (let t = 0; t < 20_000; t += 250) {
     await w.time.advance(250);
-    const name = w.store.read().sync?.sync_standby;
-    if (name) return name;
+    const sync = w.store.read().sync?.sync_standby;
+    if (sync) return { old, sync };
   }
   throw new Error(`no synchronous standby in the sync key\n${w.report()}`);
 }
@@ -63,7 +68,7 @@ describe('model scenarios', () => {
     await healthyWorld({ seed: 11 });
     const old = leader()!;
     w.node(old).etcdCut = true;
-    for (const o of w.nodes) if (o.name !== old) w.cut(old, o.name, true);
+    w.isolate(old);
     await run(30_000);
     expect(leader()).not.toBe(old);
     expect(w.node(old).server.writable(w.time.mono)).toBe(false);
@@ -79,7 +84,7 @@ describe('model scenarios: a host lost with the etcd leader member', () => {
     const old = leader()!;
     const cutAt = w.time.mono;
     w.node(old).etcdCut = true;
-    for (const o of w.nodes) if (o.name !== old) w.cut(old, o.name, true);
+    w.isolate(old);
     await w.time.advance(1000);
     w.store.promote(1000);
     const writableAt = await newWritableLeader(old, 29_000);
@@ -101,14 +106,12 @@ describe('model scenarios: a host lost with the etcd leader member', () => {
   it.each([17, 18, 19, 20, 21])(
     'is replaced within ttl + 1 s when the synchronous standby saw the last renewal 2 s late (seed %d)',
     async (seed) => {
-      await healthyWorld({ seed, ttl: 10, loopWait: 1, synchronousMode: true });
-      const old = leader()!;
-      const sync = await syncStandby();
+      const { old, sync } = await syncWorld(seed);
       w.node(sync).etcdCut = true;
       await w.time.advance(1500);
       const cutAt = w.time.mono;
       w.node(old).etcdCut = true;
-      for (const o of w.nodes) if (o.name !== old) w.cut(old, o.name, true);
+      w.isolate(old);
       await w.time.advance(2000);
       w.node(sync).etcdCut = false;
       const writableAt = await newWritableLeader(old, 28_000);
@@ -128,12 +131,10 @@ describe('model scenarios: a synchronous standby that vanishes', () => {
   // keeps its walsender, 'streaming' at its last position, until wal_sender_timeout (a minute), and
   // commits wait for it. The leader leaves it out once it has answered nothing for 5 s.
   it('commits go on after about 5 s, not at wal_sender_timeout', async () => {
-    await healthyWorld({ seed: 18, ttl: 10, loopWait: 1, synchronousMode: true });
-    const old = leader()!;
-    const sync = await syncStandby();
+    const { old, sync } = await syncWorld(18);
     const cutAt = w.time.mono;
     const endAtCut = w.node(old).server.wal.end;
-    for (const o of w.nodes) if (o.name !== sync) w.cut(sync, o.name, true);
+    w.isolate(sync);
     let ackedAt: number | null = null;
     for (let t = 0; t < 70_000 && ackedAt === null; t += 100) {
       await w.time.advance(100);
@@ -154,14 +155,9 @@ describe('model scenarios: a switchover whose leader vanished', () => {
   // The request names a member the sync key does not (the key changed after the request was
   // taken): that member may never take the key, and the synchronous standby must not wait for it.
   it('the synchronous standby takes over although the request names another member', async () => {
-    await healthyWorld({ seed: 19, ttl: 10, loopWait: 1, synchronousMode: true });
-    const old = leader()!;
-    const sync = await syncStandby();
+    const { old, sync } = await syncWorld(19);
     const other = w.nodes.find((n) => n.name !== old && n.name !== sync)!.name;
-    const n = w.node(old);
-    w.killAgent(old);
-    n.server.stop(false);
-    n.up = false;
+    w.powerOff(old);
     w.store.put(KEYS.failover, JSON.stringify({ leader: old, member: other }));
     const writableAt = await newWritableLeader(old, 40_000);
     expect(writableAt, w.report()).not.toBeNull();

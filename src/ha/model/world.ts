@@ -219,6 +219,19 @@ export class World {
     void runner.start().catch((err: unknown) => this.event(`${name}: agent start failed: ${String(err)}`));
   }
 
+  /** The machine goes down at once: its agent and PostgreSQL die with it (a crash, not a stop). */
+  powerOff(name: string): void {
+    const n = this.node(name);
+    this.killAgent(name);
+    n.server.stop(false);
+    n.up = false;
+  }
+
+  /** Cuts a node off from every other node (its etcd is a separate switch: `etcdCut`). */
+  isolate(name: string): void {
+    for (const o of this.nodes) if (o.name !== name) this.cut(name, o.name, true);
+  }
+
   /** Kills the agent process (SIGKILL): its timers stop, its requests never arrive. */
   killAgent(name: string): void {
     const n = this.node(name);
