@@ -248,8 +248,10 @@ export async function injectFault(planned: PlannedFault, env: FaultEnv): Promise
       case 'partition-primary': {
         const L = await currentLeader(c);
         const others = c.nodes.filter((n) => n.name !== L).map((n) => n.name);
+        // Whose etcd member leads etcd matters: cutting it off costs etcd an election as well.
+        const E = await etcdLeader(c);
         rec.target = L;
-        rec.detail = `cut leader ${L} off from ${others.join(', ')} (both ways; the router and clients still reach it)`;
+        rec.detail = `cut leader ${L} off from ${others.join(', ')} (both ways; the router and clients still reach it; etcd's raft leader on ${E ?? 'no member'})`;
         rec.injectedAt = Date.now();
         // Only node-to-node traffic is cut: the client namespace (router) and the runner keep
         // reaching the old primary, the case where a fence that fails would show.

@@ -19,6 +19,7 @@ import { Operator } from './ha/operator.js';
 import { uiOptionsFromConfig } from './ui/routes.js';
 import type { FailsafeAnswer, FailsafeLeader } from './ha/failsafe.js';
 import { HaRunner } from './ha/runner.js';
+import { EtcdLeaderKeeper } from './ha/etcd-leader.js';
 import type { PeerStatus } from './ha/types.js';
 import { peerStatusFromBody, type PeerBody } from './ha/peer.js';
 import { createCallbackRunner } from './postgres/callbacks.js';
@@ -253,12 +254,23 @@ export async function startAgent(config: PghaConfig, logger: Logger): Promise<Ag
     `pgha ${VERSION} agent ${config.name} of cluster ${config.scope}; REST API on ${config.restapi.connect_address}`,
   );
   await runner.start();
+  const etcdLeader = new EtcdLeaderKeeper({
+    port: dcs,
+    me: config.name,
+    logger,
+    active: () =>
+      runner.snapshot.isLeader && !runner.dynamicConfig.pause && runner.dynamicConfig.move_etcd_leader,
+    intervalMs: () => Math.max(2, runner.dynamicConfig.loop_wait) * 1000,
+    timeoutMs: () => Math.min(2, runner.dynamicConfig.retry_timeout) * 1000,
+  });
+  etcdLeader.start();
   return {
     runner,
     config,
     reload: () => void operator.reload('SIGHUP received'),
     async stop(opts = {}) {
       operator.close();
+      await etcdLeader.stop();
       await runner.shutdown(opts);
       await api.close();
       await apiPg.close();

@@ -182,6 +182,7 @@ describe('keyNotes', () => {
       check_timeline: true,
       pause: true,
       fast_failover: false,
+      move_etcd_leader: false,
     };
     expect(keyNotes(quiet, 'dynamic')).toEqual([]);
     const file = {

@@ -385,6 +385,7 @@ export const DYNAMIC_KEYS: readonly KeyRow[] = [
   acted('check_timeline', 'ha/race.ts (leader race)'),
   acted('pause', 'ha/decide.ts'),
   acted('fast_failover', 'ha/runner.ts', { pgha: true }),
+  acted('move_etcd_leader', 'ha/etcd-leader.ts', { pgha: true }),
   acted('member_slots_ttl', 'ha/slot-plan.ts'),
   ...['slots', 'permanent_slots', 'permanent_replication_slots'].flatMap((k) => [
     acted(k, 'config/slots.ts, ha/slot-plan.ts, ha/slots-run.ts'),

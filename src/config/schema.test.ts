@@ -64,6 +64,7 @@ describe('parseDynamicConfig', () => {
       synchronous_node_count: 1,
       failsafe_mode: false,
       fast_failover: true,
+      move_etcd_leader: true,
       check_timeline: false,
       pause: false,
       slots: [],

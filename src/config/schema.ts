@@ -291,6 +291,10 @@ export const dynamicConfigSchema = z.looseObject({
   fast_failover: bool(true).describe(
     "pgha: fail over without waiting for the leader key to expire when the leader's agent and PostgreSQL are proven gone.",
   ),
+  /** pgha extension: keep etcd's raft leader off the primary's host. */
+  move_etcd_leader: bool(true).describe(
+    "pgha: the leader's agent hands etcd's raft leadership to another member when the member on its own host leads etcd, so that losing the primary's host does not also cost etcd an election (needs the root role with etcd authentication).",
+  ),
   check_timeline: bool(false).describe(
     "Refuse to promote a replica whose timeline is behind the cluster's last known one (the history key), as Patroni; a primary behind it never takes the key back, whatever this says.",
   ),
@@ -459,6 +463,7 @@ export function parseDynamicConfig(raw: unknown): {
     synchronous_node_count: d.synchronous_node_count,
     failsafe_mode: d.failsafe_mode,
     fast_failover: d.fast_failover,
+    move_etcd_leader: d.move_etcd_leader,
     check_timeline: d.check_timeline,
     pause: d.pause,
     slots: permanent.slots,

@@ -315,6 +315,11 @@ export interface DynamicConfig {
    * up, its processes are gone), replicas release its key at once instead of waiting out its lease.
    */
   fast_failover: boolean;
+  /**
+   * pgha extension: the leader's agent hands etcd's raft leadership away from the member on its own
+   * host, so that losing that host does not also cost etcd an election (ha/etcd-leader.ts).
+   */
+  move_etcd_leader: boolean;
   check_timeline: boolean;
   pause: boolean;
   /**

@@ -101,6 +101,13 @@ export interface EtcdMemberStatus {
   dbSize: number;
 }
 
+/** A configured member's own status (`status` null: it did not answer), and whether it is on this host. */
+export interface EtcdEndpointStatus {
+  endpoint: string;
+  local: boolean;
+  status: EtcdMemberStatus | null;
+}
+
 const b64 = (v: string | Buffer): string => (Buffer.isBuffer(v) ? v : Buffer.from(v)).toString('base64');
 const unb64 = (v: string | undefined): string => (v ? Buffer.from(v, 'base64').toString('utf8') : '');
 
@@ -609,6 +616,33 @@ export class EtcdDcs implements Dcs {
       raftTerm: res.raftTerm ?? res.header?.raft_term ?? '0',
       dbSize: Number(res.dbSize ?? 0),
     };
+  }
+
+  /**
+   * Every configured member's own status, asked of each in parallel (null: it did not answer
+   * within `timeoutMs`), and whether it runs on this host.
+   */
+  async endpointStatuses(timeoutMs: number): Promise<EtcdEndpointStatus[]> {
+    return Promise.all(
+      this.client.pool.states().map(async (m) => ({
+        endpoint: m.endpoint,
+        local: m.local,
+        status: await this.memberStatus(m.endpoint, AbortSignal.timeout(timeoutMs)).catch(() => null),
+      })),
+    );
+  }
+
+  /**
+   * Hands etcd's raft leadership to member `targetId` (`MoveLeader`); asked of the member that
+   * leads now (`leaderEndpoint`), which alone can hand it over.
+   */
+  async moveLeader(leaderEndpoint: string, targetId: string, signal?: AbortSignal): Promise<void> {
+    await this.client.callMember(
+      leaderEndpoint,
+      '/maintenance/transfer-leadership',
+      { targetID: targetId },
+      { what: 'move leader', ...(signal ? { signal } : {}) },
+    );
   }
 
   /**

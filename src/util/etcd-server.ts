@@ -48,6 +48,8 @@ export interface StartEtcdOptions {
   ports?: number[];
   /** Milliseconds allowed for the cluster to become healthy. */
   startTimeoutMs?: number;
+  /** Member names, in order (default etcd0, etcd1, …). */
+  names?: string[];
 }
 
 /** Every pid started here and still running, so a crashing test run does not leak etcd processes. */
@@ -83,13 +85,14 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
   for (let i = 0; i < count; i++) {
     const clientPort = ports[2 * i]!;
     const peerPort = ports[2 * i + 1]!;
+    const name = opts.names?.[i] ?? `etcd${i}`;
     members.push({
-      name: `etcd${i}`,
+      name,
       clientPort,
       peerPort,
       endpoint: `127.0.0.1:${clientPort}`,
-      dataDir: join(baseDir, `etcd${i}.data`),
-      logFile: join(baseDir, `etcd${i}.log`),
+      dataDir: join(baseDir, `${name}.data`),
+      logFile: join(baseDir, `${name}.log`),
       process: null,
     });
   }

@@ -40,6 +40,8 @@ export interface ClusterOptions {
   retryTimeout?: number;
   /** etcd members (default 1). */
   etcdMembers?: number;
+  /** Name the etcd members after the nodes (pg1, pg2, …), as on hosts that carry one of each. */
+  etcdNamedAfterNodes?: boolean;
   /** Put a TCP proxy between each agent and etcd. */
   proxyEtcd?: boolean;
   /** Edits each node's YAML before it is written. */
@@ -75,7 +77,10 @@ export interface TestCluster {
 export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
   const count = opts.nodes ?? 3;
-  const etcd = await startEtcd({ members: opts.etcdMembers ?? 1 });
+  const etcd = await startEtcd({
+    members: opts.etcdMembers ?? 1,
+    ...(opts.etcdNamedAfterNodes ? { names: Array.from({ length: count }, (_, i) => `pg${i + 1}`) } : {}),
+  });
   const base = createPgTestBase();
   const nodes: TestNode[] = [];
   const watcher = new EtcdDcs({

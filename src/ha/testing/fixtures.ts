@@ -23,6 +23,7 @@ export const dynamic: DynamicConfig = {
   synchronous_node_count: 1,
   failsafe_mode: false,
   fast_failover: true,
+  move_etcd_leader: true,
   check_timeline: false,
   pause: false,
   slots: [],
