@@ -293,7 +293,7 @@ export const dynamicConfigSchema = z.looseObject({
   ),
   /** pgha extension: keep etcd's raft leader off the primary's host. */
   move_etcd_leader: bool(true).describe(
-    "pgha: the leader's agent hands etcd's raft leadership to another member when the member on its own host leads etcd, so that losing the primary's host does not also cost etcd an election (needs the root role with etcd authentication).",
+    "pgha: the leader's agent hands etcd's raft leadership to another member when the member on its own host leads etcd, so that losing the primary's host does not also cost etcd an election (with authentication on, etcd 3.6 and 3.5 from 3.5.28 allow this to the root role only).",
   ),
   check_timeline: bool(false).describe(
     "Refuse to promote a replica whose timeline is behind the cluster's last known one (the history key), as Patroni; a primary behind it never takes the key back, whatever this says.",

@@ -217,7 +217,7 @@ describe('EtcdLeaderKeeper', () => {
       expect(attempts).toBe(3);
       const warnings = lines.filter((l) => l.includes('could not keep etcd'));
       expect(warnings).toHaveLength(1);
-      expect(warnings[0]).toMatch(/permission denied.*root role.*move_etcd_leader: false/);
+      expect(warnings[0]).toMatch(/permission denied.*root role only.*move_etcd_leader: false/);
     } finally {
       vi.useRealTimers();
     }

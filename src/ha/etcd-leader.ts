@@ -12,8 +12,11 @@
  * etcd; when it is the member on its own host, it hands the leadership to another healthy voting
  * member (`MoveLeader`, the request `etcdctl move-leader` makes). Nothing here touches data: etcd
  * stays linearizable through a transfer; requests in flight during it may fail once and are
- * retried as after any etcd leader change. With etcd authentication, `MoveLeader` needs the root
- * role; without it the agent says so once and carries on.
+ * retried as after any etcd leader change. etcd 3.4 (Debian 12's) lets any authenticated user
+ * call `MoveLeader` and `Status`; with authentication on, etcd 3.6 and 3.5 from 3.5.28 allow
+ * `MoveLeader` to the root role only (some of those releases `Status` too). An agent refused the
+ * hand-over says so once and carries on; one refused `Status` sees no raft leader and moves
+ * nothing.
  *
  * The member on this host is the one named like this agent (`ETCD_NAME` = `name`), else the only
  * configured etcd endpoint whose address is one of this host's (the seed's layout: each catalog
@@ -180,7 +183,7 @@ export class EtcdLeaderKeeper {
           }
           if (msg !== this.lastReported)
             this.o.logger.warn(
-              `could not keep etcd's raft leader off this host: ${msg}. If etcd uses authentication, its user needs the root role for MoveLeader; or set move_etcd_leader: false (pgha ctl edit-config)`,
+              `could not keep etcd's raft leader off this host: ${msg}. With authentication on, etcd 3.6 and 3.5 from 3.5.28 allow MoveLeader to the root role only; or set move_etcd_leader: false (pgha ctl edit-config)`,
             );
           this.lastReported = msg;
           return FAILED_MOVE_PAUSE_MS;

@@ -1,0 +1,102 @@
+/**
+ * `move_etcd_leader` against a real three-member etcd with authentication on, with the cluster's
+ * own user (read-write on the namespace only, no root role): etcd 3.4 answers its `MemberList`,
+ * `Status` and `MoveLeader`, so the agent on the host that leads etcd hands the leadership on, and
+ * an agent elsewhere asks for nothing. A hand-over asked of a member that does not lead is refused
+ * with etcd's reason.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
+import { EtcdLeaderKeeper } from '../../src/ha/etcd-leader.js';
+import { createLogger } from '../../src/util/log.js';
+import { run } from '../../src/util/process.js';
+import { startEtcd, type EtcdCluster } from '../support/etcd.js';
+import { waitFor } from '../support/postgres.js';
+
+let etcd: EtcdCluster;
+const open: EtcdDcs[] = [];
+
+async function etcdctl(...args: string[]): Promise<void> {
+  const r = await run('etcdctl', ['--endpoints', etcd.endpoints.join(','), ...args], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    timeoutMs: 10_000,
+  });
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+}
+
+beforeAll(async () => {
+  etcd = await startEtcd({ members: 3, names: ['n1', 'n2', 'n3'] });
+  await etcdctl('user', 'add', 'root', '--new-user-password', 'rootpw');
+  await etcdctl('user', 'add', 'pgha', '--new-user-password', 'pgha-pw');
+  await etcdctl('role', 'add', 'pgha');
+  await etcdctl('role', 'grant-permission', 'pgha', '--prefix=true', 'readwrite', '/service/');
+  await etcdctl('user', 'grant-role', 'pgha', 'pgha');
+  await etcdctl('auth', 'enable');
+});
+
+afterAll(async () => {
+  await Promise.all(open.map((d) => d.close({ revokeLease: false }).catch(() => undefined)));
+  await etcd?.stop();
+});
+
+function dcs(username: string, password: string): EtcdDcs {
+  const d = new EtcdDcs({
+    hosts: etcd.endpoints,
+    namespace: '/service/',
+    scope: 'auth',
+    name: 'x',
+    ttl: 10,
+    username,
+    password,
+    requestTimeoutMs: 3000,
+  });
+  open.push(d);
+  return d;
+}
+
+/** A keeper that acts as the agent on the host of etcd member `me` (found by name). */
+function keeper(d: EtcdDcs, me: string): EtcdLeaderKeeper {
+  return new EtcdLeaderKeeper({
+    port: d,
+    me,
+    logger: createLogger({ level: 'silent' }),
+    active: () => true,
+    intervalMs: () => 1000,
+    timeoutMs: () => 2000,
+  });
+}
+
+async function leaderName(): Promise<string> {
+  const i = await waitFor('an etcd raft leader', async () => {
+    const at = await etcd.leaderIndex();
+    return at >= 0 ? at + 1 : null;
+  });
+  return etcd.members[i - 1]!.name;
+}
+
+it("hands the leadership on with the cluster's own user; elsewhere nothing is asked", async () => {
+  const before = await leaderName();
+  const own = dcs('pgha', 'pgha-pw');
+  const plan = await keeper(own, before).round();
+  expect(plan).toMatchObject({ kind: 'move', from: before });
+  const after = await waitFor('the new raft leader', async () => {
+    const at = await leaderName();
+    return at !== before ? at : null;
+  });
+  expect(plan).toMatchObject({ target: { name: after } });
+  // The former leader's host: etcd's leader is elsewhere now, so nothing is asked.
+  expect(await keeper(own, before).round()).toMatchObject({
+    kind: 'stay',
+    why: "etcd's raft leader is on another host",
+  });
+});
+
+it("a hand-over asked of a member that does not lead is refused with etcd's reason", async () => {
+  const own = dcs('pgha', 'pgha-pw');
+  const leader = await leaderName();
+  const other = etcd.members.find((m) => m.name !== leader)!;
+  const target = (await own.endpointStatuses(2000)).find((e) => e.endpoint !== other.endpoint)!.status!.id;
+  await expect(own.moveLeader(other.endpoint, target)).rejects.toThrow(
+    /etcd move leader: etcdserver: not leader/,
+  );
+});
