@@ -1,7 +1,7 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import type { EtcdEndpointStatus, EtcdMemberInfo } from '../dcs/etcd.js';
-import { createLogger } from '../util/log.js';
+import type { Logger } from '../util/log.js';
+import { capturedLogger } from '../testing/captured-log.js';
 import {
   EtcdLeaderKeeper,
   localMemberId,
@@ -132,12 +132,8 @@ describe('localMemberId', () => {
 });
 
 describe('EtcdLeaderKeeper', () => {
-  const logged = () => {
-    const out = new PassThrough();
-    const lines: string[] = [];
-    out.on('data', (b: Buffer) => lines.push(...b.toString().trim().split('\n')));
-    return { logger: createLogger({ level: 'info', type: 'plain', destination: out }), lines };
-  };
+  const keeper = (port: RaftPlacementPort, logger: Logger, active: () => boolean = () => true) =>
+    new EtcdLeaderKeeper({ port, me: 'x', logger, active, intervalMs: () => 1000, timeoutMs: () => 500 });
   const port = (over: Partial<RaftPlacementPort> = {}) => {
     const moves: Array<[string, string]> = [];
     const p: RaftPlacementPort = {
@@ -153,17 +149,10 @@ describe('EtcdLeaderKeeper', () => {
   };
 
   it('hands the leadership on only while active, and says so', async () => {
-    const { logger, lines } = logged();
+    const { logger, lines } = capturedLogger();
     const { p, moves } = port();
     let active = false;
-    const k = new EtcdLeaderKeeper({
-      port: p,
-      me: 'x',
-      logger,
-      active: () => active,
-      intervalMs: () => 1000,
-      timeoutMs: () => 500,
-    });
+    const k = keeper(p, logger, () => active);
     expect(await k.round()).toBeNull();
     active = true;
     expect(await k.round()).toMatchObject({ kind: 'move', target: { name: 'db2' } });
@@ -177,7 +166,7 @@ describe('EtcdLeaderKeeper', () => {
   it('an etcd that does not answer is a quiet stay; a move refused twice in a row is reported once and retried a minute later', async () => {
     vi.useFakeTimers();
     try {
-      const { logger, lines } = logged();
+      const { logger, lines } = capturedLogger();
       let listFails = true;
       let attempts = 0;
       const { p } = port({
@@ -188,14 +177,7 @@ describe('EtcdLeaderKeeper', () => {
           return Promise.reject(new Error('etcdserver: permission denied'));
         },
       });
-      const k = new EtcdLeaderKeeper({
-        port: p,
-        me: 'x',
-        logger,
-        active: () => true,
-        intervalMs: () => 1000,
-        timeoutMs: () => 500,
-      });
+      const k = keeper(p, logger);
       expect(await k.round()).toMatchObject({
         kind: 'stay',
         why: 'cannot list the etcd members: etcd unreachable',

@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from './log.js';
+import { capturedLogger } from '../testing/captured-log.js';
 import { nodeChildren, orphansToCollect, startReaper, trackChild, type ReapAddon } from './reaper.js';
 
 describe('orphansToCollect: only zombies that Node did not start', () => {
@@ -38,23 +37,17 @@ describe('trackChild', () => {
 });
 
 describe('startReaper', () => {
-  const logged = () => {
-    const out = new PassThrough();
-    const lines: string[] = [];
-    out.on('data', (b: Buffer) => lines.push(...b.toString().trim().split('\n')));
-    return { logger: createLogger({ level: 'debug', type: 'plain', destination: out }), lines };
-  };
   const addon: ReapAddon = { collect: () => null };
 
   it('does nothing when the process is not process 1: the system’s init collects', async () => {
-    const { logger, lines } = logged();
+    const { logger, lines } = capturedLogger('debug');
     startReaper(logger, { pid: 4242, addon })();
     await new Promise((r) => setImmediate(r));
     expect(lines).toEqual([]);
   });
 
   it('as process 1 without the addon, says what that costs and what to do', async () => {
-    const { logger, lines } = logged();
+    const { logger, lines } = capturedLogger('debug');
     startReaper(logger, { pid: 1, addon: new Error('the native addon is not available (not built)') })();
     await new Promise((r) => setImmediate(r));
     expect(lines).toHaveLength(1);

@@ -1,28 +1,14 @@
 /** etcd with authentication on: the agent's store works with the etcd3 section's user and password. */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { run } from '../../src/util/process.js';
-import { startEtcd, type EtcdCluster } from '../support/etcd.js';
+import { enableEtcdAuth, ETCD_USERS, startEtcd, type EtcdCluster } from '../support/etcd.js';
 
 let etcd: EtcdCluster;
 const open: EtcdDcs[] = [];
 
-async function etcdctl(...args: string[]): Promise<void> {
-  const r = await run('etcdctl', ['--endpoints', etcd.endpoints[0]!, ...args], {
-    env: { ...process.env, ETCDCTL_API: '3' },
-    timeoutMs: 10_000,
-  });
-  expect(r.code, r.stderr + r.stdout).toBe(0);
-}
-
 beforeAll(async () => {
   etcd = await startEtcd({ members: 1 });
-  await etcdctl('user', 'add', 'root', '--new-user-password', 'rootpw');
-  await etcdctl('user', 'add', 'pgha', '--new-user-password', 'pgha-pw');
-  await etcdctl('role', 'add', 'pgha');
-  await etcdctl('role', 'grant-permission', 'pgha', '--prefix=true', 'readwrite', '/service/');
-  await etcdctl('user', 'grant-role', 'pgha', 'pgha');
-  await etcdctl('auth', 'enable');
+  await enableEtcdAuth(etcd);
 });
 
 afterAll(async () => {
@@ -46,7 +32,7 @@ function dcs(username: string, password: string): EtcdDcs {
 }
 
 it('reads and writes with the configured user and password', async () => {
-  const d = dcs('pgha', 'pgha-pw');
+  const d = dcs(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
   await d.refreshLease();
   await d.touchMember({ state: 'running', role: 'replica' });
   expect(await d.attemptToAcquireLeader()).toBe(true);

@@ -9,29 +9,15 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { EtcdLeaderKeeper } from '../../src/ha/etcd-leader.js';
 import { createLogger } from '../../src/util/log.js';
-import { run } from '../../src/util/process.js';
-import { startEtcd, type EtcdCluster } from '../support/etcd.js';
+import { enableEtcdAuth, ETCD_USERS, startEtcd, type EtcdCluster } from '../support/etcd.js';
 import { waitFor } from '../support/postgres.js';
 
 let etcd: EtcdCluster;
 const open: EtcdDcs[] = [];
 
-async function etcdctl(...args: string[]): Promise<void> {
-  const r = await run('etcdctl', ['--endpoints', etcd.endpoints.join(','), ...args], {
-    env: { ...process.env, ETCDCTL_API: '3' },
-    timeoutMs: 10_000,
-  });
-  expect(r.code, r.stderr + r.stdout).toBe(0);
-}
-
 beforeAll(async () => {
   etcd = await startEtcd({ members: 3, names: ['n1', 'n2', 'n3'] });
-  await etcdctl('user', 'add', 'root', '--new-user-password', 'rootpw');
-  await etcdctl('user', 'add', 'pgha', '--new-user-password', 'pgha-pw');
-  await etcdctl('role', 'add', 'pgha');
-  await etcdctl('role', 'grant-permission', 'pgha', '--prefix=true', 'readwrite', '/service/');
-  await etcdctl('user', 'grant-role', 'pgha', 'pgha');
-  await etcdctl('auth', 'enable');
+  await enableEtcdAuth(etcd);
 });
 
 afterAll(async () => {
@@ -76,7 +62,7 @@ async function leaderName(): Promise<string> {
 
 it("hands the leadership on with the cluster's own user; elsewhere nothing is asked", async () => {
   const before = await leaderName();
-  const own = dcs('pgha', 'pgha-pw');
+  const own = dcs(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
   const plan = await keeper(own, before).round();
   expect(plan).toMatchObject({ kind: 'move', from: before });
   const after = await waitFor('the new raft leader', async () => {
@@ -92,7 +78,7 @@ it("hands the leadership on with the cluster's own user; elsewhere nothing is as
 });
 
 it("a hand-over asked of a member that does not lead is refused with etcd's reason", async () => {
-  const own = dcs('pgha', 'pgha-pw');
+  const own = dcs(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
   const leader = await leaderName();
   const other = etcd.members.find((m) => m.name !== leader)!;
   const target = (await own.endpointStatuses(2000)).find((e) => e.endpoint !== other.endpoint)!.status!.id;
