@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attachedProcesses, sharedMemoryId } from './leftovers.js';
+import { attachedProcesses, lockFilePid, sharedMemoryId, socketLockFiles } from './leftovers.js';
 
 const PID_FILE = [
   '31088',
@@ -44,5 +44,34 @@ describe('attachedProcesses', () => {
     const moved = 'shmid nattch key\n360448 3 2147482\n';
     expect(attachedProcesses(moved, 360448)).toBe(3);
     expect(attachedProcesses('no header here\n', 360448)).toBeNull();
+  });
+});
+
+describe('socketLockFiles', () => {
+  it.each([
+    ["the server's first socket directory", undefined, ['/var/run/postgresql/.s.PGSQL.5432.lock']],
+    [
+      'and every configured one, once each',
+      '/var/run/postgresql/, /tmp',
+      ['/var/run/postgresql/.s.PGSQL.5432.lock', '/tmp/.s.PGSQL.5432.lock'],
+    ],
+    ['not an abstract socket or an empty entry', '@pgha,,', ['/var/run/postgresql/.s.PGSQL.5432.lock']],
+  ])('%s', (_name, dirs, want) => {
+    expect(socketLockFiles(PID_FILE, dirs)).toEqual(want);
+  });
+
+  it('none without a port (a file written before the server listened)', () => {
+    expect(socketLockFiles(PID_FILE.split('\n').slice(0, 3).join('\n'), '/tmp')).toEqual([]);
+  });
+});
+
+describe('lockFilePid', () => {
+  it.each([
+    ['a postmaster', PID_FILE, 31088],
+    ['a single-user backend (written negative)', '-4242\n/data\n', 4242],
+    ['an empty file', '', null],
+    ['not a number', 'x\n', null],
+  ])('%s', (_name, text, want) => {
+    expect(lockFilePid(text)).toBe(want);
   });
 });

@@ -32,3 +32,24 @@ export function attachedProcesses(sysvShm: string, shmid: number): number | null
   }
   return null;
 }
+
+/**
+ * The socket lock files a postmaster that wrote `pidFile` may have left: `.s.PGSQL.<port>.lock` in
+ * its first socket directory (line 5) and in each absolute directory of `configuredDirs` (the
+ * `unix_socket_directories` setting). PostgreSQL refuses to start over one whose pid still exists,
+ * as over postmaster.pid.
+ */
+export function socketLockFiles(pidFile: string, configuredDirs: string | undefined): string[] {
+  const lines = pidFile.split('\n');
+  const port = Number(lines[3]?.trim());
+  if (!Number.isInteger(port) || port <= 0) return [];
+  const dirs = [lines[4]?.trim() ?? '', ...(configuredDirs ?? '').split(',').map((d) => d.trim())];
+  const absolute = dirs.filter((d) => d.startsWith('/')).map((d) => d.replace(/\/+$/, '') || '/');
+  return [...new Set(absolute)].map((d) => `${d === '/' ? '' : d}/.s.PGSQL.${port}.lock`);
+}
+
+/** The pid a lock file (postmaster.pid or a socket lock file) names; null when it names none. */
+export function lockFilePid(text: string): number | null {
+  const pid = Math.abs(Number(text.split('\n')[0]?.trim()));
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
+}

@@ -62,8 +62,8 @@ import {
   parseLsnOrUndefined,
   timelineFromWalFileName,
 } from './lsn.js';
-import { attachedProcesses, sharedMemoryId } from './leftovers.js';
-import { procStat } from '../util/proc-stat.js';
+import { attachedProcesses, lockFilePid, sharedMemoryId, socketLockFiles } from './leftovers.js';
+import { procStat, type ProcStat } from '../util/proc-stat.js';
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {
@@ -123,8 +123,8 @@ const SINGLE_USER_TIMEOUT_MS = 1_800_000;
 const ESCALATION_TIMEOUT_MS = 30_000;
 /** SQLSTATE of a session the server ended for `idle_session_timeout`. */
 const IDLE_SESSION_TIMEOUT = '57P05';
-/** How long to wait for a killed postmaster to be reaped before starting anew. */
-const ZOMBIE_WAIT_MS = 10_000;
+/** How long to wait for a killed postmaster to finish exiting (gone, or a zombie) before a new start. */
+const EXIT_WAIT_MS = 10_000;
 /** How long crash recovery in single-user mode waits for a crashed postmaster's backends to end. */
 const LEFTOVER_WAIT_MS = 60_000;
 
@@ -940,40 +940,67 @@ export class Postgres implements PostgresNode {
   /**
    * Prepares a leftover postmaster.pid for a new start. One naming a live process that is not our
    * postgres (pid reuse after a crash) would make PostgreSQL refuse to start: it is removed. One
-   * naming a postmaster still exiting, or dead but not yet reaped (a zombie), makes PostgreSQL
-   * refuse too: wait for the kernel and the reaper a little (an exiting process's cmdline reads
-   * empty: it must not be taken for another program). A dead pid is otherwise left alone, as
-   * PostgreSQL checks the file itself; but the backends of a crashed postmaster that still run a
-   * statement keep its shared memory attached, and PostgreSQL refuses to start until they end: wait
-   * for them until `waitUntil` (leftovers.ts).
+   * naming a postmaster still exiting is waited for until it is gone or a zombie (an exiting
+   * process's cmdline reads empty: it must not be taken for another program). A dead pid is
+   * otherwise left alone, as PostgreSQL checks the file itself; but the backends of a crashed
+   * postmaster that still run a statement keep its shared memory attached, and PostgreSQL refuses to
+   * start until they end: wait for them until `waitUntil` (leftovers.ts). A zombie postmaster (dead,
+   * not yet collected by its parent: `pg_ctl` leaves it to the host's init, and some inits collect
+   * orphans only every few seconds) still owns its pid, which PostgreSQL's lock-file check takes for
+   * a live server: once no process holds its shared memory, its file is removed. PostgreSQL still
+   * refuses to start over shared memory that a process of the old server holds.
    */
   private async preparePidFile(waitUntil: number, signal?: AbortSignal): Promise<void> {
     const pidFile = join(this.dataDir, 'postmaster.pid');
     const text = await readText(pidFile);
     if (text === null) return;
-    const pid = Math.abs(Number(text.split('\n')[0]));
-    if (!Number.isInteger(pid) || pid <= 0) return;
-    // A postmaster still exiting or not yet reaped: wait (it is not another program).
-    const deadline = Date.now() + ZOMBIE_WAIT_MS;
-    while (procStat(pid)?.dying && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (signalPid(pid, 0) && !procStat(pid)?.dying && !(await this.isOurPostgres(pid))) {
+    const pid = lockFilePid(text);
+    if (pid === null) return;
+    const deadline = Date.now() + EXIT_WAIT_MS;
+    const exiting = (s: ProcStat | null) => s !== null && s.dying && !s.dead;
+    while (exiting(procStat(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const st = procStat(pid);
+    const zombie = st?.dead === true;
+    if (signalPid(pid, 0) && !st?.dying && !(await this.isOurPostgres(pid))) {
       this.log.warn({ pid }, 'postmaster.pid names a process that is not this PostgreSQL; removing it');
       await unlink(pidFile).catch(() => undefined);
       return;
     }
-    if (signalPid(pid, 0)) return; // alive (or still dying): pg_ctl says what it sees
+    if (signalPid(pid, 0) && !zombie) return; // alive (or still exiting): pg_ctl says what it sees
     const shmid = sharedMemoryId(text);
-    if (shmid === null) return;
+    if (shmid !== null && !(await this.sharedMemoryReleased(shmid, pid, waitUntil, signal))) return;
+    if (!zombie || !signalPid(pid, 0)) return;
+    const dirs = this.cfg.parameters.unix_socket_directories ?? this.cfg.unix_socket_directories;
+    const stale = [pidFile];
+    for (const f of socketLockFiles(text, dirs === undefined ? undefined : String(dirs))) {
+      const lock = await readText(f).catch(() => null);
+      if (lock !== null && lockFilePid(lock) === pid) stale.push(f);
+    }
+    this.log.info(
+      { pid, files: stale },
+      `the previous postmaster (pid ${pid}) is dead but not yet collected by its parent: removing its lock files, ` +
+        'which PostgreSQL would take for a running server',
+    );
+    for (const f of stale) await unlink(f).catch(() => undefined);
+  }
+
+  /** Waits until no process holds shared memory `shmid` of postmaster `pid`; false at `waitUntil`. */
+  private async sharedMemoryReleased(
+    shmid: number,
+    pid: number,
+    waitUntil: number,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     let said = false;
     for (;;) {
       const attached = attachedProcesses((await readText('/proc/sysvipc/shm')) ?? '', shmid);
-      if (!attached) return;
+      if (!attached) return true;
       if (Date.now() >= waitUntil || signal?.aborted) {
         this.log.warn(
           { attached, shmid },
           'processes of the previous postmaster still hold its shared memory; starting anyway (PostgreSQL will refuse)',
         );
-        return;
+        return false;
       }
       if (!said) {
         said = true;

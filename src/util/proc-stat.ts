@@ -1,7 +1,7 @@
 /**
  * What /proc/<pid>/stat says about a process: its state, its parent, and whether it is dying.
- * Read by the start of PostgreSQL (a postmaster still dying is waited for) and by the reaper of a
- * pgha process that runs as a container's first process (src/util/reaper.ts).
+ * Read by the start of PostgreSQL (a postmaster still exiting is waited for, a dead one is not)
+ * and by the reaper of a pgha process that runs as a container's first process (reaper.ts).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -19,6 +19,11 @@ export interface ProcStat {
    * be waited for, not taken for another program that reused the pid.
    */
   dying: boolean;
+  /**
+   * Exited: a zombie (or being collected), waiting only for its parent to collect its exit status.
+   * It runs nothing and holds no memory, yet still owns its pid, so `kill(pid, 0)` succeeds.
+   */
+  dead: boolean;
 }
 
 /** Reads /proc/<pid>/stat text; null when it cannot be read as a stat. */
@@ -31,7 +36,8 @@ export function parseProcStat(text: string): ProcStat | null {
   const ppid = Number(fields[1]);
   const flags = Number(fields[6]);
   if (!state || !/^[A-Za-z]$/.test(state) || !Number.isInteger(ppid) || !Number.isInteger(flags)) return null;
-  return { state, ppid, dying: state === 'Z' || state === 'X' || (flags & PF_EXITING) !== 0 };
+  const dead = state === 'Z' || state === 'X';
+  return { state, ppid, dying: dead || (flags & PF_EXITING) !== 0, dead };
 }
 
 /** `parseProcStat` of process `pid`; null when it does not exist (or /proc does not say). */
