@@ -213,8 +213,8 @@ export async function startPrimary(
   try {
     // Data that was a replica's (a promotion cut short) must become a primary by promotion, on a
     // new timeline, never by a start without standby.signal (as Patroni's "starting as readonly").
-    if (d.readOnly) return await startAs(c, { role: 'replica', cluster, upstream: null }, 'on_start');
-    await startAs(c, { role: 'primary' }, 'on_start');
+    if (d.readOnly) await startAs(c, { role: 'replica', cluster, upstream: null }, 'on_start');
+    else await startAs(c, { role: 'primary' }, 'on_start');
   } catch (err) {
     // A postmaster that exited cannot serve: the next cycle releases the key (rule start-failed).
     if (!(await c.d.pg.isRunning().catch(() => false))) {
@@ -224,7 +224,12 @@ export async function startPrimary(
     throw err;
   }
   c.st.startFailure = null;
-  if (leaseSent !== null) c.lease.arm(leaseSent);
+  if (!d.readOnly && leaseSent !== null) c.lease.arm(leaseSent);
+  // The next cycle looks at once, not loop_wait later: data started read-only is promoted then,
+  // and a primary's synchronous standbys, which lost their connections in the crash and retry
+  // streaming only after wal_retrieve_retry_interval, are replaced by the ones that stream (or
+  // none) then, while its commits wait for them.
+  c.wake();
 }
 
 /** Deletes our leader key (as Patroni's `release_leader_key_voluntarily`). */
