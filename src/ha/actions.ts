@@ -18,6 +18,7 @@ import { findMember } from './rules.js';
 import { REMOTE_UPSTREAM, upstreamFor } from './standby.js';
 import { createReplicaData } from './bootstrap.js';
 import { needsRewind } from './timeline.js';
+import { earlyWakeAllowed } from './timing.js';
 import type { Decision, LocalPostgres } from './types.js';
 
 type Of<K extends Decision['kind']> = Extract<Decision, { kind: K }>;
@@ -228,8 +229,12 @@ export async function startPrimary(
   // The next cycle looks at once, not loop_wait later: data started read-only is promoted then,
   // and a primary's synchronous standbys, which lost their connections in the crash and retry
   // streaming only after wal_retrieve_retry_interval, are replaced by the ones that stream (or
-  // none) then, while its commits wait for them.
-  c.wake();
+  // none) then, while its commits wait for them. Once per loop_wait at most (timing.ts).
+  const now = c.clock.mono();
+  if (earlyWakeAllowed(c.st.startWokeAt, now, c.dynamic().loop_wait)) {
+    c.st.startWokeAt = now;
+    c.wake();
+  }
 }
 
 /** Deletes our leader key (as Patroni's `release_leader_key_voluntarily`). */

@@ -89,6 +89,8 @@ export interface RunnerState {
   lastSyncWhy: string;
   /** Quick looks taken since the last change of synchronous replication (leader.ts followUpSync). */
   syncRechecks: number;
+  /** When (monotonic) a start of PostgreSQL as primary last woke the loop early. */
+  startWokeAt: number;
   /** Standbys the standby watch found silent (sync.ts trackSilence): not synchronous candidates. */
   silentStandbys: string[];
   lastStatusKey: string;
@@ -123,6 +125,7 @@ export function initialState(): RunnerState {
     ssnSince: 0,
     lastSyncWhy: '',
     syncRechecks: 0,
+    startWokeAt: -Infinity,
     silentStandbys: [],
     lastStatusKey: '',
     ledBefore: false,

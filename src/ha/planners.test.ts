@@ -5,7 +5,13 @@ import { countRefusals, leaderGoneVerdict, silenceNeededMs } from './fast-failov
 import { planRewind, planRewindFailure } from './recovery.js';
 import { afterStop, chooseCandidate, connectStep, SWITCHOVER_CONNECT_WAIT_MS } from './switchover.js';
 import { cluster, peer } from './testing/fixtures.js';
-import { fenceDeadline, keeperMayRenew, leaseExpiresNotBefore, safetyMarginMs } from './timing.js';
+import {
+  earlyWakeAllowed,
+  fenceDeadline,
+  keeperMayRenew,
+  leaseExpiresNotBefore,
+  safetyMarginMs,
+} from './timing.js';
 
 describe('switchover steps', () => {
   it('picks the named candidate only when healthy, else the most advanced (a sync member in sync mode)', () => {
@@ -139,5 +145,30 @@ describe('timing', () => {
     expect(
       keeperMayRenew({ nowMono: 30_000, lastCycleMono: 15_000, ttlS: 10, longActionSinceMono: 14_000 }),
     ).toBe(true);
+  });
+});
+
+describe('earlyWakeAllowed: one early wake per loop_wait and cause', () => {
+  it.each([
+    ['the first one', -Infinity, 1_000, 10, true],
+    ['another within loop_wait', 1_000, 10_999, 10, false],
+    ['another once loop_wait has passed', 1_000, 11_000, 10, true],
+    ['at a fast loop', 1_000, 2_000, 1, true],
+  ])('%s', (_name, last, now, loopWait, want) => {
+    expect(earlyWakeAllowed(last, now, loopWait)).toBe(want);
+  });
+
+  it('a cause that repeats at any pace wakes the loop no more often than loop_wait', () => {
+    for (const everyMs of [50, 400, 2_500, 9_999, 10_000, 15_000]) {
+      let last = -Infinity;
+      const woke: number[] = [];
+      for (let now = 0; now <= 120_000; now += everyMs)
+        if (earlyWakeAllowed(last, now, 10)) {
+          woke.push(now);
+          last = now;
+        }
+      for (let i = 1; i < woke.length; i++) expect(woke[i]! - woke[i - 1]!).toBeGreaterThanOrEqual(10_000);
+      expect(woke[0]).toBe(0);
+    }
   });
 });

@@ -34,6 +34,7 @@ import { SyncStandbyWatch } from './standby-watch.js';
 import { remoteKey, remoteTarget, roleConfigFor, serverParameters, serverPgHba } from './server-config.js';
 import { REMOTE_UPSTREAM } from './standby.js';
 import { switchover } from './switchover-run.js';
+import { earlyWakeAllowed } from './timing.js';
 import type { Decision, LocalPostgres, PeerStatus } from './types.js';
 
 export type { AgentSnapshot, RunnerDeps } from './context.js';
@@ -159,7 +160,7 @@ export class HaRunner implements RunnerContext {
     let lostWakeAt = -Infinity;
     this.d.pg.onConnectionLost?.(() => {
       const now = this.clock.mono();
-      if (this.stopping || now - lostWakeAt < this.dyn.loop_wait * 1000) return;
+      if (this.stopping || !earlyWakeAllowed(lostWakeAt, now, this.dyn.loop_wait)) return;
       lostWakeAt = now;
       this.log.info('the session to the local PostgreSQL was lost: checking it now');
       this.wake();

@@ -63,3 +63,13 @@ export function staleViewDeadline(readSentMono: number, ttlS: number): number {
 export function vipRenewWithinMs(ttlS: number): number {
   return (ttlS * 1000 - safetyMarginMs(ttlS)) / 2;
 }
+
+/**
+ * Whether a cause that wakes the HA loop early (the session to PostgreSQL lost, a primary just
+ * started) may do so again at `nowMono`, its last early wake having been at `lastMono`: once per
+ * `loop_wait` at most, so a cause that repeats (a server that crashes again and again, right after
+ * each start too) goes at the loop's pace.
+ */
+export function earlyWakeAllowed(lastMono: number, nowMono: number, loopWaitS: number): boolean {
+  return nowMono - lastMono >= loopWaitS * 1000;
+}
