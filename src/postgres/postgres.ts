@@ -63,7 +63,7 @@ import {
   timelineFromWalFileName,
 } from './lsn.js';
 import { attachedProcesses, lockFilePid, sharedMemoryId, socketLockFiles } from './leftovers.js';
-import { procStat, type ProcStat } from '../util/proc-stat.js';
+import { procStat } from '../util/proc-stat.js';
 import { isValidSlotName } from './slots.js';
 import { libpqTls, mayTryNext, noTlsOnServer, tlsAttempts, type TlsAttempt } from './tls.js';
 import type {
@@ -564,12 +564,8 @@ export class Postgres implements PostgresNode {
   /** Pid of the postmaster named in postmaster.pid, when that process is alive and is a postgres. */
   async postmasterPid(): Promise<number | null> {
     const text = await readText(join(this.dataDir, 'postmaster.pid'));
-    if (text === null) return null;
-    const first = Number(text.split('\n')[0]);
-    if (!Number.isInteger(first) || first === 0) return null;
-    // A standalone (single-user) backend writes its pid negated.
-    const pid = Math.abs(first);
-    return (await this.isOurPostgres(pid)) ? pid : null;
+    const pid = text === null ? null : lockFilePid(text);
+    return pid !== null && (await this.isOurPostgres(pid)) ? pid : null;
   }
 
   async isRunning(): Promise<boolean> {
@@ -957,18 +953,22 @@ export class Postgres implements PostgresNode {
     const pid = lockFilePid(text);
     if (pid === null) return;
     const deadline = Date.now() + EXIT_WAIT_MS;
-    const exiting = (s: ProcStat | null) => s !== null && s.dying && !s.dead;
-    while (exiting(procStat(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const st = procStat(pid);
+    let st = procStat(pid);
+    while (st?.dying && !st.dead && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      st = procStat(pid);
+    }
     const zombie = st?.dead === true;
-    if (signalPid(pid, 0) && !st?.dying && !(await this.isOurPostgres(pid))) {
+    if (signalPid(pid, 0) && !zombie) {
+      // Alive, or still exiting: pg_ctl says what it sees — unless it is another program.
+      if (st?.dying || (await this.isOurPostgres(pid))) return;
       this.log.warn({ pid }, 'postmaster.pid names a process that is not this PostgreSQL; removing it');
       await unlink(pidFile).catch(() => undefined);
       return;
     }
-    if (signalPid(pid, 0) && !zombie) return; // alive (or still exiting): pg_ctl says what it sees
     const shmid = sharedMemoryId(text);
     if (shmid !== null && !(await this.sharedMemoryReleased(shmid, pid, waitUntil, signal))) return;
+    // Gone (PostgreSQL checks the file itself), or collected meanwhile (its pid free for reuse).
     if (!zombie || !signalPid(pid, 0)) return;
     const dirs = this.cfg.parameters.unix_socket_directories ?? this.cfg.unix_socket_directories;
     const stale = [pidFile];

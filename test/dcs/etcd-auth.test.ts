@@ -1,10 +1,9 @@
 /** etcd with authentication on: the agent's store works with the etcd3 section's user and password. */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { enableEtcdAuth, ETCD_USERS, startEtcd, type EtcdCluster } from '../support/etcd.js';
+import { authStores, enableEtcdAuth, ETCD_USERS, startEtcd, type EtcdCluster } from '../support/etcd.js';
 
 let etcd: EtcdCluster;
-const open: EtcdDcs[] = [];
+const stores = authStores(() => etcd, 'n1');
 
 beforeAll(async () => {
   etcd = await startEtcd({ members: 1 });
@@ -12,27 +11,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(open.map((d) => d.close({ revokeLease: true }).catch(() => undefined)));
+  await stores.closeAll(true);
   await etcd?.stop();
 });
 
-function dcs(username: string, password: string): EtcdDcs {
-  const d = new EtcdDcs({
-    hosts: etcd.endpoints,
-    namespace: '/service/',
-    scope: 'auth',
-    name: 'n1',
-    ttl: 10,
-    username,
-    password,
-    requestTimeoutMs: 3000,
-  });
-  open.push(d);
-  return d;
-}
-
 it('reads and writes with the configured user and password', async () => {
-  const d = dcs(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
+  const d = stores.open(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
   await d.refreshLease();
   await d.touchMember({ state: 'running', role: 'replica' });
   expect(await d.attemptToAcquireLeader()).toBe(true);
@@ -42,7 +26,7 @@ it('reads and writes with the configured user and password', async () => {
 });
 
 it('names the problem when the password is wrong', async () => {
-  const d = dcs('pgha', 'wrong');
+  const d = stores.open('pgha', 'wrong');
   const err = await d.readCluster().then(
     () => null,
     (e: unknown) => e,

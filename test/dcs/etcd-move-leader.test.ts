@@ -6,14 +6,14 @@
  * with etcd's reason.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { EtcdDcs } from '../../src/dcs/etcd.js';
+import type { EtcdDcs } from '../../src/dcs/etcd.js';
 import { EtcdLeaderKeeper } from '../../src/ha/etcd-leader.js';
 import { createLogger } from '../../src/util/log.js';
-import { enableEtcdAuth, ETCD_USERS, startEtcd, type EtcdCluster } from '../support/etcd.js';
+import { authStores, enableEtcdAuth, ETCD_USERS, startEtcd, type EtcdCluster } from '../support/etcd.js';
 import { waitFor } from '../support/postgres.js';
 
 let etcd: EtcdCluster;
-const open: EtcdDcs[] = [];
+const stores = authStores(() => etcd, 'x');
 
 beforeAll(async () => {
   etcd = await startEtcd({ members: 3, names: ['n1', 'n2', 'n3'] });
@@ -21,24 +21,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(open.map((d) => d.close({ revokeLease: false }).catch(() => undefined)));
+  await stores.closeAll(false);
   await etcd?.stop();
 });
-
-function dcs(username: string, password: string): EtcdDcs {
-  const d = new EtcdDcs({
-    hosts: etcd.endpoints,
-    namespace: '/service/',
-    scope: 'auth',
-    name: 'x',
-    ttl: 10,
-    username,
-    password,
-    requestTimeoutMs: 3000,
-  });
-  open.push(d);
-  return d;
-}
 
 /** A keeper that acts as the agent on the host of etcd member `me` (found by name). */
 function keeper(d: EtcdDcs, me: string): EtcdLeaderKeeper {
@@ -62,7 +47,7 @@ async function leaderName(): Promise<string> {
 
 it("hands the leadership on with the cluster's own user; elsewhere nothing is asked", async () => {
   const before = await leaderName();
-  const own = dcs(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
+  const own = stores.open(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
   const plan = await keeper(own, before).round();
   expect(plan).toMatchObject({ kind: 'move', from: before });
   const after = await waitFor('the new raft leader', async () => {
@@ -78,7 +63,7 @@ it("hands the leadership on with the cluster's own user; elsewhere nothing is as
 });
 
 it("a hand-over asked of a member that does not lead is refused with etcd's reason", async () => {
-  const own = dcs(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
+  const own = stores.open(ETCD_USERS.pgha.username, ETCD_USERS.pgha.password);
   const leader = await leaderName();
   const other = etcd.members.find((m) => m.name !== leader)!;
   const target = (await own.endpointStatuses(2000)).find((e) => e.endpoint !== other.endpoint)!.status!.id;

@@ -38,34 +38,12 @@ afterAll(async () => {
 
 it('commits go on within seconds after the leader restarts its killed postmaster', async () => {
   await c.waitHealthy(1, 90_000);
-  const { leader, standby } = await waitFor(
-    'a synchronous standby in the sync key',
-    async () => {
-      const s = await c.readCluster();
-      const name = s.leader?.name;
-      return name && s.sync?.leader === name && s.sync.sync_standby
-        ? { leader: name, standby: s.sync.sync_standby }
-        : null;
-    },
-    30_000,
-  );
+  const { leader, standby } = await c.syncPair();
   await c.query(leader, 'CREATE TABLE restarted (id int PRIMARY KEY)');
   await c.query(leader, 'INSERT INTO restarted VALUES (1)');
 
   // A slow loop from now on: a commit left to the next cycle would wait LOOP_WAIT seconds.
-  const res = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`, {
-    method: 'PATCH',
-    body: JSON.stringify({ ttl: 60, loop_wait: LOOP_WAIT, retry_timeout: 10 }),
-  });
-  expect(res.status).toBe(200);
-  await waitFor(
-    'the leader to run with the new loop_wait',
-    async () => {
-      const r = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`);
-      return ((await r.json()) as { loop_wait?: number }).loop_wait === LOOP_WAIT;
-    },
-    10_000,
-  );
+  await c.patchConfig(leader, { ttl: 60, loop_wait: LOOP_WAIT, retry_timeout: 10 });
   await new Promise((r) => setTimeout(r, 2000));
 
   const pid = c.postmasterPid(leader)!;

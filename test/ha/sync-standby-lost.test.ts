@@ -48,17 +48,7 @@ afterAll(async () => {
 
 /** The leader, its synchronous standby (once the sync key names one) and the third node. */
 async function syncRoles(): Promise<{ leader: string; standby: string; other: string }> {
-  const { leader, standby } = await waitFor(
-    'a synchronous standby in the sync key',
-    async () => {
-      const s = await c.readCluster();
-      const name = s.leader?.name;
-      return name && s.sync?.leader === name && s.sync.sync_standby
-        ? { leader: name, standby: s.sync.sync_standby }
-        : null;
-    },
-    30_000,
-  );
+  const { leader, standby } = await c.syncPair();
   return { leader, standby, other: c.nodes.map((n) => n.name).find((n) => n !== leader && n !== standby)! };
 }
 
@@ -70,19 +60,7 @@ it('commits go on within seconds after the synchronous standby dies, on the next
 
   // A slow loop from now on. The change of the `config` key wakes every agent once; after that
   // the leader's next cycle is LOOP_WAIT seconds away.
-  const res = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`, {
-    method: 'PATCH',
-    body: JSON.stringify({ ttl: 30, loop_wait: LOOP_WAIT }),
-  });
-  expect(res.status).toBe(200);
-  await waitFor(
-    'the leader to run with the new loop_wait',
-    async () => {
-      const r = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`);
-      return ((await r.json()) as { loop_wait?: number }).loop_wait === LOOP_WAIT;
-    },
-    10_000,
-  );
+  await c.patchConfig(leader, { ttl: 30, loop_wait: LOOP_WAIT });
   await new Promise((r) => setTimeout(r, 2000));
 
   const client = new pg.Client({ ...c.connection(leader), query_timeout: 60_000 });
@@ -180,11 +158,7 @@ it('leaving synchronous mode closes the watch session', async () => {
     (await c.query(leader, `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgha standby watch'`))
       .length;
   await waitFor('the standby watch session', async () => (await watchSessions()) === 1, 10_000);
-  const res = await fetch(`http://127.0.0.1:${c.node(leader).apiPort}/config`, {
-    method: 'PATCH',
-    body: JSON.stringify({ synchronous_mode: false }),
-  });
-  expect(res.status).toBe(200);
+  await c.patchConfig(leader, { synchronous_mode: false });
   // Nothing to watch: no idle session left behind on the primary.
   await waitFor('no standby watch session', async () => (await watchSessions()) === 0, 10_000);
 });

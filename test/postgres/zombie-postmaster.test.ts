@@ -9,7 +9,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { PostgresqlConfig } from '../../src/config/types.js';
 import { Postgres } from '../../src/postgres/postgres.js';
@@ -19,7 +18,7 @@ import {
   createPgTestBase,
   PG_BIN,
   PG_OS_USER,
-  TEST_AUTH,
+  busyBackend,
   waitFor,
   type PgTestBase,
 } from '../support/postgres.js';
@@ -103,43 +102,21 @@ it('still waits for a backend of the dead postmaster that holds its shared memor
   await server.close();
   await server.stop('fast', 30_000);
   const pid = await startUnderNonCollectingParent();
-  const busy = new pg.Client({
-    host: '127.0.0.1',
-    port: cfg.listen.port,
-    user: TEST_AUTH.superuser.username,
-    password: TEST_AUTH.superuser.password,
-    database: 'postgres',
-  });
-  busy.on('error', () => undefined);
-  await busy.connect();
+  // Busy for 3 s without ever waiting: it notices its postmaster's death only at the end.
+  const busy = await busyBackend(server, cfg, 3);
   try {
-    // Busy for 3 s without ever waiting: it notices its postmaster's death only at the end.
-    const statement = busy
-      .query(
-        "DO $$ BEGIN WHILE clock_timestamp() < statement_timestamp() + interval '3 seconds' LOOP END LOOP; END $$",
-      )
-      .then(
-        () => 'finished',
-        (err: Error) => `failed: ${err.message}`,
-      );
-    await waitFor('the busy statement to run', async () => {
-      const rows = await server.query<{ n: number }>(
-        "select count(*)::int as n from pg_stat_activity where query like 'DO $$ BEGIN WHILE%'",
-      );
-      return rows[0]!.n === 1;
-    });
     await server.close();
     const killedAt = await killToZombie(pid);
     await server.start(30_000);
     const startedAfter = Date.now() - killedAt;
     console.log(
-      `zombie postmaster with a busy backend: started ${startedAfter} ms after the kill; the statement ${await statement}`,
+      `zombie postmaster with a busy backend: started ${startedAfter} ms after the kill; the statement ${await busy.outcome}`,
     );
     expect(procStat(pid)?.state).toBe('Z');
     expect(await server.status()).not.toBeNull();
     // Its lock files were not removed while the backend held the old shared memory.
     expect(startedAfter).toBeGreaterThan(1500);
   } finally {
-    await busy.end().catch(() => undefined);
+    await busy.end();
   }
 }, 60_000);

@@ -61,6 +61,13 @@ export interface TestCluster {
   readCluster(): Promise<ClusterState>;
   /** Waits until a leader runs and `replicas` other members stream; returns the state. */
   waitHealthy(replicas?: number, timeoutMs?: number): Promise<ClusterState>;
+  /** Waits until the sync key names the leader and a synchronous standby; returns both. */
+  syncPair(timeoutMs?: number): Promise<{ leader: string; standby: string }>;
+  /**
+   * Changes the dynamic configuration through `name`'s `PATCH /config` (throws unless 200) and
+   * waits until its `GET /config` shows every value of `body`.
+   */
+  patchConfig(name: string, body: Record<string, unknown>): Promise<void>;
   /** Runs SQL on a node as the superuser; throws when it is down. */
   query<T extends Record<string, unknown> = Record<string, unknown>>(
     name: string,
@@ -176,6 +183,32 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
             : null;
         },
         timeoutMs,
+      );
+    },
+    syncPair(timeoutMs = 30_000) {
+      return waitFor(
+        'a synchronous standby in the sync key',
+        async () => {
+          const s = await watcher.readCluster();
+          const leader = s.leader?.name;
+          return leader && s.sync?.leader === leader && s.sync.sync_standby
+            ? { leader, standby: s.sync.sync_standby }
+            : null;
+        },
+        timeoutMs,
+      );
+    },
+    async patchConfig(name, body) {
+      const url = `http://127.0.0.1:${node(name).apiPort}/config`;
+      const res = await fetch(url, { method: 'PATCH', body: JSON.stringify(body) });
+      if (res.status !== 200) throw new Error(`PATCH /config on ${name}: ${res.status} ${await res.text()}`);
+      await waitFor(
+        `${name}'s configuration to show ${JSON.stringify(body)}`,
+        async () => {
+          const now = (await (await fetch(url)).json()) as Record<string, unknown>;
+          return Object.entries(body).every(([k, v]) => now[k] === v);
+        },
+        10_000,
       );
     },
     async query<T extends Record<string, unknown>>(

@@ -3,6 +3,7 @@ import {
   type EtcdCluster,
   type StartEtcdOptions,
 } from '../../src/util/etcd-server.js';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { run } from '../../src/util/process.js';
 import { freePorts } from './net.js';
 
@@ -41,4 +42,34 @@ export async function enableEtcdAuth(etcd: EtcdCluster): Promise<void> {
     });
     if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
   }
+}
+
+/**
+ * Stores on `etcd` (scope `auth`, agent name `name`) for tests of authentication: `open` logs in
+ * as the given user and password; `closeAll` closes every store opened, revoking its lease or not.
+ */
+export function authStores(
+  etcd: () => EtcdCluster,
+  name: string,
+): { open(username: string, password: string): EtcdDcs; closeAll(revokeLease: boolean): Promise<void> } {
+  const opened: EtcdDcs[] = [];
+  return {
+    open(username, password) {
+      const d = new EtcdDcs({
+        hosts: etcd().endpoints,
+        namespace: '/service/',
+        scope: 'auth',
+        name,
+        ttl: 10,
+        username,
+        password,
+        requestTimeoutMs: 3000,
+      });
+      opened.push(d);
+      return d;
+    },
+    async closeAll(revokeLease) {
+      await Promise.all(opened.map((d) => d.close({ revokeLease }).catch(() => undefined)));
+    },
+  };
 }

@@ -15,8 +15,10 @@ import {
   rmSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
+import pg from 'pg';
 import type { PostgresqlConfig } from '../../src/config/types.js';
 import { childProcesses, procStat } from '../../src/util/proc-stat.js';
+import { lockFilePid } from '../../src/postgres/leftovers.js';
 import { Postgres } from '../../src/postgres/postgres.js';
 import { runAsUser, signalPid } from '../../src/util/process.js';
 import { freePort } from './net.js';
@@ -70,8 +72,8 @@ function postmasterPidsUnder(dir: string): number[] {
   for (const node of readdirSync(dir)) {
     const pidFile = join(dir, node, 'data', 'postmaster.pid');
     if (!existsSync(pidFile)) continue;
-    const pid = Math.abs(Number(readFileSync(pidFile, 'utf8').split('\n')[0]));
-    if (Number.isInteger(pid) && pid > 0 && isPostgres(pid)) pids.push(pid);
+    const pid = lockFilePid(readFileSync(pidFile, 'utf8'));
+    if (pid !== null && isPostgres(pid)) pids.push(pid);
   }
   return pids;
 }
@@ -251,4 +253,47 @@ export async function waitFor<T>(
       );
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * A superuser session on `cfg`'s server running a statement that keeps it busy for `seconds`
+ * without ever waiting, so its backend notices a dead postmaster only at the end (and keeps the
+ * shared memory attached until then). Resolves once the statement runs; `outcome` says how it
+ * ended, `end` closes the session.
+ */
+export async function busyBackend(
+  server: Postgres,
+  cfg: PostgresqlConfig,
+  seconds: number,
+): Promise<{ outcome: Promise<string>; end(): Promise<void> }> {
+  const client = new pg.Client({
+    host: '127.0.0.1',
+    port: cfg.listen.port,
+    user: TEST_AUTH.superuser.username,
+    password: TEST_AUTH.superuser.password,
+    database: 'postgres',
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  const end = () => client.end().catch(() => undefined);
+  const outcome = client
+    .query(
+      `DO $$ BEGIN WHILE clock_timestamp() < statement_timestamp() + interval '${seconds} seconds' LOOP END LOOP; END $$`,
+    )
+    .then(
+      () => 'finished',
+      (err: Error) => `failed: ${err.message}`,
+    );
+  try {
+    await waitFor('the busy statement to run', async () => {
+      const rows = await server.query<{ n: number }>(
+        "select count(*)::int as n from pg_stat_activity where query like 'DO $$ BEGIN WHILE%'",
+      );
+      return rows[0]!.n === 1;
+    });
+  } catch (err) {
+    await end();
+    throw err;
+  }
+  return { outcome, end };
 }
