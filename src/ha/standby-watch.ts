@@ -1,8 +1,9 @@
 /**
  * The leader's watch on its standbys in synchronous mode, every STANDBY_WATCH_MS. Commits wait for
  * the standbys synchronous_standby_names names; when one of them stops streaming (its server died)
- * or falls silent (streaming for PostgreSQL, but answering nothing for SILENT_STANDBY_MS while WAL
- * sent to it waits: its host vanished without closing the connection),
+ * or falls silent (streaming for PostgreSQL, but answering nothing while WAL sent to it waits, for
+ * 2 s when another standby answers meanwhile, 5 s otherwise: its host vanished without closing the
+ * connection; sync.ts trackSilence),
  * the loop is woken at once instead of at its next cycle, up to loop_wait later, and the cycles
  * leave the silent ones out (`RunnerState.silentStandbys`) until they answer again. The watch
  * decides nothing itself: the cycle it wakes plans the change (sync.ts) as any other cycle would.
@@ -10,7 +11,7 @@
 import type { TimerHandle } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { RunnerContext } from './context.js';
-import { lostSyncStandbys, SILENT_STANDBY_MS, trackSilence, type Silence } from './sync.js';
+import { lostSyncStandbys, trackSilence, type Silence } from './sync.js';
 
 /** How often the leader looks at pg_stat_replication in synchronous mode (ms). */
 export const STANDBY_WATCH_MS = 200;
@@ -61,9 +62,11 @@ export class SyncStandbyWatch {
     const all = await c.d.pg.walSenders!();
     if (all === null || this.stopped) return;
     // Members only: a logical replication client is no synchronous standby of this cluster.
-    const members = new Set(c.snapshot.cluster?.members.map((m) => m.name) ?? []);
-    const senders = all.filter((s) => members.has(s.name));
-    const silence = trackSilence(this.sightings, senders, c.clock.mono(), SILENT_STANDBY_MS);
+    const members = c.snapshot.cluster?.members ?? [];
+    const senders = all.filter((s) => members.some((m) => m.name === s.name));
+    // A standby tagged nosync cannot take a silent one's place.
+    const peers = new Set(members.filter((m) => m.data.tags?.nosync !== true).map((m) => m.name));
+    const silence = trackSilence(this.sightings, senders, c.clock.mono(), peers);
     this.sightings = silence.sightings;
     c.st.silentStandbys = silence.silent;
     const seen = lostSyncStandbys(c.st.ssn, this.answering, silence.answering);
@@ -72,7 +75,7 @@ export class SyncStandbyWatch {
     const why = seen.lost
       .map((n) =>
         silence.silent.includes(n)
-          ? `${n} answered nothing for ${SILENT_STANDBY_MS / 1000} s while WAL sent to it waited`
+          ? `${n} answered nothing for ${((silence.quietMs.get(n) ?? 0) / 1000).toFixed(1)} s while WAL sent to it waited`
           : `${n} stopped streaming`,
       )
       .join('; ');

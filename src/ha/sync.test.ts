@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Member, SyncKey } from '../dcs/types.js';
-import type { ServerStatus } from '../postgres/types.js';
+import type { ServerStatus, WalSender } from '../postgres/types.js';
 import {
   keyValue,
   lostSyncStandbys,
@@ -391,8 +391,10 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
     streaming = true,
     pid = name === 'pg2' ? 102 : 103,
   ) => ({ pid, name, streaming, sent, flushed, replyTime });
-  // Each case: looks at t = 0, 1000, ... ms (limit 5000), and the silent set after the last one.
-  it.each([
+  // Each case: looks at t = 0, 1000, ... ms, and the silent set after the last one (5 s alone, 2 s
+  // while another standby that may be synchronous answers).
+  const answers = (name: string, i: number) => sender(name, 200 + i, 200 + i, `u${i}`);
+  it.each<{ why: string; looks: WalSender[][]; silent: string[]; peers?: string[] }>([
     {
       why: 'WAL waits and no answer comes for the limit: silent',
       looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1')]),
@@ -433,11 +435,43 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
     },
     {
       why: 'only the silent one of two',
-      looks: Array.from({ length: 6 }, (_, i) => [
-        sender('pg2', 200, 100, 't1'),
-        sender('pg3', 200 + i, 200 + i, `u${i}`),
-      ]),
+      looks: Array.from({ length: 6 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
       silent: ['pg2'],
+    },
+    {
+      why: 'another standby answers meanwhile: silent after 2 s',
+      looks: Array.from({ length: 3 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+      silent: ['pg2'],
+    },
+    {
+      why: 'another standby answers meanwhile: not yet after 1 s',
+      looks: Array.from({ length: 2 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+      silent: [],
+    },
+    {
+      why: 'the one answering cannot take its place (nosync): 5 s',
+      looks: Array.from({ length: 5 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+      peers: ['pg2'],
+      silent: [],
+    },
+    {
+      why: 'both silent at once (the primary cut off, say): neither is proof for the other before 5 s',
+      looks: Array.from({ length: 5 }, () => [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')]),
+      silent: [],
+    },
+    {
+      why: 'both silent at once: both after 5 s',
+      looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')]),
+      silent: ['pg2', 'pg3'],
+    },
+    {
+      why: 'another standby quiet for 1 s is no proof (both may have been cut off together)',
+      looks: [
+        [sender('pg2', 200, 100, 't1'), answers('pg3', 0)],
+        [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')],
+        [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')],
+      ],
+      silent: [],
     },
     {
       why: 'WAL keeps being sent but no answer comes: silent all the same',
@@ -462,11 +496,11 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
       looks: Array.from({ length: 6 }, () => [{ pid: 102, name: 'pg2', streaming: true, replyTime: null }]),
       silent: [],
     },
-  ])('$why', ({ looks, silent }) => {
+  ])('$why', ({ looks, silent, peers }) => {
     let sightings = new Map();
     let last: string[] = [];
     looks.forEach((senders, i) => {
-      const r = trackSilence(sightings, senders, i * 1000, 5000);
+      const r = trackSilence(sightings, senders, i * 1000, peers && new Set(peers));
       sightings = r.sightings;
       last = r.silent;
     });

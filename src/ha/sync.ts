@@ -33,8 +33,8 @@ export interface SyncPlanInput {
   /** The primary's current WAL position (the reference for the lag when one standby streams). */
   primaryLsn?: number;
   /**
-   * Standbys that stream but have answered nothing for SILENT_STANDBY_MS while WAL sent to them
-   * waited (silentStandbys): left out, as if they did not stream.
+   * Standbys that stream but have answered nothing while WAL sent to them waited (silentStandbys,
+   * trackSilence): left out, as if they did not stream.
    */
   silent?: readonly string[];
 }
@@ -337,6 +337,15 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
  */
 export const SILENT_STANDBY_MS = 5000;
 
+/**
+ * The same, when another standby that may be synchronous is answering (ms): the silent one can then
+ * be replaced by a standby shown to keep up, so leaving it out costs no copy of a commit, and the
+ * commits waiting for it go on sooner. The other standby counts when it has nothing outstanding or
+ * answered within half this time: two that fell silent together (the primary's own network
+ * stalled, say) are no proof for each other, and each gets SILENT_STANDBY_MS.
+ */
+export const SILENT_WITH_PEER_MS = 2000;
+
 /** Since when (the watch's clock) a walsender has had WAL outstanding and no new answer. */
 export interface Silence {
   replyTime: string | null;
@@ -345,40 +354,48 @@ export interface Silence {
 
 /**
  * The standbys that are silent: a walsender streaming to them has WAL sent and not yet flushed by
- * their last answer, and no new answer came (its reply time) for `limitMs` since that was first
- * seen. An answer starts the count over, and so does nothing outstanding: an idle standby whose
- * last status report is old is not silent when a commit reaches it. (The sent position is no sign
- * of life: the primary's own background WAL still fits in a vanished host's socket buffer.)
- * Walsenders are told apart by pid (a dead one may linger beside the standby's new connection); a
- * name is silent only when none of its walsenders answers. `answering`: the streaming names that
- * are not silent.
+ * their last answer, and no new answer came (its reply time) since that was first seen, for
+ * SILENT_WITH_PEER_MS while another standby in `peers` answers (nothing outstanding, or an answer
+ * within half that), for SILENT_STANDBY_MS otherwise. An answer starts the count over, and so does
+ * nothing outstanding: an idle standby whose last status report is old is not silent when a commit
+ * reaches it. (The sent position is no sign of life: the primary's own background WAL still fits
+ * in a vanished host's socket buffer.) Walsenders are told apart by pid (a dead one may linger
+ * beside the standby's new connection); a name waits as long as its most recent answer says.
+ * `peers`: the names that may take a silent one's place (every name when absent). `answering`: the
+ * streaming names that are not silent; `quietMs`: how long each silent one has been.
  */
 export function trackSilence(
   before: ReadonlyMap<number, Silence>,
   senders: readonly WalSender[],
   nowMs: number,
-  limitMs = SILENT_STANDBY_MS,
-): { sightings: Map<number, Silence>; silent: string[]; answering: string[] } {
+  peers?: ReadonlySet<string>,
+): { sightings: Map<number, Silence>; silent: string[]; answering: string[]; quietMs: Map<string, number> } {
   const sightings = new Map<number, Silence>();
-  const silentNames = new Set<string>();
-  const answering = new Set<string>();
+  /** Per streaming name, the shortest wait among its walsenders (0: nothing outstanding). */
+  const quiet = new Map<string, number>();
   for (const s of senders) {
     if (!s.streaming) continue;
-    const outstanding = s.sent !== undefined && s.flushed !== undefined && s.sent > s.flushed;
-    if (!outstanding) {
-      answering.add(s.name);
-      continue;
+    let waited = 0;
+    if (s.sent !== undefined && s.flushed !== undefined && s.sent > s.flushed) {
+      const prev = before.get(s.pid);
+      const since = prev && prev.replyTime === s.replyTime ? prev.since : nowMs;
+      sightings.set(s.pid, { replyTime: s.replyTime, since });
+      waited = nowMs - since;
     }
-    const prev = before.get(s.pid);
-    const since = prev && prev.replyTime === s.replyTime ? prev.since : nowMs;
-    sightings.set(s.pid, { replyTime: s.replyTime, since });
-    if (nowMs - since >= limitMs) silentNames.add(s.name);
-    else answering.add(s.name);
+    quiet.set(s.name, Math.min(waited, quiet.get(s.name) ?? Infinity));
+  }
+  const quietMs = new Map<string, number>();
+  for (const [name, waited] of quiet) {
+    const peerAnswers = [...quiet].some(
+      ([other, w]) => other !== name && w < SILENT_WITH_PEER_MS / 2 && (!peers || peers.has(other)),
+    );
+    if (waited >= (peerAnswers ? SILENT_WITH_PEER_MS : SILENT_STANDBY_MS)) quietMs.set(name, waited);
   }
   return {
     sightings,
-    silent: [...silentNames].filter((n) => !answering.has(n)).sort(),
-    answering: [...answering].sort(),
+    silent: [...quietMs.keys()].sort(),
+    answering: [...quiet.keys()].filter((n) => !quietMs.has(n)).sort(),
+    quietMs,
   };
 }
 

@@ -85,6 +85,8 @@ export class World {
   private pending: Commit[] = [];
   /** Commits acknowledged with a synchronous standby's confirmation. */
   readonly acked: Commit[] = [];
+  /** Per node, the WAL position of the last commit acknowledged there, confirmed or not. */
+  readonly lastAcked = new Map<string, number>();
   readonly violations: Violation[] = [];
   readonly events: string[] = [];
   private keyHeldDown = new Map<string, number>();
@@ -376,6 +378,7 @@ export class World {
         // Only what a synchronous standby confirmed is promised: without one (not strict) the
         // leader acknowledges alone, as PostgreSQL does with an empty synchronous_standby_names.
         if (ssn) this.acked.push(c);
+        this.lastAcked.set(c.node, Math.max(c.pos, this.lastAcked.get(c.node) ?? 0));
         this.stats.acked++;
       } else keep.push(c);
     }
