@@ -1,6 +1,7 @@
 /**
  * The single `pgha` entry point and its one error boundary: an expected failure (`PghaError`)
- * prints one line and exits 1; anything else is a bug and prints its stack.
+ * prints one line and exits 1 (2 for a command line that cannot be read); anything else is a bug
+ * and prints its stack.
  *
  * Each command's code is loaded only when that command runs (`import()` below), so a long-running
  * `pgha agent` holds neither the router's nor ctl's nor the Bacula tools' code in memory.
@@ -9,7 +10,7 @@ import { Command, CommanderError } from 'commander';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandName, modulesToLoad } from './util/argv.js';
-import { ConfigError, DcsError, PghaError } from './util/errors.js';
+import { ConfigError, DcsError, PghaError, UsageError } from './util/errors.js';
 import { AGENT_V8_FLAGS, applyV8Flags } from './util/v8-flags.js';
 import { VERSION } from './version.js';
 
@@ -89,7 +90,8 @@ async function main(argv: string[]): Promise<number> {
     // A command may set its own status without failing (`ctl doctor` when it found something).
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // Commander has printed its message (an unknown option, a missing argument) or the help.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof ConfigError) {
       console.error(`pgha: ${err.message}`);
       return 1;
@@ -102,7 +104,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof PghaError) {
       console.error(`pgha: ${err.message}`);
-      return 1;
+      return err instanceof UsageError ? 2 : 1;
     }
     console.error('pgha: unexpected error (this is a bug, please report it):');
     console.error(err);

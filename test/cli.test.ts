@@ -53,6 +53,25 @@ describe('pgha CLI errors', () => {
     expect(r.err).not.toMatch(/\n\s+at /);
   });
 
+  it('exits 2 for a command line it cannot read, as patronictl (click) does', () => {
+    for (const args of [
+      ['ctl', 'list', '--no-such-option'],
+      ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'list', '-f', 'html', 'demo'],
+      ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'list', '-w', 'soon', 'demo'],
+      ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'restart', 'demo', '--role', 'boss'],
+      ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'dsn', 'demo', '--role', 'boss'],
+    ]) {
+      const r = pgha(...args);
+      expect([r.code, args.join(' ')]).toEqual([2, args.join(' ')]);
+      expect(r.err).toMatch(
+        /unknown option|--format: expected one of|--watch: expected|'boss' is invalid|--role: "boss"/,
+      );
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+    const patronictl = spawnSync('patronictl', ['list', '--no-such-option'], { encoding: 'utf8' });
+    expect(patronictl.status).toBe(2);
+  });
+
   it('prints help for every command', () => {
     for (const cmd of [[], ['agent'], ['ctl'], ['demo']]) {
       const r = pgha(...cmd, '--help');
@@ -82,6 +101,12 @@ describe('pgha ctl reads a patronictl.yaml as patronictl does', () => {
     const file = join(dir, 'patronictl.yaml');
     writeFileSync(file, minimal());
     listed(pgha('ctl', '-c', file, 'list', 'demo'));
+  });
+
+  it('-w 0 lists once, as patronictl', () => {
+    const r = pgha('ctl', '--dcs-url', etcd.endpoints[0]!, 'list', '-w', '0', 'demo');
+    listed(r);
+    expect(r.out.match(/Cluster: demo/g)).toHaveLength(1);
   });
 
   it('--dcs is read as --dcs-url, as patronictl spells it too', () => {

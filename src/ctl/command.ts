@@ -1,6 +1,6 @@
 /** Shared pieces of the ctl commands: the context around an action, option parsers. */
 import type { Command } from 'commander';
-import { PghaError } from '../util/errors.js';
+import { PghaError, UsageError } from '../util/errors.js';
 import { ctlContext, type CtlContext, type GlobalOptions } from './context.js';
 import { FORMATS, type OutputFormat } from './table.js';
 
@@ -17,16 +17,20 @@ export async function withContext<T>(cmd: Command, fn: (ctx: CtlContext) => Prom
 /** `-f/--format`: pretty, tsv, json, yaml (or yml). */
 export function parseFormat(v: string): OutputFormat {
   if (!(FORMATS as readonly string[]).includes(v))
-    throw new PghaError('PGHA_BAD_FORMAT', `--format: expected one of ${FORMATS.join(', ')}, got "${v}"`);
+    throw new UsageError(`--format: expected one of ${FORMATS.join(', ')}, got "${v}"`);
   return (v === 'yml' ? 'yaml' : v) as OutputFormat;
 }
 
-/** `-w/--watch`: seconds between refreshes, a positive number. */
-export function parseSeconds(v: string, flag = '--watch'): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new PghaError('PGHA_BAD_OPTION', `${flag}: expected a positive number of seconds, got "${v}"`);
-  return n;
+/**
+ * Seconds between refreshes from `-W` and `-w/--watch`, as patronictl: `-w N` every N seconds, `-W`
+ * every 2; 0 (or neither) once, except `-W -w 0`, every 2 seconds.
+ */
+export function watchEvery(o: { W?: boolean; watch?: string }): number {
+  if (o.watch === undefined) return o.W ? 2 : 0;
+  const n = Number(o.watch);
+  if (o.watch.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new UsageError(`--watch: expected a number of seconds, got "${o.watch}"`);
+  return n > 0 ? n : o.W ? 2 : 0;
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

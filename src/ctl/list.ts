@@ -6,7 +6,7 @@ import { formatFinding } from '../doctor/checks.js';
 import { VERSION } from '../version.js';
 import { etcdFindings } from './doctor.js';
 import { errorMessage } from '../util/errors.js';
-import { parseFormat, parseSeconds, sleep, withContext } from './command.js';
+import { parseFormat, sleep, watchEvery, withContext } from './command.js';
 import { renderMembers } from './members.js';
 import { allMembers } from './select.js';
 import { formatOutput, timestamp, type Cell, type OutputFormat } from './table.js';
@@ -56,7 +56,7 @@ export function registerViews(ctl: Command): void {
           cmd: Command,
         ) => {
           const fmt: OutputFormat = name === 'topology' ? 'topology' : parseFormat(o.format ?? 'pretty');
-          const every = o.watch ? parseSeconds(o.watch) : o.W ? 2 : 0;
+          const every = watchEvery(o);
           await withContext(cmd, async (ctx) => {
             const scopes = names.length > 0 ? names : ctx.config.scope ? [ctx.config.scope] : [];
             if (scopes.length === 0) {

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import pg from 'pg';
 import type { ClusterState } from '../dcs/types.js';
 import { DcsError, errorMessage, PghaError } from '../util/errors.js';
-import { parseFormat, parseSeconds, sleep, withContext } from './command.js';
+import { parseFormat, sleep, watchEvery, withContext } from './command.js';
 import type { CtlContext } from './context.js';
 import { roleFor } from './dsn.js';
 import { connKwargs } from './members.js';
@@ -114,7 +114,7 @@ export function registerQuery(ctl: Command): void {
         if (o.file === undefined && o.command === undefined)
           throw new PghaError('PGHA_BAD_OPTION', 'You need to specify either --command or --file');
         const fmt = parseFormat(o.format);
-        const every = o.watch ? parseSeconds(o.watch) : o.W ? 2 : 0;
+        const every = watchEvery(o);
         let sql = o.command ?? '';
         if (o.file !== undefined) {
           try {

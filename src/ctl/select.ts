@@ -3,7 +3,7 @@
  * `get_members` do, with refusals that name the members and roles involved.
  */
 import type { ClusterState, Member } from '../dcs/types.js';
-import { PghaError } from '../util/errors.js';
+import { PghaError, UsageError } from '../util/errors.js';
 import type { CtlContext } from './context.js';
 import { renderMembers } from './members.js';
 
@@ -13,10 +13,7 @@ export type Role = (typeof ROLES)[number];
 
 export function parseRole(v: string): Role {
   if (!(ROLES as readonly string[]).includes(v))
-    throw new PghaError(
-      'PGHA_BAD_ROLE',
-      `--role: "${v}" is not one of ${ROLES.map((r) => `'${r}'`).join(', ')}`,
-    );
+    throw new UsageError(`--role: "${v}" is not one of ${ROLES.map((r) => `'${r}'`).join(', ')}`);
   return v as Role;
 }
 

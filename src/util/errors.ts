@@ -14,6 +14,17 @@ export class PghaError extends Error {
   }
 }
 
+/**
+ * A command line that cannot be read: an unknown choice or a value of the wrong type for an option.
+ * The CLI exits 2 for it, as for an unknown option, as patronictl (click) and most Unix tools do.
+ */
+export class UsageError extends PghaError {
+  constructor(message: string) {
+    super('PGHA_USAGE', message);
+    this.name = 'UsageError';
+  }
+}
+
 /** One or more problems in the configuration, reported together as `path.to.key: what is wrong`. */
 export class ConfigError extends PghaError {
   readonly problems: string[];
