@@ -2,7 +2,7 @@
  * The leader's watch on its standbys in synchronous mode, every STANDBY_WATCH_MS. Commits wait for
  * the standbys synchronous_standby_names names; when one of them stops streaming (its server died)
  * or falls silent (streaming for PostgreSQL, but answering nothing while WAL sent to it waits, for
- * 2 s when another standby answers meanwhile, 5 s otherwise: its host vanished without closing the
+ * 2 s when a spare standby answers meanwhile, 5 s otherwise: its host vanished without closing the
  * connection; sync.ts trackSilence),
  * the loop is woken at once instead of at its next cycle, up to loop_wait later, and the cycles
  * leave the silent ones out (`RunnerState.silentStandbys`) until they answer again. The watch
@@ -11,7 +11,7 @@
 import type { TimerHandle } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
 import type { RunnerContext } from './context.js';
-import { lostSyncStandbys, trackSilence, type Silence } from './sync.js';
+import { lostSyncStandbys, syncSpares, trackSilence, type Silence } from './sync.js';
 
 /** How often the leader looks at pg_stat_replication in synchronous mode (ms). */
 export const STANDBY_WATCH_MS = 200;
@@ -64,9 +64,12 @@ export class SyncStandbyWatch {
     // Members only: a logical replication client is no synchronous standby of this cluster.
     const members = c.snapshot.cluster?.members ?? [];
     const senders = all.filter((s) => members.some((m) => m.name === s.name));
-    // A standby tagged nosync cannot take a silent one's place.
-    const peers = new Set(members.filter((m) => m.data.tags?.nosync !== true).map((m) => m.name));
-    const silence = trackSilence(this.sightings, senders, c.clock.mono(), peers);
+    const silence = trackSilence(
+      this.sightings,
+      senders,
+      c.clock.mono(),
+      syncSpares(c.dynamic().synchronous_mode, c.st.ssn, c.me, members),
+    );
     this.sightings = silence.sightings;
     c.st.silentStandbys = silence.silent;
     const seen = lostSyncStandbys(c.st.ssn, this.answering, silence.answering);

@@ -11,6 +11,7 @@ import {
   renderSsn,
   syncCandidates,
   syncLsn,
+  syncSpares,
   type SyncPlanInput,
 } from './sync.js';
 
@@ -391,10 +392,11 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
     streaming = true,
     pid = name === 'pg2' ? 102 : 103,
   ) => ({ pid, name, streaming, sent, flushed, replyTime });
-  // Each case: looks at t = 0, 1000, ... ms, and the silent set after the last one (5 s alone, 2 s
-  // while another standby that may be synchronous answers).
+  // Each case: looks at t = 0, 1000, ... ms, and the silent set after the last one (5 s, 2 s while a
+  // spare answers).
   const answers = (name: string, i: number) => sender(name, 200 + i, 200 + i, `u${i}`);
-  it.each<{ why: string; looks: WalSender[][]; silent: string[]; peers?: string[] }>([
+  const busy = (name: string, i: number) => sender(name, 300 + i * 10, 200 + i * 10, `b${i}`);
+  it.each<{ why: string; looks: WalSender[][]; silent: string[]; spares?: string[] }>([
     {
       why: 'WAL waits and no answer comes for the limit: silent',
       looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1')]),
@@ -439,38 +441,96 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
       silent: ['pg2'],
     },
     {
-      why: 'another standby answers meanwhile: silent after 2 s',
+      why: 'a spare answers meanwhile: silent after 2 s',
       looks: Array.from({ length: 3 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+      spares: ['pg3'],
       silent: ['pg2'],
     },
     {
-      why: 'another standby answers meanwhile: not yet after 1 s',
+      why: 'a spare answers meanwhile: not yet after 1 s',
       looks: Array.from({ length: 2 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+      spares: ['pg3'],
       silent: [],
     },
     {
-      why: 'the one answering cannot take its place (nosync): 5 s',
+      why: 'the one answering is no spare (listed already, nosync, nofailover, quorum mode): 5 s',
       looks: Array.from({ length: 5 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
-      peers: ['pg2'],
+      silent: [],
+    },
+    {
+      why: 'a busy spare, always behind but answering, counts',
+      looks: Array.from({ length: 3 }, (_, i) => [sender('pg2', 200, 100, 't1'), busy('pg3', i)]),
+      spares: ['pg3'],
+      silent: ['pg2'],
+    },
+    {
+      why: 'a spare first seen with WAL outstanding is no proof yet',
+      looks: [
+        [sender('pg2', 200, 100, 't1')],
+        [sender('pg2', 200, 100, 't1')],
+        [sender('pg2', 200, 100, 't1'), sender('pg3', 300, 200, 'u1')],
+      ],
+      spares: ['pg3'],
+      silent: [],
+    },
+    {
+      why: 'a spare that never answered (no flush position) is no proof',
+      looks: Array.from({ length: 3 }, () => [
+        sender('pg2', 200, 100, 't1'),
+        { pid: 103, name: 'pg3', streaming: true, sent: 200, replyTime: null },
+      ]),
+      spares: ['pg3'],
       silent: [],
     },
     {
       why: 'both silent at once (the primary cut off, say): neither is proof for the other before 5 s',
       looks: Array.from({ length: 5 }, () => [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')]),
+      spares: ['pg3'],
       silent: [],
     },
     {
       why: 'both silent at once: both after 5 s',
       looks: Array.from({ length: 6 }, () => [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')]),
+      spares: ['pg3'],
       silent: ['pg2', 'pg3'],
     },
     {
-      why: 'another standby quiet for 1 s is no proof (both may have been cut off together)',
+      why: 'a spare quiet for 1 s is no proof (both may have been cut off together)',
       looks: [
         [sender('pg2', 200, 100, 't1'), answers('pg3', 0)],
         [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')],
         [sender('pg2', 200, 100, 't1'), sender('pg3', 200, 100, 'u1')],
       ],
+      spares: ['pg3'],
+      silent: [],
+    },
+    {
+      why: 'two listed standbys quiet and one spare: 5 s (one spare replaces one of them)',
+      looks: Array.from({ length: 3 }, (_, i) => [
+        sender('pg2', 200, 100, 't1'),
+        sender('pg4', 200, 100, 'w1', true, 104),
+        answers('pg3', i),
+      ]),
+      spares: ['pg3'],
+      silent: [],
+    },
+    {
+      why: 'once silent it stays silent while it answers nothing, though the spare went quiet since',
+      looks: [
+        ...Array.from({ length: 3 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+        [sender('pg2', 200, 100, 't1'), sender('pg3', 300, 200, 'u9')],
+        [sender('pg2', 200, 100, 't1'), sender('pg3', 300, 200, 'u9')],
+      ],
+      spares: ['pg3'],
+      silent: ['pg2'],
+    },
+    {
+      why: 'an answer ends the silence',
+      looks: [
+        ...Array.from({ length: 3 }, (_, i) => [sender('pg2', 200, 100, 't1'), answers('pg3', i)]),
+        [sender('pg2', 300, 150, 't2'), sender('pg3', 300, 200, 'u9')],
+      ],
+      spares: ['pg3'],
       silent: [],
     },
     {
@@ -496,15 +556,39 @@ describe('trackSilence: a standby that answers nothing while WAL waits', () => {
       looks: Array.from({ length: 6 }, () => [{ pid: 102, name: 'pg2', streaming: true, replyTime: null }]),
       silent: [],
     },
-  ])('$why', ({ looks, silent, peers }) => {
+  ])('$why', ({ looks, silent, spares }) => {
     let sightings = new Map();
     let last: string[] = [];
     looks.forEach((senders, i) => {
-      const r = trackSilence(sightings, senders, i * 1000, peers && new Set(peers));
+      const r = trackSilence(sightings, senders, i * 1000, new Set(spares));
       sightings = r.sightings;
       last = r.silent;
     });
     expect(last).toEqual(silent);
+  });
+});
+
+describe('syncSpares: who may replace a silent synchronous standby', () => {
+  const members = [
+    member('n1'),
+    member('n2'),
+    member('n3'),
+    member('n4', { nosync: true }),
+    member('n5', { nofailover: true }),
+  ];
+  it.each<{ why: string; mode: boolean | 'quorum'; ssn: string; spares: string[] }>([
+    {
+      why: 'the members not listed, may be synchronous and promoted',
+      mode: true,
+      ssn: 'FIRST 1 (n2)',
+      spares: ['n3'],
+    },
+    { why: 'none when every candidate is listed', mode: true, ssn: 'FIRST 2 (n2,n3)', spares: [] },
+    { why: 'none in quorum mode', mode: 'quorum', ssn: 'ANY 1 (n2,n3)', spares: [] },
+    { why: 'none for *', mode: true, ssn: '*', spares: [] },
+    { why: 'none with synchronous mode off', mode: false, ssn: '', spares: [] },
+  ])('$why', ({ mode, ssn, spares }) => {
+    expect([...syncSpares(mode, ssn, 'n1', members)].sort()).toEqual(spares);
   });
 });
 

@@ -338,63 +338,114 @@ export function planQuorum(input: SyncPlanInput): { changes: QuorumChange[]; why
 export const SILENT_STANDBY_MS = 5000;
 
 /**
- * The same, when another standby that may be synchronous is answering (ms): the silent one can then
- * be replaced by a standby shown to keep up, so leaving it out costs no copy of a commit, and the
- * commits waiting for it go on sooner. The other standby counts when it has nothing outstanding or
- * answered within half this time: two that fell silent together (the primary's own network
- * stalled, say) are no proof for each other, and each gets SILENT_STANDBY_MS.
+ * The same, for a standby that a spare can replace (ms): a standby not listed in
+ * synchronous_standby_names, that may be synchronous and promoted, and is seen answering (nothing
+ * outstanding, or an answer seen within half this time). The silent one is then replaced by a
+ * standby shown to keep up, so leaving it out gives up no copy of a commit, and the commits
+ * waiting for it go on sooner. Standbys that fell silent together (the primary's own network
+ * stalled, say) are no spares for each other, and each gets SILENT_STANDBY_MS.
  */
-export const SILENT_WITH_PEER_MS = 2000;
+export const SILENT_WITH_SPARE_MS = 2000;
 
-/** Since when (the watch's clock) a walsender has had WAL outstanding and no new answer. */
+/**
+ * The members that may replace a silent synchronous standby (SILENT_WITH_SPARE_MS): with
+ * `synchronous_mode: on`, those `ssn` does not list yet, not tagged `nosync` or `nofailover`. None
+ * in quorum mode, where a silent standby holds commits back only when too few others answer, and
+ * leaving it out sooner would only shrink the voters; none when `ssn` is `*`.
+ */
+export function syncSpares(
+  mode: boolean | 'quorum',
+  ssn: string,
+  me: string,
+  members: readonly Member[],
+): Set<string> {
+  const listed = parseSsn(ssn).names;
+  if (mode !== true || listed.includes('*')) return new Set();
+  return new Set(
+    members
+      .filter((m) => m.name !== me && !listed.includes(m.name))
+      .filter((m) => m.data.tags?.nosync !== true && !isNoFailover(m.data.tags))
+      .map((m) => m.name),
+  );
+}
+
+/** What the standby watch remembers of a walsender with WAL outstanding (its clock). */
 export interface Silence {
   replyTime: string | null;
+  /** Since when no new answer came. */
   since: number;
+  /** `since` is an answer seen to arrive, not the first sight of the walsender. */
+  answered: boolean;
+  /** Found silent: it stays so until it answers. */
+  silent: boolean;
 }
 
 /**
  * The standbys that are silent: a walsender streaming to them has WAL sent and not yet flushed by
- * their last answer, and no new answer came (its reply time) since that was first seen, for
- * SILENT_WITH_PEER_MS while another standby in `peers` answers (nothing outstanding, or an answer
- * within half that), for SILENT_STANDBY_MS otherwise. An answer starts the count over, and so does
+ * their last answer, and no new answer came (its reply time) since that was first seen — for
+ * SILENT_WITH_SPARE_MS when at least as many `spares` answer as there are listed standbys quiet
+ * that long, for SILENT_STANDBY_MS otherwise. Once silent, a standby stays silent until it answers
+ * (its reply time changes), whatever the others do; an answer starts the count over, and so does
  * nothing outstanding: an idle standby whose last status report is old is not silent when a commit
  * reaches it. (The sent position is no sign of life: the primary's own background WAL still fits
  * in a vanished host's socket buffer.) Walsenders are told apart by pid (a dead one may linger
  * beside the standby's new connection); a name waits as long as its most recent answer says.
- * `peers`: the names that may take a silent one's place (every name when absent). `answering`: the
- * streaming names that are not silent; `quietMs`: how long each silent one has been.
+ * `spares`: the names that may take a listed one's place (none: the 5 s rule alone). `answering`:
+ * the streaming names that are not silent; `quietMs`: how long each silent one has been.
  */
 export function trackSilence(
   before: ReadonlyMap<number, Silence>,
   senders: readonly WalSender[],
   nowMs: number,
-  peers?: ReadonlySet<string>,
+  spares: ReadonlySet<string> = new Set(),
 ): { sightings: Map<number, Silence>; silent: string[]; answering: string[]; quietMs: Map<string, number> } {
   const sightings = new Map<number, Silence>();
-  /** Per streaming name, the shortest wait among its walsenders (0: nothing outstanding). */
-  const quiet = new Map<string, number>();
+  /** Per streaming name: the shortest wait among its walsenders (0: nothing outstanding). */
+  const names = new Map<string, { waited: number; stuck: boolean; answers: boolean }>();
   for (const s of senders) {
     if (!s.streaming) continue;
-    let waited = 0;
+    let seen = { waited: 0, stuck: false, answers: s.flushed !== undefined };
     if (s.sent !== undefined && s.flushed !== undefined && s.sent > s.flushed) {
       const prev = before.get(s.pid);
-      const since = prev && prev.replyTime === s.replyTime ? prev.since : nowMs;
-      sightings.set(s.pid, { replyTime: s.replyTime, since });
-      waited = nowMs - since;
+      const same = prev !== undefined && prev.replyTime === s.replyTime;
+      const since = same ? prev.since : nowMs;
+      const answered = same ? prev.answered : prev !== undefined;
+      sightings.set(s.pid, { replyTime: s.replyTime, since, answered, silent: same && prev.silent });
+      seen = {
+        waited: nowMs - since,
+        stuck: same && prev.silent,
+        answers: answered && nowMs - since < SILENT_WITH_SPARE_MS / 2,
+      };
     }
-    quiet.set(s.name, Math.min(waited, quiet.get(s.name) ?? Infinity));
-  }
-  const quietMs = new Map<string, number>();
-  for (const [name, waited] of quiet) {
-    const peerAnswers = [...quiet].some(
-      ([other, w]) => other !== name && w < SILENT_WITH_PEER_MS / 2 && (!peers || peers.has(other)),
+    const had = names.get(s.name);
+    names.set(
+      s.name,
+      had
+        ? {
+            waited: Math.min(had.waited, seen.waited),
+            stuck: had.stuck && seen.stuck,
+            answers: had.answers || seen.answers,
+          }
+        : seen,
     );
-    if (waited >= (peerAnswers ? SILENT_WITH_PEER_MS : SILENT_STANDBY_MS)) quietMs.set(name, waited);
   }
+  const quietListed = [...names].filter(([n, v]) => v.waited >= SILENT_WITH_SPARE_MS && !spares.has(n));
+  const answeringSpares = [...names].filter(([n, v]) => spares.has(n) && v.answers).length;
+  const limit =
+    quietListed.length > 0 && answeringSpares >= quietListed.length
+      ? SILENT_WITH_SPARE_MS
+      : SILENT_STANDBY_MS;
+  const quietMs = new Map<string, number>();
+  for (const [name, v] of names) if (v.stuck || v.waited >= limit) quietMs.set(name, v.waited);
+  for (const s of senders)
+    if (quietMs.has(s.name)) {
+      const seen = sightings.get(s.pid);
+      if (seen) seen.silent = true;
+    }
   return {
     sightings,
     silent: [...quietMs.keys()].sort(),
-    answering: [...quiet.keys()].filter((n) => !quietMs.has(n)).sort(),
+    answering: [...names.keys()].filter((n) => !quietMs.has(n)).sort(),
     quietMs,
   };
 }
