@@ -83,6 +83,20 @@ async function buildProgram(args: readonly string[]): Promise<Command> {
   return program;
 }
 
+/** Commander's errors for a command line it cannot read. */
+const USAGE_ERRORS = new Set(
+  [
+    'unknownOption',
+    'unknownCommand',
+    'missingArgument',
+    'optionMissingArgument',
+    'missingMandatoryOptionValue',
+    'invalidArgument',
+    'excessArguments',
+    'conflictingOption',
+  ].map((c) => `commander.${c}`),
+);
+
 async function main(argv: string[]): Promise<number> {
   try {
     const program = await buildProgram(argv.slice(2));
@@ -90,8 +104,8 @@ async function main(argv: string[]): Promise<number> {
     // A command may set its own status without failing (`ctl doctor` when it found something).
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    // Commander has printed its message (an unknown option, a missing argument) or the help.
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    // Commander has printed its message or the help: a command line it could not read exits 2.
+    if (err instanceof CommanderError) return USAGE_ERRORS.has(err.code) ? 2 : err.exitCode;
     if (err instanceof ConfigError) {
       console.error(`pgha: ${err.message}`);
       return 1;

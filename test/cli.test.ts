@@ -60,11 +60,12 @@ describe('pgha CLI errors', () => {
       ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'list', '-w', 'soon', 'demo'],
       ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'restart', 'demo', '--role', 'boss'],
       ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'dsn', 'demo', '--role', 'boss'],
+      ['ctl', '--dcs-url', 'etcd3://127.0.0.1:1', 'flush', 'demo', 'everything'],
     ]) {
       const r = pgha(...args);
       expect([r.code, args.join(' ')]).toEqual([2, args.join(' ')]);
       expect(r.err).toMatch(
-        /unknown option|--format: expected one of|--watch: expected|'boss' is invalid|--role: "boss"/,
+        /unknown option|--format: expected one of|--watch: expected|'boss' is invalid|--role: "boss"|'everything' is not one of/,
       );
       expect(r.err).not.toMatch(/\n\s+at /);
     }

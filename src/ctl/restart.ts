@@ -3,7 +3,7 @@
  * members chosen, confirmed and reported on as patronictl does.
  */
 import { Option, type Command } from 'commander';
-import { PghaError } from '../util/errors.js';
+import { PghaError, UsageError } from '../util/errors.js';
 import { ApiUnreachableError } from './api.js';
 import { failIfAny, sleep, withContext } from './command.js';
 import { isPaused } from './members.js';
@@ -255,8 +255,7 @@ export function registerMemberActions(ctl: Command): void {
       const target = rest[rest.length - 1];
       const names = rest.slice(0, -1);
       if (target !== 'restart' && target !== 'switchover')
-        throw new PghaError(
-          'PGHA_BAD_TARGET',
+        throw new UsageError(
           `Invalid value for '{restart|switchover}': '${target}' is not one of 'restart', 'switchover'.`,
         );
       await withContext(cmd, async (ctx) => {
