@@ -22,12 +22,8 @@ beforeAll(async () => {
     ttl: 10,
     loopWait: 1,
     retryTimeout: 3,
-    edit: (cfg) => {
-      const dcs = (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs;
-      dcs.synchronous_mode = true;
-      const pgDcs = (dcs.postgresql ??= {}) as { parameters?: Record<string, unknown> };
-      pgDcs.parameters = { ...pgDcs.parameters, wal_retrieve_retry_interval: '30s' };
-    },
+    dcs: { synchronous_mode: true },
+    dcsParameters: { wal_retrieve_retry_interval: '30s' },
   });
   for (const n of c.nodes) c.startAgent(n.name);
 });

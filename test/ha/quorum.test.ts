@@ -21,9 +21,7 @@ beforeAll(async () => {
     ttl: TTL,
     loopWait: 1,
     retryTimeout: 2,
-    edit: (cfg) => {
-      (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs.synchronous_mode = 'quorum';
-    },
+    dcs: { synchronous_mode: 'quorum' },
   });
   for (const n of c.nodes) c.startAgent(n.name);
 });

@@ -31,14 +31,10 @@ beforeAll(async () => {
     ttl: 10,
     loopWait: 1,
     retryTimeout: 3,
-    edit: (cfg) => {
-      const dcs = (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs;
-      dcs.synchronous_mode = true;
-      // A quiet standby answers its primary only this often (PostgreSQL's default is 10 s): a
-      // commit released only by such an answer would wait up to a minute.
-      const pgDcs = (dcs.postgresql ??= {}) as { parameters?: Record<string, unknown> };
-      pgDcs.parameters = { ...pgDcs.parameters, wal_receiver_status_interval: '60s' };
-    },
+    dcs: { synchronous_mode: true },
+    // A quiet standby answers its primary only this often (PostgreSQL's default is 10 s): a
+    // commit released only by such an answer would wait up to a minute.
+    dcsParameters: { wal_receiver_status_interval: '60s' },
   });
   for (const n of c.nodes) c.startAgent(n.name);
 });

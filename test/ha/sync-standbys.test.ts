@@ -19,10 +19,7 @@ beforeAll(async () => {
     ttl: 10,
     loopWait: 1,
     retryTimeout: 3,
-    edit: (cfg) => {
-      const dcs = (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs;
-      dcs.synchronous_mode = true;
-    },
+    dcs: { synchronous_mode: true },
   });
   // pg1 leads; pg3 joins first and becomes the synchronous standby, then pg2 joins.
   c.startAgent('pg1');

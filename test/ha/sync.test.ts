@@ -15,10 +15,7 @@ beforeAll(async () => {
     ttl: 10,
     loopWait: 1,
     retryTimeout: 3,
-    edit: (cfg) => {
-      const dcs = (cfg.bootstrap as { dcs: Record<string, unknown> }).dcs;
-      dcs.synchronous_mode = true;
-    },
+    dcs: { synchronous_mode: true },
   });
   for (const n of c.nodes) c.startAgent(n.name);
 });

@@ -44,6 +44,10 @@ export interface ClusterOptions {
   etcdNamedAfterNodes?: boolean;
   /** Put a TCP proxy between each agent and etcd. */
   proxyEtcd?: boolean;
+  /** Dynamic settings the cluster bootstraps with (`bootstrap.dcs`), beside ttl, loop_wait and retry_timeout. */
+  dcs?: Record<string, unknown>;
+  /** PostgreSQL parameters the cluster bootstraps with (`bootstrap.dcs.postgresql.parameters`). */
+  dcsParameters?: Record<string, unknown>;
   /** Edits each node's YAML before it is written. */
   edit?: (cfg: Record<string, unknown>, name: string) => void;
   /** A program (and its arguments) that runs each agent, such as `unshare`; the agent runs directly without it. */
@@ -116,6 +120,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
     dcs.ttl = opts.ttl ?? 10;
     dcs.loop_wait = opts.loopWait ?? 1;
     dcs.retry_timeout = opts.retryTimeout ?? 3;
+    Object.assign(dcs, opts.dcs);
+    if (opts.dcsParameters) {
+      const pgDcs = (dcs.postgresql ??= {}) as { parameters?: Record<string, unknown> };
+      pgDcs.parameters = { ...pgDcs.parameters, ...opts.dcsParameters };
+    }
     const pgSection = cfg.postgresql as Record<string, unknown>;
     pgSection.bin_dir = pgCfg.bin_dir;
     pgSection.parameters = {
