@@ -63,7 +63,8 @@ export class SyncStandbyWatch {
     if (all === null || this.stopped) return;
     // Members only: a logical replication client is no synchronous standby of this cluster.
     const members = c.snapshot.cluster?.members ?? [];
-    const senders = all.filter((s) => members.some((m) => m.name === s.name));
+    const names = new Set(members.map((m) => m.name));
+    const senders = all.filter((s) => names.has(s.name));
     const silence = trackSilence(
       this.sightings,
       senders,

@@ -429,12 +429,11 @@ export function trackSilence(
         : seen,
     );
   }
-  const quietListed = [...names].filter(([n, v]) => v.waited >= SILENT_WITH_SPARE_MS && !spares.has(n));
+  // Quiet for the shorter limit and no spare themselves: the listed standbys (and those that may not
+  // be synchronous), each needing a spare to take its place.
+  const needSpare = [...names].filter(([n, v]) => v.waited >= SILENT_WITH_SPARE_MS && !spares.has(n)).length;
   const answeringSpares = [...names].filter(([n, v]) => spares.has(n) && v.answers).length;
-  const limit =
-    quietListed.length > 0 && answeringSpares >= quietListed.length
-      ? SILENT_WITH_SPARE_MS
-      : SILENT_STANDBY_MS;
+  const limit = needSpare > 0 && answeringSpares >= needSpare ? SILENT_WITH_SPARE_MS : SILENT_STANDBY_MS;
   const quietMs = new Map<string, number>();
   for (const [name, v] of names) if (v.stuck || v.waited >= limit) quietMs.set(name, v.waited);
   for (const s of senders)
